@@ -1,0 +1,7 @@
+import type { CommandIo } from './io.ts';
+import { LauncherError } from '../errors.ts';
+
+// Placeholder until this command is built; see the open issues.
+export async function run(_io: CommandIo): Promise<number> {
+  throw new LauncherError('NOT_BUILT', 'The "state" command is not built yet');
+}
