@@ -204,7 +204,7 @@ export function createCsr(privateKeyPem: string, subject: { commonName?: string;
   const oid = forge.pki.oids['sha256WithRSAEncryption']!;
   csr.signatureOid = oid;
   csr.siginfo.algorithmOid = oid;
-  const cri = (forge.pki as unknown as { getCertificationRequestInfo(c: forge.pki.CertificateRequest): forge.asn1.Asn1 }).getCertificationRequestInfo(csr);
+  const cri = (forge.pki as unknown as { getCertificationRequestInfo(c: forge.pki.CertificateSigningRequest): forge.asn1.Asn1 }).getCertificationRequestInfo(csr);
   csr.certificationRequestInfo = cri;
   csr.signature = signSha256Rsa(forge.asn1.toDer(cri).getBytes(), key);
   return forge.pki.certificationRequestToPem(csr);
