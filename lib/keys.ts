@@ -82,6 +82,15 @@ const OTHER_LABELS: Record<string, string> = {
   'CERTIFICATE REQUEST': 'it holds the CSR, not the private key',
 };
 
+const KEY_TYPE_NAMES: Record<string, string> = {
+  'ec': 'an EC', 'ed25519': 'an Ed25519', 'ed448': 'an Ed448', 'x25519': 'an X25519', 'x448': 'an X448',
+  'dsa': 'a DSA', 'dh': 'a DH', 'rsa-pss': 'an RSA-PSS (restricted)',
+};
+/** "an EC" etc., for messages. */
+export function keyTypeName(type: string | undefined): string {
+  return KEY_TYPE_NAMES[type ?? ''] ?? `a ${type ?? 'non-RSA'}`;
+}
+
 /**
  * Parses the pool's private key from an environment value (or a file's text).
  * `source` names where it came from in errors, e.g. a variable or a path.
@@ -110,7 +119,7 @@ export function parsePoolPrivateKey(value: string, source: string = DEFAULT_SOUR
   } catch (e) {
     throw keyError(source, `its "${block.label}" block is not a readable private key`, e);
   }
-  if (key.asymmetricKeyType !== 'rsa') throw keyError(source, `it holds a ${key.asymmetricKeyType ?? 'non-RSA'} key, and pool keys are RSA`);
+  if (key.asymmetricKeyType !== 'rsa') throw keyError(source, `it holds ${keyTypeName(key.asymmetricKeyType)} key, and pool keys are RSA`);
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (bits < MIN_POOL_KEY_BITS) throw keyError(source, `the RSA key has ${bits} bits, and at least ${MIN_POOL_KEY_BITS} are required`);
   return key;

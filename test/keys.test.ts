@@ -1,0 +1,149 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { OpensslDir } from './helpers/openssl.ts';
+import { LauncherError } from '../lib/errors.ts';
+import {
+  assertKeyMatchesCertificate, certificatePublicKeyPem, createCsr, generatePoolKey, parsePoolPrivateKey, publicKeyPem,
+} from '../lib/keys.ts';
+import { createCertificateAuthority, issuePoolCertificate } from '../lib/pki.ts';
+
+const ssl = new OpensslDir();
+// One 4096-bit key per file, made exactly as the seed says; 2048 elsewhere.
+const seed = ssl.seedKeyAndCsr('spacelift', 4096);
+const seedPub = ssl.ok(['pkey', '-in', 'spacelift.key', '-pubout']);
+const ca = createCertificateAuthority({ bits: 2048 });
+
+function expectError(fn: () => unknown, code: string, ...patterns: RegExp[]): LauncherError {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof LauncherError, `expected LauncherError, got ${String(e)}`);
+    const err = e as LauncherError;
+    assert.is(err.code, code, err.message);
+    for (const p of patterns) assert.match(err.message, p);
+    return err;
+  }
+  assert.unreachable('expected an error');
+  throw new Error('unreachable');
+}
+
+/** No long run of the secret's base64 body appears in the message. */
+function assertNoSecret(message: string, secret: string): void {
+  const body = secret.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+  for (let i = 0; i + 16 <= body.length; i += 16) assert.not.ok(message.includes(body.slice(i, i + 16)), 'message leaks the key');
+  const b64 = Buffer.from(secret).toString('base64');
+  for (let i = 0; i + 16 <= b64.length; i += 16) assert.not.ok(message.includes(b64.slice(i, i + 16)), 'message leaks the key');
+}
+
+test('the seed key (PKCS#8) is accepted as raw PEM, base64 -w 0, wrapped base64, CRLF and escaped newlines', () => {
+  const oneLine = execFileSync('base64', ['-w', '0', ssl.path('spacelift.key')], { encoding: 'utf8' });
+  const wrapped = execFileSync('base64', [ssl.path('spacelift.key')], { encoding: 'utf8' });
+  assert.not.ok(oneLine.includes('\n'));
+  assert.ok(wrapped.trim().includes('\n'), 'plain base64 wraps lines');
+  const forms = [seed.key, oneLine, wrapped, `\n  ${oneLine}\n`, seed.key.replace(/\n/g, '\r\n'), seed.key.trim().replace(/\n/g, '\\n')];
+  for (const form of forms) {
+    const key = parsePoolPrivateKey(form);
+    assert.is(key.asymmetricKeyType, 'rsa');
+    assert.is(key.asymmetricKeyDetails?.modulusLength, 4096);
+    assert.is(publicKeyPem(key), seedPub);
+  }
+});
+
+test('a PKCS#1 "RSA PRIVATE KEY" from openssl rsa -traditional is accepted raw and as base64', () => {
+  const pkcs1 = ssl.ok(['rsa', '-in', 'spacelift.key', '-traditional']);
+  assert.match(pkcs1, /^-----BEGIN RSA PRIVATE KEY-----/);
+  ssl.write('pkcs1.key', pkcs1);
+  const b64 = execFileSync('base64', ['-w', '0', ssl.path('pkcs1.key')], { encoding: 'utf8' });
+  assert.is(publicKeyPem(parsePoolPrivateKey(pkcs1)), seedPub);
+  assert.is(publicKeyPem(parsePoolPrivateKey(b64)), seedPub);
+});
+
+test('a one-line PEM body (no wrapping inside the PEM) is accepted', () => {
+  const body = seed.key.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+  const pem = `-----BEGIN PRIVATE KEY-----\n${body}\n-----END PRIVATE KEY-----\n`;
+  assert.is(publicKeyPem(parsePoolPrivateKey(pem)), seedPub);
+});
+
+test('unusable keys are refused with KEY_INVALID naming the source and what is accepted, never the value', () => {
+  const encrypted = ssl.ok(['pkcs8', '-topk8', '-in', 'spacelift.key', '-v2', 'aes-256-cbc', '-passout', 'pass:secret']);
+  const legacyEncrypted = ssl.ok(['rsa', '-in', 'spacelift.key', '-traditional', '-aes256', '-passout', 'pass:secret']);
+  const ec = ssl.ok(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+  const ed = ssl.ok(['genpkey', '-algorithm', 'ED25519']);
+  const small = ssl.ok(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024']);
+  const cert = issuePoolCertificate(ca, seed.csr, { poolId: 'p' }).certPem;
+  const cases: Array<[string, RegExp]> = [
+    ['', /it is empty/],
+    ['   \n', /it is empty/],
+    ['not a key at all!', /neither PEM nor valid base64/],
+    [Buffer.from('hello world, no pem here').toString('base64'), /does not decode to a PEM file/],
+    [encrypted, /encrypted with a passphrase/],
+    [legacyEncrypted, /encrypted with a passphrase/],
+    [ec, /an EC key, and pool keys are RSA/],
+    [ed, /an Ed25519 key, and pool keys are RSA/],
+    [small, /1024 bits, and at least 2048/],
+    [cert, /holds a certificate, not the private key/],
+    [seedPub, /public key, not the private key/],
+    [seed.csr, /holds the CSR/],
+    [seed.key.replace('-----END PRIVATE KEY-----', '-----END RSA PRIVATE KEY-----'), /ends with "RSA PRIVATE KEY"/],
+    [seed.key.slice(0, 900), /no complete PEM block/],
+    [seed.key.replace(/\n([A-Za-z0-9+/]{10})/, '\n$1!!!'), /does not hold valid base64/],
+    [seed.key.replace(/\n[A-Za-z0-9+/]{4}/, '\nAAAA'), /not a readable private key/],
+    [seed.key + seed.key, /2 private keys/],
+  ];
+  for (const [value, why] of cases) {
+    const err = expectError(() => parsePoolPrivateKey(value), 'KEY_INVALID', /^Cannot use SPACELIFT_POOL_PRIVATE_KEY: /, why, /base64 -w 0 spacelift\.key/);
+    assert.is(err.exitCode, 2);
+    if (value.length > 32) assertNoSecret(err.message, value);
+  }
+  expectError(() => parsePoolPrivateKey('nope', '/etc/pool.key'), 'KEY_INVALID', /^Cannot use \/etc\/pool\.key: /);
+});
+
+test('publicKeyPem and certificatePublicKeyPem agree with openssl', () => {
+  const issued = issuePoolCertificate(ca, seed.csr, { poolId: 'pool-a' });
+  ssl.write('pool.pem', issued.certPem);
+  assert.is(certificatePublicKeyPem(issued.certPem), ssl.ok(['x509', '-in', 'pool.pem', '-pubkey', '-noout']));
+  assert.is(certificatePublicKeyPem(issued.certPem), seedPub);
+  assert.is(issued.publicKeyPem, seedPub);
+  expectError(() => certificatePublicKeyPem('garbage'), 'CERT_INVALID', /not a PEM X\.509 certificate/);
+});
+
+test('the key matches its certificate; a different key is refused naming both', () => {
+  const issued = issuePoolCertificate(ca, seed.csr, { poolId: 'pool-a' });
+  assertKeyMatchesCertificate(parsePoolPrivateKey(seed.key), issued.certPem);
+  const other = parsePoolPrivateKey(generatePoolKey(2048).privateKeyPem);
+  const err = expectError(() => assertKeyMatchesCertificate(other, issued.certPem), 'KEY_MISMATCH',
+    /^SPACELIFT_POOL_PRIVATE_KEY does not match the certificate in SPACELIFT_TOKEN: /, /SHA256:/);
+  assert.is(err.exitCode, 2);
+  expectError(() => assertKeyMatchesCertificate(other, issued.certPem, { key: 'pool.key', cert: 'pool.pem' }), 'KEY_MISMATCH',
+    /^pool\.key does not match pool\.pem: /);
+});
+
+test('generatePoolKey makes PKCS#8 keys openssl checks, in the requested size only', () => {
+  const k = generatePoolKey(2048);
+  assert.match(k.privateKeyPem, /^-----BEGIN PRIVATE KEY-----\n/);
+  ssl.write('gen.key', k.privateKeyPem);
+  assert.match(ssl.ok(['pkey', '-in', 'gen.key', '-check', '-noout']), /valid/i);
+  assert.match(ssl.ok(['pkey', '-in', 'gen.key', '-text', '-noout']), /2048 bit/);
+  assert.is(ssl.ok(['pkey', '-in', 'gen.key', '-pubout']), k.publicKeyPem);
+  for (const bad of [1024, 2047, 32768, 2048.5]) expectError(() => generatePoolKey(bad), 'KEY_SIZE_INVALID', /expected 2048 to 16384 bits/);
+});
+
+test('createCsr is accepted by openssl req -verify, for our key and for the seed key', () => {
+  const k = generatePoolKey(2048);
+  for (const [name, keyPem, pub] of [['ours', k.privateKeyPem, k.publicKeyPem], ['seed', seed.key, seedPub]] as const) {
+    const csr = createCsr(keyPem, { commonName: `pool-${name}`, organization: 'Acme' });
+    ssl.write(`${name}.csr`, csr);
+    const r = ssl.run(['req', '-verify', '-noout', '-in', `${name}.csr`]);
+    assert.is(r.status, 0, r.stderr);
+    assert.match(r.stdout + r.stderr, /verify OK/);
+    const text = ssl.ok(['req', '-in', `${name}.csr`, '-noout', '-text']);
+    assert.match(text, new RegExp(`CN ?= ?pool-${name}`));
+    assert.match(text, /O ?= ?Acme/);
+    assert.match(text, /sha256WithRSAEncryption/);
+    assert.is(ssl.ok(['req', '-in', `${name}.csr`, '-pubkey', '-noout']), pub);
+  }
+});
+
+test.after(() => ssl.cleanup());
+test.run();
