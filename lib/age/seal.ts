@@ -1,0 +1,115 @@
+// Writing an age file: header for the recipients, 16-byte payload nonce, then
+// the plaintext in sealed 64 KiB chunks. `Sealer` is the pure core (bytes in,
+// bytes out through `emit`); createSealStream wraps it in a Transform so
+// backpressure keeps memory constant for any size.
+import { randomBytes } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { AgeError } from './errors.ts';
+import { encodeHeader, type Stanza } from './format.ts';
+import { CHUNK_SIZE, NONCE_SIZE, payloadKey, sealChunk } from './stream.ts';
+import { FILE_KEY_SIZE, type Recipient } from './recipient.ts';
+import { ArmorEncoder } from './armor.ts';
+
+export type Emit = (b: Buffer) => void;
+
+export class Sealer {
+  #key: Buffer;
+  #prefix: Buffer | null;
+  #staging = Buffer.allocUnsafe(CHUNK_SIZE);
+  #fill = 0;
+  #counter = 0;
+
+  constructor(recipients: Recipient[]) {
+    if (recipients.length === 0) throw new AgeError('AGE_STATE_ERROR', 'Cannot seal: no recipients were given (expected at least one ssh-rsa or age1… recipient)');
+    const fileKey = randomBytes(FILE_KEY_SIZE);
+    const stanzas: Stanza[] = recipients.flatMap((r) => r.wrap(fileKey));
+    if (stanzas.some((s) => s.type === 'scrypt') && stanzas.length > 1) {
+      throw new AgeError('AGE_STATE_ERROR', 'Cannot seal: a passphrase (scrypt) recipient must be the only recipient');
+    }
+    const nonce = randomBytes(NONCE_SIZE);
+    this.#key = payloadKey(fileKey, nonce);
+    this.#prefix = Buffer.concat([encodeHeader(fileKey, stanzas), nonce]);
+  }
+
+  #start(emit: Emit): void {
+    if (this.#prefix) {
+      emit(this.#prefix);
+      this.#prefix = null;
+    }
+  }
+
+  #seal(plain: Uint8Array, last: boolean, emit: Emit): void {
+    const [ct, tag] = sealChunk(this.#key, this.#counter++, plain, last);
+    emit(ct);
+    emit(tag);
+  }
+
+  write(chunk: Buffer, emit: Emit): void {
+    this.#start(emit);
+    let off = 0;
+    while (off < chunk.length) {
+      // A full chunk is sealed as non-final only once we know more follows,
+      // so a payload of exactly k·64 KiB ends in a full final chunk.
+      if (this.#fill === CHUNK_SIZE) {
+        this.#seal(this.#staging, false, emit);
+        this.#fill = 0;
+      }
+      if (this.#fill === 0 && chunk.length - off > CHUNK_SIZE) {
+        this.#seal(chunk.subarray(off, off + CHUNK_SIZE), false, emit);
+        off += CHUNK_SIZE;
+        continue;
+      }
+      const n = Math.min(CHUNK_SIZE - this.#fill, chunk.length - off);
+      chunk.copy(this.#staging, this.#fill, off, off + n);
+      this.#fill += n;
+      off += n;
+    }
+  }
+
+  end(emit: Emit): void {
+    this.#start(emit);
+    this.#seal(this.#staging.subarray(0, this.#fill), true, emit);
+    this.#fill = 0;
+  }
+}
+
+export interface SealOptions {
+  /** ASCII-armor the output (PEM "AGE ENCRYPTED FILE"). */
+  armor?: boolean;
+}
+
+export function createSealStream(recipients: Recipient[], opts: SealOptions = {}): Transform {
+  const sealer = new Sealer(recipients);
+  const armor = opts.armor ? new ArmorEncoder() : null;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      try {
+        if (armor) {
+          const parts: Buffer[] = [];
+          sealer.write(chunk, (b) => parts.push(b));
+          const text = armor.push(Buffer.concat(parts));
+          if (text) this.push(text);
+        } else {
+          sealer.write(chunk, (b) => this.push(b));
+        }
+        cb();
+      } catch (e) {
+        cb(e as Error);
+      }
+    },
+    flush(cb) {
+      try {
+        if (armor) {
+          const parts: Buffer[] = [];
+          sealer.end((b) => parts.push(b));
+          this.push(armor.push(Buffer.concat(parts)) + armor.end());
+        } else {
+          sealer.end((b) => this.push(b));
+        }
+        cb();
+      } catch (e) {
+        cb(e as Error);
+      }
+    },
+  });
+}
