@@ -1,0 +1,507 @@
+// The masker: a streaming redactor over the bytes of a run's output.
+//
+// Why an Aho-Corasick automaton rather than buildkite's per-start-position
+// partial matches: a run may carry 100+ secrets, each with six or more
+// encoded forms, and the automaton keeps the cost per byte constant however
+// many patterns there are. It keeps the same guarantees as buildkite's
+// internal/replacer: the automaton's state is the longest suffix of the
+// stream that could still begin a pattern, so holding back exactly that many
+// bytes (and nothing else) catches a secret split across any number of writes,
+// and matches that overlap or touch become one mask. The gitlab-runner bug
+// (`aab` written as `aa` + `ab` leaking secret `ab`) cannot happen because a
+// mismatch falls back along failure links instead of restarting at the
+// current byte.
+//
+// Every value is masked as written and in the forms it takes when a tool
+// re-encodes it: standard base64 at the three byte alignments (the part of
+// the encoding that does not depend on neighbouring bytes, so a secret inside
+// a larger base64 blob is caught too), JSON string escaping, URL escaping, and
+// for multi-line values each line on its own as well as the whole.
+//
+// A line `::add-mask::VALUE` in the output adds VALUE for the rest of the
+// stream; that line itself is printed as `::add-mask::*****`.
+import { Transform } from 'node:stream';
+
+/** What replaces a masked stretch of output. */
+export const MASK = '*****';
+/** Values shorter than this many bytes are not masked (they would match everywhere). */
+export const DEFAULT_MIN_LENGTH = 4;
+/** An `::add-mask::` line longer than this is dropped whole rather than held without limit. */
+export const MAX_DIRECTIVE_BYTES = 64 * 1024;
+
+const DIRECTIVE = '::add-mask::';
+const NL = 0x0a;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const MASK_BYTES = enc.encode(MASK);
+const DIRECTIVE_BYTES = enc.encode(DIRECTIVE);
+
+export interface Secret {
+  /** Where the value came from (a variable name); used in warnings, never the value. */
+  name: string;
+  value: string;
+}
+
+export interface MaskerOptions {
+  secrets: Secret[];
+  /** Defaults to DEFAULT_MIN_LENGTH. */
+  minLength?: number;
+  /** Receives warnings such as a value too short to mask. Never contains a value. */
+  onWarning?(message: string): void;
+  /** Honour `::add-mask::` lines in the stream (default true). */
+  directives?: boolean;
+}
+
+/** The byte strings to look for when masking `value`: the value and its encoded forms. */
+export function maskForms(value: string): string[] {
+  const forms = new Set<string>([value]);
+  const addEncodings = (v: string): void => {
+    forms.add(v);
+    for (const b of base64Forms(enc.encode(v))) forms.add(b);
+    const json = JSON.stringify(v).slice(1, -1);
+    forms.add(json);
+    // Some encoders also escape '/' and everything outside ASCII.
+    forms.add(json.replace(/\//g, '\\/').replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    const url = encodeURIComponent(v);
+    forms.add(url);
+    forms.add(url.replace(/%[0-9A-F]{2}/g, (p) => p.toLowerCase()));
+    forms.add(url.replace(/%20/g, '+')); // form encoding
+  };
+  addEncodings(value);
+  if (/[\r\n]/.test(value)) {
+    for (const line of value.split(/\r?\n|\r/)) if (line !== '') addEncodings(line);
+  }
+  return [...forms].filter((f) => f !== '');
+}
+
+/**
+ * The part of the standard base64 encoding of `bytes` that is the same
+ * whatever bytes surround it, for each of the three offsets the value can sit
+ * at inside a larger encoded stream (padding never included).
+ */
+export function base64Forms(bytes: Uint8Array): string[] {
+  const out: string[] = [];
+  for (let k = 0; k < 3; k++) {
+    const padded = new Uint8Array(k + bytes.length);
+    padded.set(bytes, k);
+    const b64 = Buffer.from(padded.buffer, padded.byteOffset, padded.length).toString('base64');
+    // Character j covers bits [6j, 6j+6); keep those wholly inside the value.
+    const from = Math.ceil((8 * k) / 6);
+    const to = Math.floor((8 * (k + bytes.length)) / 6);
+    if (to > from) out.push(b64.slice(from, to));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The automaton. States are stored as row offsets into one dense transition
+// table over byte classes (bytes that occur in no pattern share class 0, which
+// keeps the table small). A transition into a state where something ends is
+// stored bitwise-negated, so the hot loop tests one sign bit per byte.
+
+interface Automaton {
+  delta: Int32Array;
+  cls: Uint16Array;
+  width: number; // number of byte classes = row length
+  // Per state: how many trailing bytes could still begin a match, i.e. the
+  // longest suffix of the stream that a pattern extends (a completed match
+  // with nothing beyond it holds nothing back).
+  hold: Int32Array;
+  maskLen: Int32Array; // per state: longest mask pattern ending here (0: none)
+  directive: Uint8Array; // per state: the add-mask marker ends here
+  start: number; // state after an imaginary newline before the stream
+}
+
+function buildAutomaton(patterns: Uint8Array[], withDirective: boolean): Automaton {
+  const all = withDirective ? [...patterns, Uint8Array.of(NL, ...DIRECTIVE_BYTES)] : patterns;
+  const dirIndex = withDirective ? all.length - 1 : -1;
+  const cls = new Uint16Array(256);
+  let width = 1;
+  for (const p of all) for (const b of p) if (cls[b] === 0) cls[b] = width++;
+  let capacity = 1;
+  for (const p of all) capacity += p.length;
+
+  const next = new Int32Array(capacity * width).fill(-1);
+  const depth = new Int32Array(capacity);
+  const maskLen = new Int32Array(capacity);
+  const directive = new Uint8Array(capacity);
+  const hasChild = new Uint8Array(capacity);
+  let states = 1;
+  all.forEach((p, pi) => {
+    let s = 0;
+    for (const b of p) {
+      const i = s * width + cls[b];
+      if (next[i] === -1) {
+        depth[states] = depth[s] + 1;
+        hasChild[s] = 1;
+        next[i] = states++;
+      }
+      s = next[i];
+    }
+    if (pi === dirIndex) directive[s] = 1;
+    else maskLen[s] = Math.max(maskLen[s], p.length);
+  });
+
+  // Breadth-first: failure links, then complete the transition table so it is
+  // a DFA, folding each state's failure chain outputs into the state.
+  const fail = new Int32Array(states);
+  const hold = new Int32Array(states);
+  const queue = new Int32Array(states);
+  let head = 0;
+  let tail = 0;
+  for (let c = 0; c < width; c++) {
+    const v = next[c];
+    if (v === -1) next[c] = 0;
+    else {
+      queue[tail++] = v;
+      hold[v] = hasChild[v] ? 1 : 0;
+    }
+  }
+  while (head < tail) {
+    const u = queue[head++];
+    const f = fail[u];
+    if (maskLen[f] > maskLen[u]) maskLen[u] = maskLen[f];
+    directive[u] |= directive[f];
+    hold[u] = hasChild[u] ? depth[u] : hold[f];
+    for (let c = 0; c < width; c++) {
+      const i = u * width + c;
+      const v = next[i];
+      if (v === -1) next[i] = next[f * width + c];
+      else {
+        fail[v] = next[f * width + c];
+        queue[tail++] = v;
+      }
+    }
+  }
+
+  const delta = new Int32Array(states * width);
+  for (let i = 0; i < delta.length; i++) {
+    const v = next[i];
+    delta[i] = maskLen[v] !== 0 || directive[v] !== 0 ? ~(v * width) : v * width;
+  }
+  const start = withDirective ? next[cls[NL]] * width : 0;
+  return { delta, cls, width, hold, maskLen: maskLen.subarray(0, states), directive: directive.subarray(0, states), start };
+}
+
+// ---------------------------------------------------------------------------
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Streaming masker. `write` returns the bytes that are safe to emit so far
+ * (possibly a view of the input chunk); `end` returns the rest. Output is the
+ * same however the input is split into writes.
+ */
+export class Masker {
+  readonly minLength: number;
+  #warn: (m: string) => void;
+  #directives: boolean;
+  #values = new Set<string>();
+  #patterns = new Set<string>();
+  #ac: Automaton;
+  #state: number;
+  // Bytes received but not yet emitted, starting at stream offset #heldStart.
+  #held: Uint8Array = EMPTY;
+  #heldStart = 0;
+  #pos = 0; // stream offset just past the last byte received
+  #ranges: number[] = []; // merged [from, to) pairs of stream offsets still to emit
+  #lastMaskEnd = -1; // so a mask touching one already emitted continues it
+  #dirStart = -1; // stream offset of an `::add-mask::` line being held, or -1
+  #swallow = false; // dropping the rest of an overlong `::add-mask::` line
+  #ended = false;
+  // The write in progress: its bytes, their stream offset, how far they are
+  // emitted, and the output so far.
+  #data: Uint8Array = EMPTY;
+  #base = 0;
+  #cur = 0;
+  #out: Uint8Array[] = [];
+
+  constructor(opts: MaskerOptions) {
+    this.minLength = opts.minLength ?? DEFAULT_MIN_LENGTH;
+    this.#warn = opts.onWarning ?? (() => {});
+    this.#directives = opts.directives ?? true;
+    for (const s of opts.secrets) this.#addValue(s.value, s.name);
+    this.#ac = this.#build();
+    this.#state = this.#ac.start;
+  }
+
+  /** Number of distinct byte patterns searched for (values and their encodings). */
+  get patternCount(): number {
+    return this.#patterns.size;
+  }
+
+  /**
+   * Adds a value to mask from here on. Bytes still held back are searched
+   * again; bytes already emitted are not.
+   */
+  add(value: string, name = 'a value added at run time'): void {
+    if (!this.#addValue(value, name)) return;
+    this.#ac = this.#build();
+    if (this.#dirStart >= 0 || this.#swallow) return; // matching restarts after that line
+    this.#ranges = [];
+    this.#state = this.#heldStart === 0 ? this.#ac.start : 0;
+    this.#scan(this.#held, this.#heldStart, 0, false);
+  }
+
+  write(chunk: Uint8Array): Uint8Array {
+    if (this.#ended) throw new Error('Cannot write to a masker after end()');
+    if (chunk.length === 0) return EMPTY;
+    const owned = this.#held.length > 0;
+    const data = owned ? concat([this.#held, chunk]) : chunk;
+    this.#begin(data);
+    const n = data.length;
+    let i = this.#pos - this.#base;
+    this.#pos = this.#base + n;
+    while (i < n) {
+      if (this.#swallow) {
+        const nl = data.indexOf(NL, i);
+        if (nl === -1) {
+          this.#cur = this.#pos;
+          break;
+        }
+        this.#cur = this.#base + nl;
+        this.#swallow = false;
+        this.#state = 0;
+        i = nl;
+      } else if (this.#dirStart >= 0) {
+        const nl = data.indexOf(NL, i);
+        if (nl !== -1) i = this.#finishDirective(nl);
+        else {
+          if (this.#pos - this.#dirStart > MAX_DIRECTIVE_BYTES) this.#dropDirective();
+          break;
+        }
+      } else {
+        i = this.#scan(data, this.#base, i, this.#directives);
+      }
+    }
+    const limit = this.#dirStart >= 0 ? this.#dirStart : this.#swallow ? this.#pos : this.#pos - this.#ac.hold[this.#state / this.#ac.width];
+    this.#flushTo(limit);
+    return this.#finish(owned);
+  }
+
+  /** Flushes everything held back; the stream is over. */
+  end(): Uint8Array {
+    if (this.#ended) return EMPTY;
+    this.#ended = true;
+    this.#begin(this.#held);
+    if (this.#swallow) this.#cur = this.#pos;
+    if (this.#dirStart >= 0) this.#finishDirective(this.#held.length);
+    this.#flushTo(this.#pos);
+    return this.#finish(true);
+  }
+
+  /** Masks one whole text on its own (for log lines); the stream state is untouched. */
+  redact(text: string): string {
+    if (this.#patterns.size === 0) return text;
+    const bytes = enc.encode(text);
+    const { delta, cls, width, maskLen } = this.#ac;
+    let s = 0;
+    const ranges: number[] = [];
+    for (let i = 0; i < bytes.length; i++) {
+      const t = delta[s + cls[bytes[i]]];
+      if (t >= 0) {
+        s = t;
+        continue;
+      }
+      s = ~t;
+      const len = maskLen[s / width];
+      if (len !== 0) addRange(ranges, i + 1 - len, i + 1);
+    }
+    if (ranges.length === 0) return text;
+    const parts: Uint8Array[] = [];
+    let cur = 0;
+    for (let r = 0; r < ranges.length; r += 2) {
+      parts.push(bytes.subarray(cur, ranges[r]), MASK_BYTES);
+      cur = ranges[r + 1];
+    }
+    parts.push(bytes.subarray(cur));
+    return dec.decode(concat(parts));
+  }
+
+  #addValue(value: string, name: string): boolean {
+    if (this.#values.has(value)) return false;
+    const bytes = enc.encode(value).length;
+    if (bytes === 0) {
+      this.#warn(`Not masking ${name}: its value is empty`);
+      return false;
+    }
+    if (bytes < this.minLength) {
+      this.#warn(`Not masking ${name}: its value is ${bytes} bytes long, shorter than the minimum of ${this.minLength}`);
+      return false;
+    }
+    this.#values.add(value);
+    for (const f of maskForms(value)) if (enc.encode(f).length >= this.minLength) this.#patterns.add(f);
+    return true;
+  }
+
+  #build(): Automaton {
+    return buildAutomaton([...this.#patterns].map((p) => enc.encode(p)), this.#directives);
+  }
+
+  #begin(data: Uint8Array): void {
+    this.#data = data;
+    this.#base = this.#heldStart;
+    this.#cur = this.#heldStart;
+    this.#out = [];
+  }
+
+  // Keeps what was not emitted (copied when it is the caller's buffer, which
+  // the caller may reuse) and returns the output of this write.
+  #finish(owned: boolean): Uint8Array {
+    const rest = this.#data.subarray(this.#cur - this.#base);
+    this.#held = rest.length === 0 ? EMPTY : owned ? rest : rest.slice();
+    this.#heldStart = this.#cur;
+    const out = this.#out;
+    this.#data = EMPTY;
+    this.#out = [];
+    return out.length === 0 ? EMPTY : concat(out);
+  }
+
+  // Runs the automaton over data[i..] and records matches. Returns where it
+  // stopped: the end, or just past an `::add-mask::` marker at a line start.
+  #scan(data: Uint8Array, base: number, i: number, directives: boolean): number {
+    const { delta, cls, width, maskLen, directive } = this.#ac;
+    let s = this.#state;
+    const n = data.length;
+    for (; i < n; i++) {
+      const t = delta[s + cls[data[i]]];
+      if (t >= 0) {
+        s = t;
+        continue;
+      }
+      s = ~t;
+      const st = s / width;
+      const len = maskLen[st];
+      if (len !== 0) addRange(this.#ranges, base + i + 1 - len, base + i + 1);
+      if (directives && directive[st] !== 0) {
+        this.#dirStart = base + i + 1 - DIRECTIVE_BYTES.length;
+        this.#state = s;
+        return i + 1;
+      }
+    }
+    this.#state = s;
+    return n;
+  }
+
+  // Drops recorded matches from the add-mask line on: the whole line is
+  // replaced anyway. (A secret that itself contains "\n::add-mask::" is the
+  // one thing this gives up on.)
+  #cutRangesAt(offset: number): void {
+    const ranges = this.#ranges;
+    while (ranges.length > 0 && ranges[ranges.length - 2] >= offset) ranges.length -= 2;
+    if (ranges.length > 0 && ranges[ranges.length - 1] > offset) ranges[ranges.length - 1] = offset;
+  }
+
+  // The add-mask line ends at data[nl] (a newline, or the end of the stream):
+  // emit everything before it, then the line with its value masked, then
+  // match afresh with the value added.
+  #finishDirective(nl: number): number {
+    const data = this.#data;
+    const start = this.#dirStart - this.#base;
+    this.#cutRangesAt(this.#dirStart);
+    this.#flushTo(this.#dirStart);
+    let end = nl;
+    if (end > start && data[end - 1] === 0x0d) end--;
+    const value = dec.decode(data.subarray(start + DIRECTIVE_BYTES.length, end)).trim();
+    this.#out.push(DIRECTIVE_BYTES);
+    if (value !== '') this.#out.push(MASK_BYTES);
+    const after = Math.min(nl + 1, data.length);
+    this.#out.push(data.subarray(end, after));
+    this.#cur = this.#base + after;
+    this.#lastMaskEnd = -1;
+    this.#dirStart = -1;
+    if (value !== '' && this.#addValue(value, 'a value from an ::add-mask:: line')) this.#ac = this.#build();
+    this.#state = this.#ac.start;
+    return nl + 1;
+  }
+
+  // An `::add-mask::` line too long to hold: mask it whole, add nothing, and
+  // drop the rest of it as it arrives.
+  #dropDirective(): void {
+    this.#warn(`Dropping an ::add-mask:: line longer than ${MAX_DIRECTIVE_BYTES} bytes`);
+    this.#cutRangesAt(this.#dirStart);
+    this.#flushTo(this.#dirStart);
+    this.#out.push(DIRECTIVE_BYTES, MASK_BYTES);
+    this.#cur = this.#pos;
+    this.#lastMaskEnd = -1;
+    this.#dirStart = -1;
+    this.#swallow = true;
+  }
+
+  // Emits the write's bytes from #cur up to `limit`, masking recorded ranges.
+  // A mask reaching past `limit` is held back whole.
+  #flushTo(limit: number): void {
+    const { base, data } = { base: this.#base, data: this.#data };
+    const ranges = this.#ranges;
+    const out = this.#out;
+    let cur = this.#cur;
+    let r = 0;
+    for (; r < ranges.length; r += 2) {
+      const from = ranges[r];
+      const to = ranges[r + 1];
+      if (from >= limit) break;
+      if (to > limit) {
+        limit = from;
+        break;
+      }
+      if (from > cur) out.push(data.subarray(cur - base, from - base));
+      if (from > cur || from !== this.#lastMaskEnd) out.push(MASK_BYTES);
+      this.#lastMaskEnd = to;
+      cur = to;
+    }
+    if (r > 0) ranges.splice(0, r);
+    if (limit > cur) {
+      out.push(data.subarray(cur - base, limit - base));
+      cur = limit;
+    }
+    this.#cur = cur;
+  }
+}
+
+// Adds [from, to) to sorted merged pairs; matches arrive in order of their
+// end, so only the tail can overlap or touch the new range.
+function addRange(ranges: number[], from: number, to: number): void {
+  while (ranges.length > 0 && from <= ranges[ranges.length - 1]) {
+    const lastFrom = ranges[ranges.length - 2];
+    const lastTo = ranges[ranges.length - 1];
+    ranges.length -= 2;
+    if (lastFrom < from) from = lastFrom;
+    if (lastTo > to) to = lastTo;
+  }
+  ranges.push(from, to);
+}
+
+/** A Transform that masks what flows through it; `masker` is exposed for add(). */
+export function createMaskStream(opts: MaskerOptions | Masker): Transform & { masker: Masker } {
+  const masker = opts instanceof Masker ? opts : new Masker(opts);
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      try {
+        const out = masker.write(chunk);
+        if (out.length > 0) this.push(out);
+        done();
+      } catch (e) {
+        done(e as Error);
+      }
+    },
+    flush(done) {
+      const out = masker.end();
+      if (out.length > 0) this.push(out);
+      done();
+    },
+  });
+  return Object.assign(stream, { masker });
+}
