@@ -1,7 +1,185 @@
+// `launcher state seal|open`: run state in the age v1 format, with age's flags,
+// so anything sealed here opens with `age -d -i spacelift.key` and back.
+// Output to a file goes through a temporary file beside it and a rename after
+// the last chunk authenticated: a wrong key or a damaged blob never leaves a
+// file (half-written or otherwise) at OUT.
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Readable, Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
-import { LauncherError } from '../errors.ts';
+import { ConfigError, LauncherError } from '../errors.ts';
+import {
+  createOpenStream, createSealStream, parseIdentityFile, parseRecipient, parseRecipientsFile,
+  sshRsaIdentity, sshRsaRecipient, type Identity, type Recipient,
+} from '../age/index.ts';
+import { parsePoolPrivateKey } from '../keys.ts';
+import { decodeToken } from '../token.ts';
 
-// Placeholder until this command is built; see the open issues.
-export async function run(_io: CommandIo): Promise<number> {
-  throw new LauncherError('NOT_BUILT', 'The "state" command is not built yet');
+const USAGE = `Usage:
+  launcher state seal (-r RECIPIENT | -R PATH)... [-a] [-o OUTPUT] [INPUT]
+  launcher state open [-i PATH]... [-o OUTPUT] [INPUT]
+
+Seals or opens run state in the age v1 format (age-encryption.org/v1), the
+same files the age tool reads and writes. INPUT defaults to standard input
+and OUTPUT to standard output ("-" means either).
+
+Seal options:
+  -r, --recipient RECIPIENT   an age1… public key or an "ssh-rsa AAAA…" line (repeatable)
+  -R, --recipients-file PATH  a PEM certificate, PEM public key, or a file of
+                              ssh-rsa / age1… lines (repeatable)
+  -a, --armor                 write PEM-armored text instead of binary
+  Without -r/-R, the pool certificate inside SPACELIFT_TOKEN is the recipient.
+
+Open options:
+  -i, --identity PATH         a PEM RSA private key (PKCS#8 or PKCS#1) or an age
+                              identity file with AGE-SECRET-KEY-1… lines (repeatable)
+  Without -i, the pool key in SPACELIFT_POOL_PRIVATE_KEY is the identity.
+
+  -o, --output OUTPUT         write here (created only once the whole file is done)
+  -h, --help                  show this help
+`;
+
+type Values = { recipient?: string[]; 'recipients-file'?: string[]; identity?: string[]; armor?: boolean; output?: string; help?: boolean };
+
+function parse(argv: string[]): { values: Values; positionals: string[] } {
+  try {
+    return parseArgs({
+      args: argv,
+      options: {
+        recipient: { type: 'string', short: 'r', multiple: true },
+        'recipients-file': { type: 'string', short: 'R', multiple: true },
+        identity: { type: 'string', short: 'i', multiple: true },
+        armor: { type: 'boolean', short: 'a' },
+        output: { type: 'string', short: 'o' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: true,
+    });
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')}: see launcher state --help`);
+  }
+}
+
+async function readKeyFile(io: CommandIo, flag: string, path: string): Promise<string> {
+  try {
+    return await readFile(resolve(io.cwd, path), 'utf8');
+  } catch (e) {
+    throw new ConfigError(`Cannot read ${flag} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+}
+
+/** Key parse errors name the flag and file they came from and keep exit code 2. */
+function asConfig<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof LauncherError) throw new ConfigError(`${what}: ${e.message}`, { code: e.code, cause: e });
+    throw e;
+  }
+}
+
+async function recipientsFrom(io: CommandIo, v: Values): Promise<Recipient[]> {
+  const out: Recipient[] = [];
+  for (const r of v.recipient ?? []) out.push(asConfig('Cannot use -r', () => parseRecipient(r)));
+  for (const path of v['recipients-file'] ?? []) {
+    const text = await readKeyFile(io, '-R', path);
+    out.push(...asConfig(`Cannot use -R ${path}`, () => parseRecipientsFile(text, path)));
+  }
+  if (out.length === 0) {
+    const token = io.env.SPACELIFT_TOKEN;
+    if (!token) throw new ConfigError('Cannot seal: no recipients; pass -r RECIPIENT or -R PATH (a certificate, public key or ssh-rsa line), or set SPACELIFT_TOKEN');
+    out.push(sshRsaRecipient(decodeToken(token).certificate));
+  }
+  return out;
+}
+
+async function identitiesFrom(io: CommandIo, v: Values): Promise<Identity[]> {
+  const out: Identity[] = [];
+  for (const path of v.identity ?? []) {
+    const text = await readKeyFile(io, '-i', path);
+    out.push(...asConfig(`Cannot use -i ${path}`, () => parseIdentityFile(text, path)));
+  }
+  if (out.length === 0) {
+    const key = io.env.SPACELIFT_POOL_PRIVATE_KEY;
+    if (!key) throw new ConfigError('Cannot open: no identity; pass -i PATH (a PEM RSA private key or an age identity file), or set SPACELIFT_POOL_PRIVATE_KEY');
+    out.push(sshRsaIdentity(parsePoolPrivateKey(key, 'SPACELIFT_POOL_PRIVATE_KEY')));
+  }
+  return out;
+}
+
+function inputStream(io: CommandIo, path: string | undefined): Readable {
+  if (path === undefined || path === '-') return io.stdin;
+  // Large reads keep the per-chunk overhead low on multi-GiB state.
+  return createReadStream(resolve(io.cwd, path), { highWaterMark: 1 << 20 });
+}
+
+/** Runs input → transform → OUTPUT, publishing OUTPUT only if everything succeeded. */
+async function runTo(io: CommandIo, input: Readable, through: Transform, output: string | undefined): Promise<void> {
+  if (output === undefined || output === '-') {
+    await pipeline(input, through, io.stdout as Writable);
+    return;
+  }
+  const target = resolve(io.cwd, output);
+  const tmp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await pipeline(input, through, createWriteStream(tmp, { flags: 'wx', mode: 0o600, highWaterMark: 1 << 20 }));
+    await rename(tmp, target);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+function openFailure(e: unknown, input: string | undefined): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (err && typeof err.code === 'string' && err.code.startsWith('E') && !(e instanceof LauncherError)) {
+    return new LauncherError('STATE_IO', `Cannot read or write state${input ? ` (${input})` : ''}: ${err.code} ${err.message}`, { cause: e });
+  }
+  return e;
+}
+
+export async function run(io: CommandIo): Promise<number> {
+  const [action, ...rest] = io.argv;
+  if (action === undefined || action === '-h' || action === '--help' || action === 'help') {
+    (action === undefined ? io.stderr : io.stdout).write(USAGE);
+    return action === undefined ? 2 : 0;
+  }
+  if (action !== 'seal' && action !== 'open') {
+    throw new ConfigError(`Unknown state action "${action}": expected seal or open (see launcher state --help)`);
+  }
+  const { values, positionals } = parse(rest);
+  if (values.help) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  if (positionals.length > 1) throw new ConfigError(`Too many inputs: ${positionals.join(', ')}; expected at most one INPUT path`);
+  const input = positionals[0];
+
+  if (action === 'seal') {
+    if (values.identity) throw new ConfigError('Cannot use -i with seal: seal takes -r or -R recipients');
+    const recipients = await recipientsFrom(io, values);
+    const toTerminal = (values.output === undefined || values.output === '-') && (io.stdout as { isTTY?: boolean }).isTTY;
+    if (toTerminal && !values.armor) throw new ConfigError('Refusing to write binary sealed state to a terminal: pass -o OUTPUT, redirect, or use -a for armored text');
+    try {
+      await runTo(io, inputStream(io, input), createSealStream(recipients, { armor: values.armor }), values.output);
+    } catch (e) {
+      throw openFailure(e, input);
+    }
+    return 0;
+  }
+
+  if (values.recipient || values['recipients-file']) throw new ConfigError('Cannot use -r/-R with open: open takes -i identities');
+  if (values.armor) throw new ConfigError('Cannot use -a with open: armored input is detected automatically');
+  const identities = await identitiesFrom(io, values);
+  try {
+    await runTo(io, inputStream(io, input), createOpenStream(identities), values.output);
+  } catch (e) {
+    throw openFailure(e, input);
+  }
+  return 0;
 }
