@@ -1,0 +1,211 @@
+// Workspace archives: the tar streams that carry a run's /workspace between
+// the host, the container and later phases. Every archive is checked entry by
+// entry as it streams: absolute names, `..` components and links that point
+// outside the workspace are refused, so an archive can never write or expose
+// anything beyond the workspace (in the container or on the host).
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdir, readdir, readlink, symlink, link, rm, utimes } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { extract, pack, type Header, type Pack } from 'tar-stream';
+import { LauncherError } from './errors.ts';
+
+/** What tar-stream accepts for an entry: a name and any other header fields. */
+export type TarHeader = Partial<Header> & { name: string };
+
+/** tar-stream speaks streamx; hand out plain Node streams (errors carried through). */
+function nodeReadable(p: Pack): Readable {
+  return Readable.from(p, { objectMode: false });
+}
+
+/** Writes a stream into a tar-stream writable with backpressure, then ends it. */
+interface TarWritable {
+  write(chunk: Uint8Array): boolean;
+  end(): unknown;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
+  off(event: 'drain' | 'close', listener: () => void): unknown;
+}
+
+async function feed(src: AsyncIterable<unknown>, sink: object): Promise<void> {
+  // tar-stream's streamx event typings do not fit a structural type; the shape is this.
+  const dst = sink as TarWritable;
+  for await (const chunk of src) {
+    if (!dst.write(chunk as Uint8Array)) {
+      await new Promise<void>((resolve) => {
+        const done = () => { dst.off('drain', done); dst.off('close', done); resolve(); };
+        dst.once('drain', done);
+        dst.once('close', done);
+      });
+    }
+  }
+  dst.end();
+}
+
+async function drain(entry: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of entry) { /* skip this entry's data */ }
+}
+
+function unsafe(name: string, why: string): LauncherError {
+  return new LauncherError('WORKSPACE_UNSAFE', `Refusing workspace archive entry "${name}": ${why} (entries must stay inside the workspace)`);
+}
+
+/** Normalises an entry name to a relative path inside the workspace, or throws. "" is the workspace itself. */
+export function safeEntryName(name: string): string {
+  if (name.includes('\0')) throw unsafe(name.replace(/\0/g, '\\0'), 'the name contains a NUL byte');
+  if (name.startsWith('/')) throw unsafe(name, 'absolute path');
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw unsafe(name, 'the path contains ".."');
+  return parts.join('/');
+}
+
+/** Checks a link entry: a symlink target resolves relative to its own directory, a hard link's relative to the root. */
+export function checkLink(name: string, type: 'symlink' | 'link', linkname: string): string {
+  if (linkname.startsWith('/')) throw unsafe(name, `${type} to the absolute path "${linkname}"`);
+  const base = type === 'symlink' ? posix.dirname(name) : '.';
+  const resolved = posix.normalize(posix.join(base, linkname));
+  if (resolved === '..' || resolved.startsWith('../')) throw unsafe(name, `${type} to "${linkname}" points outside the workspace`);
+  return type === 'link' ? safeEntryName(linkname) : linkname;
+}
+
+/** Checks one header and returns a normalised copy, or null for the workspace root entry. */
+export function checkHeader(header: TarHeader, stripPrefix = ''): TarHeader | null {
+  let name = header.name;
+  let linkname = header.linkname ?? undefined;
+  if (stripPrefix) {
+    name = stripOne(name, stripPrefix);
+    if (header.type === 'link' && linkname) linkname = stripOne(linkname, stripPrefix);
+  }
+  const clean = safeEntryName(name);
+  if (clean === '') return null;
+  const out: TarHeader = { ...header, name: header.type === 'directory' ? `${clean}/` : clean };
+  if (header.type === 'symlink' || header.type === 'link') {
+    out.linkname = checkLink(clean, header.type, linkname ?? '');
+  }
+  return out;
+}
+
+function stripOne(name: string, prefix: string): string {
+  const n = name.replace(/^\.\//, '');
+  if (n === prefix || n === `${prefix}/`) return '';
+  if (n.startsWith(`${prefix}/`)) return n.slice(prefix.length + 1);
+  throw unsafe(name, `expected it under "${prefix}/"`);
+}
+
+/**
+ * Re-packs `tar` entry by entry after checking each one; the output fails with
+ * WORKSPACE_UNSAFE at the first bad entry. `stripPrefix` rebases the engine's
+ * archive of /workspace (`workspace/…`) onto the workspace root.
+ */
+export function safeArchive(tar: Readable, opts: { stripPrefix?: string } = {}): Readable {
+  const ex = extract();
+  const out = pack();
+  (async () => {
+    const feeding = feed(tar, ex);
+    feeding.catch(() => {});
+    for await (const entry of ex) {
+      const h = checkHeader(entry.header, opts.stripPrefix);
+      if (h === null) {
+        await drain(entry); // the workspace root itself: nothing to copy
+        continue;
+      }
+      await new Promise<void>((resolve, reject) => {
+        const sink = out.entry(h, (err) => (err ? reject(err) : resolve()));
+        feed(entry, sink).catch(reject);
+      });
+    }
+    await feeding;
+    out.finalize();
+  })().catch((e: unknown) => {
+    out.destroy(e as Error);
+    ex.destroy();
+    tar.destroy();
+  });
+  return nodeReadable(out);
+}
+
+/** Streams a host directory as a workspace tar (regular files, directories, symlinks). */
+export function packDirectory(dir: string): Readable {
+  const out = pack();
+  const addFile = (h: TarHeader, path: string) => new Promise<void>((resolve, reject) => {
+    const sink = out.entry(h, (err) => (err ? reject(err) : resolve()));
+    feed(createReadStream(path), sink).catch(reject);
+  });
+  const walk = async (rel: string): Promise<void> => {
+    const names = (await readdir(join(dir, rel))).sort();
+    for (const n of names) {
+      const r = rel ? `${rel}/${n}` : n;
+      const p = join(dir, r);
+      const st = await lstat(p);
+      const base = { name: r, mode: st.mode & 0o7777, mtime: st.mtime };
+      if (st.isDirectory()) {
+        out.entry({ ...base, name: `${r}/`, type: 'directory' });
+        await walk(r);
+      } else if (st.isSymbolicLink()) {
+        out.entry({ ...base, type: 'symlink', linkname: await readlink(p) });
+      } else if (st.isFile()) {
+        await addFile({ ...base, type: 'file', size: st.size }, p);
+      }
+      // Sockets, FIFOs and devices have no place in a workspace and are skipped.
+    }
+  };
+  walk('').then(() => out.finalize(), (e: unknown) => out.destroy(e as Error));
+  return nodeReadable(out);
+}
+
+/** Refuses to write through a symlink that an earlier entry (or the directory) placed on the path. */
+async function checkParents(root: string, rel: string): Promise<void> {
+  const parts = rel.split('/').slice(0, -1);
+  let p = root;
+  for (const part of parts) {
+    p = join(p, part);
+    const st = await lstat(p).catch(() => undefined);
+    if (st === undefined) return;
+    if (st.isSymbolicLink()) throw unsafe(rel, `"${part}" on its path is a symbolic link`);
+  }
+}
+
+/** Extracts a workspace tar into a host directory, checking every entry first. */
+export async function extractToDirectory(tar: Readable, dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const ex = extract();
+  const done = feed(tar, ex);
+  done.catch(() => {});
+  for await (const entry of ex) {
+    const h = checkHeader(entry.header);
+    if (h === null) { await drain(entry); continue; }
+    const rel = h.name.replace(/\/$/, '');
+    const target = join(dir, rel);
+    await checkParents(dir, rel);
+    const mode = (h.mode ?? 0o644) & 0o7777;
+    if (h.type === 'directory') {
+      await mkdir(target, { recursive: true, mode });
+      await drain(entry);
+    } else if (h.type === 'file' || h.type === 'contiguous-file') {
+      await mkdir(posix.dirname(target), { recursive: true });
+      await rm(target, { force: true, recursive: false }).catch(() => undefined);
+      await pipeline(Readable.from(entry, { objectMode: false }), createWriteStream(target, { mode }));
+      if (h.mtime) await utimes(target, h.mtime, h.mtime).catch(() => undefined);
+    } else if (h.type === 'symlink') {
+      await mkdir(posix.dirname(target), { recursive: true });
+      await rm(target, { force: true });
+      await symlink(h.linkname!, target);
+      await drain(entry);
+    } else if (h.type === 'link') {
+      await mkdir(posix.dirname(target), { recursive: true });
+      await rm(target, { force: true });
+      await link(join(dir, h.linkname!), target);
+      await drain(entry);
+    } else {
+      await drain(entry);
+    }
+  }
+  await done;
+}
+
+/** A stream that ends immediately with an empty archive (a phase with no input workspace). */
+export function emptyArchive(): Readable {
+  const p = pack();
+  p.finalize();
+  return nodeReadable(p);
+}

@@ -1,0 +1,112 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, symlinkSync, readlinkSync, rmSync, existsSync, lstatSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { Buffer } from 'node:buffer';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pack, extract } from 'tar-stream';
+import { checkHeader, extractToDirectory, packDirectory, safeArchive, safeEntryName } from '../lib/workspace.ts';
+
+const dirs: string[] = [];
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'launcher-ws-'));
+  dirs.push(d);
+  return d;
+}
+
+type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; body?: string };
+function tarOf(entries: Entry[]): Readable {
+  const p = pack();
+  for (const e of entries) {
+    if ((e.type ?? 'file') === 'file') p.entry({ name: e.name }, e.body ?? '');
+    else p.entry({ name: e.name, type: e.type!, ...(e.linkname ? { linkname: e.linkname } : {}) });
+  }
+  p.finalize();
+  return Readable.from(p, { objectMode: false });
+}
+
+async function names(tar: Readable): Promise<string[]> {
+  const ex = extract();
+  const out: string[] = [];
+  const done = (async () => { for await (const e of ex) { out.push(e.header.name); for await (const _ of e) { /* drain */ } } })();
+  for await (const c of tar) ex.write(c as Uint8Array);
+  ex.end();
+  await done;
+  return out;
+}
+
+async function refused(tar: Readable): Promise<string> {
+  try {
+    await names(safeArchive(tar));
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error('expected the archive to be refused');
+}
+
+test('entry names: relative names normalised, absolute and .. refused', () => {
+  assert.is(safeEntryName('./a/b'), 'a/b');
+  assert.is(safeEntryName('a//b/./c'), 'a/b/c');
+  assert.is(safeEntryName('./'), '');
+  assert.throws(() => safeEntryName('/etc/passwd'), /absolute path/);
+  assert.throws(() => safeEntryName('a/../../b'), /contains "\.\."/);
+  assert.throws(() => safeEntryName('..'), /contains "\.\."/);
+});
+
+test('links: inside targets pass, escaping and absolute targets are refused', () => {
+  assert.ok(checkHeader({ name: 'a/l', type: 'symlink', linkname: '../b' }));
+  assert.ok(checkHeader({ name: 'l', type: 'symlink', linkname: 'sub/../x' }));
+  assert.throws(() => checkHeader({ name: 'a/l', type: 'symlink', linkname: '../../etc' }), /points outside the workspace/);
+  assert.throws(() => checkHeader({ name: 'l', type: 'symlink', linkname: '/etc/shadow' }), /absolute path/);
+  assert.throws(() => checkHeader({ name: 'h', type: 'link', linkname: '../x' }), /points outside/);
+  assert.is(checkHeader({ name: 'workspace/a/h', type: 'link', linkname: 'workspace/a/f' }, 'workspace')!.linkname, 'a/f');
+  assert.is(checkHeader({ name: 'workspace/', type: 'directory' }, 'workspace'), null);
+});
+
+test('safeArchive passes a clean archive through and refuses an escaping one at the bad entry', async () => {
+  assert.equal(await names(safeArchive(tarOf([{ name: 'a.txt', body: 'x' }, { name: 'd', type: 'directory' }, { name: 'd/l', type: 'symlink', linkname: '../a.txt' }]))),
+    ['a.txt', 'd/', 'd/l']);
+  assert.match(await refused(tarOf([{ name: 'ok' }, { name: '../evil', body: 'x' }])), /Refusing workspace archive entry "\.\.\/evil"/);
+  assert.match(await refused(tarOf([{ name: '/etc/cron.d/x', body: 'x' }])), /absolute path/);
+  assert.match(await refused(tarOf([{ name: 'l', type: 'symlink', linkname: '../../../etc' }])), /points outside/);
+});
+
+test('safeArchive rebases the engine archive of /workspace onto the workspace root', async () => {
+  const tar = tarOf([{ name: 'workspace', type: 'directory' }, { name: 'workspace/f', body: 'x' }, { name: 'workspace/d', type: 'directory' }]);
+  assert.equal(await names(safeArchive(tar, { stripPrefix: 'workspace' })), ['f', 'd/']);
+});
+
+test('packDirectory → extractToDirectory round trip keeps files, modes and in-workspace symlinks', async () => {
+  const src = tmp();
+  mkdirSync(join(src, 'sub/deep'), { recursive: true });
+  writeFileSync(join(src, 'a.txt'), 'hello');
+  writeFileSync(join(src, 'sub/deep/run.sh'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
+  writeFileSync(join(src, 'big.bin'), Buffer.alloc(3 * 1024 * 1024 + 7, 7));
+  symlinkSync('../a.txt', join(src, 'sub/link'));
+  const dst = tmp();
+  await extractToDirectory(safeArchive(packDirectory(src)), join(dst, 'out'));
+  assert.is(readFileSync(join(dst, 'out/a.txt'), 'utf8'), 'hello');
+  assert.is(lstatSync(join(dst, 'out/sub/deep/run.sh')).mode & 0o777, 0o755);
+  assert.is(readFileSync(join(dst, 'out/big.bin')).length, 3 * 1024 * 1024 + 7);
+  assert.is(readlinkSync(join(dst, 'out/sub/link')), '../a.txt');
+});
+
+test('extractToDirectory refuses escaping entries and writing through a symlink', async () => {
+  const dst = tmp();
+  let msg = '';
+  try { await extractToDirectory(tarOf([{ name: '../escape.txt', body: 'x' }]), join(dst, 'w')); } catch (e) { msg = (e as Error).message; }
+  assert.match(msg, /contains "\.\."/);
+  assert.not.ok(existsSync(join(dst, 'escape.txt')));
+  // A symlink that stays inside, then a file written "through" it: refused, since
+  // a chain of such links is how lexical checks get fooled.
+  msg = '';
+  try {
+    await extractToDirectory(tarOf([{ name: 'd', type: 'symlink', linkname: '.' }, { name: 'd/f', body: 'x' }]), join(dst, 'w2'));
+  } catch (e) { msg = (e as Error).message; }
+  assert.match(msg, /"d" on its path is a symbolic link/);
+});
+
+test.after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+
+test.run();
