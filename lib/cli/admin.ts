@@ -1,7 +1,165 @@
+// `launcher admin NOUN VERB …`: the scriptable client of the server's admin API.
+// This file only parses argv, resolves the connection and dispatches to the
+// command tables in lib/admin/; every command takes --json.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
-import { LauncherError } from '../errors.ts';
+import { ConfigError, LauncherError } from '../errors.ts';
+import { AdminClient, AdminError } from '../admin/client.ts';
+import { resolveConnection } from '../admin/connection.ts';
+import type { AdminContext, Args, Command, Noun, OptionSpec } from '../admin/command.ts';
+import { pool } from '../admin/pool.ts';
+import { worker } from '../admin/worker.ts';
+import { stack } from '../admin/stack.ts';
+import { queue, run as runs } from '../admin/run.ts';
 
-// Placeholder until this command is built; see the open issues.
-export async function run(_io: CommandIo): Promise<number> {
-  throw new LauncherError('NOT_BUILT', 'The "admin" command is not built yet');
+export const NOUNS: Record<string, Noun> = { pool, worker, stack, run: runs, queue };
+
+export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
+  server: { type: 'string', arg: 'URL', help: 'server URL, https://HOST:PORT (env LAUNCHER_SERVER)' },
+  'admin-token': { type: 'string', arg: 'TOKEN', help: 'admin token (env LAUNCHER_ADMIN_TOKEN)' },
+  ca: { type: 'string', arg: 'FILE', help: 'the server\'s CA certificate, PEM (env LAUNCHER_CA)' },
+  data: { type: 'string', arg: 'DIR', help: 'the server\'s data directory: token, CA and URL from there (on the server host)' },
+  json: { type: 'boolean', help: 'print the API\'s JSON answer instead of text for people' },
+  help: { type: 'boolean', short: 'h', help: 'show help' },
+};
+
+function optionLines(opts: Record<string, OptionSpec>): string {
+  const rows = Object.entries(opts).map(([name, o]) => [`  ${o.short ? `-${o.short}, ` : ''}--${name}${o.arg ? ` ${o.arg}` : ''}`, o.help]);
+  const w = Math.max(...rows.map(([a]) => a!.length));
+  return rows.map(([a, h]) => `${a!.padEnd(w)}  ${h}`).join('\n') + '\n';
+}
+
+export function usage(): string {
+  const lines = Object.entries(NOUNS).flatMap(([, noun]) => Object.values(noun).map((c) => `  launcher admin ${c.usage}`));
+  return `Usage: launcher admin NOUN VERB [ARGS] [OPTIONS]\n\nCommands:\n${lines.join('\n')}\n\nConnection and output (every command):\n${optionLines(GLOBAL_OPTIONS)}\nRun 'launcher admin NOUN VERB --help' for a command's options.\n`;
+}
+
+function nounUsage(name: string, noun: Noun): string {
+  const w = Math.max(...Object.values(noun).map((c) => c.usage.length));
+  const lines = Object.values(noun).map((c) => `  launcher admin ${c.usage.padEnd(w)}  ${c.summary}`);
+  return `Usage:\n${lines.join('\n')}\n\nRun 'launcher admin ${name} VERB --help' for a command's options.\n`;
+}
+
+function commandUsage(c: Command): string {
+  const own = c.options && Object.keys(c.options).length > 0 ? `\nOptions:\n${optionLines(c.options)}` : '';
+  return `Usage: launcher admin ${c.usage}\n\n${c.summary}\n${own}\nConnection and output:\n${optionLines(GLOBAL_OPTIONS)}`;
+}
+
+/** Translate node:util parseArgs errors into usage errors that name the flag. */
+function parseFailure(e: unknown, c: Command, allowed: Record<string, OptionSpec>): ConfigError {
+  const err = e as { code?: string; message?: string };
+  const accepted = Object.keys(allowed).map((k) => `--${k}`).join(', ');
+  const m = /'(?:-\w, )?(-{1,2}[^' ,]+)/.exec(err.message ?? '');
+  const flagName = m?.[1] ?? 'an option';
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    return new ConfigError(`Unknown option ${flagName} for launcher admin ${c.usage.split(' ').slice(0, 2).join(' ')}: expected one of ${accepted}`, { code: 'USAGE' });
+  }
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    const o = allowed[flagName.replace(/^-+/, '')];
+    const what = o?.type === 'boolean' ? 'it takes no value' : `it needs a value${o?.arg ? ` (${o.arg})` : ''}`;
+    return new ConfigError(`Cannot use ${flagName}: ${what}`, { code: 'USAGE' });
+  }
+  return new ConfigError(`Cannot read the arguments: ${err.message ?? String(e)}`, { code: 'USAGE' });
+}
+
+export function checkPositionals(c: Command, positionals: string[]): void {
+  const names = c.positionals ?? [];
+  const required = names.filter((n) => !n.endsWith('?') && !n.endsWith('...')).length;
+  const many = names.some((n) => n.endsWith('...'));
+  if (positionals.length < required) {
+    const missing = names[positionals.length]!;
+    throw new ConfigError(`Missing ${missing}: expected launcher admin ${c.usage}`, { code: 'USAGE' });
+  }
+  if (!many && positionals.length > names.length) {
+    throw new ConfigError(`Unexpected argument "${positionals[names.length]}": expected launcher admin ${c.usage}`, { code: 'USAGE' });
+  }
+}
+
+/** Parse `NOUN VERB …` into the command and its arguments (throws ConfigError). */
+export function parseCommand(argv: string[]): { command: Command | null; help: string | null; args: Args } {
+  const empty: Args = { values: {}, positionals: [] };
+  const [nounName, verbName, ...rest] = argv;
+  if (nounName === undefined || nounName === '--help' || nounName === '-h' || nounName === 'help') return { command: null, help: usage(), args: empty };
+  const noun = NOUNS[nounName];
+  if (!noun) throw new ConfigError(`Unknown admin command "${nounName}": expected one of ${Object.keys(NOUNS).join(', ')}`, { code: 'USAGE' });
+  if (verbName === undefined || verbName === '--help' || verbName === '-h') return { command: null, help: nounUsage(nounName, noun), args: empty };
+  const command = Object.hasOwn(noun, verbName) ? noun[verbName] : undefined;
+  if (!command) throw new ConfigError(`Unknown command "${nounName} ${verbName}": expected one of ${Object.keys(noun).map((v) => `${nounName} ${v}`).join(', ')}`, { code: 'USAGE' });
+  const allowed = { ...GLOBAL_OPTIONS, ...command.options };
+  let parsed: Args;
+  try {
+    const r = parseArgs({
+      args: rest, allowPositionals: true, strict: true,
+      options: Object.fromEntries(Object.entries(allowed).map(([k, o]) => [k, { type: o.type, ...(o.multiple ? { multiple: true } : {}), ...(o.short ? { short: o.short } : {}) }])),
+    });
+    parsed = { values: r.values as Args['values'], positionals: r.positionals };
+  } catch (e) {
+    throw parseFailure(e, command, allowed);
+  }
+  if (parsed.values.help === true) return { command: null, help: commandUsage(command), args: parsed };
+  checkPositionals(command, parsed.positionals);
+  return { command, help: null, args: parsed };
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ConfigError(`Cannot read ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export async function run(io: CommandIo): Promise<number> {
+  let client: AdminClient | undefined;
+  try {
+    const { command, help, args } = parseCommand(io.argv);
+    if (help !== null) {
+      io.stdout.write(help);
+      return 0;
+    }
+    const v = args.values;
+    const s = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+    const ctx: AdminContext = {
+      client() {
+        if (client === undefined) {
+          const data = s('data');
+          const conn = resolveConnection(
+            { server: s('server'), adminToken: s('admin-token'), ca: s('ca') === undefined ? undefined : resolve(io.cwd, s('ca')!), data: data === undefined ? undefined : resolve(io.cwd, data) },
+            io.env,
+            readText,
+          );
+          client = new AdminClient(conn);
+        }
+        return client;
+      },
+      json: v.json === true,
+      out: io.stdout,
+      err: io.stderr,
+      cwd: io.cwd,
+      signal: io.signal,
+      now: () => Date.now(),
+      readFile(path, flagName) {
+        const text = readText(resolve(io.cwd, path));
+        if (text === undefined) throw new ConfigError(`Cannot read ${flagName} ${path}: no such file`);
+        return text;
+      },
+    };
+    const code = await command!.run(ctx, args);
+    return typeof code === 'number' ? code : 0;
+  } catch (e) {
+    if (e instanceof AdminError) {
+      io.stderr.write(`launcher admin: ${e.message} (${e.code})\n`);
+      return 1;
+    }
+    if (e instanceof LauncherError) {
+      io.stderr.write(`launcher admin: ${e.message}\n`);
+      return e.exitCode;
+    }
+    throw e;
+  } finally {
+    await client?.close().catch(() => undefined);
+  }
 }

@@ -1,0 +1,56 @@
+// Plain output for people: aligned tables and "key: value" blocks, times as
+// "3m ago". Scripts use --json instead, so none of this is a contract.
+
+/** Columns separated by two spaces, padded to the widest cell; no borders. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** "key: value" lines with the values aligned. */
+export function fields(pairs: [string, string][]): string {
+  const w = Math.max(0, ...pairs.map(([k]) => k.length + 1));
+  return pairs.map(([k, v]) => `${(k + ':').padEnd(w)} ${v}`.trimEnd()).join('\n') + '\n';
+}
+
+/** "12s ago", "5m ago", "3h ago", "2d ago"; "-" for a missing time. */
+export function ago(time: unknown, now: number): string {
+  const ms = toMillis(time);
+  if (ms === undefined) return '-';
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+/** ISO strings and epoch milliseconds (or seconds) both appear in APIs. */
+export function toMillis(time: unknown): number | undefined {
+  if (typeof time === 'number' && Number.isFinite(time)) return time < 1e11 ? time * 1000 : time;
+  if (typeof time === 'string' && time !== '') {
+    const ms = Date.parse(time);
+    return Number.isNaN(ms) ? undefined : ms;
+  }
+  return undefined;
+}
+
+/** `k=v,k2=v2`, sorted, "-" when empty. */
+export function tags(obj: unknown): string {
+  if (obj === null || typeof obj !== 'object') return '-';
+  const entries = Object.entries(obj as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b));
+  return entries.length === 0 ? '-' : entries.map(([k, v]) => `${k}=${String(v)}`).join(',');
+}
+
+/** A cell: "-" for null/undefined/empty, strings as is, others as JSON. */
+export function cell(v: unknown): string {
+  if (v === undefined || v === null || v === '') return '-';
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v);
+}
+
+/** Pretty JSON for --json output: the API's answer as received. */
+export function json(v: unknown): string {
+  return JSON.stringify(v, null, 2) + '\n';
+}

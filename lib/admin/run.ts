@@ -1,0 +1,176 @@
+// `launcher admin run …` and `queue …`: trigger (the workspace is tarred and
+// sealed locally, streamed), list, show, logs (optionally following until the
+// run ends), confirm, cancel, discard; the pool's queue and prioritize.
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { ConfigError } from '../errors.ts';
+import { seg } from './client.ts';
+import { flag, str, write, type Command, type Noun } from './command.ts';
+import { ago, cell, fields, json, table } from './format.ts';
+import { activeKeyPems, getPool } from './pool.ts';
+import { recipientsFor, sealedWorkspace } from './seal.ts';
+
+type Obj = Record<string, unknown>;
+
+const STATES = ['QUEUED', 'RUNNING', 'UNCONFIRMED', 'FINISHED', 'FAILED', 'CANCELED', 'DISCARDED'];
+
+export function runRows(runs: Obj[], now: number): string {
+  return table(
+    ['ID', 'STACK', 'POOL', 'STATE', 'PHASE', 'MODE', 'WORKER', 'CREATED', 'REASON'],
+    runs.map((r) => [
+      cell(r.id), cell(r.stackName ?? r.stack), cell(r.pool), cell(r.state), phaseText(r), r.proposed ? 'proposed' : 'tracked',
+      cell(r.worker), ago(r.createdAt, now), cell(r.reason),
+    ]),
+  );
+}
+
+function phaseText(r: Obj): string {
+  const phases = Array.isArray(r.phases) ? (r.phases as Obj[]) : [];
+  const i = typeof r.phase === 'number' ? r.phase : undefined;
+  const name = i === undefined ? undefined : phases[i]?.name;
+  const count = typeof r.phaseCount === 'number' ? r.phaseCount : phases.length;
+  if (i === undefined) return '-';
+  return `${i + 1}/${count}${name ? ` ${String(name)}` : ''}`;
+}
+
+export function runFields(r: Obj, now: number): string {
+  const phases = Array.isArray(r.phases) ? (r.phases as Obj[]) : [];
+  return fields([
+    ['id', cell(r.id)],
+    ['stack', `${cell(r.stackName)} (${cell(r.stack)})`],
+    ['pool', cell(r.pool)],
+    ['state', cell(r.state) + (r.cancelRequested ? ' (cancel requested)' : '')],
+    ['phase', phaseText(r)],
+    ['mode', r.proposed ? 'proposed (read-only)' : 'tracked (write)'],
+    ['worker', cell(r.worker)],
+    ['workspace', r.workspace ? 'sealed' : '-'],
+    ['reason', cell(r.reason)],
+    ['created', ago(r.createdAt, now)],
+    ['ended', ago(r.endedAt, now)],
+  ]) + '\n' + table(
+    ['#', 'PHASE', 'STATE', 'WORKER', 'EXIT', 'LOG BYTES', 'ERROR'],
+    phases.map((p, i) => [String(p.index ?? i), cell(p.name) + (p.confirm ? ' (confirm)' : ''), cell(p.state), cell(p.worker), cell(p.exitCode), cell(p.logBytes), cell(p.error)]),
+  );
+}
+
+const trigger: Command = {
+  usage: 'run trigger STACK [--workspace DIR] [--proposed]',
+  summary: 'queue a run; prints its id (the workspace is tarred and sealed locally)',
+  positionals: ['STACK'],
+  options: {
+    workspace: { type: 'string', arg: 'DIR', help: 'directory to start the run with, sealed to the pool\'s keys' },
+    proposed: { type: 'boolean', help: 'a read-only (proposed) run instead of a tracked one' },
+  },
+  async run(ctx, args) {
+    const stackRef = args.positionals[0]!;
+    const proposed = flag(args, 'proposed');
+    const dirArg = str(args, 'workspace');
+    let answer: { run: Obj };
+    if (dirArg === undefined) {
+      answer = await ctx.client().post<{ run: Obj }>(`/v1/stacks/${seg(stackRef)}/runs`, { proposed, workspace: null });
+    } else {
+      const dir = resolve(ctx.cwd, dirArg);
+      const st = await stat(dir).catch(() => undefined);
+      if (!st?.isDirectory()) throw new ConfigError(`Cannot use --workspace ${dirArg}: no directory there; expected a directory to tar and seal`);
+      const { stack } = await ctx.client().get<{ stack: Obj }>(`/v1/stacks/${seg(stackRef)}`);
+      if (stack.pool == null) throw new ConfigError(`Cannot trigger ${stackRef}: it is not attached to a pool; attach it with launcher admin stack attach ${stackRef} --pool ID`);
+      const pool = await getPool(ctx.client(), String(stack.pool));
+      const recipients = recipientsFor(String(pool.id), activeKeyPems(pool));
+      answer = await ctx.client().call<{ run: Obj }>('POST', `/v1/stacks/${seg(String(stack.id))}/runs`, {
+        query: { proposed: proposed ? '1' : '0' },
+        body: sealedWorkspace(dir, recipients),
+      });
+    }
+    if (ctx.json) return write(ctx.out, json(answer));
+    return write(ctx.out, `${cell(answer.run?.id)}\n`);
+  },
+};
+
+const listCmd: Command = {
+  usage: 'run list [--stack ID] [--pool ID] [--state STATE] [--limit N]',
+  summary: 'runs, newest first',
+  options: {
+    stack: { type: 'string', arg: 'ID', help: 'only this stack\'s runs' },
+    pool: { type: 'string', arg: 'ID', help: 'only this pool\'s runs' },
+    state: { type: 'string', arg: 'STATE', help: `only runs in this state (${STATES.join(', ')})` },
+    limit: { type: 'string', arg: 'N', help: 'at most N runs (server default 100, max 1000)' },
+  },
+  async run(ctx, args) {
+    const state = str(args, 'state')?.toUpperCase();
+    if (state !== undefined && !STATES.includes(state)) throw new ConfigError(`Cannot use --state ${str(args, 'state')}: expected one of ${STATES.join(', ')}`);
+    const limit = str(args, 'limit');
+    if (limit !== undefined && !/^[1-9][0-9]{0,3}$/.test(limit)) throw new ConfigError(`Cannot use --limit ${limit}: expected a whole number from 1 to 1000`);
+    const answer = await ctx.client().get<{ runs: Obj[] }>('/v1/runs', { stack: str(args, 'stack'), pool: str(args, 'pool'), state, limit });
+    if (ctx.json) return write(ctx.out, json(answer));
+    return write(ctx.out, runRows(answer.runs ?? [], ctx.now()));
+  },
+};
+
+const show: Command = {
+  usage: 'run show RUN',
+  summary: 'one run with its phases and results',
+  positionals: ['RUN'],
+  async run(ctx, args) {
+    const answer = await ctx.client().get<{ run: Obj }>(`/v1/runs/${seg(args.positionals[0]!)}`);
+    if (ctx.json) return write(ctx.out, json(answer));
+    return write(ctx.out, runFields(answer.run, ctx.now()));
+  },
+};
+
+const logs: Command = {
+  usage: 'run logs RUN [--phase N] [--follow]',
+  summary: 'the run\'s stored (masked) logs; --follow streams until the run ends',
+  positionals: ['RUN'],
+  options: {
+    phase: { type: 'string', arg: 'N', help: 'only phase N (numbered from 0)' },
+    follow: { type: 'boolean', short: 'f', help: 'keep streaming new output until the run (or the phase) ends' },
+  },
+  async run(ctx, args) {
+    const phase = str(args, 'phase');
+    if (phase !== undefined && !/^(0|[1-9][0-9]{0,3})$/.test(phase)) throw new ConfigError(`Cannot use --phase ${phase}: expected a phase number from 0 (see launcher admin run show RUN)`);
+    const follow = flag(args, 'follow');
+    // Logs are bytes (masked by the launcher), copied as they come: --json does
+    // not apply to a byte stream.
+    const body = await ctx.client().stream(`/v1/runs/${seg(args.positionals[0]!)}/logs`, {
+      query: { phase, follow: follow ? '1' : undefined },
+      signal: ctx.signal,
+      bodyTimeout: follow ? 0 : undefined,
+    });
+    await pipeline(body, ctx.out, { end: false });
+  },
+};
+
+function action(verb: 'confirm' | 'cancel' | 'discard' | 'prioritize', summary: string, noun = 'run'): Command {
+  return {
+    usage: `${noun} ${verb} RUN`,
+    summary,
+    positionals: ['RUN'],
+    async run(ctx, args) {
+      const answer = await ctx.client().post<{ run: Obj }>(`/v1/runs/${seg(args.positionals[0]!)}/${verb}`);
+      if (ctx.json) return write(ctx.out, json(answer));
+      const r = answer.run ?? {};
+      return write(ctx.out, `${cell(r.id)} ${cell(r.state)}${r.cancelRequested ? ' (cancel requested: the worker stops the phase)' : ''}\n`);
+    },
+  };
+}
+
+export const run: Noun = {
+  trigger, list: listCmd, show, logs,
+  confirm: action('confirm', 'let an UNCONFIRMED run go on to its next phase'),
+  cancel: action('cancel', 'cancel a queued, waiting or running run'),
+  discard: action('discard', 'discard an UNCONFIRMED run'),
+};
+
+const queueList: Command = {
+  usage: 'queue list POOL',
+  summary: 'the pool\'s waiting runs in assignment order',
+  positionals: ['POOL'],
+  async run(ctx, args) {
+    const answer = await ctx.client().get<{ runs: Obj[] }>(`/v1/pools/${seg(args.positionals[0]!)}/queue`);
+    if (ctx.json) return write(ctx.out, json(answer));
+    return write(ctx.out, runRows(answer.runs ?? [], ctx.now()));
+  },
+};
+
+export const queue: Noun = { list: queueList, prioritize: action('prioritize', 'move a waiting run to the head of its pool\'s queue', 'queue') };
