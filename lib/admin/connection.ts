@@ -22,7 +22,7 @@ export type ReadText = (path: string) => string | undefined;
  */
 export const DATA_DIR_FILES = {
   token: ['admin.token'],
-  ca: ['ca.pem', 'ca.crt', 'ca-cert.pem', 'tls/ca.pem'],
+  ca: ['ca.crt', 'ca.pem'],
   url: ['server.url', 'url'],
 } as const;
 
