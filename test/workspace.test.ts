@@ -31,7 +31,7 @@ async function names(tar: Readable): Promise<string[]> {
   const out: string[] = [];
   const done = (async () => { for await (const e of ex) { out.push(e.header.name); for await (const _ of e) { /* drain */ } } })();
   for await (const c of tar) ex.write(c as Uint8Array);
-  ex.end();
+  (ex as unknown as { end(): void }).end();
   await done;
   return out;
 }
