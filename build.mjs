@@ -15,16 +15,16 @@
 //   --reproducible     no V8 code cache: byte-identical binaries, slower start-up
 //   --compress         also write .gz (gzip -9) and .xz copies (xz takes a while)
 //   --bundle-only      stop after dist/launcher.cjs
+//   --out-dir DIR      write there instead of dist/ (tests build twice to compare)
 // dist/ holds exactly what the last build made.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ARCHES, baseNodeFor, buildSea, hostArch, pinnedNodeVersion, sha256File, strippedCopy } from './scripts/build-sea.mjs';
 
 const root = dirname(new URL(import.meta.url).pathname);
-const dist = join(root, 'dist');
 const cacheDir = join(root, '.tmp/build-cache');
 const started = process.hrtime.bigint();
 const log = (msg) => process.stderr.write(`build: ${msg}\n`);
@@ -36,8 +36,10 @@ const { values: opts } = parseArgs({
     reproducible: { type: 'boolean', default: false },
     compress: { type: 'boolean', default: false },
     'bundle-only': { type: 'boolean', default: false },
+    'out-dir': { type: 'string' },
   },
 });
+const dist = resolve(root, opts['out-dir'] ?? 'dist');
 const arches = [...new Set(opts.arch.flatMap((a) => a.split(',')))];
 for (const a of arches) {
   if (!ARCHES.includes(a)) fail(`Unknown --arch "${a}": expected one of ${ARCHES.join(', ')}`);
@@ -48,8 +50,12 @@ function fail(msg) {
   process.exit(1);
 }
 
-/** Short commit, "-dirty" when tracked files differ from it, "unknown" outside git. */
+/**
+ * Short commit, "-dirty" when tracked files differ from it, "unknown" outside
+ * git. LAUNCHER_BUILD_COMMIT overrides it (builds from a source tarball).
+ */
 function gitCommit() {
+  if (process.env.LAUNCHER_BUILD_COMMIT) return process.env.LAUNCHER_BUILD_COMMIT;
   try {
     const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
@@ -106,7 +112,7 @@ const missing = commandModules().filter((m) => !inputs.includes(m));
 if (missing.length) fail(`The bundle lacks command modules: ${missing.join(', ')}`);
 const leftoverImport = /\bimport\(/.test(readFileSync(bundlePath, 'utf8').replace(/\/\/.*$|\/\*[\s\S]*?\*\//gm, ''));
 if (leftoverImport) log('warning: the bundle still contains import(), which fails inside the executable when the code cache is on');
-log(`bundled ${inputs.length} modules into dist/launcher.cjs (${(statSync(bundlePath).size / 1024).toFixed(0)} KiB), version ${version}, commit ${commit} [${elapsed()}]`);
+log(`bundled ${inputs.length} modules into ${bundlePath} (${(statSync(bundlePath).size / 1024).toFixed(0)} KiB), version ${version}, commit ${commit} [${elapsed()}]`);
 
 copyFileSync(join(root, 'scripts/install.sh'), join(dist, 'install.sh'));
 
@@ -131,7 +137,7 @@ if (!opts['bundle-only']) {
     if (/^launcher-linux-/.test(f) && !built.some((b) => f === b || f.startsWith(`${b}.`))) rmSync(join(dist, f));
   }
   if (opts.compress) {
-    for (const name of built) {
+    for (const name of [...built]) {
       execFileSync('sh', ['-c', `gzip -9 -n -c "$1" > "$1.gz"`, 'sh', join(dist, name)]);
       execFileSync('xz', ['-T0', '-6', '-k', '-f', join(dist, name)]);
       built.push(`${name}.gz`, `${name}.xz`);
@@ -149,5 +155,5 @@ writeFileSync(join(dist, 'build-info.json'), JSON.stringify({
   version, commit, node: process.versions.node, built, reproducible: opts.reproducible,
   seconds: Number(process.hrtime.bigint() - started) / 1e9,
 }, null, 2) + '\n');
-if (existsSync(join(dist, 'SHA256SUMS')) && built.length) log(`wrote dist/SHA256SUMS for ${built.join(', ')}`);
+if (existsSync(join(dist, 'SHA256SUMS')) && built.length) log(`wrote ${join(dist, 'SHA256SUMS')} for ${built.join(', ')}`);
 log(`done in ${elapsed()}`);

@@ -5,7 +5,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 /** Node for linux-arm64 is fetched with `npm pack` at exactly this version and integrity. */
 export const ARM64_NODE = {
@@ -67,11 +67,14 @@ export function hostArch() {
  */
 export function buildSea({ bundle, base, output, workDir, codeCache }) {
   mkdirSync(workDir, { recursive: true });
+  // The blob records the main script's path as given, so paths are relative
+  // to the bundle's directory: builds in different directories stay identical.
+  const cwd = dirname(bundle);
   const config = {
-    main: bundle,
+    main: relative(cwd, bundle),
     mainFormat: 'commonjs',
-    executable: base,
-    output: `${output}.partial`,
+    executable: relative(cwd, base),
+    output: relative(cwd, `${output}.partial`),
     useCodeCache: codeCache,
     useSnapshot: false,
     disableExperimentalSEAWarning: true,
@@ -81,10 +84,10 @@ export function buildSea({ bundle, base, output, workDir, codeCache }) {
   };
   const configPath = join(workDir, `sea-config-${output.replace(/.*\//, '')}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2) + '\n');
-  rmSync(config.output, { force: true });
-  const r = spawnSync(process.execPath, ['--build-sea', configPath], { encoding: 'utf8' });
+  rmSync(`${output}.partial`, { force: true });
+  const r = spawnSync(process.execPath, ['--build-sea', configPath], { encoding: 'utf8', cwd });
   if (r.status !== 0) throw new Error(`node --build-sea failed (exit ${r.status}): ${r.stderr || r.stdout}`);
-  renameSync(config.output, output);
+  renameSync(`${output}.partial`, output);
   return configPath;
 }
 
