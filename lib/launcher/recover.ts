@@ -1,0 +1,80 @@
+// Restart safety. After kill -9 (or a host reboot) the next launcher on the
+// same state directory finds what the last one left:
+// - its phase container still running, or exited but not yet removed: picked
+//   up again (resume), so the run finishes with complete logs; output is
+//   re-read from the container's start, masked again, and the bytes the server
+//   already stored are skipped, so no line is lost or doubled;
+// - no container, but a result written before the crash: reported again;
+// - no container and no result: the phase may or may not have run, and a
+//   write phase is never re-run by itself, so it is reported as a system error;
+// - any other container labelled with this worker: removed.
+import { removeContainer } from '../docker/containers.ts';
+import { listManagedContainers } from '../executor.ts';
+import { isPermanent, ServerError, type Assignment } from './api.ts';
+import type { InFlight, Logger, PhaseContext, ResumeFrom } from './phase.ts';
+import { retryTransient } from './retry.ts';
+
+export interface Resumable {
+  assignment: Assignment;
+  from: ResumeFrom;
+}
+
+export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable | undefined> {
+  const { api, state, docker, workerId } = ctx;
+  const inflight = state.readRun<InFlight>();
+  // Containers are labelled with the worker id they were started for; after a
+  // restart the server gives us back the same id (it is in the state dir).
+  const ids = new Set([workerId, inflight?.workerId].filter((x): x is string => !!x));
+  const containers = (await Promise.all([...ids].map((w) => listManagedContainers(docker, { workerId: w })))).flat();
+  const a = inflight?.assignment;
+  const mine = a ? containers.find((c) => c.runId === a.runId && c.phase === String(a.phase)) : undefined;
+  for (const c of containers) {
+    if (c === mine) continue;
+    log.info('Removing a leftover container', { container: c.name, runId: c.runId, phase: c.phase, state: c.state });
+    await removeContainer(docker, c.id).catch((e) => log.warn('Could not remove a leftover container', { container: c.name, error: (e as Error).message }));
+  }
+  if (!inflight || !a) {
+    state.clearSpill();
+    return undefined;
+  }
+  const fields = { runId: a.runId, phase: a.phase, phaseName: a.phaseName };
+  const retry = { onRetry: (e: unknown) => { ctx.metrics.reconnects++; log.warn('Server call failed during recovery; retrying', { ...fields, error: (e as Error).message }); } };
+  let st;
+  try {
+    st = await retryTransient(() => api.phaseState(a.runId, a.phase), retry);
+  } catch (e) {
+    if (isPermanent(e)) throw e;
+    log.warn('The server no longer has the interrupted phase; dropping it', { ...fields, error: (e as Error).message });
+    if (mine) await removeContainer(docker, mine.id).catch(() => {});
+    state.clearRun();
+    return undefined;
+  }
+  if (st.state !== 'RUNNING') {
+    log.info('The interrupted phase is already over on the server', { ...fields, state: st.state });
+    if (mine) await removeContainer(docker, mine.id).catch(() => {});
+    state.clearRun();
+    state.clearSpill();
+    return undefined;
+  }
+  if (mine) {
+    log.info('Found the interrupted phase container; resuming it', { ...fields, container: mine.name, state: mine.state, storedLogBytes: st.logs.bytes, nextSeq: st.logs.nextSeq });
+    state.clearSpill();
+    return { assignment: a, from: { containerId: mine.id, storedBytes: st.logs.bytes, nextSeq: st.logs.nextSeq } };
+  }
+  const report = inflight.stage === 'finished' && inflight.result
+    ? { ...inflight.result, logSeq: st.logs.nextSeq }
+    : {
+        workerId, outcome: 'system-error', exitCode: null, logSeq: st.logs.nextSeq, workspaceUploaded: false,
+        error: { code: 'LAUNCHER_RESTARTED', message: 'The launcher restarted and the phase container was gone, so the result is unknown; the phase is not re-run by itself' },
+      };
+  log.warn('Reporting the interrupted phase', { ...fields, outcome: report.outcome });
+  try {
+    await retryTransient(() => api.result(a.runId, a.phase, { ...report, workerId }), retry);
+  } catch (e) {
+    if (isPermanent(e) || !(e instanceof ServerError)) throw e;
+    log.warn('The server did not take the interrupted phase result', { ...fields, error: e.message });
+  }
+  state.clearRun();
+  state.clearSpill();
+  return undefined;
+}
