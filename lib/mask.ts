@@ -30,6 +30,8 @@ export const DEFAULT_MIN_LENGTH = 4;
 export const MAX_DIRECTIVE_BYTES = 64 * 1024;
 
 const DIRECTIVE = '::add-mask::';
+// Below this many bytes per lane a write is scanned in one lane.
+const LANE_MIN = 1024;
 const NL = 0x0a;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -110,6 +112,7 @@ interface Automaton {
   maskLen: Int32Array; // per state: longest mask pattern ending here (0: none)
   directive: Uint8Array; // per state: the add-mask marker ends here
   start: number; // state after an imaginary newline before the stream
+  maxDepth: number; // longest pattern
 }
 
 function buildAutomaton(patterns: Uint8Array[], withDirective: boolean): Automaton {
@@ -179,8 +182,10 @@ function buildAutomaton(patterns: Uint8Array[], withDirective: boolean): Automat
     const v = next[i];
     delta[i] = maskLen[v] !== 0 || directive[v] !== 0 ? ~(v * width) : v * width;
   }
+  let maxDepth = 0;
+  for (const p of all) if (p.length > maxDepth) maxDepth = p.length;
   const start = withDirective ? next[cls[NL]] * width : 0;
-  return { delta, cls, width, hold, maskLen: maskLen.subarray(0, states), directive: directive.subarray(0, states), start };
+  return { maxDepth, delta, cls, width, hold, maskLen: maskLen.subarray(0, states), directive: directive.subarray(0, states), start };
 }
 
 // ---------------------------------------------------------------------------
@@ -372,17 +377,61 @@ export class Masker {
 
   // Runs the automaton over data[i..] and records matches. Returns where it
   // stopped: the end, or just past an `::add-mask::` marker at a line start.
+  //
+  // Each byte costs one table load that depends on the previous one, so on a
+  // large table the loop waits on the cache. Long stretches are therefore cut
+  // in two lanes run interleaved: the second lane starts `maxDepth` bytes
+  // before its half from the root, which is enough to reach the true state
+  // (a state stands for at most maxDepth trailing bytes). Matches are rare;
+  // they are collected per lane and applied in stream order afterwards.
   #scan(data: Uint8Array, base: number, i: number, directives: boolean): number {
-    const { delta, cls, width, maskLen, directive } = this.#ac;
-    let s = this.#state;
+    const { delta, cls, maxDepth } = this.#ac;
     const n = data.length;
-    for (; i < n; i++) {
-      const t = delta[s + cls[data[i]]];
-      if (t >= 0) {
+    let s = this.#state;
+    const mid = i + ((n - i) >> 1);
+    if (mid - i < maxDepth + LANE_MIN) {
+      const ev: number[] = [];
+      s = runLane(delta, cls, data, i, n, s, ev);
+      return this.#apply(ev, base, directives, s, n);
+    }
+    let v = 0;
+    for (let j = mid - maxDepth; j < mid; j++) {
+      const t = delta[v + cls[data[j]]];
+      v = t < 0 ? ~t : t;
+    }
+    const ev0: number[] = [];
+    const ev1: number[] = [];
+    let a = i;
+    let b = mid;
+    for (; a < mid; a++, b++) {
+      const t = delta[s + cls[data[a]]];
+      const u = delta[v + cls[data[b]]];
+      if ((t | u) >= 0) {
         s = t;
+        v = u;
         continue;
       }
-      s = ~t;
+      if (t < 0) {
+        s = ~t;
+        ev0.push(a, s);
+      } else s = t;
+      if (u < 0) {
+        v = ~u;
+        ev1.push(b, v);
+      } else v = u;
+    }
+    v = runLane(delta, cls, data, b, n, v, ev1);
+    for (const x of ev1) ev0.push(x);
+    return this.#apply(ev0, base, directives, v, n);
+  }
+
+  // Applies match events (pairs of byte index and state) in order. Stops at
+  // the first `::add-mask::` marker when directives are on.
+  #apply(ev: number[], base: number, directives: boolean, endState: number, n: number): number {
+    const { width, maskLen, directive } = this.#ac;
+    for (let k = 0; k < ev.length; k += 2) {
+      const i = ev[k];
+      const s = ev[k + 1];
       const st = s / width;
       const len = maskLen[st];
       if (len !== 0) addRange(this.#ranges, base + i + 1 - len, base + i + 1);
@@ -392,7 +441,7 @@ export class Masker {
         return i + 1;
       }
     }
-    this.#state = s;
+    this.#state = endState;
     return n;
   }
 
@@ -469,6 +518,21 @@ export class Masker {
     }
     this.#cur = cur;
   }
+}
+
+// One lane of the automaton over data[i..n) from state s; pushes (index,
+// state) for each byte where something ends. Returns the final state.
+function runLane(delta: Int32Array, cls: Uint16Array, data: Uint8Array, i: number, n: number, s: number, ev: number[]): number {
+  for (; i < n; i++) {
+    const t = delta[s + cls[data[i]]];
+    if (t >= 0) {
+      s = t;
+      continue;
+    }
+    s = ~t;
+    ev.push(i, s);
+  }
+  return s;
 }
 
 // Adds [from, to) to sorted merged pairs; matches arrive in order of their

@@ -115,6 +115,31 @@ test('the output is the same however writes are split: random texts against a na
   }
 });
 
+test('long writes (scanned in two lanes) give the same output as byte-per-byte writes', () => {
+  const rand = rng(7);
+  const values = ['lane-secret-one', 'second-lane-secret', 'third!secret?value'];
+  const words = ['alpha', 'beta', 'lane-secret-on', 'second-lane', 'x', '::add-mask::late-added-value', 'late-added-value', ...values];
+  for (let round = 0; round < 2; round++) {
+    let text = '';
+    while (text.length < 20_000) {
+      const w = words[Math.floor(rand() * words.length)];
+      text += w.startsWith('::') ? `\n${w}\n` : `${w}${rand() < 0.1 ? '\n' : ' '}`;
+    }
+    const opts = { secrets: secrets(...values) };
+    const bytes = enc.encode(text);
+    const whole = runSplits(opts, bytes, []);
+    assert.is(runSplits(opts, bytes, Array.from({ length: bytes.length - 1 }, (_, i) => i + 1)), whole, 'byte per byte');
+    for (let k = 0; k < 20; k++) {
+      const cut = Math.floor(rand() * bytes.length);
+      assert.is(runSplits(opts, bytes, [cut]), whole, `split at ${cut}`);
+    }
+    for (const v of values) assert.not.ok(whole.includes(v), `${v} leaked`);
+    const afterAdd = whole.slice(whole.indexOf('::add-mask::'));
+    assert.not.ok(afterAdd.includes('late-added-value'), 'a value added by the run leaked after its line');
+    assert.ok(whole.includes('lane-secret-on '), 'a mere prefix is not masked');
+  }
+});
+
 test('::add-mask:: adds a value for the rest of the run and hides it in its own line', () => {
   const opts = { secrets: secrets('preexisting') };
   check(opts, 'before s3cr3t-value\n::add-mask::s3cr3t-value\nafter s3cr3t-value\n', `before s3cr3t-value\n::add-mask::${MASK}\nafter ${MASK}\n`);
