@@ -13,6 +13,7 @@ const ACCEPTED =
 /** Smallest pool key we accept, matching what the server accepts in a CSR. */
 export const MIN_POOL_KEY_BITS = 2048;
 export const MAX_POOL_KEY_BITS = 16384;
+const MAX_KEY_CHARS = 64 * 1024;
 
 function keyError(source: string, problem: string, cause?: unknown): LauncherError {
   // The message names the variable and the problem, never the value.
@@ -97,6 +98,8 @@ export function keyTypeName(type: string | undefined): string {
  */
 export function parsePoolPrivateKey(value: string, source: string = DEFAULT_SOURCE): crypto.KeyObject {
   if (typeof value !== 'string') throw keyError(source, 'it is not set');
+  // A 16384-bit PKCS#8 key is about 13 KiB as PEM, 17 KiB as base64 of it.
+  if (value.length > MAX_KEY_CHARS) throw keyError(source, `it is longer than ${MAX_KEY_CHARS / 1024} KiB`);
   const text = pemText(value, source);
   let blocks: PemBlock[];
   try {
@@ -207,8 +210,10 @@ export function createCsr(privateKeyPem: string, subject: { commonName?: string;
   const key = parsePoolPrivateKey(privateKeyPem, 'the private key');
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.publicKeyFromPem(publicKeyPem(key));
-  const attrs: forge.pki.CertificateField[] = [{ name: 'commonName', value: subject.commonName ?? DEFAULT_CSR_COMMON_NAME }];
-  if (subject.organization) attrs.push({ name: 'organizationName', value: subject.organization });
+  // UTF8String, not forge's default PrintableString, so any name encodes correctly.
+  const utf8 = forge.asn1.Type.UTF8 as unknown as forge.asn1.Class;
+  const attrs: forge.pki.CertificateField[] = [{ name: 'commonName', value: subject.commonName ?? DEFAULT_CSR_COMMON_NAME, valueTagClass: utf8 }];
+  if (subject.organization) attrs.push({ name: 'organizationName', value: subject.organization, valueTagClass: utf8 });
   csr.setSubject(attrs);
   const oid = forge.pki.oids['sha256WithRSAEncryption']!;
   csr.signatureOid = oid;

@@ -6,6 +6,7 @@
 // checked with a small strict DER reader before anything else touches them,
 // because they come from users and must fail with a clear CSR_INVALID.
 import * as crypto from 'node:crypto';
+import { isIP } from 'node:net';
 import forge from 'node-forge';
 import { LauncherError } from './errors.ts';
 import { MAX_POOL_KEY_BITS, MIN_POOL_KEY_BITS, decodeBase64Strict, publicKeyPem, signSha256Rsa } from './keys.ts';
@@ -282,7 +283,15 @@ function signCertificate(d: Draft): { certPem: string; serial: string; notAfter:
   return { certPem: forge.pki.certificateToPem(cert), serial, notAfter };
 }
 
+/** A one-attribute name encoded as UTF8String (forge defaults to PrintableString, which forbids "_", "@" and more). */
+function cn(value: string): forge.pki.CertificateField[] {
+  return [{ name: 'commonName', value, valueTagClass: forge.asn1.Type.UTF8 as unknown as forge.asn1.Class }];
+}
+
 function generateKey(bits: number): crypto.KeyObject {
+  if (!Number.isInteger(bits) || bits < 2048 || bits > 16384) {
+    throw new LauncherError('KEY_SIZE_INVALID', `Cannot generate a ${bits}-bit key: expected 2048 to 16384 bits`, { exitCode: 2 });
+  }
   return crypto.generateKeyPairSync('rsa', { modulusLength: bits, publicExponent: 0x10001 }).privateKey;
 }
 
@@ -291,7 +300,7 @@ const pkcs8 = (k: crypto.KeyObject): string => k.export({ type: 'pkcs8', format:
 /** A new self-signed CA (RSA, 4096 bits by default) for the server. */
 export function createCertificateAuthority(opts: { commonName?: string; validityDays?: number; bits?: number } = {}): CertificateAuthority {
   const key = generateKey(opts.bits ?? 4096);
-  const name = [{ name: 'commonName', value: opts.commonName ?? 'launcher server CA' }];
+  const name = cn(opts.commonName ?? 'launcher server CA');
   const { certPem } = signCertificate({
     subject: name, issuer: name, publicKey: key, signer: key, issuerKey: key,
     days: validDays(opts.validityDays, CA_VALIDITY_DAYS, 'CA'),
@@ -319,7 +328,9 @@ function loadCa(ca: CertificateAuthority): LoadedCa {
     const cert = new crypto.X509Certificate(ca.certPem);
     if (!cert.checkPrivateKey(key)) throw new Error('the CA key does not match the CA certificate');
     if (!cert.ca) throw new Error('the CA certificate is not a CA (basicConstraints CA:FALSE)');
-    const subject = forge.pki.certificateFromPem(ca.certPem).subject.attributes.map((a) => ({ type: a.type, value: a.value, valueTagClass: a.valueTagClass }) as forge.pki.CertificateField);
+    // The issuer name is copied attribute by attribute with its string type, so it matches the CA's subject exactly.
+    const subject = forge.pki.certificateFromPem(ca.certPem).subject.attributes.map((a) =>
+      (a.valueTagClass === undefined ? { type: a.type, value: a.value } : { type: a.type, value: a.value, valueTagClass: a.valueTagClass }) as forge.pki.CertificateField);
     v = { key, cert, subject };
   } catch (e) {
     throw new LauncherError('CA_INVALID', `Cannot use the certificate authority: ${(e as Error).message.replace(/\.$/, '')}`, { cause: e });
@@ -341,11 +352,11 @@ export function issueServerCertificate(
   ];
   if (alt.length === 0) throw new LauncherError('CERT_NAMES_MISSING', 'Cannot issue the server certificate: expected at least one DNS name or IP address', { exitCode: 2 });
   for (const ip of opts.ipAddresses) {
-    if (!isIP(ip)) throw new LauncherError('CERT_NAMES_INVALID', `Cannot issue the server certificate: "${ip}" is not an IP address`, { exitCode: 2 });
+    if (isIP(ip) === 0) throw new LauncherError('CERT_NAMES_INVALID', `Cannot issue the server certificate: "${ip}" is not an IP address`, { exitCode: 2 });
   }
   const key = generateKey(opts.bits ?? 2048);
   const { certPem } = signCertificate({
-    subject: [{ name: 'commonName', value: opts.dnsNames[0] ?? opts.ipAddresses[0]! }],
+    subject: cn(opts.dnsNames[0] ?? opts.ipAddresses[0]!),
     issuer: issuer.subject, publicKey: key, signer: issuer.key, issuerKey: issuer.key,
     days: validDays(opts.validityDays, SERVER_VALIDITY_DAYS, 'server'),
     extensions: [
@@ -358,9 +369,6 @@ export function issueServerCertificate(
   return { keyPem: pkcs8(key), certPem };
 }
 
-function isIP(s: string): boolean {
-  return /^(\d{1,3})(\.\d{1,3}){3}$/.test(s) ? s.split('.').every((p) => Number(p) <= 255) : /^[0-9a-fA-F:]+$/.test(s) && s.includes(':');
-}
 
 /**
  * A pool certificate for the key in `csrPem` (checked by inspectCsr): subject
@@ -378,7 +386,7 @@ export function issuePoolCertificate(
   const csr = parseCsr(csrPem);
   const issuer = loadCa(ca);
   const { certPem, serial, notAfter } = signCertificate({
-    subject: [{ name: 'commonName', value: opts.poolId }],
+    subject: cn(opts.poolId),
     issuer: issuer.subject, publicKey: csr.key, signer: issuer.key, issuerKey: issuer.key,
     days: validDays(opts.validityDays, POOL_VALIDITY_DAYS, 'pool'),
     extensions: [

@@ -90,6 +90,7 @@ test('unusable keys are refused with KEY_INVALID naming the source and what is a
     [seed.key.replace(/\n([A-Za-z0-9+/]{10})/, '\n$1!!!'), /does not hold valid base64/],
     [seed.key.replace(/\n[A-Za-z0-9+/]{4}/, '\nAAAA'), /not a readable private key/],
     [seed.key + seed.key, /2 private keys/],
+    [seed.key + ' '.repeat(70 * 1024), /longer than 64 KiB/],
   ];
   for (const [value, why] of cases) {
     const err = expectError(() => parsePoolPrivateKey(value), 'KEY_INVALID', /^Cannot use SPACELIFT_POOL_PRIVATE_KEY: /, why, /base64 -w 0 spacelift\.key/);

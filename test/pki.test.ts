@@ -161,6 +161,28 @@ test('inspectCsr reports the key and subject of the seed CSR and of ours', () =>
   assert.is(inspectCsr(`\n${seed.csr.replace(/\n/g, '\r\n')}\n`).bits, 4096);
 });
 
+test('the seed command answered interactively (defaults, or a challenge password) and an empty subject are accepted', () => {
+  // The seed runs openssl req without -subj, so it prompts; pressing Enter takes the defaults.
+  ssl.ok(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'i.key', '-out', 'i.csr'], '\n'.repeat(9));
+  assert.is(inspectCsr(ssl.read('i.csr')).subject, 'C=AU, ST=Some-State, O=Internet Widgits Pty Ltd');
+  // A challenge password becomes a CSR attribute, which is ignored (and never shown).
+  ssl.ok(['req', '-new', '-key', 'i.key', '-out', 'pw.csr'], 'NZ\n\n\n\n\nops team\n\nhunter2\n\n');
+  const facts = inspectCsr(ssl.read('pw.csr'));
+  assert.is(facts.subject, 'C=NZ, ST=Some-State, O=Internet Widgits Pty Ltd, CN=ops team');
+  ssl.write('pw.pem', issuePoolCertificate(ca, ssl.read('pw.csr'), { poolId: 'p' }).certPem);
+  assert.not.match(ssl.ok(['x509', '-in', 'pw.pem', '-noout', '-text']), /hunter2/);
+  ssl.ok(['req', '-new', '-key', 'i.key', '-out', 'empty.csr', '-subj', '/']);
+  assert.is(inspectCsr(ssl.read('empty.csr')).subject, '');
+});
+
+test('pool ids outside PrintableString (underscore, @, non-ASCII) are encoded as UTF8String', () => {
+  const issued = issuePoolCertificate(ca, seed.csr, { poolId: 'team_a@prod-ü' });
+  ssl.write('utf8.pem', issued.certPem);
+  assert.match(ssl.ok(['x509', '-in', 'utf8.pem', '-noout', '-subject', '-nameopt', 'utf8,sep_comma_plus']), /CN=team_a@prod-ü/);
+  assert.match(ssl.ok(['asn1parse', '-in', 'utf8.pem']), /UTF8STRING\s*:team_a@prod-/);
+  assert.is(ssl.run(['verify', '-CAfile', 'ca.pem', 'utf8.pem']).status, 0);
+});
+
 test('CSRs that openssl makes but we must refuse: EC, RSA 1024, SHA-1', () => {
   ssl.ok(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ec.key', '-out', 'ec.csr', '-subj', '/CN=ec']);
   expectCode(() => inspectCsr(ssl.read('ec.csr')), 'CSR_INVALID', /^Cannot accept the CSR: its key is ec, expected RSA/);
