@@ -44,16 +44,6 @@ export class Metrics {
   }
 }
 
-/** Parses SPACELIFT_LAUNCHER_METRICS_ADDR: `PORT`, `HOST:PORT` or `[V6]:PORT`; loopback unless told otherwise. */
-export function parseListenAddress(value: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]:|([^:]*):)?(\d{1,5})$/.exec(value.trim());
-  const port = Number(m?.[3]);
-  if (!m || !Number.isInteger(port) || port > 65535) {
-    throw new LauncherError('CONFIG_INVALID', `Cannot parse SPACELIFT_LAUNCHER_METRICS_ADDR: "${value}" is not an address (try 127.0.0.1:9464)`, { exitCode: 2 });
-  }
-  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
-}
-
 /** Starts the listener; `healthyWithinS` is how recent the last server contact must be. */
 export async function serveMetrics(metrics: Metrics, addr: { host: string; port: number }, healthyWithinS = 90): Promise<Server> {
   const server = createServer((req, res) => {
