@@ -1,0 +1,143 @@
+// Launchers as real subprocesses for tests: pool keys from the openssl CLI
+// exactly as the seed says, the key passed as `base64 -w 0 spacelift.key`,
+// and helpers to wait for log lines and exit codes.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OpensslDir } from './openssl.ts';
+import { TEST_IMAGE } from './docker.ts';
+import { createCertificateAuthority, issuePoolCertificate } from '../../lib/pki.ts';
+import { encodeToken } from '../../lib/token.ts';
+
+export const ROOT = new URL('../..', import.meta.url).pathname;
+
+export interface PoolKey {
+  dir: OpensslDir;
+  keyPath: string;
+  keyPem: string;
+  csrPem: string;
+  /** `base64 -w 0 spacelift.key`, from the base64 CLI. */
+  keyB64: string;
+}
+
+/** The seed's `openssl req -new -newkey rsa:BITS -nodes -keyout spacelift.key -out spacelift.csr`. */
+export function seedPoolKey(bits = 4096, name = 'spacelift'): PoolKey {
+  const dir = new OpensslDir();
+  const { key, csr } = dir.seedKeyAndCsr(name, bits);
+  const keyPath = dir.path(`${name}.key`);
+  const keyB64 = execFileSync('base64', ['-w', '0', keyPath], { encoding: 'utf8' });
+  return { dir, keyPath, keyPem: key, csrPem: csr, keyB64 };
+}
+
+/** A token issued by a throwaway CA for a server that is not there (start-up tests). */
+export function offlineToken(csrPem: string, serverUrl: string): string {
+  const ca = createCertificateAuthority({ bits: 2048 });
+  const cert = issuePoolCertificate(ca, csrPem, { poolId: 'pool_offline' });
+  return encodeToken({ serverUrl, poolId: 'pool_offline', certificate: cert.certPem, caCertificate: ca.certPem });
+}
+
+export interface LauncherOptions {
+  token: string;
+  keyB64: string;
+  stateDir: string;
+  env?: Record<string, string>;
+  args?: string[];
+}
+
+export class LauncherProcess {
+  readonly child: ChildProcess;
+  out = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  #waiters: Array<() => void> = [];
+
+  constructor(child: ChildProcess) {
+    this.child = child;
+    const on = (b: Buffer) => {
+      this.out += b.toString();
+      for (const w of this.#waiters.splice(0)) w();
+    };
+    child.stdout!.on('data', on);
+    child.stderr!.on('data', on);
+    this.exited = new Promise((resolve) => child.on('close', (code, signal) => {
+      for (const w of this.#waiters.splice(0)) w();
+      resolve({ code, signal });
+    }));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Resolves with the first output line matching `re`; rejects after `ms` or on exit. */
+  async waitFor(re: RegExp, ms = 60_000): Promise<string> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const line = this.out.split('\n').find((l) => re.test(l));
+      if (line !== undefined) return line;
+      if (this.child.exitCode !== null || this.child.signalCode !== null) throw new Error(`Launcher exited (${this.child.exitCode ?? this.child.signalCode}) before printing ${re}:\n${this.out}`);
+      if (Date.now() > deadline) throw new Error(`Timed out waiting for ${re}:\n${this.out}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, Math.min(1000, Math.max(1, deadline - Date.now())));
+        this.#waiters.push(() => { clearTimeout(t); r(); });
+      });
+    }
+  }
+
+  /** Log lines as JSON objects (non-JSON lines skipped). */
+  json(): Array<Record<string, unknown>> {
+    return this.out.split('\n').flatMap((l) => {
+      try { return [JSON.parse(l) as Record<string, unknown>]; } catch { return []; }
+    });
+  }
+
+  kill(sig: NodeJS.Signals = 'SIGTERM'): void {
+    this.child.kill(sig);
+  }
+
+  async exitCode(ms = 120_000): Promise<number | null> {
+    const t = setTimeout(() => this.child.kill('SIGKILL'), ms);
+    const r = await this.exited;
+    clearTimeout(t);
+    return r.code;
+  }
+}
+
+/** The environment every test launcher gets: test image, no network, quick timeouts. */
+export function launcherEnv(o: LauncherOptions): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: o.stateDir,
+    NO_COLOR: '1',
+    SPACELIFT_TOKEN: o.token,
+    SPACELIFT_POOL_PRIVATE_KEY: o.keyB64,
+    SPACELIFT_LAUNCHER_STATE_DIR: o.stateDir,
+    SPACELIFT_WORKER_NETWORK: 'none',
+    SPACELIFT_DEFAULT_RUNNER_IMAGE: TEST_IMAGE,
+    SPACELIFT_DEBUG: 'true',
+    ...o.env,
+  };
+}
+
+/** Starts `launcher run` from source as a subprocess. */
+export function startLauncher(o: LauncherOptions): LauncherProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'launcher.ts'), ...(o.args ?? ['run'])], {
+    cwd: ROOT,
+    env: launcherEnv(o),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new LauncherProcess(child);
+}
+
+/** Runs a launcher command to completion; returns exit code and all output. */
+export async function runLauncher(o: LauncherOptions, ms = 120_000): Promise<{ code: number | null; out: string }> {
+  const p = startLauncher(o);
+  const code = await p.exitCode(ms);
+  return { code, out: p.out };
+}
+
+export function tempDir(prefix = 'launcher-test-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
