@@ -20,7 +20,7 @@ import { loadDockerConfig, registryAuthHeader, type RegistryAuths } from '../doc
 import { WorkerApi } from '../launcher/api.ts';
 import { StateDir } from '../launcher/statedir.ts';
 import { Metrics, serveMetrics } from '../launcher/metrics.ts';
-import { createLauncherLog } from '../launcher/logline.ts';
+import { createLogger } from '../log.ts';
 import { handleSignals } from '../launcher/signals.ts';
 import { EXIT_DOCKER, Worker } from '../launcher/worker.ts';
 import type { PhaseSettings } from '../launcher/phase.ts';
@@ -60,7 +60,10 @@ export async function run(io: CommandIo): Promise<number> {
     return 0;
   }
   const { config, warnings } = parseLauncherConfig(io.env, { require: { token: true, key: true } });
-  const log = createLauncherLog({ stream: io.stderr, debug: config.debug });
+  // Second line of defence: values of SPACELIFT_MASK_ENVS never reach our own log.
+  const secrets = maskedValues(config, io.env).map((m) => m.value).filter((v) => v.length >= 4);
+  const redact = (t: string) => secrets.reduce((acc, v) => acc.split(v).join('*****'), t);
+  const log = createLogger({ stream: io.stderr, debug: config.debug, redact });
   for (const w of warnings) log.warn(w);
   const token = decodeToken(config.token!);
   const key = parsePoolPrivateKey(config.poolPrivateKey!);
