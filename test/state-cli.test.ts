@@ -1,8 +1,8 @@
 // `launcher state seal|open` as a subprocess, the way users and scripts run it.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { TempDir, pseudoRandomBytes, run, seedKey } from './helpers/age-tools.ts';
 import { sshRsaPublicLine } from '../lib/age/index.ts';
 
@@ -29,6 +29,11 @@ function launcher(args: string[], opts: { input?: Uint8Array; env?: Record<strin
     maxBuffer: 1 << 28,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+function launcherAsync(args: string[]): Promise<number | null> {
+  const child = spawn(process.execPath, ['--import', tsx, `${root}launcher.ts`, 'state', ...args], { cwd: t.dir, stdio: 'ignore' });
+  return new Promise((r) => child.on('close', r));
 }
 
 /** Nothing but the expected files: no OUT, no temp files left behind. */
@@ -126,6 +131,20 @@ test('usage errors exit 2 and say what is accepted', () => {
   const help = launcher(['--help']);
   assert.is(help.status, 0);
   assert.match(help.stdout.toString(), /launcher state seal/);
+});
+
+test('-o onto a FIFO writes through it and leaves it a FIFO (devices such as /dev/null are never replaced)', async () => {
+  run('mkfifo', [t.path('pipe')]);
+  const reader = spawn('cat', [t.path('pipe')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const got: Buffer[] = [];
+  reader.stdout.on('data', (d: Buffer) => got.push(d));
+  const done = new Promise((r) => reader.on('close', r));
+  const r = await launcherAsync(['seal', '-R', 'spacelift.pub', '-o', 'pipe', 'plain']);
+  await done;
+  assert.is(r, 0);
+  assert.ok(lstatSync(t.path('pipe')).isFIFO(), 'still a FIFO');
+  assert.ok(run('age', ['-d', '-i', pool.key], { input: Buffer.concat(got) }).equals(plain));
+  assert.is(launcher(['seal', '-R', 'spacelift.pub', '-o', '.', 'plain']).status, 2);
 });
 
 test('a file that is not age at all: exit 1 with a header error', () => {

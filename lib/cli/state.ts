@@ -5,7 +5,7 @@
 // file (half-written or otherwise) at OUT.
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -125,6 +125,14 @@ async function runTo(io: CommandIo, input: Readable, through: Transform, output:
     return;
   }
   const target = resolve(io.cwd, output);
+  const existing = await stat(target).catch(() => null);
+  if (existing?.isDirectory()) throw new ConfigError(`Cannot write -o ${output}: it is a directory; expected a file path`);
+  if (existing && !existing.isFile()) {
+    // A device, FIFO or socket (e.g. /dev/null): write through it; renaming
+    // over it would replace the device with a regular file.
+    await pipeline(input, through, createWriteStream(target, { flags: 'w' }));
+    return;
+  }
   const tmp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     await pipeline(input, through, createWriteStream(tmp, { flags: 'wx', mode: 0o600, highWaterMark: 1 << 20 }));
