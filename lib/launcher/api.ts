@@ -94,7 +94,8 @@ export interface PhaseReport {
   workerId: string;
   outcome: string;
   exitCode: number | null;
-  error: { code: string; message: string } | null;
+  /** A sentence for people: what went wrong on this host (the code leads it). */
+  error: string | null;
   logSeq: number;
   workspaceUploaded: boolean;
 }

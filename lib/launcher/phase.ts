@@ -112,7 +112,7 @@ export async function openSecretEnv(sealed: string | null, identity: Identity): 
 }
 
 function failure(a: Assignment, workerId: string, code: string, message: string, logSeq: number): PhaseReport {
-  return { workerId, outcome: 'system-error', exitCode: null, error: { code, message }, logSeq, workspaceUploaded: false };
+  return { workerId, outcome: 'system-error', exitCode: null, error: `${code}: ${message}`, logSeq, workspaceUploaded: false };
 }
 
 /**
@@ -236,7 +236,7 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
       workerId,
       outcome: result.outcome,
       exitCode: result.exitCode ?? null,
-      error: result.error ?? null,
+      error: result.error ? `${result.error.code}: ${result.error.message}` : null,
       logSeq: 0,
       workspaceUploaded: uploaded,
     };

@@ -65,7 +65,7 @@ export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable
     ? { ...inflight.result, logSeq: st.logs.nextSeq }
     : {
         workerId, outcome: 'system-error', exitCode: null, logSeq: st.logs.nextSeq, workspaceUploaded: false,
-        error: { code: 'LAUNCHER_RESTARTED', message: 'The launcher restarted and the phase container was gone, so the result is unknown; the phase is not re-run by itself' },
+        error: 'LAUNCHER_RESTARTED: The launcher restarted and the phase container was gone, so the result is unknown; the phase is not re-run by itself',
       };
   log.warn('Reporting the interrupted phase', { ...fields, outcome: report.outcome });
   try {
