@@ -7,9 +7,11 @@
 // certificate build + RSA-4096 CA signature). Peer: one `openssl x509 -req`
 // process per certificate, so its figure includes process spawn; a third
 // line measures `openssl version` spawns alone to show that floor, and a
-// fourth the bare RSA-4096 signature every issuer must make.
+// fourth the bare RSA-4096 signature every issuer must make. node-forge on its
+// own (pure-JS RSA) shows why signing goes through node:crypto.
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, sign } from 'node:crypto';
+import forge from 'node-forge';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +30,8 @@ try {
   const csr = readFileSync(join(dir, 'spacelift.csr'), 'utf8');
   const ca = createCertificateAuthority({ commonName: 'bench CA' }); // RSA 4096, the default
   const caKey = createPrivateKey(ca.keyPem);
+  const forgeCaKey = forge.pki.privateKeyFromPem(caKey.export({ type: 'pkcs1', format: 'pem' }) as string);
+  const forgeCaCert = forge.pki.certificateFromPem(ca.certPem);
   writeFileSync(join(dir, 'ca.pem'), ca.certPem);
   writeFileSync(join(dir, 'ca.key'), ca.keyPem);
   // The same profile we issue: clientAuth, digitalSignature + keyEncipherment.
@@ -49,6 +53,28 @@ try {
       once: (i) => {
         ossl(['x509', '-req', '-in', 'spacelift.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', `0x${(i + 1).toString(16)}`,
           '-days', '365', '-sha256', '-subj', `/CN=pool-${i}`, '-extfile', 'ext.cnf', '-extensions', 'pool', '-out', 'pool.pem']);
+      },
+    },
+    {
+      // What node-forge alone would do: pure-JS signature check and RSA signing.
+      name: 'node-forge alone (pure-JS verify + sign, in-process)',
+      once: (i) => {
+        const req = forge.pki.certificationRequestFromPem(csr);
+        if (!req.verify()) throw new Error('forge: CSR does not verify');
+        const cert = forge.pki.createCertificate();
+        cert.serialNumber = (i + 1).toString(16).padStart(32, '1');
+        cert.validity.notBefore = new Date();
+        cert.validity.notAfter = new Date(Date.now() + 365 * 86_400_000);
+        cert.publicKey = req.publicKey!;
+        cert.setSubject([{ name: 'commonName', value: `pool-${i}` }]);
+        cert.setIssuer(forgeCaCert.subject.attributes);
+        cert.setExtensions([
+          { name: 'basicConstraints', cA: false, critical: true },
+          { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+          { name: 'extKeyUsage', clientAuth: true },
+        ]);
+        cert.sign(forgeCaKey, forge.md.sha256.create());
+        forge.pki.certificateToPem(cert);
       },
     },
     { name: 'openssl version (spawn floor, no crypto)', once: () => { ossl(['version']); } },
