@@ -265,7 +265,8 @@ export class Masker {
     if (this.#ended) throw new Error('Cannot write to a masker after end()');
     if (chunk.length === 0) return EMPTY;
     const owned = this.#held.length > 0;
-    const data = owned ? concat([this.#held, chunk]) : chunk;
+    // A plain Uint8Array view even for a Buffer keeps the scan loop monomorphic.
+    const data = owned ? concat([this.#held, chunk]) : chunk.constructor === Uint8Array ? chunk : new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
     this.#begin(data);
     const n = data.length;
     let i = this.#pos - this.#base;
