@@ -12,7 +12,7 @@ const root = new URL('..', import.meta.url).pathname;
 const tsx = import.meta.resolve('tsx');
 const t = new TempDir();
 const pool = seedKey(t, 'spacelift');
-const stranger = seedKey(t, 'stranger', 2048);
+seedKey(t, 'stranger', 2048);
 run('openssl', ['req', '-x509', '-key', pool.key, '-subj', '/CN=pool', '-days', '2', '-out', t.path('spacelift.crt')]);
 run('openssl', ['pkey', '-in', pool.key, '-pubout', '-out', t.path('spacelift.pub.pem')]);
 t.write('spacelift.pub', sshRsaPublicLine(readFileSync(pool.key, 'utf8')) + '\n');

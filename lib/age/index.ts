@@ -12,7 +12,8 @@ export { sshRsaRecipient, sshRsaIdentity, sshRsaPublicLine, sshRsaTag } from './
 export { x25519Recipient, x25519Identity, generateX25519Identity, x25519RecipientOf } from './x25519.ts';
 export { scryptRecipient, scryptIdentity } from './scrypt.ts';
 export { parseIdentityFile, parseRecipientsFile, parseRecipient } from './files.ts';
-export { createSealStream, Sealer, type SealOptions } from './seal.ts';
+export { createSealStream, Sealer, ArmoredSealer, transformOf, type SealOptions } from './seal.ts';
+export { pumpFile } from './pump.ts';
 export { createOpenStream, Opener, type OpenOptions } from './open.ts';
 
 async function collect(input: Uint8Array, through: NodeJS.ReadWriteStream): Promise<Buffer> {

@@ -3,13 +3,13 @@
 // matches, checks the header MAC and then opens the payload chunk by chunk,
 // emitting each chunk's plaintext only after it authenticated. Input is held
 // only up to one header (≤ 1 MiB) or one encrypted chunk, so memory is constant.
-import { Transform } from 'node:stream';
+import type { Transform } from 'node:stream';
 import { AgeError } from './errors.ts';
 import { parseHeader, verifyHeaderMac, type Header } from './format.ts';
 import { ENC_CHUNK_SIZE, NONCE_SIZE, PayloadOpener, payloadKey } from './stream.ts';
 import type { Identity } from './recipient.ts';
 import { ArmorDecoder } from './armor.ts';
-import type { Emit } from './seal.ts';
+import { transformOf, type Emit } from './seal.ts';
 
 export interface OpenOptions {
   /** 'auto' (default) detects "-----BEGIN AGE ENCRYPTED FILE-----" after optional whitespace. */
@@ -31,6 +31,7 @@ function unwrapFileKey(header: Header, identities: Identity[]): Uint8Array {
     `tried ${identities.length} identit${identities.length === 1 ? 'y' : 'ies'}; the file was sealed to other keys`);
 }
 
+/** Holds no reference to a chunk passed to write() once it returns. */
 export class Opener {
   #identities: Identity[];
   #armorMode: boolean | 'auto';
@@ -100,7 +101,7 @@ export class Opener {
   #consume(bytes: Buffer, emit: Emit): void {
     if (bytes.length === 0) return;
     if (!this.#payload) {
-      this.#head = this.#head.length ? Buffer.concat([this.#head, bytes]) : bytes;
+      this.#head = Buffer.concat([this.#head, bytes]); // a copy: callers may reuse their buffers
       const header = this.#header ?? parseHeader(this.#head, false);
       if (!header) return;
       if (!this.#header) this.#fileKey = this.#afterHeader(header);
@@ -119,6 +120,9 @@ export class Opener {
     while (this.#queued > ENC_CHUNK_SIZE) {
       emit(this.#payload.next(this.#take(ENC_CHUNK_SIZE), true, emit));
     }
+    // Keep our own copy of the (< 1 chunk) remainder so the caller may reuse
+    // its input buffer as soon as write() returns.
+    if (this.#queued > 0) this.#queue = [Buffer.concat(this.#queue, this.#queued)];
   }
 
   #fileKey: Buffer | null = null;
@@ -148,23 +152,5 @@ export class Opener {
 }
 
 export function createOpenStream(identities: Identity[], opts: OpenOptions = {}): Transform {
-  const opener = new Opener(identities, opts);
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      try {
-        opener.write(chunk, (b) => { if (b.length) this.push(b); });
-        cb();
-      } catch (e) {
-        cb(e as Error);
-      }
-    },
-    flush(cb) {
-      try {
-        opener.end((b) => { if (b.length) this.push(b); });
-        cb();
-      } catch (e) {
-        cb(e as Error);
-      }
-    },
-  });
+  return transformOf(new Opener(identities, opts));
 }

@@ -78,20 +78,34 @@ export interface SealOptions {
   armor?: boolean;
 }
 
-export function createSealStream(recipients: Recipient[], opts: SealOptions = {}): Transform {
-  const sealer = new Sealer(recipients);
-  const armor = opts.armor ? new ArmorEncoder() : null;
+/** A Sealer whose output is ASCII-armored. */
+export class ArmoredSealer {
+  #sealer: Sealer;
+  #armor = new ArmorEncoder();
+  constructor(recipients: Recipient[]) {
+    this.#sealer = new Sealer(recipients);
+  }
+  write(chunk: Buffer, emit: Emit): void {
+    const parts: Buffer[] = [];
+    this.#sealer.write(chunk, (b) => parts.push(b));
+    emit(Buffer.from(this.#armor.push(Buffer.concat(parts)), 'latin1'));
+  }
+  end(emit: Emit): void {
+    const parts: Buffer[] = [];
+    this.#sealer.end((b) => parts.push(b));
+    emit(Buffer.from(this.#armor.push(Buffer.concat(parts)) + this.#armor.end(), 'latin1'));
+  }
+}
+
+/** Wraps a pure core (Sealer, ArmoredSealer, Opener) as a Transform with backpressure. */
+export function transformOf(core: { write(chunk: Buffer, emit: Emit): void; end(emit: Emit): void }): Transform {
   return new Transform({
+    // Room for a few chunks each side so reading, crypto and writing overlap.
+    readableHighWaterMark: 1 << 20,
+    writableHighWaterMark: 1 << 20,
     transform(chunk: Buffer, _enc, cb) {
       try {
-        if (armor) {
-          const parts: Buffer[] = [];
-          sealer.write(chunk, (b) => parts.push(b));
-          const text = armor.push(Buffer.concat(parts));
-          if (text) this.push(text);
-        } else {
-          sealer.write(chunk, (b) => this.push(b));
-        }
+        core.write(chunk, (b) => { if (b.length) this.push(b); });
         cb();
       } catch (e) {
         cb(e as Error);
@@ -99,17 +113,15 @@ export function createSealStream(recipients: Recipient[], opts: SealOptions = {}
     },
     flush(cb) {
       try {
-        if (armor) {
-          const parts: Buffer[] = [];
-          sealer.end((b) => parts.push(b));
-          this.push(armor.push(Buffer.concat(parts)) + armor.end());
-        } else {
-          sealer.end((b) => this.push(b));
-        }
+        core.end((b) => { if (b.length) this.push(b); });
         cb();
       } catch (e) {
         cb(e as Error);
       }
     },
   });
+}
+
+export function createSealStream(recipients: Recipient[], opts: SealOptions = {}): Transform {
+  return transformOf(opts.armor ? new ArmoredSealer(recipients) : new Sealer(recipients));
 }

@@ -1,7 +1,133 @@
+// `launcher server`: the control plane. Parses flags, starts the HTTPS server
+// on the data directory, and runs until SIGINT/SIGTERM.
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
-import { LauncherError } from '../errors.ts';
+import { ConfigError } from '../errors.ts';
+import { parseDuration } from '../duration.ts';
+import { startServer } from '../server/app.ts';
+import { createServerLogger } from '../server/log.ts';
 
-// Placeholder until this command is built; see the open issues.
-export async function run(_io: CommandIo): Promise<number> {
-  throw new LauncherError('NOT_BUILT', 'The "server" command is not built yet');
+export const DEFAULT_LISTEN = '127.0.0.1:8443';
+
+const USAGE = `Usage: launcher server --data DIR [OPTIONS]
+
+Runs the control plane: pools, workers, stacks, runs, logs and sealed state.
+The first start initialises DIR (CA, server certificate, admin token).
+
+Options:
+  --data DIR                 data directory (required; created 0700 if missing)
+  --listen HOST:PORT         address to listen on (default ${DEFAULT_LISTEN}; port 0 picks a free one)
+  --url https://NAME:PORT    URL launchers use to reach this server (goes into tokens;
+                             default https://LISTEN_HOST:PORT)
+  --worker-lease DURATION    a silent worker becomes OFFLINE after this (default 30s)
+  --worker-grace DURATION    an OFFLINE worker's running phase fails after this (default 2m)
+  --max-workspace-size SIZE  largest sealed workspace accepted (default 1GiB)
+  --dist DIR                 files served at /install.sh, /SHA256SUMS, /launcher-linux-*
+                             (default DIR/dist under the data directory)
+  --debug                    verbose logs
+  -h, --help                 show this help
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start (another server uses
+DIR, cannot listen), 2 bad flags.
+`;
+
+/** "HOST:PORT", "[::1]:PORT" or ":PORT" (all interfaces). */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`Invalid --listen: "${text}" is not HOST:PORT (try 127.0.0.1:8443, 0.0.0.0:8443 or [::1]:8443)`);
+  const host = m[1] ?? m[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12,
+  kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
+};
+
+/** Byte sizes like `1GiB`, `512MiB`, `100MB`, `65536`. */
+export function parseSize(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text.trim());
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new ConfigError(`Invalid ${flag}: "${text}" is not a size (try 1GiB, 512MiB or 100MB)`);
+  const n = Math.floor(Number(m[1]) * unit);
+  if (n <= 0) throw new ConfigError(`Invalid ${flag}: "${text}" must be more than 0 bytes (try 1GiB)`);
+  return n;
+}
+
+function duration(text: string, flag: string): number {
+  let ms: number;
+  try { ms = parseDuration(text); } catch (e) {
+    throw new ConfigError(`Invalid ${flag}: ${(e as Error).message}`);
+  }
+  if (ms <= 0) throw new ConfigError(`Invalid ${flag}: "${text}" must be positive (try 30s)`);
+  return ms;
+}
+
+export function parseServerArgs(argv: string[], cwd: string) {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        data: { type: 'string' },
+        listen: { type: 'string', default: DEFAULT_LISTEN },
+        url: { type: 'string' },
+        'worker-lease': { type: 'string', default: '30s' },
+        'worker-grace': { type: 'string', default: '2m' },
+        'max-workspace-size': { type: 'string', default: '1GiB' },
+        dist: { type: 'string' },
+        debug: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')} (see launcher server --help)`);
+  }
+  if (values.help) return { help: true as const };
+  if (!values.data) throw new ConfigError('Missing --data: the server needs a data directory (e.g. --data /var/lib/launcher)');
+  const listen = parseListen(values.listen!);
+  let url: string | undefined;
+  if (values.url !== undefined) {
+    let u: URL | undefined;
+    try { u = new URL(values.url); } catch { u = undefined; }
+    if (!u || u.protocol !== 'https:' || u.pathname !== '/' || u.search || u.hash) {
+      throw new ConfigError(`Invalid --url: "${values.url}" (expected https://NAME:PORT, e.g. https://ci.example.com:8443)`);
+    }
+    url = u.origin;
+  }
+  return {
+    help: false as const,
+    dataDir: resolve(cwd, values.data),
+    listenHost: listen.host,
+    listenPort: listen.port,
+    url,
+    leaseMs: duration(values['worker-lease']!, '--worker-lease'),
+    graceMs: duration(values['worker-grace']!, '--worker-grace'),
+    maxWorkspaceBytes: parseSize(values['max-workspace-size']!, '--max-workspace-size'),
+    distDir: values.dist === undefined ? undefined : resolve(cwd, values.dist),
+    debug: values.debug!,
+  };
+}
+
+export async function run(io: CommandIo): Promise<number> {
+  const args = parseServerArgs(io.argv, io.cwd);
+  if (args.help) { io.stdout.write(USAGE); return 0; }
+  const log = createServerLogger({ stream: io.stderr, debug: args.debug || io.env.SPACELIFT_DEBUG === 'true' || io.env.SPACELIFT_DEBUG === '1' });
+  const server = await startServer({ ...args, log, stdout: io.stdout });
+  await new Promise<void>((done) => {
+    if (io.signal) {
+      if (io.signal.aborted) done();
+      io.signal.addEventListener('abort', () => done(), { once: true });
+    } else {
+      process.once('SIGINT', () => done());
+      process.once('SIGTERM', () => done());
+    }
+  });
+  log.info('Server stopping');
+  await server.close();
+  log.info('Server stopped');
+  return 0;
 }

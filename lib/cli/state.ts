@@ -5,17 +5,18 @@
 // file (half-written or otherwise) at OUT.
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { Readable, Transform, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
 import { ConfigError, LauncherError } from '../errors.ts';
 import {
-  createOpenStream, createSealStream, parseIdentityFile, parseRecipient, parseRecipientsFile,
+  ArmoredSealer, Opener, Sealer, parseIdentityFile, transformOf, parseRecipient, parseRecipientsFile,
   sshRsaIdentity, sshRsaRecipient, type Identity, type Recipient,
 } from '../age/index.ts';
+import { pumpFile, type ChunkCore } from '../age/pump.ts';
 import { parsePoolPrivateKey } from '../keys.ts';
 import { decodeToken } from '../token.ts';
 
@@ -112,35 +113,62 @@ async function identitiesFrom(io: CommandIo, v: Values): Promise<Identity[]> {
   return out;
 }
 
-function inputStream(io: CommandIo, path: string | undefined): Readable {
-  if (path === undefined || path === '-') return io.stdin;
-  // Large reads keep the per-chunk overhead low on multi-GiB state.
-  return createReadStream(resolve(io.cwd, path), { highWaterMark: 1 << 20 });
+/**
+ * Where OUTPUT goes: stdout, a device/FIFO written in place, or a temporary
+ * file beside OUTPUT that is renamed over it only after success.
+ */
+interface Target {
+  path: string | null; // null: stdout
+  tmp: string | null; // null: write in place
 }
 
-/** Runs input → transform → OUTPUT, publishing OUTPUT only if everything succeeded. */
-async function runTo(io: CommandIo, input: Readable, through: Transform, output: string | undefined): Promise<void> {
-  if (output === undefined || output === '-') {
-    await pipeline(input, through, io.stdout as Writable);
-    return;
-  }
-  const target = resolve(io.cwd, output);
-  const existing = await stat(target).catch(() => null);
+async function targetFor(io: CommandIo, output: string | undefined): Promise<Target> {
+  if (output === undefined || output === '-') return { path: null, tmp: null };
+  const path = resolve(io.cwd, output);
+  const existing = await stat(path).catch(() => null);
   if (existing?.isDirectory()) throw new ConfigError(`Cannot write -o ${output}: it is a directory; expected a file path`);
-  if (existing && !existing.isFile()) {
-    // A device, FIFO or socket (e.g. /dev/null): write through it; renaming
-    // over it would replace the device with a regular file.
-    await pipeline(input, through, createWriteStream(target, { flags: 'w' }));
-    return;
-  }
-  const tmp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  // Renaming over a device (e.g. /dev/null) or FIFO would replace it with a
+  // regular file, so those are written in place.
+  if (existing && !existing.isFile()) return { path, tmp: null };
+  return { path, tmp: join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`) };
+}
+
+async function publish(target: Target, work: () => Promise<void>): Promise<void> {
   try {
-    await pipeline(input, through, createWriteStream(tmp, { flags: 'wx', mode: 0o600, highWaterMark: 1 << 20 }));
-    await rename(tmp, target);
+    await work();
+    if (target.tmp) await rename(target.tmp, target.path!);
   } catch (e) {
-    await rm(tmp, { force: true });
+    if (target.tmp) await rm(target.tmp, { force: true });
     throw e;
   }
+}
+
+/** Runs INPUT → core → OUTPUT; file to file without streams, otherwise piped. */
+async function runTo(io: CommandIo, input: string | undefined, core: () => ChunkCore, output: string | undefined): Promise<void> {
+  const target = await targetFor(io, output);
+  const fromFile = input !== undefined && input !== '-';
+  if (fromFile && target.path) {
+    const inHandle = await open(resolve(io.cwd, input), 'r');
+    try {
+      await publish(target, async () => {
+        const outHandle = await open(target.tmp ?? target.path!, target.tmp ? 'wx' : 'w', 0o600);
+        try {
+          await pumpFile(core(), inHandle, outHandle);
+        } finally {
+          await outHandle.close();
+        }
+      });
+    } finally {
+      await inHandle.close();
+    }
+    return;
+  }
+  const source = fromFile ? createReadStream(resolve(io.cwd, input), { highWaterMark: 1 << 20 }) : io.stdin;
+  if (!target.path) {
+    await pipeline(source, transformOf(core()), io.stdout as Writable);
+    return;
+  }
+  await publish(target, () => pipeline(source, transformOf(core()), createWriteStream(target.tmp ?? target.path!, { flags: target.tmp ? 'wx' : 'w', mode: 0o600 })));
 }
 
 function openFailure(e: unknown, input: string | undefined): unknown {
@@ -174,7 +202,8 @@ export async function run(io: CommandIo): Promise<number> {
     const toTerminal = (values.output === undefined || values.output === '-') && (io.stdout as { isTTY?: boolean }).isTTY;
     if (toTerminal && !values.armor) throw new ConfigError('Refusing to write binary sealed state to a terminal: pass -o OUTPUT, redirect, or use -a for armored text');
     try {
-      await runTo(io, inputStream(io, input), createSealStream(recipients, { armor: values.armor }), values.output);
+      const armor = values.armor === true;
+      await runTo(io, input, () => (armor ? new ArmoredSealer(recipients) : new Sealer(recipients)), values.output);
     } catch (e) {
       throw openFailure(e, input);
     }
@@ -185,7 +214,7 @@ export async function run(io: CommandIo): Promise<number> {
   if (values.armor) throw new ConfigError('Cannot use -a with open: armored input is detected automatically');
   const identities = await identitiesFrom(io, values);
   try {
-    await runTo(io, inputStream(io, input), createOpenStream(identities), values.output);
+    await runTo(io, input, () => new Opener(identities), values.output);
   } catch (e) {
     throw openFailure(e, input);
   }

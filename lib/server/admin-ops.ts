@@ -1,0 +1,368 @@
+// What the admin API does: pools and their keys, workers, stacks/modules and
+// runs. Input validation names the field at fault; state changes go through
+// the Service so waiting workers hear about them at once.
+import { isLauncherError } from '../errors.ts';
+import { inspectCsr, issuePoolCertificate } from '../pki.ts';
+import { encodeToken } from '../token.ts';
+import { decodeBase64Strict } from '../keys.ts';
+import { writeFileAtomic } from './blobs.ts';
+import { transaction } from './db.ts';
+import { HttpError, badField, bool, str, stringMap } from './http.ts';
+import { adminTransition, initialState, prioritizedKey, workerStatus, type RunState } from './scheduler.ts';
+import { iso, looksSealed, newId, normSerial, type Service } from './service.ts';
+import type { KeyRow, PhaseSpec, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
+import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const NAME_HINT = '1 to 64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const MAX_PHASES = 50;
+
+export class AdminOps {
+  private readonly s: Service;
+  constructor(s: Service) { this.s = s; }
+
+  private get store() { return this.s.store; }
+
+  // ------------------------------------------------------------ pools
+
+  pool(idOrName: string): PoolRow {
+    const p = this.store.pool(idOrName);
+    if (!p) throw new HttpError(404, 'POOL_NOT_FOUND', `Pool not found: "${idOrName}" (list pools with GET /v1/pools)`);
+    return p;
+  }
+
+  poolView(p: PoolRow): Record<string, unknown> {
+    return poolJson(p, this.store.keys(p.id), this.store.poolCounts(p.id));
+  }
+
+  listPools(): Record<string, unknown> {
+    return { pools: this.store.pools().map((p) => this.poolView(p)) };
+  }
+
+  private csr(body: Record<string, unknown>): string {
+    const csr = str(body, 'csr', { max: 64 * 1024, hint: 'a PEM certificate request ("-----BEGIN CERTIFICATE REQUEST-----")' })!;
+    try {
+      inspectCsr(csr);
+    } catch (e) {
+      if (isLauncherError(e)) throw new HttpError(400, 'CSR_INVALID', e.message);
+      throw e;
+    }
+    return csr;
+  }
+
+  private issueKey(poolId: string, csr: string): { key: KeyRow; token: string } {
+    const cert = issuePoolCertificate(this.s.ca, csr, { poolId });
+    const key: KeyRow = {
+      id: newId('key'), pool_id: poolId, state: 'active', serial: normSerial(cert.serial),
+      public_key_pem: cert.publicKeyPem, cert_pem: cert.certPem, not_after: cert.notAfter.toISOString(),
+      created_at: iso(), retired_at: null,
+    };
+    const token = encodeToken({ serverUrl: this.s.serverUrl, poolId, certificate: cert.certPem, caCertificate: this.s.ca.certPem });
+    return { key, token };
+  }
+
+  createPool(body: Record<string, unknown>): { pool: Record<string, unknown>; token: string } {
+    const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
+    const csr = this.csr(body);
+    if (this.store.pool(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
+    const id = newId('pool');
+    const { key, token } = this.issueKey(id, csr);
+    transaction(this.store.db, () => {
+      this.store.run('INSERT INTO pools (id, name, cycle, created_at) VALUES (?, ?, 0, ?)', [id, name, iso()]);
+      this.store.insertKey(key);
+    });
+    return { pool: this.poolView(this.pool(id)), token };
+  }
+
+  resetPool(idOrName: string, body: Record<string, unknown>): { pool: Record<string, unknown>; token: string } {
+    const p = this.pool(idOrName);
+    const csr = this.csr(body);
+    const { key, token } = this.issueKey(p.id, csr);
+    transaction(this.store.db, () => {
+      this.store.run("UPDATE pool_keys SET state = 'revoked', retired_at = coalesce(retired_at, ?) WHERE pool_id = ? AND state != 'revoked'", [iso(), p.id]);
+      this.store.insertKey(key);
+    });
+    // Polls held on the old certificate end now; their next request gets 403.
+    this.s.presence.releaseWhere((w) => w.poolId === p.id);
+    return { pool: this.poolView(this.pool(p.id)), token };
+  }
+
+  cyclePool(idOrName: string): { pool: Record<string, unknown> } {
+    const p = this.pool(idOrName);
+    this.store.run('UPDATE pools SET cycle = cycle + 1 WHERE id = ?', [p.id]);
+    for (const w of this.store.workers(p.id)) this.s.wake(w.id);
+    return { pool: this.poolView(this.pool(p.id)) };
+  }
+
+  deletePool(idOrName: string): { pool: Record<string, unknown> } {
+    const p = this.pool(idOrName);
+    const active = this.store.activeRunCount('pool_id', p.id);
+    if (active > 0) throw new HttpError(409, 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
+    const view = this.poolView(p);
+    const workers = this.store.workers(p.id);
+    const now = iso();
+    transaction(this.store.db, () => {
+      this.store.run('UPDATE pools SET deleted_at = ? WHERE id = ?', [now, p.id]);
+      this.store.run('UPDATE stacks SET pool_id = NULL, updated_at = ? WHERE pool_id = ?', [now, p.id]);
+      this.store.run('UPDATE workers SET deregistered_at = ? WHERE pool_id = ? AND deregistered_at IS NULL', [now, p.id]);
+    });
+    for (const w of workers) this.s.presence.forget(w.id);
+    return { pool: view };
+  }
+
+  addKey(idOrName: string, body: Record<string, unknown>): { key: Record<string, unknown>; token: string } {
+    const p = this.pool(idOrName);
+    const csr = this.csr(body);
+    const { key, token } = this.issueKey(p.id, csr);
+    this.store.insertKey(key);
+    return { key: keyJson(key), token };
+  }
+
+  retireKey(idOrName: string, keyId: string): { key: Record<string, unknown> } {
+    const p = this.pool(idOrName);
+    const k = this.store.key(p.id, keyId);
+    if (!k) throw new HttpError(404, 'KEY_NOT_FOUND', `Key not found: "${keyId}" in pool ${p.id}`);
+    if (k.state !== 'active') throw new HttpError(409, 'KEY_STATE', `Key ${k.id} is ${k.state}, not active`);
+    if (this.store.activeKeys(p.id).length <= 1) throw new HttpError(409, 'LAST_KEY', `Key ${k.id} is the pool's last active key: add a new key first (POST /v1/pools/${p.id}/keys)`);
+    this.store.run("UPDATE pool_keys SET state = 'retired', retired_at = ? WHERE id = ?", [iso(), k.id]);
+    this.s.presence.releaseWhere((w) => w.keyId === k.id);
+    return { key: keyJson(this.store.key(p.id, k.id)!) };
+  }
+
+  queue(idOrName: string): { runs: Record<string, unknown>[] } {
+    const p = this.pool(idOrName);
+    const runs = [...this.store.queued(p.id, 100_000), ...this.store.unconfirmed(p.id)];
+    return { runs: runs.map((r) => this.runView(r)) };
+  }
+
+  // ------------------------------------------------------------ workers
+
+  workerView(w: WorkerRow): Record<string, unknown> {
+    const seen = this.s.presence.lastSeen.get(w.id);
+    return workerJson(w, seen !== undefined && w.offline === 0 ? iso(seen) : w.last_seen);
+  }
+
+  listWorkers(q: URLSearchParams): { workers: Record<string, unknown>[] } {
+    const poolArg = q.get('pool');
+    const pool = poolArg ? this.pool(poolArg) : undefined;
+    const meta = metadataPairs(q.getAll('metadata'));
+    const status = q.get('status');
+    if (status && !['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'].includes(status)) throw badField('status', 'IDLE, BUSY, DRAINED or OFFLINE');
+    const rows = this.store.workers(pool?.id).filter((w) => matches(w, meta) &&
+      (!status || workerStatus({ offline: w.offline === 1, drained: w.drained === 1, busy: w.current_run !== null }) === status));
+    return { workers: rows.map((w) => this.workerView(w)) };
+  }
+
+  setDrained(body: Record<string, unknown>, drained: boolean): { workers: Record<string, unknown>[] } {
+    let rows: WorkerRow[];
+    if (body.ids !== undefined) {
+      if (!Array.isArray(body.ids) || body.ids.length === 0 || !body.ids.every((i) => typeof i === 'string')) throw badField('ids', 'a non-empty list of worker ids');
+      const ids = new Set(body.ids as string[]);
+      rows = this.store.workers().filter((w) => ids.has(w.id));
+    } else if (body.metadata !== undefined) {
+      const meta = stringMap(body, 'metadata', /^.{1,256}$/, 'string values');
+      if (!meta || Object.keys(meta).length === 0) throw badField('metadata', 'a non-empty object of tag values');
+      const poolArg = str(body, 'pool', { optional: true });
+      const pool = poolArg ? this.pool(poolArg) : undefined;
+      rows = this.store.workers(pool?.id).filter((w) => matches(w, Object.entries(meta)));
+    } else {
+      throw badField('ids', 'a list of worker ids, or "metadata" with tag values to match');
+    }
+    for (const w of rows) {
+      this.store.updateWorker(w.id, { drained: drained ? 1 : 0 });
+      this.s.wake(w.id);
+    }
+    if (!drained) for (const pool of new Set(rows.map((w) => w.pool_id))) this.s.dispatch(pool);
+    return { workers: rows.map((w) => this.workerView(this.store.worker(w.id)!)) };
+  }
+
+  // ------------------------------------------------------------ stacks
+
+  stack(idOrName: string): StackRow {
+    const st = this.store.stack(idOrName);
+    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks)`);
+    return st;
+  }
+
+  listStacks(q: URLSearchParams): { stacks: Record<string, unknown>[] } {
+    const poolArg = q.get('pool');
+    const pool = poolArg ? this.pool(poolArg) : undefined;
+    const kind = q.get('kind');
+    return { stacks: this.store.stacks().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map(stackJson) };
+  }
+
+  private stackFields(body: Record<string, unknown>, partial: boolean): Partial<StackRow> {
+    const out: Partial<StackRow> = {};
+    if (!partial || body.name !== undefined) out.name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
+    if (body.kind !== undefined || !partial) {
+      const kind = body.kind ?? 'stack';
+      if (kind !== 'stack' && kind !== 'module') throw badField('kind', '"stack" or "module"');
+      out.kind = kind;
+    }
+    if ('pool' in body) out.pool_id = body.pool === null ? null : this.pool(str(body, 'pool')!).id;
+    if ('image' in body) out.image = str(body, 'image', { optional: true, max: 512, hint: 'an image reference or null' }) ?? null;
+    if ('env' in body || !partial) out.env = JSON.stringify(stringMap(body, 'env', ENV_NAME, 'variable names ([A-Za-z_][A-Za-z0-9_]*) with string values') ?? {});
+    if ('secretEnv' in body) out.secret_env = sealedField(body, 'secretEnv', 1024 * 1024);
+    if ('phases' in body || !partial) out.phases = JSON.stringify(phasesField(body.phases));
+    return out;
+  }
+
+  createStack(body: Record<string, unknown>): { stack: Record<string, unknown> } {
+    const f = this.stackFields(body, false);
+    if (this.store.stack(f.name!)) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
+    const now = iso();
+    const row: StackRow = {
+      id: newId('stk'), name: f.name!, kind: f.kind!, pool_id: f.pool_id ?? null, image: f.image ?? null,
+      env: f.env!, secret_env: f.secret_env ?? null, phases: f.phases!, created_at: now, updated_at: now, deleted_at: null,
+    };
+    this.store.insertStack(row);
+    return { stack: stackJson(row) };
+  }
+
+  updateStack(idOrName: string, body: Record<string, unknown>): { stack: Record<string, unknown> } {
+    const st = this.stack(idOrName);
+    const f = this.stackFields(body, true);
+    if (f.name && f.name !== st.name) {
+      const other = this.store.stack(f.name);
+      if (other && other.id !== st.id) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
+    }
+    this.store.updateStack(st.id, { ...f, updated_at: iso() });
+    return { stack: stackJson(this.store.stack(st.id)!) };
+  }
+
+  deleteStack(idOrName: string): { stack: Record<string, unknown> } {
+    const st = this.stack(idOrName);
+    const active = this.store.activeRunCount('stack_id', st.id);
+    if (active > 0) throw new HttpError(409, 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
+    this.store.updateStack(st.id, { deleted_at: iso() });
+    return { stack: stackJson(st) };
+  }
+
+  // ------------------------------------------------------------ runs
+
+  runView(r: RunRow): Record<string, unknown> {
+    return runJson(r, this.store.phases(r.id));
+  }
+
+  run(id: string): RunRow {
+    const r = this.store.runById(id);
+    if (!r) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${id}"`);
+    return r;
+  }
+
+  /** Creates a run; `workspaceTmp` is a received sealed upload to move into place. */
+  async trigger(stackArg: string, proposed: boolean, workspace: { tmp: string } | Buffer | undefined): Promise<{ run: Record<string, unknown> }> {
+    const st = this.stack(stackArg);
+    if (!st.pool_id) throw new HttpError(409, 'STACK_NO_POOL', `Stack ${st.name} is not attached to a worker pool (PATCH /v1/stacks/${st.id} with {"pool": ID})`);
+    const pool = this.pool(st.pool_id);
+    const phases = JSON.parse(st.phases) as PhaseSpec[];
+    const spec: RunSpec = { image: st.image, env: JSON.parse(st.env) as Record<string, string>, phases };
+    const id = newId('run');
+    const blobs = this.s.opts.blobs;
+    if (workspace) {
+      const dest = blobs.workspacePath(id);
+      if (Buffer.isBuffer(workspace)) {
+        await writeFileAtomic(dest, workspace, 0o600);
+      } else {
+        await blobs.commit(workspace.tmp, dest);
+      }
+    }
+    const now = iso();
+    const state = initialState(phases);
+    transaction(this.store.db, () => {
+      this.store.insertRun({
+        id, stack_id: st.id, stack_name: st.name, stack_kind: st.kind, pool_id: pool.id, proposed: proposed ? 1 : 0,
+        state, phase: 0, phase_count: phases.length, spec: JSON.stringify(spec), secret_env: st.secret_env,
+        worker_id: null, cancel_requested: 0, has_workspace: workspace ? 1 : 0, reason: null,
+        created_at: now, updated_at: now, ended_at: null,
+      }, phases);
+    });
+    this.s.log.info('Run triggered', { run: id, stack: st.id, pool: pool.id, state });
+    if (state === 'QUEUED') this.s.dispatch(pool.id);
+    return { run: this.runView(this.run(id)) };
+  }
+
+  listRuns(q: URLSearchParams): { runs: Record<string, unknown>[] } {
+    const limit = q.get('limit') === null ? 100 : Number(q.get('limit'));
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw badField('limit', 'an integer from 1 to 1000');
+    const stackArg = q.get('stack');
+    const poolArg = q.get('pool');
+    const state = q.get('state') ?? undefined;
+    const stack = stackArg ? (this.store.stack(stackArg)?.id ?? stackArg) : undefined;
+    const pool = poolArg ? this.pool(poolArg).id : undefined;
+    return { runs: this.store.runs({ stack, pool, state: state?.toUpperCase(), limit }).map((r) => this.runView(r)) };
+  }
+
+  act(id: string, action: 'confirm' | 'cancel' | 'discard' | 'prioritize'): { run: Record<string, unknown> } {
+    const r = this.run(id);
+    const ph = this.store.phase(r.id, r.phase)!;
+    const to = adminTransition(r.state, action, ph.started_at !== null);
+    if (to === undefined) throw new HttpError(409, 'RUN_STATE', `Cannot ${action} run ${r.id}: it is ${r.state}`);
+    const now = iso();
+    if (action === 'prioritize') {
+      this.store.updateRun(r.id, { queue_key: prioritizedKey(this.store.activeQueueKeys(r.pool_id)), updated_at: now });
+    } else if (to === 'request-cancel') {
+      this.store.updateRun(r.id, { cancel_requested: 1, updated_at: now });
+      if (r.worker_id) this.s.wake(r.worker_id);
+    } else {
+      const state = to as RunState;
+      const ended = state === 'CANCELED' || state === 'DISCARDED';
+      transaction(this.store.db, () => {
+        this.store.updateRun(r.id, {
+          state, worker_id: null, updated_at: now, ended_at: ended ? now : null,
+          reason: ended ? (state === 'CANCELED' ? 'canceled' : 'discarded') : null,
+          cancel_requested: state === 'CANCELED' ? 1 : r.cancel_requested,
+        });
+        if (r.state === 'RUNNING' && r.worker_id) {
+          this.store.updatePhase(r.id, r.phase, { outcome: 'canceled', ended_at: now });
+          this.store.updateWorker(r.worker_id, { current_run: null, idle_since: now });
+        }
+      });
+      if (r.state === 'RUNNING' && r.worker_id) this.s.wake(r.worker_id);
+      if (state === 'QUEUED') this.s.dispatch(r.pool_id);
+    }
+    this.s.changed(r.id);
+    return { run: this.runView(this.run(r.id)) };
+  }
+}
+
+function metadataPairs(list: string[]): [string, string][] {
+  return list.map((s) => {
+    const i = s.indexOf('=');
+    if (i <= 0) throw badField('metadata', 'KEY=VALUE');
+    return [s.slice(0, i), s.slice(i + 1)];
+  });
+}
+
+function matches(w: WorkerRow, pairs: [string, string][]): boolean {
+  if (pairs.length === 0) return true;
+  const meta = JSON.parse(w.metadata) as Record<string, string>;
+  return pairs.every(([k, v]) => meta[k] === v);
+}
+
+/** A base64 age file field: refused unless it decodes and starts like an age file. */
+export function sealedField(body: Record<string, unknown>, name: string, max: number): Uint8Array | null {
+  const v = body[name];
+  if (v === null || v === undefined || v === '') return null;
+  const hint = 'base64 of an age file sealed to the pool\'s keys (launcher admin seals it), or null';
+  if (typeof v !== 'string' || v.length > max * 2) throw badField(name, hint);
+  const buf = decodeBase64Strict(v.replace(/\s+/g, ''));
+  if (!buf || buf.length > max || !looksSealed(buf)) throw badField(name, hint);
+  return buf;
+}
+
+function phasesField(v: unknown): PhaseSpec[] {
+  const hint = `a list of 1 to ${MAX_PHASES} phases {"name", "script", "confirm"?}`;
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_PHASES) throw badField('phases', hint);
+  const seen = new Set<string>();
+  return v.map((p: unknown, i) => {
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) throw badField(`phases[${i}]`, '{"name", "script", "confirm"?}');
+    const o = p as Record<string, unknown>;
+    const name = str(o, 'name', { pattern: NAME, hint: NAME_HINT });
+    if (seen.has(name!)) throw badField(`phases[${i}].name`, 'a name not used by another phase');
+    seen.add(name!);
+    const script = str(o, 'script', { max: 256 * 1024, hint: 'the phase\'s shell script (at most 256 KiB)' })!;
+    return { name: name!, script, confirm: bool(o, 'confirm', false) };
+  });
+}

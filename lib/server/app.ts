@@ -1,0 +1,203 @@
+// Wiring: data directory, database, CA and certificates, the HTTPS listener,
+// and the three audiences on it (distribution files, worker API over mutual
+// TLS, admin API with the bearer token). Returns a handle to stop it.
+import { createWriteStream, rmSync, type WriteStream } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import type { Writable } from 'node:stream';
+import { LauncherError, isLauncherError } from '../errors.ts';
+import { AdminOps } from './admin-ops.ts';
+import { adminRoutes } from './admin-api.ts';
+import { createBlobStore } from './blobs.ts';
+import { dataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile } from './datadir.ts';
+import { openDatabase } from './db.ts';
+import { HttpError, Router, bearerToken, sendError, sha256, tokenMatches, type Ctx } from './http.ts';
+import type { Logger } from './log.ts';
+import { LogFiles } from './logs.ts';
+import { Service } from './service.ts';
+import { Store } from './store.ts';
+import { authenticateWorker, workerRoutes } from './worker-api.ts';
+
+export interface ServerOptions {
+  dataDir: string;
+  listenHost: string;
+  listenPort: number;
+  /** The URL launchers reach the server at (goes into tokens); default https://LISTEN_HOST:PORT. */
+  url?: string;
+  leaseMs: number;
+  graceMs: number;
+  maxWorkspaceBytes: number;
+  /** Directory served at /install.sh, /SHA256SUMS, /launcher-linux-*; default DATA/dist. */
+  distDir?: string;
+  log: Logger;
+  /** Where the admin token is shown once, on first start. */
+  stdout: Writable;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  service: Service;
+  close(): Promise<void>;
+}
+
+export async function startServer(o: ServerOptions): Promise<RunningServer> {
+  const paths = dataPaths(o.dataDir);
+  prepareDataDir(paths);
+  let db;
+  try {
+    db = openDatabase(paths.db);
+  } catch (e) {
+    if (isLauncherError(e) && e.code === 'DATA_DIR_LOCKED') {
+      const pid = readPidFile(paths);
+      throw new LauncherError('DATA_DIR_LOCKED', `Cannot start: another server${pid ? ` (pid ${pid})` : ''} is using the data directory ${paths.dir} (stop it, or pass another --data)`, { exitCode: 1 });
+    }
+    throw e;
+  }
+  writePidFile(paths);
+  const store = new Store(db);
+  const { ca, created } = await loadOrCreateCa(paths);
+  if (created) o.log.info('Created the certificate authority', { cert: paths.caCert });
+
+  const urlHost = o.url ? new URL(o.url).hostname : undefined;
+  const wildcard = o.listenHost === '0.0.0.0' || o.listenHost === '::' || o.listenHost === '';
+  const tls = await loadOrIssueServerCert(paths, ca, [o.listenHost, ...(urlHost ? [urlHost] : []), ...(wildcard ? [hostname()] : [])]);
+  if (tls.issued) o.log.info('Issued the server certificate', { cert: paths.serverCert });
+
+  let tokenHash = store.meta('admin_token_sha256');
+  if (!tokenHash) {
+    const token = newAdminToken();
+    tokenHash = sha256(token).toString('hex');
+    writeAdminTokenFile(paths, token);
+    store.setMeta('admin_token_sha256', tokenHash);
+    o.stdout.write(`Admin token (shown once; also saved in ${paths.adminToken}, mode 0600):\n${token}\n`);
+  }
+  const adminHash = Buffer.from(tokenHash, 'hex');
+
+  const service = new Service({
+    store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
+    blobs: createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces }),
+    logs: new LogFiles(paths.logs), log: o.log,
+  });
+  const ops = new AdminOps(service);
+  const workerRouter = workerRoutes(service);
+  const adminRouter = adminRoutes(service, ops);
+  const audit: WriteStream = createWriteStream(paths.audit, { flags: 'a', mode: 0o600 });
+  const dist = await distributionHandler(o.distDir ?? paths.dist, o.url);
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let url: URL;
+    try { url = new URL(req.url ?? '/', 'https://server.invalid'); } catch { url = new URL('https://server.invalid/'); }
+    const ctx: Ctx = { req, res, params: {}, query: url.searchParams, path: url.pathname };
+    let pattern = '';
+    try {
+      if (dist && dist(req, res)) return;
+      if (ctx.path.startsWith('/v1/worker/')) {
+        ctx.worker = authenticateWorker(req, service);
+        pattern = await route(workerRouter, ctx);
+      } else if (ctx.path.startsWith('/v1/')) {
+        const token = bearerToken(req);
+        if (token === undefined) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token)');
+        if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          res.once('finish', () => writeAudit(o.log, audit, req, res, ctx, pattern));
+        }
+        pattern = await route(adminRouter, ctx);
+      } else {
+        throw new HttpError(404, 'NOT_FOUND', `Not found: ${req.method} ${ctx.path}`);
+      }
+    } catch (e) {
+      fail(o.log, ctx, e);
+    }
+  };
+
+  const server: Server = createServer({
+    key: tls.keyPem, cert: tls.certPem, ca: [ca.certPem],
+    requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2',
+  }, (req, res) => { void handle(req, res); });
+  // Long-polls hold requests open for up to a minute; uploads can be large.
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 75_000;
+  server.maxRequestsPerSocket = 0;
+  server.on('tlsClientError', (e) => o.log.debug('TLS handshake failed', { error: e.message }));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new LauncherError('LISTEN_FAILED', `Cannot listen on ${o.listenHost}:${o.listenPort}: ${e.code ?? e.message}`, { exitCode: 1, cause: e })));
+    server.listen(o.listenPort, o.listenHost, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = wildcard ? hostname() : o.listenHost;
+  service.serverUrl = o.url ?? `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  service.recover();
+  o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir });
+
+  let closed = false;
+  return {
+    url: service.serverUrl,
+    port,
+    service,
+    async close() {
+      if (closed) return;
+      closed = true;
+      service.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => server.closeAllConnections(), 2000).unref();
+      });
+      await new Promise<void>((resolve) => audit.end(() => resolve()));
+      db.close();
+      rmSync(paths.pid, { force: true });
+    },
+  };
+}
+
+async function route(router: Router, ctx: Ctx): Promise<string> {
+  const m = router.match(ctx.req.method ?? 'GET', ctx.path);
+  if (m === undefined) throw new HttpError(404, 'NOT_FOUND', `Not found: ${ctx.req.method} ${ctx.path}`);
+  if (m === 'method') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${ctx.req.method} ${ctx.path}`);
+  ctx.params = m.params;
+  await m.handler(ctx);
+  return m.pattern;
+}
+
+function fail(log: Logger, ctx: Ctx, e: unknown): void {
+  const { req, res } = ctx;
+  let err: HttpError;
+  if (e instanceof HttpError) err = e;
+  else {
+    log.error('Request failed', { method: req.method, path: ctx.path, error: (e as Error)?.message ?? String(e), code: isLauncherError(e) ? e.code : undefined });
+    err = new HttpError(500, 'INTERNAL', 'Internal server error: see the server log');
+  }
+  if (res.headersSent) { res.destroy(); return; }
+  if (!req.complete) {
+    // The body was refused part-way (e.g. over a size limit): answer, then
+    // drop the rest of the upload and the connection.
+    res.setHeader('connection', 'close');
+    res.once('finish', () => {
+      req.resume();
+      setTimeout(() => req.socket.destroy(), 1000).unref();
+    });
+  }
+  sendError(res, err);
+}
+
+function writeAudit(log: Logger, out: WriteStream, req: IncomingMessage, res: ServerResponse, ctx: Ctx, pattern: string): void {
+  const fields = {
+    action: `${req.method} ${pattern || ctx.path}`,
+    status: res.statusCode,
+    remote: req.socket.remoteAddress ?? null,
+    ...ctx.params,
+    ...ctx.audit,
+  };
+  log.info('audit', fields);
+  out.write(JSON.stringify({ time: new Date().toISOString(), ...fields }) + '\n');
+}
+
+async function distributionHandler(dir: string, baseUrl: string | undefined): Promise<((req: IncomingMessage, res: ServerResponse) => boolean) | undefined> {
+  const { createDistributionHandler } = await import('./distribution.ts');
+  return createDistributionHandler({ dir, ...(baseUrl ? { baseUrl } : {}) });
+}

@@ -1,0 +1,111 @@
+// The embedded database: one node:sqlite file in WAL mode, opened with an
+// exclusive lock so a second server on the same data directory fails at once
+// (the kernel drops the lock when a process dies, even by kill -9, so a crashed
+// server never blocks the next start). Schema changes are numbered migrations
+// applied in order and recorded in `migrations`.
+import { DatabaseSync } from 'node:sqlite';
+import { LauncherError } from '../errors.ts';
+
+const MIGRATIONS: string[] = [
+  // 1: pools, keys, workers, stacks, runs and their phases.
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE pools (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, cycle INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL, deleted_at TEXT);
+  CREATE UNIQUE INDEX pools_name ON pools(name) WHERE deleted_at IS NULL;
+  CREATE TABLE pool_keys (
+    id TEXT PRIMARY KEY, pool_id TEXT NOT NULL, state TEXT NOT NULL, serial TEXT NOT NULL UNIQUE,
+    public_key_pem TEXT NOT NULL, cert_pem TEXT NOT NULL, not_after TEXT NOT NULL,
+    created_at TEXT NOT NULL, retired_at TEXT);
+  CREATE INDEX pool_keys_pool ON pool_keys(pool_id);
+  CREATE TABLE workers (
+    id TEXT PRIMARY KEY, pool_id TEXT NOT NULL, metadata TEXT NOT NULL, version TEXT, host TEXT NOT NULL,
+    registered_at TEXT NOT NULL, last_seen TEXT NOT NULL, idle_since TEXT, current_run TEXT,
+    drained INTEGER NOT NULL DEFAULT 0, offline INTEGER NOT NULL DEFAULT 0, offline_since TEXT,
+    cycle_gen INTEGER NOT NULL DEFAULT 0, deregistered_at TEXT);
+  CREATE INDEX workers_pool ON workers(pool_id);
+  CREATE TABLE stacks (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, pool_id TEXT, image TEXT,
+    env TEXT NOT NULL, secret_env BLOB, phases TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, deleted_at TEXT);
+  CREATE UNIQUE INDEX stacks_name ON stacks(name) WHERE deleted_at IS NULL;
+  CREATE TABLE runs (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+    stack_id TEXT NOT NULL, stack_name TEXT NOT NULL, stack_kind TEXT NOT NULL, pool_id TEXT NOT NULL,
+    proposed INTEGER NOT NULL, state TEXT NOT NULL, phase INTEGER NOT NULL, phase_count INTEGER NOT NULL,
+    spec TEXT NOT NULL, secret_env BLOB, queue_key INTEGER NOT NULL, worker_id TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0, has_workspace INTEGER NOT NULL DEFAULT 0, reason TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, ended_at TEXT);
+  CREATE INDEX runs_queue ON runs(pool_id, queue_key) WHERE state = 'QUEUED';
+  CREATE INDEX runs_state ON runs(state);
+  CREATE INDEX runs_stack ON runs(stack_id);
+  CREATE TABLE phases (
+    run_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, confirm INTEGER NOT NULL,
+    worker_id TEXT, assigned_at TEXT, started_at TEXT, ended_at TEXT,
+    outcome TEXT, exit_code INTEGER, error TEXT,
+    log_next_seq INTEGER NOT NULL DEFAULT 0, log_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, idx));
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+export interface OpenOptions {
+  /** `full` fsyncs the WAL on every commit; `normal` survives a process crash but may lose the last commits on power loss. */
+  sync?: 'full' | 'normal';
+}
+
+/** Opens (creating if needed) and migrates the database; throws DATA_DIR_LOCKED if another process holds it. */
+export function openDatabase(path: string, opts: OpenOptions = {}): DatabaseSync {
+  const db = new DatabaseSync(path, { timeout: 0 });
+  try {
+    db.exec('PRAGMA locking_mode = EXCLUSIVE');
+    db.exec('PRAGMA journal_mode = WAL');
+    // Take the exclusive lock now rather than on the first write.
+    db.exec('BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL); COMMIT');
+  } catch (e) {
+    try { db.close(); } catch { /* already failing */ }
+    if (/locked|busy/i.test((e as Error).message)) {
+      throw new LauncherError('DATA_DIR_LOCKED', `Cannot open the database ${path}: another server holds it`, { cause: e });
+    }
+    throw new LauncherError('DB_OPEN_FAILED', `Cannot open the database ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  db.exec(`PRAGMA synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
+  db.exec('PRAGMA foreign_keys = ON');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: DatabaseSync): void {
+  const row = db.prepare('SELECT max(version) AS v FROM migrations').get() as { v: number | null };
+  const current = row.v ?? 0;
+  if (current > MIGRATIONS.length) {
+    throw new LauncherError('DB_TOO_NEW', `Cannot use the database: its schema version ${current} is newer than this server's ${MIGRATIONS.length} (run a newer launcher)`);
+  }
+  for (let v = current + 1; v <= MIGRATIONS.length; v++) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      db.exec(MIGRATIONS[v - 1]!);
+      db.prepare('INSERT INTO migrations (version, applied_at) VALUES (?, ?)').run(v, new Date().toISOString());
+      db.exec('COMMIT');
+    } catch (e) {
+      db.exec('ROLLBACK');
+      throw e;
+    }
+  }
+}
+
+/** Runs fn in one IMMEDIATE transaction (nesting joins the outer one). */
+export function transaction<T>(db: DatabaseSync, fn: () => T): T {
+  if (db.isTransaction) return fn();
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const v = fn();
+    db.exec('COMMIT');
+    return v;
+  } catch (e) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw e;
+  }
+}

@@ -1,0 +1,65 @@
+// Run logs on disk: logs/<run>/<phase>.log, one file per phase. A chunk is
+// written at the offset the database says the file ends at, the file is cut to
+// that length plus the chunk and fsynced, and only then does the database move
+// `log_next_seq`/`log_bytes` on. A crash between the two leaves extra bytes past
+// `log_bytes` that the retried chunk overwrites, so nothing is duplicated and
+// readers never see bytes the database does not account for.
+import { createReadStream } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+
+export class LogFiles {
+  private readonly dir: string;
+  private readonly locks = new Map<string, Promise<unknown>>();
+  constructor(dir: string) { this.dir = dir; }
+
+  path(runId: string, phase: number): string {
+    return join(this.dir, runId, `${phase}.log`);
+  }
+
+  /** Serialises work on one phase's log (a retry racing its original waits its turn). */
+  async exclusive<T>(runId: string, phase: number, fn: () => Promise<T>): Promise<T> {
+    const key = `${runId}/${phase}`;
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => {});
+    this.locks.set(key, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.locks.get(key) === tail) this.locks.delete(key);
+    }
+  }
+
+  /** Writes `chunk` at `offset`, truncating anything after it, and fsyncs. */
+  async write(runId: string, phase: number, offset: number, chunk: Buffer): Promise<void> {
+    await mkdir(join(this.dir, runId), { recursive: true, mode: 0o700 });
+    const fh = await open(this.path(runId, phase), 'a+', 0o600).catch(() => open(this.path(runId, phase), 'w+', 0o600));
+    try {
+      await fh.truncate(offset);
+      // Positional writes are ignored in append mode on Linux, so after the
+      // truncate the end of file is exactly `offset`.
+      await fh.write(chunk, 0, chunk.length, null);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Copies bytes [start, end) of a phase's log to `out`, respecting back-pressure. */
+  async copy(runId: string, phase: number, start: number, end: number, out: Writable): Promise<void> {
+    if (end <= start) return;
+    const input = createReadStream(this.path(runId, phase), { start, end: end - 1 });
+    for await (const c of input) {
+      if (out.destroyed) { input.destroy(); return; }
+      if (!out.write(c)) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => { out.off('drain', done); out.off('close', done); resolve(); };
+          out.on('drain', done);
+          out.on('close', done);
+        });
+      }
+    }
+  }
+}

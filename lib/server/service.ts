@@ -1,0 +1,548 @@
+// The server's core: workers register, poll, start phases, ship logs and
+// results; runs move through their states; the scheduler's decisions are
+// applied. HTTP adapters (worker-api.ts, admin-api.ts) call into this; it
+// never touches a socket beyond the Waiter callbacks it is handed.
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { CertificateAuthority } from '../pki.ts';
+import type { BlobStore } from './blobs.ts';
+import { workspaceTooLarge } from './blobs.ts';
+import { transaction } from './db.ts';
+import { HttpError, badField } from './http.ts';
+import type { Logger } from './log.ts';
+import type { LogFiles } from './logs.ts';
+import { afterPhase, canTakeWork, planAssignments, onWorkerLost, REPORTABLE_OUTCOMES, type Outcome, type WorkerView } from './scheduler.ts';
+import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
+import { phaseState } from './views.ts';
+import { Presence, type Waiter } from './workers.ts';
+
+export interface ServiceOptions {
+  store: Store;
+  ca: CertificateAuthority;
+  serverUrl: string;
+  leaseMs: number;
+  graceMs: number;
+  maxWorkspaceBytes: number;
+  blobs: BlobStore;
+  logs: LogFiles;
+  log: Logger;
+}
+
+export interface Control { drain: boolean; cycle: boolean; cancel: string[] }
+export interface PollReply { assignment: Record<string, unknown> | null; control: Control }
+
+export const DEFAULT_POLL_SECONDS = 25;
+export const MAX_POLL_SECONDS = 60;
+export const LOG_CHUNK_LIMIT = 1024 * 1024;
+const DEFAULT_CONTROL_SIG = JSON.stringify({ drain: false, cycle: false, cancel: [] });
+
+export const newId = (prefix: string): string => `${prefix}_${randomBytes(8).toString('hex')}`;
+export const iso = (ms = Date.now()): string => new Date(ms).toISOString();
+export const normSerial = (s: string): string => s.toLowerCase().replace(/^0+(?=.)/, '');
+
+const notFound = (what: string, id: string, code: string): HttpError => new HttpError(404, code, `${what} not found: "${id}"`);
+
+/** True when bytes start like an age file (binary or armored): the server refuses plaintext by mistake. */
+export function looksSealed(head: Buffer): boolean {
+  const s = head.subarray(0, 40).toString('latin1');
+  return s.startsWith('age-encryption.org/v1\n') || s.startsWith('-----BEGIN AGE ENCRYPTED FILE-----');
+}
+
+export class Service {
+  readonly store: Store;
+  readonly ca: CertificateAuthority;
+  /** Goes into new tokens; set once the listening port is known. */
+  serverUrl: string;
+  readonly opts: ServiceOptions;
+  readonly presence: Presence;
+  /** Emits the run id whenever a run's state or logs change (log followers wait on it). */
+  readonly events = new EventEmitter();
+  readonly log: Logger;
+
+  constructor(opts: ServiceOptions) {
+    this.opts = opts;
+    this.store = opts.store;
+    this.ca = opts.ca;
+    this.serverUrl = opts.serverUrl;
+    this.log = opts.log;
+    this.events.setMaxListeners(0);
+    this.presence = new Presence({
+      leaseMs: opts.leaseMs,
+      graceMs: opts.graceMs,
+      onLeaseExpired: (id) => this.guard('lease expiry', () => this.leaseExpired(id)),
+      onGraceExpired: (id) => this.guard('grace expiry', () => this.graceExpired(id)),
+    });
+  }
+
+  private guard(what: string, fn: () => void): void {
+    try { fn(); } catch (e) { this.log.error(`Failed to handle ${what}`, { error: (e as Error).message }); }
+  }
+
+  changed(runId: string): void { this.events.emit(runId); }
+
+  // ------------------------------------------------------------ start-up
+
+  /** After a restart: leases restart for live workers, grace resumes for OFFLINE ones holding a started phase. */
+  recover(): void {
+    const now = Date.now();
+    for (const w of this.store.workers()) {
+      if (w.offline === 0) {
+        this.presence.seen(w.id, Date.parse(w.last_seen));
+      } else if (w.current_run) {
+        const left = Date.parse(w.offline_since ?? w.last_seen) + this.opts.graceMs - now;
+        this.presence.startGrace(w.id, left);
+      }
+    }
+    for (const r of this.store.runningRuns()) {
+      const w = r.worker_id ? this.store.worker(r.worker_id) : undefined;
+      if (!w || w.deregistered_at || w.current_run !== r.id) this.workerGone(r, w?.id ?? r.worker_id ?? '');
+    }
+  }
+
+  // ------------------------------------------------------------ authentication
+
+  /** The pool a client certificate (by serial) belongs to; 403 when revoked, retired or unknown. */
+  poolForSerial(serial: string): { poolId: string; keyId: string } {
+    const key = this.store.keyBySerial(normSerial(serial));
+    if (!key || key.state !== 'active') {
+      throw new HttpError(403, 'CERT_REVOKED', 'Client certificate refused: it was revoked by a pool reset or key retirement (use the pool\'s current token)');
+    }
+    const pool = this.store.poolAny(key.pool_id);
+    if (!pool || pool.deleted_at) throw new HttpError(403, 'POOL_DELETED', 'Client certificate refused: its worker pool was deleted');
+    return { poolId: pool.id, keyId: key.id };
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  private pool(id: string): PoolRow {
+    const p = this.store.poolAny(id);
+    if (!p) throw notFound('Pool', id, 'POOL_NOT_FOUND');
+    return p;
+  }
+
+  private poolWorker(poolId: string, workerId: unknown): WorkerRow {
+    if (typeof workerId !== 'string' || workerId === '') throw badField('workerId', 'the worker id from POST /v1/worker/register');
+    const w = this.store.worker(workerId);
+    if (!w || w.pool_id !== poolId || w.deregistered_at) {
+      throw new HttpError(404, 'WORKER_NOT_FOUND', `Worker not found: "${workerId}" is not registered in this pool (register again)`);
+    }
+    return w;
+  }
+
+  /** A worker call: it is alive, and an OFFLINE worker comes back. */
+  private touch(w: WorkerRow): void {
+    this.presence.seen(w.id);
+    if (w.offline) {
+      this.store.updateWorker(w.id, { offline: 0, offline_since: null, last_seen: iso() });
+      w.offline = 0;
+      this.log.info('Worker back online', { worker: w.id, pool: w.pool_id });
+    }
+  }
+
+  /** The run's phase, only if it was assigned (to `workerId` when given) in this pool: otherwise 404. */
+  private assignedPhase(poolId: string, runId: string, phase: number, workerId?: string): { run: RunRow; ph: PhaseRow } {
+    const run = this.store.runById(runId);
+    const ph = run && run.pool_id === poolId ? this.store.phase(runId, phase) : undefined;
+    if (!run || !ph || !ph.worker_id || (workerId !== undefined && ph.worker_id !== workerId)) {
+      throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}" phase ${phase} is not assigned to this worker`);
+    }
+    const w = this.store.worker(ph.worker_id);
+    if (w && !w.deregistered_at) this.touch(w);
+    return { run, ph };
+  }
+
+  private isOpen(run: RunRow, ph: PhaseRow): boolean {
+    return run.state === 'RUNNING' && run.phase === ph.idx && ph.outcome === null;
+  }
+
+  private closed(run: RunRow, ph: PhaseRow): HttpError {
+    return new HttpError(409, 'RUN_STATE', `Phase ${ph.idx} of run ${run.id} is not running (run ${run.state}, phase ${phaseState(ph)})`);
+  }
+
+  private view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerView {
+    return {
+      id: w.id, poolId: w.pool_id, deregistered: w.deregistered_at !== null, offline: w.offline === 1,
+      drained: w.drained === 1, cycled: w.cycle_gen < pool.cycle, accepting: accept, busy: w.current_run !== null,
+    };
+  }
+
+  control(w: WorkerRow, extraCancel: string[] = []): Control {
+    const pool = this.store.poolAny(w.pool_id);
+    const cancel = [...extraCancel];
+    if (w.current_run) {
+      const r = this.store.runById(w.current_run);
+      if (r && r.state === 'RUNNING' && r.cancel_requested === 1 && !cancel.includes(r.id)) cancel.push(r.id);
+    }
+    return { drain: w.drained === 1, cycle: pool ? w.cycle_gen < pool.cycle : true, cancel };
+  }
+
+  private reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = []): PollReply {
+    const control = this.control(w, extraCancel);
+    this.presence.delivered.set(w.id, JSON.stringify(control));
+    return { assignment, control };
+  }
+
+  assignmentFor(run: RunRow): Record<string, unknown> {
+    const spec = JSON.parse(run.spec) as RunSpec;
+    const ph = spec.phases[run.phase]!;
+    const row = this.store.phase(run.id, run.phase);
+    return {
+      runId: run.id, phase: run.phase, phaseName: ph.name, phaseCount: run.phase_count,
+      stack: { id: run.stack_id, name: run.stack_name, kind: run.stack_kind },
+      proposed: run.proposed === 1, image: spec.image, script: ph.script, env: spec.env,
+      secretEnv: run.secret_env ? Buffer.from(run.secret_env).toString('base64') : null,
+      workspace: run.has_workspace === 1,
+      recipients: this.store.activeKeys(run.pool_id).map((k) => k.public_key_pem),
+      logs: { nextSeq: row?.log_next_seq ?? 0 },
+    };
+  }
+
+  private assign(run: RunRow, workerId: string): void {
+    const now = iso();
+    transaction(this.store.db, () => {
+      this.store.updateRun(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
+      this.store.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
+      this.store.updateWorker(workerId, { current_run: run.id, idle_since: null, last_seen: now });
+    });
+    run.state = 'RUNNING';
+    run.worker_id = workerId;
+    this.log.info('Run assigned', { run: run.id, phase: run.phase, worker: workerId, pool: run.pool_id });
+    this.changed(run.id);
+  }
+
+  /** Gives queued runs of a pool to its waiting workers, at once. */
+  dispatch(poolId: string): void {
+    const waiters = this.presence.acceptingIn(poolId).filter((w) => w.alive());
+    if (waiters.length === 0) return;
+    const runs = this.store.queued(poolId, waiters.length);
+    if (runs.length === 0) return;
+    const views = waiters.map((w) => ({ id: w.workerId, poolId, deregistered: false, offline: false, drained: false, cycled: false, accepting: true, busy: false }));
+    const plan = planAssignments(runs.map((r) => ({ id: r.id, poolId: r.pool_id, queueKey: r.queue_key })), views);
+    for (const p of plan) {
+      const waiter = this.presence.take(p.workerId)!;
+      const run = runs.find((r) => r.id === p.runId)!;
+      this.assign(run, p.workerId);
+      const w = this.store.worker(p.workerId)!;
+      waiter.settle(this.reply(w, this.assignmentFor(run)));
+    }
+  }
+
+  /** Answers a worker's held poll now (its control changed). */
+  wake(workerId: string): void {
+    const waiter = this.presence.take(workerId);
+    if (!waiter) return;
+    const w = this.store.worker(workerId);
+    waiter.settle(w ? this.reply(w, null) : null);
+  }
+
+  /** Puts a phase that was assigned but never started back in the queue (not a re-run). */
+  private requeue(run: RunRow, workerId: string): void {
+    const now = iso();
+    transaction(this.store.db, () => {
+      this.store.updateRun(run.id, { state: 'QUEUED', worker_id: null, updated_at: now });
+      this.store.updatePhase(run.id, run.phase, { worker_id: null, assigned_at: null, started_at: null });
+      this.store.updateWorker(workerId, { current_run: null, idle_since: now });
+    });
+    this.log.info('Run requeued: its phase was never started', { run: run.id, phase: run.phase, worker: workerId });
+    this.changed(run.id);
+    this.dispatch(run.pool_id);
+  }
+
+  /** Records a phase's end and moves the run on (next phase, confirmation, or an end state). */
+  endPhase(run: RunRow, ph: PhaseRow, outcome: Outcome, detail: { exitCode?: number | null; error?: string | null }, workerId: string | null): void {
+    const now = iso();
+    const spec = JSON.parse(run.spec) as RunSpec;
+    let next = afterPhase({ phase: run.phase, phases: spec.phases }, outcome, detail);
+    if (run.cancel_requested === 1 && !['FAILED', 'CANCELED', 'FINISHED'].includes(next.state)) {
+      next = { state: 'CANCELED', phase: run.phase, reason: 'canceled' };
+    }
+    const ended = next.state === 'FINISHED' || next.state === 'FAILED' || next.state === 'CANCELED';
+    transaction(this.store.db, () => {
+      this.store.updatePhase(run.id, ph.idx, { outcome, exit_code: detail.exitCode ?? null, error: detail.error ?? null, ended_at: now });
+      this.store.updateRun(run.id, {
+        state: next.state, phase: next.phase, worker_id: null, reason: next.reason, updated_at: now,
+        ended_at: ended ? now : null,
+      });
+      if (workerId) {
+        const w = this.store.worker(workerId);
+        if (w && w.current_run === run.id) this.store.updateWorker(workerId, { current_run: null, idle_since: now });
+      }
+    });
+    this.log.info('Phase ended', { run: run.id, phase: ph.idx, outcome, state: next.state, worker: workerId ?? undefined });
+    this.changed(run.id);
+    if (next.state === 'QUEUED') this.dispatch(run.pool_id);
+  }
+
+  /** A worker holding `run` is gone for good (deregistered, grace over, or missing after a restart). */
+  private workerGone(run: RunRow, workerId: string): void {
+    const ph = this.store.phase(run.id, run.phase)!;
+    if (onWorkerLost(ph.started_at !== null) === 'requeue') this.requeue(run, workerId);
+    else this.endPhase(run, ph, 'worker-lost', { error: 'worker lost' }, workerId);
+  }
+
+  private leaseExpired(workerId: string): void {
+    const w = this.store.worker(workerId);
+    if (!w || w.deregistered_at || w.offline) return;
+    const now = Date.now();
+    this.store.updateWorker(w.id, { offline: 1, offline_since: iso(now), last_seen: iso(this.presence.lastSeen.get(w.id) ?? now) });
+    this.log.warn('Worker offline: its lease expired', { worker: w.id, pool: w.pool_id });
+    if (!w.current_run) return;
+    const run = this.store.runById(w.current_run);
+    if (!run || run.state !== 'RUNNING' || run.worker_id !== w.id) {
+      this.store.updateWorker(w.id, { current_run: null });
+      return;
+    }
+    const ph = this.store.phase(run.id, run.phase)!;
+    if (onWorkerLost(ph.started_at !== null) === 'requeue') this.requeue(run, w.id);
+    else this.presence.startGrace(w.id);
+  }
+
+  private graceExpired(workerId: string): void {
+    const w = this.store.worker(workerId);
+    if (!w || !w.offline || !w.current_run) return;
+    const run = this.store.runById(w.current_run);
+    if (run && run.state === 'RUNNING' && run.worker_id === w.id) {
+      this.log.warn('Worker lost: it did not come back within the grace period', { worker: w.id, run: run.id });
+      this.workerGone(run, w.id);
+    } else {
+      this.store.updateWorker(w.id, { current_run: null });
+    }
+  }
+
+  // ------------------------------------------------------------ worker API
+
+  register(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+    const pool = this.pool(poolId);
+    const metadata = plainMap(body.metadata, 'metadata', 256, 4096);
+    const host = plainMap(body.host, 'host', 64, 1024);
+    const version = body.version === undefined || body.version === null ? null : String(body.version).slice(0, 128);
+    const now = iso();
+    let id = typeof body.workerId === 'string' ? body.workerId : '';
+    const known = id ? this.store.worker(id) : undefined;
+    if (known && known.pool_id === poolId) {
+      this.store.updateWorker(id, {
+        metadata: JSON.stringify(metadata), host: JSON.stringify(host), version,
+        offline: 0, offline_since: null, deregistered_at: null, cycle_gen: pool.cycle, last_seen: now,
+        idle_since: known.current_run ? null : now,
+      });
+      this.log.info('Worker registered again', { worker: id, pool: poolId });
+    } else {
+      id = newId('wrk');
+      this.store.insertWorker({
+        id, pool_id: poolId, metadata: JSON.stringify(metadata), version, host: JSON.stringify(host),
+        registered_at: now, last_seen: now, idle_since: now, current_run: null, drained: 0, offline: 0,
+        offline_since: null, cycle_gen: pool.cycle, deregistered_at: null,
+      });
+      this.log.info('Worker registered', { worker: id, pool: poolId });
+    }
+    this.presence.delivered.delete(id);
+    this.presence.seen(id);
+    return { workerId: id, pollSeconds: DEFAULT_POLL_SECONDS, leaseSeconds: this.opts.leaseMs / 1000 };
+  }
+
+  /**
+   * The long-poll. Resolves with the reply, or undefined when the client went
+   * away while it was held. `hold` registers the held poll's callbacks.
+   */
+  poll(auth: { poolId: string; keyId: string }, body: Record<string, unknown>, waitMs: number, alive: () => boolean): Promise<PollReply | undefined> | PollReply {
+    const w = this.poolWorker(auth.poolId, body.workerId);
+    if (body.accept !== undefined && typeof body.accept !== 'boolean') throw badField('accept', 'true or false');
+    if (body.runId !== undefined && body.runId !== null && typeof body.runId !== 'string') throw badField('runId', 'a run id or null');
+    const accept = body.accept !== false;
+    const says = (body.runId as string | null | undefined) ?? null;
+    this.touch(w);
+
+    // Reconcile what the launcher says it runs with what the server assigned.
+    let resend: Record<string, unknown> | null = null;
+    const extraCancel: string[] = [];
+    if (w.current_run) {
+      const run = this.store.runById(w.current_run);
+      const ph = run ? this.store.phase(run.id, run.phase) : undefined;
+      if (!run || !ph || run.state !== 'RUNNING' || run.worker_id !== w.id) {
+        this.store.updateWorker(w.id, { current_run: null, idle_since: iso() });
+        w.current_run = null;
+      } else if (says !== run.id) {
+        if (ph.started_at === null) {
+          // The assignment reply never arrived: send it again, or give it back.
+          if (accept && says === null) resend = this.assignmentFor(run);
+          else { this.requeue(run, w.id); w.current_run = null; }
+        } else {
+          // The launcher no longer knows the phase it started: it is lost.
+          this.log.warn('Worker forgot its running phase', { worker: w.id, run: run.id });
+          this.endPhase(run, ph, 'worker-lost', { error: 'worker lost: the launcher no longer runs this phase' }, w.id);
+          w.current_run = null;
+        }
+      }
+    }
+    if (says !== null && says !== w.current_run) extraCancel.push(says);
+    if (resend) return this.reply(w, resend, extraCancel);
+
+    const pool = this.pool(w.pool_id);
+    const eligible = canTakeWork(this.view(w, pool, accept));
+    if (eligible) {
+      const [run] = this.store.queued(pool.id, 1);
+      if (run && this.presence.acceptingIn(pool.id).length === 0) {
+        this.assign(run, w.id);
+        return this.reply(w, this.assignmentFor(run), extraCancel);
+      }
+    }
+    const control = this.control(w, extraCancel);
+    if (JSON.stringify(control) !== (this.presence.delivered.get(w.id) ?? DEFAULT_CONTROL_SIG) || waitMs <= 0) {
+      return this.reply(w, null, extraCancel);
+    }
+    return new Promise<PollReply | undefined>((resolve) => {
+      const waiter: Waiter = {
+        workerId: w.id, poolId: pool.id, keyId: auth.keyId, accept: eligible, timer: undefined, alive,
+        settle: (r) => resolve(r === null ? this.replyFor(w.id, extraCancel) : (r as PollReply | undefined)),
+      };
+      this.presence.hold(waiter, waitMs, () => resolve(this.replyFor(w.id, extraCancel)));
+      // Someone else was already waiting when this worker came in: the queue
+      // head goes to the longest-waiting worker first.
+      if (eligible) this.dispatch(pool.id);
+    });
+  }
+
+  private replyFor(workerId: string, extraCancel: string[]): PollReply | undefined {
+    const w = this.store.worker(workerId);
+    return w ? this.reply(w, null, extraCancel) : undefined;
+  }
+
+  startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Record<string, unknown> {
+    const w = this.poolWorker(poolId, body.workerId);
+    const { run, ph } = this.assignedPhase(poolId, runId, phase, w.id);
+    if (ph.started_at !== null && ph.outcome === null) return {};
+    if (!this.isOpen(run, ph)) throw this.closed(run, ph);
+    this.store.updatePhase(runId, phase, { started_at: iso() });
+    this.log.info('Phase started', { run: runId, phase, worker: w.id });
+    this.changed(runId);
+    return {};
+  }
+
+  phaseStatus(poolId: string, runId: string, phase: number): Record<string, unknown> {
+    const { run, ph } = this.assignedPhase(poolId, runId, phase);
+    return {
+      state: phaseState(ph),
+      cancel: run.cancel_requested === 1 || run.state === 'CANCELED',
+      logs: { nextSeq: ph.log_next_seq, bytes: ph.log_bytes },
+    };
+  }
+
+  async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<Record<string, unknown>> {
+    this.assignedPhase(poolId, runId, phase);
+    return this.opts.logs.exclusive(runId, phase, async () => {
+      const ph = this.store.phase(runId, phase)!;
+      if (seq < ph.log_next_seq) return { nextSeq: ph.log_next_seq };
+      if (seq > ph.log_next_seq) {
+        throw new HttpError(409, 'LOG_SEQ_GAP', `Log chunk out of order: got seq ${seq}, expected ${ph.log_next_seq} (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
+      }
+      const run = this.store.runById(runId)!;
+      if (!this.isOpen(run, ph)) throw this.closed(run, ph);
+      await this.opts.logs.write(runId, phase, ph.log_bytes, chunk);
+      this.store.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + chunk.length });
+      this.changed(runId);
+      return { nextSeq: seq + 1 };
+    });
+  }
+
+  /** The sealed workspace for a worker of the run's pool that holds an assignment of it. */
+  async workerWorkspace(poolId: string, runId: string): Promise<{ stream: Readable; size: number }> {
+    const run = this.store.runById(runId);
+    if (!run || run.pool_id !== poolId) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
+    this.assignedPhase(poolId, runId, run.phase);
+    return this.workspace(run);
+  }
+
+  async workspace(run: RunRow): Promise<{ stream: Readable; size: number }> {
+    const f = run.has_workspace ? await this.opts.blobs.open(this.opts.blobs.workspacePath(run.id)) : undefined;
+    if (!f) throw new HttpError(404, 'NO_WORKSPACE', `Run ${run.id} has no sealed workspace`);
+    return f;
+  }
+
+  /** Streams a sealed workspace upload into place (temp, fsync, rename). */
+  async receiveWorkspace(body: Readable, declared: number): Promise<{ tmp: string; size: number } | undefined> {
+    const limit = this.opts.maxWorkspaceBytes;
+    if (Number.isFinite(declared) && declared > limit) throw workspaceTooLarge(limit);
+    const got = await this.opts.blobs.receive(body, limit);
+    if (got.size === 0) { await this.opts.blobs.discard(got.tmp); return undefined; }
+    const fh = await open(got.tmp, 'r');
+    const head = Buffer.alloc(40);
+    try { await fh.read(head, 0, 40, 0); } finally { await fh.close(); }
+    if (!looksSealed(head)) {
+      await this.opts.blobs.discard(got.tmp);
+      throw new HttpError(400, 'NOT_SEALED', 'Workspace refused: it is not an age file (seal it to the pool\'s keys first; the server never stores plaintext)');
+    }
+    return got;
+  }
+
+  async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<Record<string, unknown>> {
+    const { run, ph } = this.assignedPhase(poolId, runId, phase);
+    if (!this.isOpen(run, ph)) throw this.closed(run, ph);
+    const got = await this.receiveWorkspace(body, declared);
+    if (!got) throw new HttpError(400, 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
+    const again = this.store.runById(runId)!;
+    const ph2 = this.store.phase(runId, phase)!;
+    if (!this.isOpen(again, ph2)) { await this.opts.blobs.discard(got.tmp); throw this.closed(again, ph2); }
+    await this.opts.blobs.commit(got.tmp, this.opts.blobs.workspacePath(runId));
+    this.store.updateRun(runId, { has_workspace: 1, updated_at: iso() });
+    this.log.info('Workspace stored', { run: runId, phase, bytes: got.size });
+    return { bytes: got.size };
+  }
+
+  async result(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const w = this.poolWorker(poolId, body.workerId);
+    const outcome = body.outcome as Outcome;
+    if (!REPORTABLE_OUTCOMES.includes(outcome)) throw badField('outcome', `one of ${REPORTABLE_OUTCOMES.join(', ')}`);
+    const exitCode = body.exitCode === undefined || body.exitCode === null ? null : body.exitCode;
+    if (exitCode !== null && !Number.isInteger(exitCode)) throw badField('exitCode', 'an integer or null');
+    const error = body.error === undefined || body.error === null ? null : String(body.error).slice(0, 4096);
+    const logSeq = body.logSeq === undefined ? null : body.logSeq;
+    if (logSeq !== null && (!Number.isInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
+    this.assignedPhase(poolId, runId, phase, w.id);
+    return this.opts.logs.exclusive(runId, phase, async () => {
+      const run = this.store.runById(runId)!;
+      const ph = this.store.phase(runId, phase)!;
+      if (ph.outcome !== null) {
+        if (ph.outcome === outcome) return {};
+        throw new HttpError(409, 'RESULT_CONFLICT', `Phase ${phase} of run ${runId} already ended as ${ph.outcome}, not ${outcome}`);
+      }
+      if (!this.isOpen(run, ph)) throw this.closed(run, ph);
+      if (logSeq !== null && (logSeq as number) > ph.log_next_seq) {
+        throw new HttpError(409, 'LOG_SEQ_GAP', `Phase result refused: the server has log chunks up to seq ${ph.log_next_seq - 1} but the result says ${logSeq as number} were sent (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
+      }
+      this.endPhase(run, ph, outcome, { exitCode: exitCode as number | null, error }, w.id);
+      return {};
+    });
+  }
+
+  deregister(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+    const w = this.poolWorker(poolId, body.workerId);
+    if (w.current_run) {
+      const run = this.store.runById(w.current_run);
+      if (run && run.state === 'RUNNING' && run.worker_id === w.id) this.workerGone(run, w.id);
+    }
+    this.store.updateWorker(w.id, { deregistered_at: iso(), current_run: null, last_seen: iso() });
+    this.presence.forget(w.id);
+    this.log.info('Worker deregistered', { worker: w.id, pool: poolId });
+    return {};
+  }
+
+  close(): void {
+    this.presence.close();
+  }
+}
+
+function plainMap(v: unknown, name: string, maxKeys: number, maxLen: number): Record<string, string> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw badField(name, 'an object of string values');
+  const out: Record<string, string> = {};
+  const entries = Object.entries(v as Record<string, unknown>);
+  if (entries.length > maxKeys) throw badField(name, `at most ${maxKeys} entries`);
+  for (const [k, val] of entries) {
+    if (k.length === 0 || k.length > 256) throw badField(`${name}.${k}`, 'a key of 1 to 256 characters');
+    if (typeof val !== 'string' && typeof val !== 'number' && typeof val !== 'boolean') throw badField(`${name}.${k}`, 'a string');
+    out[k] = String(val).slice(0, maxLen);
+  }
+  return out;
+}

@@ -1,0 +1,154 @@
+// Typed access to the database: rows in, plain objects out. No policy here;
+// service.ts decides, this file only reads and writes.
+import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
+import type { Outcome, RunState } from './scheduler.ts';
+
+export interface PoolRow { id: string; name: string; cycle: number; created_at: string; deleted_at: string | null }
+export interface KeyRow {
+  id: string; pool_id: string; state: 'active' | 'retired' | 'revoked'; serial: string;
+  public_key_pem: string; cert_pem: string; not_after: string; created_at: string; retired_at: string | null;
+}
+export interface WorkerRow {
+  id: string; pool_id: string; metadata: string; version: string | null; host: string;
+  registered_at: string; last_seen: string; idle_since: string | null; current_run: string | null;
+  drained: number; offline: number; offline_since: string | null; cycle_gen: number; deregistered_at: string | null;
+}
+export interface StackRow {
+  id: string; name: string; kind: 'stack' | 'module'; pool_id: string | null; image: string | null;
+  env: string; secret_env: Uint8Array | null; phases: string; created_at: string; updated_at: string; deleted_at: string | null;
+}
+export interface RunRow {
+  n: number; id: string; stack_id: string; stack_name: string; stack_kind: string; pool_id: string;
+  proposed: number; state: RunState; phase: number; phase_count: number; spec: string; secret_env: Uint8Array | null;
+  queue_key: number; worker_id: string | null; cancel_requested: number; has_workspace: number; reason: string | null;
+  created_at: string; updated_at: string; ended_at: string | null;
+}
+export interface PhaseRow {
+  run_id: string; idx: number; name: string; confirm: number; worker_id: string | null;
+  assigned_at: string | null; started_at: string | null; ended_at: string | null;
+  outcome: Outcome | null; exit_code: number | null; error: string | null; log_next_seq: number; log_bytes: number;
+}
+export interface PhaseSpec { name: string; script: string; confirm: boolean }
+export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[] }
+
+type Params = Record<string, SQLInputValue>;
+
+export class Store {
+  readonly db: DatabaseSync;
+  private cache = new Map<string, ReturnType<DatabaseSync['prepare']>>();
+  constructor(db: DatabaseSync) { this.db = db; }
+
+  private st(sql: string): ReturnType<DatabaseSync['prepare']> {
+    let s = this.cache.get(sql);
+    if (!s) { s = this.db.prepare(sql); this.cache.set(sql, s); }
+    return s;
+  }
+  get<T>(sql: string, p: Params | SQLInputValue[] = []): T | undefined {
+    return (Array.isArray(p) ? this.st(sql).get(...p) : this.st(sql).get(p)) as T | undefined;
+  }
+  all<T>(sql: string, p: Params | SQLInputValue[] = []): T[] {
+    return (Array.isArray(p) ? this.st(sql).all(...p) : this.st(sql).all(p)) as T[];
+  }
+  run(sql: string, p: Params | SQLInputValue[] = []): number {
+    const r = Array.isArray(p) ? this.st(sql).run(...p) : this.st(sql).run(p);
+    return Number(r.changes);
+  }
+
+  // meta
+  meta(key: string): string | undefined { return this.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', [key])?.value; }
+  setMeta(key: string, value: string): void { this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', [key, value]); }
+
+  // pools and keys
+  pool(idOrName: string): PoolRow | undefined {
+    return this.get<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1', [idOrName, idOrName, idOrName]);
+  }
+  poolAny(id: string): PoolRow | undefined { return this.get<PoolRow>('SELECT * FROM pools WHERE id = ?', [id]); }
+  pools(): PoolRow[] { return this.all<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL ORDER BY created_at, id'); }
+  keys(poolId: string): KeyRow[] { return this.all<KeyRow>('SELECT * FROM pool_keys WHERE pool_id = ? ORDER BY created_at, id', [poolId]); }
+  activeKeys(poolId: string): KeyRow[] { return this.all<KeyRow>("SELECT * FROM pool_keys WHERE pool_id = ? AND state = 'active' ORDER BY created_at, id", [poolId]); }
+  keyBySerial(serial: string): KeyRow | undefined { return this.get<KeyRow>('SELECT * FROM pool_keys WHERE serial = ?', [serial]); }
+  key(poolId: string, id: string): KeyRow | undefined { return this.get<KeyRow>('SELECT * FROM pool_keys WHERE pool_id = ? AND id = ?', [poolId, id]); }
+  insertKey(k: KeyRow): void {
+    this.run('INSERT INTO pool_keys (id, pool_id, state, serial, public_key_pem, cert_pem, not_after, created_at, retired_at) VALUES ($id, $pool_id, $state, $serial, $public_key_pem, $cert_pem, $not_after, $created_at, $retired_at)', { ...k });
+  }
+  poolCounts(poolId: string): { workers: number; busy: number; pending: number } {
+    const w = this.get<{ workers: number; busy: number }>('SELECT count(*) AS workers, count(current_run) AS busy FROM workers WHERE pool_id = ? AND deregistered_at IS NULL AND offline = 0', [poolId])!;
+    const r = this.get<{ pending: number }>("SELECT count(*) AS pending FROM runs WHERE pool_id = ? AND state IN ('QUEUED', 'UNCONFIRMED')", [poolId])!;
+    return { workers: w.workers, busy: w.busy, pending: r.pending };
+  }
+  activeRunCount(col: 'pool_id' | 'stack_id', id: string): number {
+    return this.get<{ c: number }>(`SELECT count(*) AS c FROM runs WHERE ${col} = ? AND state IN ('QUEUED', 'RUNNING', 'UNCONFIRMED')`, [id])!.c;
+  }
+
+  // workers
+  worker(id: string): WorkerRow | undefined { return this.get<WorkerRow>('SELECT * FROM workers WHERE id = ?', [id]); }
+  workers(poolId?: string): WorkerRow[] {
+    return poolId
+      ? this.all<WorkerRow>('SELECT * FROM workers WHERE deregistered_at IS NULL AND pool_id = ? ORDER BY registered_at, id', [poolId])
+      : this.all<WorkerRow>('SELECT * FROM workers WHERE deregistered_at IS NULL ORDER BY registered_at, id');
+  }
+  insertWorker(w: WorkerRow): void {
+    this.run(`INSERT INTO workers (id, pool_id, metadata, version, host, registered_at, last_seen, idle_since, current_run, drained, offline, offline_since, cycle_gen, deregistered_at)
+      VALUES ($id, $pool_id, $metadata, $version, $host, $registered_at, $last_seen, $idle_since, $current_run, $drained, $offline, $offline_since, $cycle_gen, $deregistered_at)`, { ...w });
+  }
+  updateWorker(id: string, fields: Partial<WorkerRow>): void {
+    const keys = Object.keys(fields);
+    if (keys.length === 0) return;
+    this.run(`UPDATE workers SET ${keys.map((k) => `${k} = $${k}`).join(', ')} WHERE id = $id`, { ...(fields as Params), id });
+  }
+
+  // stacks
+  stack(idOrName: string): StackRow | undefined {
+    return this.get<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1', [idOrName, idOrName, idOrName]);
+  }
+  stacks(): StackRow[] { return this.all<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL ORDER BY created_at, id'); }
+  insertStack(s: StackRow): void {
+    this.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at)
+      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at)`, { ...s });
+  }
+  updateStack(id: string, fields: Partial<StackRow>): void {
+    const keys = Object.keys(fields);
+    if (keys.length === 0) return;
+    this.run(`UPDATE stacks SET ${keys.map((k) => `${k} = $${k}`).join(', ')} WHERE id = $id`, { ...(fields as Params), id });
+  }
+
+  // runs and phases
+  runById(id: string): RunRow | undefined { return this.get<RunRow>('SELECT * FROM runs WHERE id = ?', [id]); }
+  insertRun(r: Omit<RunRow, 'n' | 'queue_key'>, phases: PhaseSpec[]): void {
+    this.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at)
+      VALUES ($id, $stack_id, $stack_name, $stack_kind, $pool_id, $proposed, $state, $phase, $phase_count, $spec, $secret_env, 0, $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at)`, { ...r });
+    this.run('UPDATE runs SET queue_key = n WHERE id = ?', [r.id]);
+    phases.forEach((p, i) => this.run('INSERT INTO phases (run_id, idx, name, confirm) VALUES (?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0]));
+  }
+  updateRun(id: string, fields: Partial<RunRow>): void {
+    const keys = Object.keys(fields);
+    if (keys.length === 0) return;
+    this.run(`UPDATE runs SET ${keys.map((k) => `${k} = $${k}`).join(', ')} WHERE id = $id`, { ...(fields as Params), id });
+  }
+  runs(filter: { stack?: string; pool?: string; state?: string; limit: number }): RunRow[] {
+    const where: string[] = [];
+    const p: Params = { limit: filter.limit };
+    if (filter.stack) { where.push('stack_id = $stack'); p.stack = filter.stack; }
+    if (filter.pool) { where.push('pool_id = $pool'); p.pool = filter.pool; }
+    if (filter.state) { where.push('state = $state'); p.state = filter.state; }
+    return this.all<RunRow>(`SELECT * FROM runs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY n DESC LIMIT $limit`, p);
+  }
+  /** QUEUED runs of a pool in assignment order. */
+  queued(poolId: string, limit: number): RunRow[] {
+    return this.all<RunRow>("SELECT * FROM runs WHERE pool_id = ? AND state = 'QUEUED' ORDER BY queue_key LIMIT ?", [poolId, limit]);
+  }
+  unconfirmed(poolId: string): RunRow[] {
+    return this.all<RunRow>("SELECT * FROM runs WHERE pool_id = ? AND state = 'UNCONFIRMED' ORDER BY queue_key", [poolId]);
+  }
+  activeQueueKeys(poolId: string): number[] {
+    return this.all<{ k: number }>("SELECT queue_key AS k FROM runs WHERE pool_id = ? AND state IN ('QUEUED', 'UNCONFIRMED')", [poolId]).map((r) => r.k);
+  }
+  runningRuns(): RunRow[] { return this.all<RunRow>("SELECT * FROM runs WHERE state = 'RUNNING'"); }
+  phase(runId: string, idx: number): PhaseRow | undefined { return this.get<PhaseRow>('SELECT * FROM phases WHERE run_id = ? AND idx = ?', [runId, idx]); }
+  phases(runId: string): PhaseRow[] { return this.all<PhaseRow>('SELECT * FROM phases WHERE run_id = ? ORDER BY idx', [runId]); }
+  updatePhase(runId: string, idx: number, fields: Partial<PhaseRow>): void {
+    const keys = Object.keys(fields);
+    if (keys.length === 0) return;
+    this.run(`UPDATE phases SET ${keys.map((k) => `${k} = $${k}`).join(', ')} WHERE run_id = $run_id AND idx = $idx`, { ...(fields as Params), run_id: runId, idx });
+  }
+}

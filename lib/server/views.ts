@@ -1,0 +1,56 @@
+// JSON shapes the APIs return (docs/api.md), built from database rows.
+import type { KeyRow, PhaseRow, PoolRow, RunRow, StackRow, WorkerRow } from './store.ts';
+import { workerStatus } from './scheduler.ts';
+
+export function keyJson(k: KeyRow): Record<string, unknown> {
+  return {
+    id: k.id, state: k.state, serial: k.serial, notAfter: k.not_after,
+    publicKeyPem: k.public_key_pem, certificatePem: k.cert_pem,
+    createdAt: k.created_at, retiredAt: k.retired_at,
+  };
+}
+
+export function poolJson(p: PoolRow, keys: KeyRow[], counts: { workers: number; busy: number; pending: number }): Record<string, unknown> {
+  return { id: p.id, name: p.name, createdAt: p.created_at, cycle: p.cycle, keys: keys.map(keyJson), ...counts };
+}
+
+export function workerJson(w: WorkerRow, lastSeen: string): Record<string, unknown> {
+  return {
+    id: w.id, pool: w.pool_id,
+    status: workerStatus({ offline: w.offline === 1, drained: w.drained === 1, busy: w.current_run !== null }),
+    drained: w.drained === 1,
+    metadata: JSON.parse(w.metadata) as unknown, version: w.version, host: JSON.parse(w.host) as unknown,
+    registeredAt: w.registered_at, lastSeen, idleSince: w.idle_since, currentRun: w.current_run,
+  };
+}
+
+export function stackJson(s: StackRow): Record<string, unknown> {
+  return {
+    id: s.id, name: s.name, kind: s.kind, pool: s.pool_id, image: s.image,
+    env: JSON.parse(s.env) as unknown,
+    secretEnv: s.secret_env ? Buffer.from(s.secret_env).toString('base64') : null,
+    phases: JSON.parse(s.phases) as unknown,
+    createdAt: s.created_at, updatedAt: s.updated_at,
+  };
+}
+
+export function phaseState(p: PhaseRow): string {
+  if (p.outcome) return p.outcome.toUpperCase();
+  if (p.started_at) return 'RUNNING';
+  if (p.assigned_at) return 'ASSIGNED';
+  return 'PENDING';
+}
+
+export function runJson(r: RunRow, phases: PhaseRow[]): Record<string, unknown> {
+  return {
+    id: r.id, stack: r.stack_id, stackName: r.stack_name, kind: r.stack_kind, pool: r.pool_id,
+    proposed: r.proposed === 1, state: r.state, phase: r.phase, phaseCount: r.phase_count,
+    reason: r.reason, worker: r.worker_id, cancelRequested: r.cancel_requested === 1, workspace: r.has_workspace === 1,
+    createdAt: r.created_at, updatedAt: r.updated_at, endedAt: r.ended_at,
+    phases: phases.map((p) => ({
+      index: p.idx, name: p.name, confirm: p.confirm === 1, state: phaseState(p), worker: p.worker_id,
+      assignedAt: p.assigned_at, startedAt: p.started_at, endedAt: p.ended_at,
+      outcome: p.outcome, exitCode: p.exit_code, error: p.error, logBytes: p.log_bytes,
+    })),
+  };
+}

@@ -1,0 +1,100 @@
+// The worker API (/v1/worker/*, mutual TLS): thin HTTP glue over Service.
+// The pool is always the one of the client certificate, checked per request,
+// so a certificate revoked mid-connection is refused from its next request on.
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { HttpError, Router, badField, readBody, readJson, sendJson, type Ctx } from './http.ts';
+import { DEFAULT_POLL_SECONDS, LOG_CHUNK_LIMIT, MAX_POLL_SECONDS, type Service } from './service.ts';
+
+/** The pool a request's client certificate belongs to: 401 without a valid one, 403 when revoked. */
+export function authenticateWorker(req: IncomingMessage, s: Service): { poolId: string; keyId: string } {
+  const sock = req.socket as TLSSocket;
+  const cert = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : undefined;
+  if (!cert || !cert.serialNumber) {
+    throw new HttpError(401, 'CLIENT_CERT_REQUIRED', 'Client certificate required: launchers authenticate with the pool certificate from their token');
+  }
+  if (!sock.authorized) {
+    throw new HttpError(401, 'CLIENT_CERT_UNTRUSTED', `Client certificate refused: it is not issued by this server's CA (${String(sock.authorizationError ?? 'unknown issuer')})`);
+  }
+  return s.poolForSerial(cert.serialNumber);
+}
+
+const phaseParam = (ctx: Ctx): number => {
+  const n = Number(ctx.params.phase);
+  if (!Number.isInteger(n) || n < 0 || n > 10_000) throw badField('phase', 'a phase number from 0');
+  return n;
+};
+
+export function workerRoutes(s: Service): Router {
+  const r = new Router();
+  const auth = (ctx: Ctx): { poolId: string; keyId: string } => ctx.worker!;
+
+  r.add('POST', '/v1/worker/register', async (ctx) => {
+    sendJson(ctx.res, 200, s.register(auth(ctx).poolId, await readJson(ctx.req)));
+  });
+
+  r.add('POST', '/v1/worker/poll', async (ctx) => {
+    const body = await readJson(ctx.req);
+    const waitArg = ctx.query.get('wait');
+    const wait = waitArg === null ? DEFAULT_POLL_SECONDS : Number(waitArg);
+    if (!Number.isFinite(wait) || wait < 0) throw badField('wait', `seconds from 0 to ${MAX_POLL_SECONDS}`);
+    const { req, res } = ctx;
+    const alive = (): boolean => !res.destroyed && !req.socket.destroyed && res.writable;
+    const pending = s.poll(auth(ctx), body, Math.min(wait, MAX_POLL_SECONDS) * 1000, alive);
+    if (!(pending instanceof Promise)) { sendJson(res, 200, pending); return; }
+    const workerId = body.workerId as string;
+    const onClose = (): void => {
+      const w = s.presence.waiting(workerId);
+      if (w && !w.alive()) s.presence.release(w, 'gone');
+    };
+    res.on('close', onClose);
+    const reply = await pending;
+    res.off('close', onClose);
+    if (reply) sendJson(res, 200, reply);
+  });
+
+  r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/start', async (ctx) => {
+    sendJson(ctx.res, 200, s.startPhase(auth(ctx).poolId, ctx.params.run!, phaseParam(ctx), await readJson(ctx.req)));
+  });
+
+  r.add('GET', '/v1/worker/runs/{run}/phases/{phase}', (ctx) => {
+    sendJson(ctx.res, 200, s.phaseStatus(auth(ctx).poolId, ctx.params.run!, phaseParam(ctx)));
+  });
+
+  r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/logs', async (ctx) => {
+    const seq = Number(ctx.query.get('seq'));
+    if (ctx.query.get('seq') === null || !Number.isInteger(seq) || seq < 0) throw badField('seq', 'the chunk\'s sequence number (an integer from 0)');
+    const phase = phaseParam(ctx);
+    const chunk = await readBody(ctx.req, LOG_CHUNK_LIMIT, () => new HttpError(413, 'LOG_CHUNK_TOO_LARGE', `Log chunk too large: at most ${LOG_CHUNK_LIMIT} bytes per chunk`));
+    sendJson(ctx.res, 200, await s.appendLog(auth(ctx).poolId, ctx.params.run!, phase, seq, chunk));
+  });
+
+  r.add('GET', '/v1/worker/runs/{run}/workspace', async (ctx) => {
+    const f = await s.workerWorkspace(auth(ctx).poolId, ctx.params.run!);
+    streamFile(ctx, f);
+  });
+
+  r.add('PUT', '/v1/worker/runs/{run}/phases/{phase}/workspace', async (ctx) => {
+    const phase = phaseParam(ctx);
+    const declared = Number(ctx.req.headers['content-length'] ?? NaN);
+    sendJson(ctx.res, 200, await s.uploadWorkspace(auth(ctx).poolId, ctx.params.run!, phase, ctx.req, declared));
+  });
+
+  r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/result', async (ctx) => {
+    const phase = phaseParam(ctx);
+    sendJson(ctx.res, 200, await s.result(auth(ctx).poolId, ctx.params.run!, phase, await readJson(ctx.req)));
+  });
+
+  r.add('POST', '/v1/worker/deregister', async (ctx) => {
+    sendJson(ctx.res, 200, s.deregister(auth(ctx).poolId, await readJson(ctx.req)));
+  });
+
+  return r;
+}
+
+export function streamFile(ctx: Ctx, f: { stream: NodeJS.ReadableStream & { destroy(): void }; size: number }): void {
+  ctx.res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': f.size, 'cache-control': 'no-store' });
+  if (ctx.req.method === 'HEAD') { f.stream.destroy(); ctx.res.end(); return; }
+  f.stream.pipe(ctx.res);
+  ctx.res.on('close', () => f.stream.destroy());
+}
