@@ -70,6 +70,11 @@ test('unusable keys are refused with KEY_INVALID naming the source and what is a
   const legacyEncrypted = ssl.ok(['rsa', '-in', 'spacelift.key', '-traditional', '-aes256', '-passout', 'pass:secret']);
   const ec = ssl.ok(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']);
   const ed = ssl.ok(['genpkey', '-algorithm', 'ED25519']);
+  const ecLegacy = ssl.ok(['ecparam', '-genkey', '-name', 'prime256v1', '-noout']);
+  ssl.ok(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'ssh.key']);
+  execFileSync('ssh-keygen', ['-p', '-N', '', '-f', ssl.path('ssh.key'), '-o'], { stdio: 'ignore' }); // rewrites it in OpenSSH format
+  const openssh = ssl.read('ssh.key');
+  assert.match(openssh, /^-----BEGIN OPENSSH PRIVATE KEY-----/);
   const small = ssl.ok(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024']);
   const cert = issuePoolCertificate(ca, seed.csr, { poolId: 'p' }).certPem;
   const cases: Array<[string, RegExp]> = [
@@ -81,6 +86,8 @@ test('unusable keys are refused with KEY_INVALID naming the source and what is a
     [legacyEncrypted, /encrypted with a passphrase/],
     [ec, /an EC key, and pool keys are RSA/],
     [ed, /an Ed25519 key, and pool keys are RSA/],
+    [ecLegacy, /an EC key, and pool keys are RSA/],
+    [openssh, /OpenSSH-format key/],
     [small, /1024 bits, and at least 2048/],
     [cert, /holds a certificate, not the private key/],
     [seedPub, /public key, not the private key/],

@@ -191,6 +191,11 @@ test('CSRs that openssl makes but we must refuse: EC, RSA 1024, SHA-1', () => {
   const sha1 = ssl.run(['req', '-new', '-sha1', '-key', 'spacelift.key', '-out', 'sha1.csr', '-subj', '/CN=old']);
   assert.is(sha1.status, 0, sha1.stderr);
   expectCode(() => inspectCsr(ssl.read('sha1.csr')), 'CSR_INVALID', /signed with sha1WithRSAEncryption, expected SHA-256 or stronger/);
+  ssl.ok(['req', '-new', '-newkey', 'rsa-pss', '-pkeyopt', 'rsa_keygen_bits:2048', '-nodes', '-keyout', 'pss.key', '-out', 'pss.csr', '-subj', '/CN=pss']);
+  expectCode(() => inspectCsr(ssl.read('pss.csr')), 'CSR_INVALID', /its key is rsa-pss, expected RSA/);
+  // SHA-512 signatures are fine.
+  ssl.ok(['req', '-new', '-sha512', '-key', 'spacelift.key', '-out', 'sha512.csr', '-subj', '/CN=new']);
+  assert.is(inspectCsr(ssl.read('sha512.csr')).bits, 4096);
   // Issuance applies the same checks.
   expectCode(() => issuePoolCertificate(ca, ssl.read('ec.csr'), { poolId: 'p' }), 'CSR_INVALID', /expected RSA/);
 });
