@@ -153,5 +153,55 @@ test('createCsr is accepted by openssl req -verify, for our key and for the seed
   }
 });
 
+test('fuzz: mutated key values end in KEY_INVALID (or still parse as an RSA key), never another exception', () => {
+  let a = 0x5eed >>> 0; // mulberry32, so failures reproduce
+  const rand = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pick = (n: number) => Math.floor(rand() * n);
+  const small = generatePoolKey(2048).privateKeyPem;
+  const der = Buffer.from(small.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const pem = (d: Buffer, label = 'PRIVATE KEY') => `-----BEGIN ${label}-----\n${d.toString('base64')}\n-----END ${label}-----\n`;
+  let refused = 0;
+  const total = 600;
+  for (let i = 0; i < total; i++) {
+    const m = Buffer.from(der);
+    let input: string;
+    switch (i % 5) {
+      case 0: // bit flips in the DER, as PEM
+        for (let j = 0, n = 1 + pick(4); j < n; j++) { const p = pick(m.length); m[p] = m[p]! ^ (1 << pick(8)); }
+        input = pem(m, i % 2 ? 'PRIVATE KEY' : 'RSA PRIVATE KEY');
+        break;
+      case 1: // truncated DER
+        input = pem(m.subarray(0, pick(m.length)));
+        break;
+      case 2: { // flips in the one-line base64 form
+        const b = Buffer.from(Buffer.from(small).toString('base64'));
+        for (let j = 0, n = 1 + pick(3); j < n; j++) { const p = pick(b.length); b[p] = b[p]! ^ (1 << pick(7)); }
+        input = b.toString('latin1');
+        break;
+      }
+      case 3: // truncated base64 form
+        input = Buffer.from(small).toString('base64').slice(0, pick(2300));
+        break;
+      default: // random bytes in a PEM
+        input = pem(Buffer.from(Array.from({ length: pick(1500) }, () => pick(256))));
+    }
+    try {
+      const k = parsePoolPrivateKey(input);
+      assert.is(k.asymmetricKeyType, 'rsa');
+    } catch (e) {
+      if (!(e instanceof LauncherError) || e.code !== 'KEY_INVALID') throw new Error(`iteration ${i}: expected KEY_INVALID, got ${e instanceof Error ? e.stack : String(e)}`);
+      assertNoSecret(e.message, small);
+      refused++;
+    }
+  }
+  assert.ok(refused > total * 0.6, `only ${refused} of ${total} mutations refused`);
+});
+
 test.after(() => ssl.cleanup());
 test.run();
