@@ -1,7 +1,7 @@
 // Launchers as real subprocesses for tests: pool keys from the openssl CLI
 // exactly as the seed says, the key passed as `base64 -w 0 spacelift.key`,
 // and helpers to wait for log lines and exit codes.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,3 +141,85 @@ export function tempDir(prefix = 'launcher-test-'): { path: string; remove(): vo
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
+
+// ---------------------------------------------------------------- the admin side
+
+import type { TestServer } from './server.ts';
+import { sealBuffer, sshRsaRecipient } from '../../lib/age/index.ts';
+import { pack } from 'tar-stream';
+
+/** Creates a pool from the CSR through the admin API; returns its id and token. */
+export async function createPool(srv: TestServer, name: string, csrPem: string): Promise<{ poolId: string; token: string }> {
+  const r = await srv.admin('POST', '/v1/pools', { name, csr: csrPem });
+  if (r.status !== 201) throw new Error(`create pool: ${r.status} ${r.text}`);
+  return { poolId: r.body.pool.id, token: r.body.token };
+}
+
+export interface PhaseDef { name: string; script: string; confirm?: boolean }
+
+export async function createStack(srv: TestServer, body: { name: string; pool: string; phases: PhaseDef[]; env?: Record<string, string>; secretEnv?: string | null; image?: string }): Promise<string> {
+  const r = await srv.admin('POST', '/v1/stacks', { image: TEST_IMAGE, ...body });
+  if (r.status !== 201) throw new Error(`create stack: ${r.status} ${r.text}`);
+  return r.body.stack.id;
+}
+
+export async function trigger(srv: TestServer, stack: string, o: { proposed?: boolean; workspace?: Buffer } = {}): Promise<string> {
+  const r = await srv.admin('POST', `/v1/stacks/${stack}/runs`, { proposed: o.proposed ?? false, workspace: o.workspace ? o.workspace.toString('base64') : null });
+  if (r.status !== 201) throw new Error(`trigger: ${r.status} ${r.text}`);
+  return r.body.run.id;
+}
+
+export async function getRun(srv: TestServer, runId: string): Promise<any> {
+  const r = await srv.admin('GET', `/v1/runs/${runId}`);
+  if (r.status !== 200) throw new Error(`get run: ${r.status} ${r.text}`);
+  return r.body.run;
+}
+
+/** Polls the run until `pred` holds (the server may be restarting: errors are retried). */
+export async function waitRun(srv: TestServer, runId: string, pred: (run: any) => boolean, ms = 90_000): Promise<any> {
+  const deadline = Date.now() + ms;
+  let last: any;
+  for (;;) {
+    try {
+      last = await getRun(srv, runId);
+      if (pred(last)) return last;
+    } catch { /* server restarting */ }
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for run ${runId}; last: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+export const ended = (run: any) => ['FINISHED', 'FAILED', 'CANCELED', 'DISCARDED'].includes(run.state);
+
+export async function runLogs(srv: TestServer, runId: string, phase?: number): Promise<string> {
+  const r = await srv.admin('GET', `/v1/runs/${runId}/logs${phase === undefined ? '' : `?phase=${phase}`}`);
+  if (r.status !== 200) throw new Error(`logs: ${r.status} ${r.text}`);
+  return r.text;
+}
+
+export async function workers(srv: TestServer, poolId: string): Promise<any[]> {
+  const r = await srv.admin('GET', `/v1/workers?pool=${poolId}`);
+  return r.body.workers;
+}
+
+/** Seals bytes to the pool key, as `launcher admin` does before anything leaves the admin's machine. */
+export function sealToKey(data: Buffer | string, publicKeyPem: string): Promise<Buffer> {
+  return sealBuffer(Buffer.from(data), [sshRsaRecipient(publicKeyPem)]);
+}
+
+/** A tar with the given files (relative names), as a trigger's workspace. */
+export async function tarOf(files: Record<string, string>): Promise<Buffer> {
+  const p = pack();
+  for (const [name, body] of Object.entries(files)) p.entry({ name, mode: 0o644 }, body);
+  p.finalize();
+  const parts: Buffer[] = [];
+  for await (const c of p) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** Every file under `dir` whose bytes contain `needle`. */
+export function filesContaining(dir: string, needle: string): string[] {
+  const r = spawnSync('grep', ['-rl', '--binary-files=text', '-F', needle, dir], { encoding: 'utf8' });
+  if (r.status === 2) throw new Error(`grep failed: ${r.stderr}`);
+  return r.stdout.split('\n').filter(Boolean);
+}
