@@ -129,6 +129,7 @@ test('a deleted pool\'s certificate is 403 POOL_DELETED', async () => {
 test('TLS below 1.2 is refused; TLS 1.2 and 1.3 work', () => {
   const old = sClient(['-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0'], rawRegister);
   assert.not.match(old, /HTTP\/1\.1/);
+  assert.match(old, /alert protocol version/);
   assert.match(sClient(['-tls1_2'], rawRegister), /HTTP\/1\.1 401/);
   assert.match(sClient(['-tls1_3'], rawRegister), /HTTP\/1\.1 401/);
 });

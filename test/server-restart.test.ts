@@ -1,0 +1,165 @@
+// Durability and liveness with a real server process: kill -9 and restart keep
+// pools, workers, queued runs, logs and workspaces; a second server on the same
+// data directory refuses to start; silent workers go OFFLINE after their lease
+// and their started phase fails as "worker lost" after the grace period.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
+
+let srv: TestServer;
+let dir: string;
+let pool: { id: string; cert: ClientCert };
+const SEALED = Buffer.from('age-encryption.org/v1\n-> stand-in\nopaque bytes');
+
+/** Re-checks `fn` until it returns a value (state changes driven by the server's own timers). */
+async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 200): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`Gave up waiting for ${what}`);
+}
+
+async function register(meta: Record<string, string> = {}): Promise<string> {
+  const r = await srv.worker(pool.cert, 'POST', '/v1/worker/register', { workerId: null, metadata: meta, version: '0.1.0', host: {} });
+  assert.is(r.status, 200, r.text);
+  return r.body.workerId;
+}
+
+const workerStatus = async (id: string): Promise<string> =>
+  (await srv.admin('GET', '/v1/workers')).body.workers.find((w: { id: string }) => w.id === id)?.status;
+
+test.before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'server-restart-test-'));
+  srv = await startTestServer({ args: ['--worker-lease', '1s', '--worker-grace', '3s'] });
+  const k = opensslCsr(dir, 'durable');
+  const r = await srv.admin('POST', '/v1/pools', { name: 'durable', csr: k.csrPem });
+  pool = { id: r.body.pool.id, cert: { certPem: tokenCertificate(r.body.token), keyPem: k.keyPem } };
+});
+
+test.after(async () => {
+  await srv?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('data directory: CA key, server key and admin token file are 0600; the token is stored only hashed', () => {
+  for (const f of ['ca.key', 'server.key', 'admin.token']) {
+    assert.is(statSync(join(srv.dataDir, f)).mode & 0o777, 0o600, f);
+  }
+  const db = readFileSync(join(srv.dataDir, 'launcher.db')).toString('latin1') + readFileSync(join(srv.dataDir, 'launcher.db-wal')).toString('latin1');
+  assert.not.ok(db.includes(srv.adminToken), 'the admin token is not in the database');
+  assert.not.ok(srv.stderr.includes(srv.adminToken), 'the admin token is not in the server log');
+});
+
+test('a second server on the same data directory refuses to start, exit code 1', async () => {
+  const r = await srv.runAnother();
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /another server \(pid \d+\) is using the data directory/);
+  // The first one still answers.
+  assert.is((await srv.admin('GET', '/v1/pools')).status, 200);
+});
+
+test('kill -9 and restart: pools, workers, queued runs, logs and workspaces are all still there', async () => {
+  const wid = await register({ instance_id: 'i-durable' });
+  await srv.admin('POST', '/v1/stacks', { name: 'dur', pool: pool.id, phases: [{ name: 'plan', script: 'true' }, { name: 'apply', script: 'true' }] });
+  const r1 = (await srv.admin('POST', '/v1/stacks/dur/runs', { workspace: SEALED.toString('base64') })).body.run.id;
+  const a = (await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body.assignment;
+  assert.is(a.runId, r1);
+  await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${r1}/phases/0/start`, { workerId: wid });
+  await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${r1}/phases/0/logs?seq=0`, Buffer.from('before the crash\n'));
+  const r2 = (await srv.admin('POST', '/v1/stacks/dur/runs', {})).body.run.id;
+  const r3 = (await srv.admin('POST', '/v1/stacks/dur/runs', {})).body.run.id;
+  const token = srv.adminToken;
+
+  await srv.kill9();
+  await srv.start();
+
+  assert.is(srv.adminToken, token);
+  const pools = (await srv.admin('GET', '/v1/pools')).body.pools;
+  assert.equal(pools.map((p: { id: string }) => p.id), [pool.id]);
+  const workers = (await srv.admin('GET', '/v1/workers?metadata=instance_id=i-durable')).body.workers;
+  assert.equal(workers.map((w: { id: string }) => w.id), [wid]);
+  assert.equal((await srv.admin('GET', `/v1/pools/${pool.id}/queue`)).body.runs.map((r: { id: string }) => r.id), [r2, r3]);
+  const run = (await srv.admin('GET', `/v1/runs/${r1}`)).body.run;
+  assert.is(run.state, 'RUNNING');
+  assert.is(run.phases[0].state, 'RUNNING');
+  assert.is((await srv.admin('GET', `/v1/runs/${r1}/logs`)).text, 'before the crash\n');
+  assert.ok((await srv.admin('GET', `/v1/runs/${r1}/workspace`)).raw.equals(SEALED));
+
+  // The same certificate and worker id carry on where they stopped.
+  const st = await srv.worker(pool.cert, 'GET', `/v1/worker/runs/${r1}/phases/0`);
+  assert.equal(st.body.logs, { nextSeq: 1, bytes: 17 });
+  await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${r1}/phases/0/logs?seq=1`, Buffer.from('after\n'));
+  const res = await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${r1}/phases/0/result`, { workerId: wid, outcome: 'succeeded', exitCode: 0, logSeq: 2 });
+  assert.is(res.status, 200, res.text);
+  assert.is((await srv.admin('GET', `/v1/runs/${r1}/logs?phase=0`)).text, 'before the crash\nafter\n');
+  for (const id of [r1, r2, r3]) await srv.admin('POST', `/v1/runs/${id}/cancel`);
+  await srv.worker(pool.cert, 'POST', '/v1/worker/deregister', { workerId: wid });
+});
+
+test('a silent worker goes OFFLINE after its lease; its started phase fails as worker lost after the grace period', async () => {
+  const wid = await register();
+  await srv.admin('POST', '/v1/stacks', { name: 'lost', pool: pool.id, phases: [{ name: 'apply', script: 'true' }] });
+  const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
+  const a = (await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body.assignment;
+  assert.is(a.runId, runId);
+  await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid });
+  // Silence: no poll, no call.
+  await until('OFFLINE', async () => (await workerStatus(wid)) === 'OFFLINE' ? true : undefined);
+  assert.is((await srv.admin('GET', `/v1/runs/${runId}`)).body.run.state, 'RUNNING', 'still within the grace period');
+  const run = await until('FAILED', async () => {
+    const r = (await srv.admin('GET', `/v1/runs/${runId}`)).body.run;
+    return r.state === 'FAILED' ? r : undefined;
+  });
+  assert.is(run.reason, 'worker lost');
+  assert.is(run.phases[0].outcome, 'worker-lost');
+  // The lost worker's late result is refused; the write phase is not re-run.
+  const late = await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/result`, { workerId: wid, outcome: 'succeeded', exitCode: 0, logSeq: 0 });
+  assert.is(late.status, 409);
+  assert.is(late.body.error.code, 'RESULT_CONFLICT');
+  assert.equal((await srv.admin('GET', `/v1/pools/${pool.id}/queue`)).body.runs, []);
+});
+
+test('a worker that comes back within the grace period reports normally', async () => {
+  const wid = await register();
+  const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
+  await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null });
+  await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid });
+  await until('OFFLINE', async () => (await workerStatus(wid)) === 'OFFLINE' ? true : undefined);
+  const res = await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/result`, { workerId: wid, outcome: 'succeeded', exitCode: 0, logSeq: 0 });
+  assert.is(res.status, 200, res.text);
+  assert.is((await srv.admin('GET', `/v1/runs/${runId}`)).body.run.state, 'FINISHED');
+  assert.not.equal(await workerStatus(wid), 'OFFLINE');
+  await srv.worker(pool.cert, 'POST', '/v1/worker/deregister', { workerId: wid });
+});
+
+test('an assignment never acknowledged goes back to the queue when its worker goes silent', async () => {
+  const wid = await register();
+  const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
+  const a = (await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body.assignment;
+  assert.is(a.runId, runId);
+  await until('requeued', async () => ((await srv.admin('GET', `/v1/runs/${runId}`)).body.run.state === 'QUEUED' ? true : undefined));
+  // Another worker picks it up.
+  const other = await register();
+  const b = (await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: other, accept: true, runId: null })).body.assignment;
+  assert.is(b.runId, runId);
+  await srv.admin('POST', `/v1/runs/${runId}/cancel`);
+});
+
+test('an unacknowledged assignment is sent again when the launcher polls without it', async () => {
+  const wid = await register();
+  const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
+  const a = (await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body.assignment;
+  assert.is(a.runId, runId);
+  // The reply was "lost": the launcher polls again knowing nothing.
+  const again = (await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body.assignment;
+  assert.is(again?.runId, runId);
+  await srv.admin('POST', `/v1/runs/${runId}/cancel`);
+  await srv.worker(pool.cert, 'POST', '/v1/worker/deregister', { workerId: wid });
+});
+
+test.run();
