@@ -346,17 +346,24 @@ export function issueServerCertificate(
   opts: { dnsNames: string[]; ipAddresses: string[]; validityDays?: number; bits?: number },
 ): { keyPem: string; certPem: string } {
   const issuer = loadCa(ca);
-  const alt = [
-    ...opts.dnsNames.map((value) => ({ type: 2, value })),
-    ...opts.ipAddresses.map((ip) => ({ type: 7, ip })),
-  ];
-  if (alt.length === 0) throw new LauncherError('CERT_NAMES_MISSING', 'Cannot issue the server certificate: expected at least one DNS name or IP address', { exitCode: 2 });
+  const bad = (what: string) => new LauncherError('CERT_NAMES_INVALID', `Cannot issue the server certificate: ${what}`, { exitCode: 2 });
   for (const ip of opts.ipAddresses) {
-    if (isIP(ip) === 0) throw new LauncherError('CERT_NAMES_INVALID', `Cannot issue the server certificate: "${ip}" is not an IP address`, { exitCode: 2 });
+    if (isIP(ip) === 0) throw bad(`"${ip}" is not an IP address`);
   }
+  // An address given as a "DNS name" would never match a client connecting by IP: move it.
+  const ips = [...new Set([...opts.ipAddresses, ...opts.dnsNames.filter((n) => isIP(n) !== 0)])];
+  const dns = [...new Set(opts.dnsNames.filter((n) => isIP(n) === 0))];
+  for (const n of dns) {
+    if (!/^(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$/.test(n) || n.length > 253) {
+      throw bad(`"${n}" is not a DNS name (expected e.g. ci.example.com)`);
+    }
+  }
+  const alt = [...dns.map((value) => ({ type: 2, value })), ...ips.map((ip) => ({ type: 7, ip }))];
+  if (alt.length === 0) throw new LauncherError('CERT_NAMES_MISSING', 'Cannot issue the server certificate: expected at least one DNS name or IP address', { exitCode: 2 });
   const key = generateKey(opts.bits ?? 2048);
   const { certPem } = signCertificate({
-    subject: cn(opts.dnsNames[0] ?? opts.ipAddresses[0]!),
+    // CN is informational (clients match SANs); keep it within X.520's 64 characters.
+    subject: cn((dns[0] ?? ips[0]!).slice(0, 64)),
     issuer: issuer.subject, publicKey: key, signer: issuer.key, issuerKey: issuer.key,
     days: validDays(opts.validityDays, SERVER_VALIDITY_DAYS, 'server'),
     extensions: [

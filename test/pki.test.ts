@@ -48,7 +48,7 @@ const pemOf = (der: Buffer, label = 'CERTIFICATE REQUEST'): string =>
 
 test('the CA is self-signed with CA:TRUE, keyCertSign and cRLSign, and openssl accepts it', () => {
   const text = ssl.ok(['x509', '-in', 'ca.pem', '-noout', '-text']);
-  assert.match(text, /Basic Constraints: critical\s+CA:TRUE/);
+  assert.match(text, /Basic Constraints: critical\s+CA:TRUE, pathlen:0/);
   assert.match(text, /Key Usage: critical\s+[^\n]*Certificate Sign, CRL Sign/);
   assert.match(text, /Signature Algorithm: sha256WithRSAEncryption/);
   assert.match(text, /Subject: CN ?= ?test CA/);
@@ -145,6 +145,10 @@ test('the server certificate has serverAuth and the SANs, and serves real mutual
   }
   expectCode(() => issueServerCertificate(ca, { dnsNames: [], ipAddresses: [] }), 'CERT_NAMES_MISSING');
   expectCode(() => issueServerCertificate(ca, { dnsNames: ['x'], ipAddresses: ['999.1.1.1'] }), 'CERT_NAMES_INVALID');
+  expectCode(() => issueServerCertificate(ca, { dnsNames: ['bad name'], ipAddresses: [] }), 'CERT_NAMES_INVALID', /"bad name" is not a DNS name/);
+  // An IP passed as a DNS name becomes an IP SAN.
+  ssl.write('moved.pem', issueServerCertificate(ca, { dnsNames: ['127.0.0.2', 'localhost'], ipAddresses: [] }).certPem);
+  assert.match(ssl.ok(['x509', '-in', 'moved.pem', '-noout', '-ext', 'subjectAltName']), /DNS:localhost, IP Address:127\.0\.0\.2/);
 });
 
 test('inspectCsr reports the key and subject of the seed CSR and of ours', () => {
