@@ -31,7 +31,7 @@ function phaseText(r: Obj): string {
   const name = i === undefined ? undefined : phases[i]?.name;
   const count = typeof r.phaseCount === 'number' ? r.phaseCount : phases.length;
   if (i === undefined) return '-';
-  return `${i + 1}/${count}${name ? ` ${String(name)}` : ''}`;
+  return `${i}${name ? ` ${String(name)}` : ''} (of ${count})`;
 }
 
 export function runFields(r: Obj, now: number): string {
@@ -40,7 +40,7 @@ export function runFields(r: Obj, now: number): string {
     ['id', cell(r.id)],
     ['stack', `${cell(r.stackName)} (${cell(r.stack)})`],
     ['pool', cell(r.pool)],
-    ['state', cell(r.state) + (r.cancelRequested ? ' (cancel requested)' : '')],
+    ['state', cell(r.state) + (r.cancelRequested && r.state === 'RUNNING' ? ' (cancel requested)' : '')],
     ['phase', phaseText(r)],
     ['mode', r.proposed ? 'proposed (read-only)' : 'tracked (write)'],
     ['worker', cell(r.worker)],
@@ -150,7 +150,7 @@ function action(verb: 'confirm' | 'cancel' | 'discard' | 'prioritize', summary: 
       const answer = await ctx.client().post<{ run: Obj }>(`/v1/runs/${seg(args.positionals[0]!)}/${verb}`);
       if (ctx.json) return write(ctx.out, json(answer));
       const r = answer.run ?? {};
-      return write(ctx.out, `${cell(r.id)} ${cell(r.state)}${r.cancelRequested ? ' (cancel requested: the worker stops the phase)' : ''}\n`);
+      return write(ctx.out, `${cell(r.id)} ${cell(r.state)}${r.cancelRequested && r.state === 'RUNNING' ? ' (cancel requested: the worker stops the phase)' : ''}\n`);
     },
   };
 }
