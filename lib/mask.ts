@@ -57,9 +57,9 @@ export interface MaskerOptions {
 /** The byte strings to look for when masking `value`: the value and its encoded forms. */
 export function maskForms(value: string): string[] {
   const forms = new Set<string>([value]);
-  const addEncodings = (v: string): void => {
+  const addEncodings = (v: string, base64: boolean): void => {
     forms.add(v);
-    for (const b of base64Forms(enc.encode(v))) forms.add(b);
+    if (base64) for (const b of base64Forms(enc.encode(v))) forms.add(b);
     const json = JSON.stringify(v).slice(1, -1);
     forms.add(json);
     // Some encoders also escape '/' and everything outside ASCII.
@@ -69,9 +69,11 @@ export function maskForms(value: string): string[] {
     forms.add(url.replace(/%[0-9A-F]{2}/g, (p) => p.toLowerCase()));
     forms.add(url.replace(/%20/g, '+')); // form encoding
   };
-  addEncodings(value);
+  addEncodings(value, true);
+  // Lines on their own, as printed or escaped; a tool that base64-encodes a
+  // multi-line value encodes it whole, which the forms above cover.
   if (/[\r\n]/.test(value)) {
-    for (const line of value.split(/\r?\n|\r/)) if (line !== '') addEncodings(line);
+    for (const line of value.split(/\r?\n|\r/)) if (line !== '') addEncodings(line, false);
   }
   return [...forms].filter((f) => f !== '');
 }
