@@ -113,12 +113,11 @@ interface Automaton {
   hold: Int32Array;
   maskLen: Int32Array; // per state: longest mask pattern ending here (0: none)
   directive: Uint8Array; // per state: the add-mask marker ends here
-  start: number; // state after an imaginary newline before the stream
   maxDepth: number; // longest pattern
 }
 
 function buildAutomaton(patterns: Uint8Array[], withDirective: boolean): Automaton {
-  const all = withDirective ? [...patterns, Uint8Array.of(NL, ...DIRECTIVE_BYTES)] : patterns;
+  const all = withDirective ? [...patterns, DIRECTIVE_BYTES] : patterns;
   const dirIndex = withDirective ? all.length - 1 : -1;
   const cls = new Uint16Array(256);
   let width = 1;
@@ -186,8 +185,7 @@ function buildAutomaton(patterns: Uint8Array[], withDirective: boolean): Automat
   }
   let maxDepth = 0;
   for (const p of all) if (p.length > maxDepth) maxDepth = p.length;
-  const start = withDirective ? next[cls[NL]] * width : 0;
-  return { maxDepth, delta, cls, width, hold, maskLen: maskLen.subarray(0, states), directive: directive.subarray(0, states), start };
+  return { maxDepth, delta, cls, width, hold, maskLen: maskLen.subarray(0, states), directive: directive.subarray(0, states) };
 }
 
 // ---------------------------------------------------------------------------
@@ -227,6 +225,9 @@ export class Masker {
   #ranges: number[] = []; // merged [from, to) pairs of stream offsets still to emit
   #lastMaskEnd = -1; // so a mask touching one already emitted continues it
   #dirStart = -1; // stream offset of an `::add-mask::` line being held, or -1
+  // The byte before #heldStart (a newline before the stream), to tell whether
+  // an `::add-mask::` at the start of the held bytes starts a line.
+  #prevByte = NL;
   #swallow = false; // dropping the rest of an overlong `::add-mask::` line
   #ended = false;
   // The write in progress: its bytes, their stream offset, how far they are
@@ -242,7 +243,7 @@ export class Masker {
     this.#directives = opts.directives ?? true;
     for (const s of opts.secrets) this.#addValue(s.value, s.name);
     this.#ac = this.#build();
-    this.#state = this.#ac.start;
+    this.#state = 0;
   }
 
   /** Number of distinct byte patterns searched for (values and their encodings). */
@@ -259,7 +260,7 @@ export class Masker {
     this.#ac = this.#build();
     if (this.#dirStart >= 0 || this.#swallow) return; // matching restarts after that line
     this.#ranges = [];
-    this.#state = this.#heldStart === 0 ? this.#ac.start : 0;
+    this.#state = 0;
     this.#scan(this.#held, this.#heldStart, 0, false);
   }
 
@@ -369,6 +370,7 @@ export class Masker {
   // Keeps what was not emitted (copied when it is the caller's buffer, which
   // the caller may reuse) and returns the output of this write.
   #finish(owned: boolean): Uint8Array {
+    if (this.#cur > this.#base) this.#prevByte = this.#data[this.#cur - 1 - this.#base];
     const rest = this.#data.subarray(this.#cur - this.#base);
     this.#held = rest.length === 0 ? EMPTY : owned ? rest : rest.slice();
     this.#heldStart = this.#cur;
@@ -395,7 +397,7 @@ export class Masker {
     if (mid - i < maxDepth + LANE_MIN) {
       const ev: number[] = [];
       s = runLane(delta, cls, data, i, n, s, ev);
-      return this.#apply(ev, base, directives, s, n);
+      return this.#apply(data, ev, base, directives, s, n);
     }
     let v = 0;
     for (let j = mid - maxDepth; j < mid; j++) {
@@ -425,12 +427,12 @@ export class Masker {
     }
     v = runLane(delta, cls, data, b, n, v, ev1);
     for (const x of ev1) ev0.push(x);
-    return this.#apply(ev0, base, directives, v, n);
+    return this.#apply(data, ev0, base, directives, v, n);
   }
 
   // Applies match events (pairs of byte index and state) in order. Stops at
   // the first `::add-mask::` marker when directives are on.
-  #apply(ev: number[], base: number, directives: boolean, endState: number, n: number): number {
+  #apply(data: Uint8Array, ev: number[], base: number, directives: boolean, endState: number, n: number): number {
     const { width, maskLen, directive } = this.#ac;
     for (let k = 0; k < ev.length; k += 2) {
       const i = ev[k];
@@ -439,9 +441,13 @@ export class Masker {
       const len = maskLen[st];
       if (len !== 0) addRange(this.#ranges, base + i + 1 - len, base + i + 1);
       if (directives && directive[st] !== 0) {
-        this.#dirStart = base + i + 1 - DIRECTIVE_BYTES.length;
-        this.#state = s;
-        return i + 1;
+        // Only a marker at the start of a line counts.
+        const start = i + 1 - DIRECTIVE_BYTES.length;
+        if ((start > 0 ? data[start - 1] : this.#prevByte) === NL) {
+          this.#dirStart = base + start;
+          this.#state = s;
+          return i + 1;
+        }
       }
     }
     this.#state = endState;
@@ -476,7 +482,7 @@ export class Masker {
     this.#lastMaskEnd = -1;
     this.#dirStart = -1;
     if (value !== '' && this.#addValue(value, 'a value from an ::add-mask:: line')) this.#ac = this.#build();
-    this.#state = this.#ac.start;
+    this.#state = 0;
     return nl + 1;
   }
 
