@@ -336,10 +336,16 @@ export function unknownVariableWarning(name: string): string {
       best = known;
     }
   }
+  // A known name that merely lost a word: SPACELIFT_LOGS_TIMEOUT.
+  const tail = name.slice('SPACELIFT_'.length).toUpperCase();
+  for (const known of KNOWN) {
+    if (tail.length >= 5 && known.endsWith(`_${tail}`)) return `Unknown variable ${name}: did you mean ${known}?`;
+  }
+  if (distance(name, METADATA_PREFIX.slice(0, -1)) <= 2) return `Unknown variable ${name}: did you mean ${METADATA_PREFIX}<key>, e.g. ${METADATA_PREFIX}instance_id?`;
   // A misspelt metadata prefix: compare the part that would be the prefix.
   for (let k = METADATA_PREFIX.length - 2; k <= METADATA_PREFIX.length + 2; k++) {
     const d = distance(name.slice(0, k), METADATA_PREFIX);
-    if (d < bestDistance && name.length > k) {
+    if (d < bestDistance && name.length > k + 1) {
       bestDistance = d;
       best = METADATA_PREFIX + name.slice(k);
     }

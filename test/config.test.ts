@@ -159,6 +159,9 @@ test('unknown SPACELIFT_ names warn with the nearest known name', () => {
     'Unknown variable SPACELIFT_SOMETHING_ELSE_ENTIRELY: the launcher does not read it (see docs/configuration.md)',
   ]);
   assert.is(unknownVariableWarning('SPACELIFT_worker_network'), 'Unknown variable SPACELIFT_worker_network: did you mean SPACELIFT_WORKER_NETWORK?');
+  assert.is(unknownVariableWarning('SPACELIFT_LOGS_TIMEOUT'), 'Unknown variable SPACELIFT_LOGS_TIMEOUT: did you mean SPACELIFT_LAUNCHER_LOGS_TIMEOUT?');
+  assert.is(unknownVariableWarning('SPACELIFT_METADATA'), 'Unknown variable SPACELIFT_METADATA: did you mean SPACELIFT_METADATA_<key>, e.g. SPACELIFT_METADATA_instance_id?');
+  assert.is(unknownVariableWarning('SPACELIFT_METADATAzone'), 'Unknown variable SPACELIFT_METADATAzone: did you mean SPACELIFT_METADATA_zone?');
   // Names the user passes into runs are not the launcher's to judge.
   assert.equal(parse({ SPACELIFT_API_KEY_ID: 'x', SPACELIFT_WHITELIST_ENVS: 'SPACELIFT_API_KEY_ID' }).warnings, []);
 });
