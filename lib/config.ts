@@ -2,6 +2,7 @@
 // parsed and validated by one pure function of the environment. Start-up
 // calls it once; a bad value becomes a ConfigError (exit code 2) that names
 // the variable, the value (never for secrets) and an accepted example.
+import process from 'node:process';
 import { ConfigError } from './errors.ts';
 import { DurationError, parseDuration } from './duration.ts';
 

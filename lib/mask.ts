@@ -20,6 +20,7 @@
 //
 // A line `::add-mask::VALUE` in the output adds VALUE for the rest of the
 // stream; that line itself is printed as `::add-mask::*****`.
+import { Buffer } from 'node:buffer';
 import { Transform } from 'node:stream';
 
 /** What replaces a masked stretch of output. */
