@@ -245,6 +245,36 @@ test('--systemd writes a unit into the given directory, and leaves it alone when
   assert.equal(readdirSync(dir), ['launcher.service']);
 });
 
+test('the real `launcher server` (the built binary) is the distribution point: curl | sh with its own CA', async () => {
+  const data = join(work, 'server-data');
+  const child = spawn(binary, ['server', '--data', data, '--listen', '127.0.0.1:0', '--dist', goodDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    let logs = '';
+    const origin = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server did not start: ${logs}`)), 90_000);
+      child.stderr.on('data', (d) => {
+        logs += d;
+        const m = /"msg":"Server listening","url":"(https:\/\/127\.0\.0\.1:\d+)"/.exec(logs);
+        if (m) { clearTimeout(timer); resolve(m[1]!); }
+      });
+      child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${logs}`)); });
+    });
+    const ca = join(data, 'ca.crt');
+    const prefix = newPrefix();
+    const r = spawnSync('sh', ['-c', 'curl -fsSL --cacert "$CA" "$URL/install.sh" | sh -s -- --cacert "$CA" --prefix "$PREFIX"'], {
+      encoding: 'utf8', timeout: 120_000, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CA: ca, URL: origin, PREFIX: prefix },
+    });
+    assert.is(r.status, 0, r.stderr);
+    assert.is(sha256(join(prefix, 'launcher')), expectedSha);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const closed = new Promise((resolve) => child.once('close', resolve));
+      child.kill('SIGTERM');
+      await closed;
+    }
+  }
+});
+
 test('install.sh is clean under shellcheck -s sh', () => {
   const r = spawnSync('shellcheck', ['-s', 'sh', join(root, 'scripts/install.sh')], { encoding: 'utf8' });
   assert.is(r.status, 0, r.stdout + r.stderr);
