@@ -3,7 +3,7 @@
 // with sequence numbers, results, confirmation, workspaces and size limits.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
@@ -325,6 +325,71 @@ test('prioritize moves a run to the head of its pool queue; delete refuses a bus
   assert.is(del.body.error.code, 'POOL_BUSY');
   for (const id of ids) await srv.admin('POST', `/v1/runs/${id}/cancel`);
   await srv.worker(poolB.cert, 'POST', '/v1/worker/deregister', { workerId: wid });
+});
+
+test('cycle: registered workers are told to exit after their current run; later ones are not', async () => {
+  const before = await register(poolA.cert);
+  const poll = srv.worker(poolA.cert, 'POST', '/v1/worker/poll?wait=30', { workerId: before, accept: true, runId: null });
+  await new Promise((r) => setTimeout(r, 200));
+  const c = await srv.admin('POST', `/v1/pools/${poolA.id}/cycle`);
+  assert.is(c.status, 200);
+  assert.is(c.body.pool.cycle, 1);
+  const got = (await poll).body;
+  assert.is(got.control.cycle, true);
+  const after = await register(poolA.cert);
+  const p2 = await srv.worker(poolA.cert, 'POST', '/v1/worker/poll?wait=0', { workerId: after, accept: true, runId: null });
+  assert.is(p2.body.control.cycle, false);
+  // A cycled worker gets no new run.
+  await createStack('cyclestack', poolA.id, [{ name: 'only', script: 'true' }]);
+  const runId = (await srv.admin('POST', '/v1/stacks/cyclestack/runs', {})).body.run.id;
+  const p3 = await srv.worker(poolA.cert, 'POST', '/v1/worker/poll?wait=0', { workerId: before, accept: true, runId: null });
+  assert.is(p3.body.assignment, null);
+  const p4 = await srv.worker(poolA.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: after, accept: true, runId: null });
+  assert.is(p4.body.assignment?.runId, runId);
+  await srv.admin('POST', `/v1/runs/${runId}/cancel`);
+  for (const w of [before, after]) await srv.worker(poolA.cert, 'POST', '/v1/worker/deregister', { workerId: w });
+});
+
+test('stack validation names the field at fault', async () => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ name: 'v1', pool: poolA.id, phases: [] }, /Invalid field "phases"/],
+    [{ name: 'v2', pool: poolA.id, env: { 'BAD-NAME': 'x' }, phases: [{ name: 'p', script: 's' }] }, /Invalid field "env.BAD-NAME"/],
+    [{ name: 'bad name', phases: [{ name: 'p', script: 's' }] }, /Invalid field "name"/],
+    [{ name: 'v3', kind: 'job', phases: [{ name: 'p', script: 's' }] }, /Invalid field "kind": expected "stack" or "module"/],
+    [{ name: 'v4', phases: [{ name: 'p', script: 's' }, { name: 'p', script: 's' }] }, /phases\[1\]\.name/],
+    [{ name: 'v5', secretEnv: 'bm90IHNlYWxlZA==', phases: [{ name: 'p', script: 's' }] }, /Invalid field "secretEnv"/],
+  ];
+  for (const [body, re] of cases) {
+    const r = await srv.admin('POST', '/v1/stacks', body);
+    assert.is(r.status, 400, JSON.stringify(body));
+    assert.is(r.body.error.code, 'INVALID_FIELD');
+    assert.match(r.body.error.message, re);
+  }
+  const nopool = await srv.admin('POST', '/v1/stacks', { name: 'v6', pool: 'pool_missing', phases: [{ name: 'p', script: 's' }] });
+  assert.is(nopool.body.error.code, 'POOL_NOT_FOUND');
+  // Detached stacks cannot be triggered; attaching by name works.
+  assert.is((await srv.admin('POST', '/v1/stacks', { name: 'detached', kind: 'module', phases: [{ name: 'p', script: 's' }] })).status, 201);
+  assert.is((await srv.admin('POST', '/v1/stacks/detached/runs', {})).body.error.code, 'STACK_NO_POOL');
+  const att = await srv.admin('PATCH', '/v1/stacks/detached', { pool: 'pool-b' });
+  assert.is(att.body.stack.pool, poolB.id);
+  assert.is(att.body.stack.kind, 'module');
+  assert.is((await srv.admin('DELETE', '/v1/stacks/detached')).status, 200);
+  assert.is((await srv.admin('GET', '/v1/stacks/detached')).status, 404);
+});
+
+test('admin changes are audit lines without secrets', async () => {
+  const csr = opensslCsr(dir, 'audited').csrPem;
+  const r = await srv.admin('POST', '/v1/pools', { name: 'audited', csr });
+  const lines = readFileSync(join(srv.dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const line = lines.find((l) => l.action === 'POST /v1/pools' && l.pool === r.body.pool.id);
+  assert.ok(line, 'pool creation is audited');
+  assert.is(line.status, 201);
+  assert.is(line.remote, '127.0.0.1');
+  const text = readFileSync(join(srv.dataDir, 'audit.log'), 'utf8') + srv.stderr;
+  assert.not.ok(text.includes(r.body.token), 'no token');
+  assert.not.ok(text.includes('BEGIN CERTIFICATE REQUEST'), 'no CSR');
+  assert.not.ok(text.includes(srv.adminToken), 'no admin token');
+  assert.ok(lines.some((l) => l.action === 'POST /v1/workers/drain'));
 });
 
 test.run();

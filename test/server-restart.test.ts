@@ -162,4 +162,15 @@ test('an unacknowledged assignment is sent again when the launcher polls without
   await srv.worker(pool.cert, 'POST', '/v1/worker/deregister', { workerId: wid });
 });
 
+test('--rotate-admin-token (server stopped) replaces the token: the old one is 401, the new one works', async () => {
+  const old = srv.adminToken;
+  await srv.terminate();
+  const rotated = await srv.runAnother(['--rotate-admin-token']);
+  assert.is(rotated.code, 0, rotated.stderr);
+  await srv.start();
+  assert.is.not(srv.adminToken, old);
+  assert.is((await srv.admin('GET', '/v1/pools', undefined, { token: old })).status, 401);
+  assert.is((await srv.admin('GET', '/v1/pools')).status, 200);
+});
+
 test.run();

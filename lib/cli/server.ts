@@ -1,11 +1,11 @@
 // `launcher server`: the control plane. Parses flags, starts the HTTPS server
 // on the data directory, and runs until SIGINT/SIGTERM.
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
 import { parseDuration } from '../duration.ts';
-import { startServer } from '../server/app.ts';
+import { rotateAdminToken, startServer } from '../server/app.ts';
 import { createServerLogger } from '../server/log.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
@@ -26,6 +26,7 @@ Options:
   --dist DIR                 files served at /install.sh, /SHA256SUMS, /launcher-linux-*
                              (default DIR/dist under the data directory)
   --debug                    verbose logs
+  --rotate-admin-token       (server stopped) print and save a new admin token, then exit
   -h, --help                 show this help
 
 Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start (another server uses
@@ -79,6 +80,7 @@ export function parseServerArgs(argv: string[], cwd: string) {
         'max-workspace-size': { type: 'string', default: '1GiB' },
         dist: { type: 'string' },
         debug: { type: 'boolean', default: false },
+        'rotate-admin-token': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       allowPositionals: false,
@@ -109,12 +111,18 @@ export function parseServerArgs(argv: string[], cwd: string) {
     maxWorkspaceBytes: parseSize(values['max-workspace-size']!, '--max-workspace-size'),
     distDir: values.dist === undefined ? undefined : resolve(cwd, values.dist),
     debug: values.debug!,
+    rotateAdminToken: values['rotate-admin-token']!,
   };
 }
 
 export async function run(io: CommandIo): Promise<number> {
   const args = parseServerArgs(io.argv, io.cwd);
   if (args.help) { io.stdout.write(USAGE); return 0; }
+  if (args.rotateAdminToken) {
+    const token = rotateAdminToken(args.dataDir);
+    io.stdout.write(`New admin token (also saved in ${join(args.dataDir, 'admin.token')}, mode 0600; the old one no longer works):\n${token}\n`);
+    return 0;
+  }
   const log = createServerLogger({ stream: io.stderr, debug: args.debug || io.env.SPACELIFT_DEBUG === 'true' || io.env.SPACELIFT_DEBUG === '1' });
   const server = await startServer({ ...args, log, stdout: io.stdout });
   await new Promise<void>((done) => {

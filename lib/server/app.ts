@@ -1,7 +1,7 @@
 // Wiring: data directory, database, CA and certificates, the HTTPS listener,
 // and the three audiences on it (distribution files, worker API over mutual
 // TLS, admin API with the bearer token). Returns a handle to stop it.
-import { createWriteStream, rmSync, type WriteStream } from 'node:fs';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +11,8 @@ import { LauncherError, isLauncherError } from '../errors.ts';
 import { AdminOps } from './admin-ops.ts';
 import { adminRoutes } from './admin-api.ts';
 import { createBlobStore } from './blobs.ts';
-import { dataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile } from './datadir.ts';
+import type { DatabaseSync } from 'node:sqlite';
+import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile } from './datadir.ts';
 import { openDatabase } from './db.ts';
 import { HttpError, Router, bearerToken, sendError, sha256, tokenMatches, type Ctx } from './http.ts';
 import type { Logger } from './log.ts';
@@ -43,12 +44,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(o: ServerOptions): Promise<RunningServer> {
-  const paths = dataPaths(o.dataDir);
-  prepareDataDir(paths);
-  let db;
+function openLocked(paths: DataPaths): DatabaseSync {
   try {
-    db = openDatabase(paths.db);
+    return openDatabase(paths.db);
   } catch (e) {
     if (isLauncherError(e) && e.code === 'DATA_DIR_LOCKED') {
       const pid = readPidFile(paths);
@@ -56,6 +54,27 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     }
     throw e;
   }
+}
+
+/** Replaces the admin token (server stopped): stores the new hash, rewrites DIR/admin.token, returns the token. */
+export function rotateAdminToken(dataDir: string): string {
+  const paths = dataPaths(dataDir);
+  prepareDataDir(paths);
+  const db = openLocked(paths);
+  try {
+    const token = newAdminToken();
+    new Store(db).setMeta('admin_token_sha256', sha256(token).toString('hex'));
+    writeAdminTokenFile(paths, token);
+    return token;
+  } finally {
+    db.close();
+  }
+}
+
+export async function startServer(o: ServerOptions): Promise<RunningServer> {
+  const paths = dataPaths(o.dataDir);
+  prepareDataDir(paths);
+  const db = openLocked(paths);
   writePidFile(paths);
   const store = new Store(db);
   const { ca, created } = await loadOrCreateCa(paths);
@@ -84,27 +103,33 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const ops = new AdminOps(service);
   const workerRouter = workerRoutes(service);
   const adminRouter = adminRoutes(service, ops);
-  const audit: WriteStream = createWriteStream(paths.audit, { flags: 'a', mode: 0o600 });
+  // Written synchronously: one small line per change, visible at once to
+  // anyone tailing the file, and never lost to a buffered stream on kill -9.
+  const audit = openSync(paths.audit, 'a', 0o600);
   const dist = await distributionHandler(o.distDir ?? paths.dist, o.url);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL;
     try { url = new URL(req.url ?? '/', 'https://server.invalid'); } catch { url = new URL('https://server.invalid/'); }
     const ctx: Ctx = { req, res, params: {}, query: url.searchParams, path: url.pathname };
-    let pattern = '';
     try {
       if (dist && dist(req, res)) return;
       if (ctx.path.startsWith('/v1/worker/')) {
         ctx.worker = authenticateWorker(req, service);
-        pattern = await route(workerRouter, ctx);
+        await route(workerRouter, ctx);
       } else if (ctx.path.startsWith('/v1/')) {
         const token = bearerToken(req);
         if (token === undefined) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token)');
         if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
         if (req.method !== 'GET' && req.method !== 'HEAD') {
-          res.once('finish', () => writeAudit(o.log, audit, req, res, ctx, pattern));
+          // Audit as the status goes out (before the client can see the answer).
+          const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
+          res.writeHead = ((...args: unknown[]) => {
+            writeAudit(o.log, audit, req, args[0] as number, ctx, ctx.route ?? ctx.path);
+            return writeHead(...args);
+          }) as typeof res.writeHead;
         }
-        pattern = await route(adminRouter, ctx);
+        await route(adminRouter, ctx);
       } else {
         throw new HttpError(404, 'NOT_FOUND', `Not found: ${req.method} ${ctx.path}`);
       }
@@ -148,20 +173,20 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         server.closeIdleConnections();
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
-      await new Promise<void>((resolve) => audit.end(() => resolve()));
+      closeSync(audit);
       db.close();
       rmSync(paths.pid, { force: true });
     },
   };
 }
 
-async function route(router: Router, ctx: Ctx): Promise<string> {
+async function route(router: Router, ctx: Ctx): Promise<void> {
   const m = router.match(ctx.req.method ?? 'GET', ctx.path);
   if (m === undefined) throw new HttpError(404, 'NOT_FOUND', `Not found: ${ctx.req.method} ${ctx.path}`);
   if (m === 'method') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${ctx.req.method} ${ctx.path}`);
   ctx.params = m.params;
+  ctx.route = m.pattern;
   await m.handler(ctx);
-  return m.pattern;
 }
 
 function fail(log: Logger, ctx: Ctx, e: unknown): void {
@@ -185,16 +210,20 @@ function fail(log: Logger, ctx: Ctx, e: unknown): void {
   sendError(res, err);
 }
 
-function writeAudit(log: Logger, out: WriteStream, req: IncomingMessage, res: ServerResponse, ctx: Ctx, pattern: string): void {
+function writeAudit(log: Logger, out: number, req: IncomingMessage, status: number, ctx: Ctx, pattern: string): void {
   const fields = {
-    action: `${req.method} ${pattern || ctx.path}`,
-    status: res.statusCode,
+    action: `${req.method} ${pattern}`,
+    status,
     remote: req.socket.remoteAddress ?? null,
     ...ctx.params,
     ...ctx.audit,
   };
   log.info('audit', fields);
-  out.write(JSON.stringify({ time: new Date().toISOString(), ...fields }) + '\n');
+  try {
+    writeSync(out, JSON.stringify({ time: new Date().toISOString(), ...fields }) + '\n');
+  } catch (e) {
+    log.error('Cannot write the audit log', { error: (e as Error).message });
+  }
 }
 
 async function distributionHandler(dir: string, baseUrl: string | undefined): Promise<((req: IncomingMessage, res: ServerResponse) => boolean) | undefined> {

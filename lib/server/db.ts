@@ -52,7 +52,11 @@ const MIGRATIONS: string[] = [
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 export interface OpenOptions {
-  /** `full` fsyncs the WAL on every commit; `normal` survives a process crash but may lose the last commits on power loss. */
+  /**
+   * `normal` (default): a commit is in the WAL file when it returns, so a
+   * process crash (kill -9) loses nothing; a power loss may roll back the last
+   * commits, never corrupt. `full` also fsyncs the WAL on every commit.
+   */
   sync?: 'full' | 'normal';
 }
 
@@ -71,7 +75,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DatabaseSync
     }
     throw new LauncherError('DB_OPEN_FAILED', `Cannot open the database ${path}: ${(e as Error).message}`, { cause: e });
   }
-  db.exec(`PRAGMA synchronous = ${opts.sync === 'normal' ? 'NORMAL' : 'FULL'}`);
+  db.exec(`PRAGMA synchronous = ${opts.sync === 'full' ? 'FULL' : 'NORMAL'}`);
   db.exec('PRAGMA foreign_keys = ON');
   migrate(db);
   return db;

@@ -29,6 +29,8 @@ export interface Ctx {
   params: Record<string, string>;
   query: URLSearchParams;
   path: string;
+  /** The matched route pattern, e.g. `/v1/runs/{run}/cancel`. */
+  route?: string;
   /** Set for /v1/worker/*: the pool (and key) of the client certificate. */
   worker?: { poolId: string; keyId: string };
   /** Extra fields for this request's audit line (ids, never secrets). */
