@@ -242,6 +242,9 @@ test('connection: bad values name their source', () => {
   assert.throws(() => resolveConnection({ server: 'https://x:1' }, {}, read), /Missing the admin token/);
   assert.throws(() => resolveConnection({ server: 'https://x:1', adminToken: 't', ca: '/none' }, {}, read), /--ca: no file at "\/none"/);
   assert.throws(() => resolveConnection({ data: '/empty' }, {}, read), /--data \/empty: no admin.token/);
+  // No URL file: the server's default listen address on this host.
+  const c = resolveConnection({ data: '/d' }, {}, (p) => ({ '/d/admin.token': 't', '/d/ca.crt': '-----BEGIN CERTIFICATE-----' } as Record<string, string>)[p]);
+  assert.is(c.server.href, 'https://127.0.0.1:8443/');
 });
 
 // ---- the HTTPS client against a real TLS server ----

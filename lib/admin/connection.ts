@@ -26,6 +26,9 @@ export const DATA_DIR_FILES = {
   url: ['server.url', 'url'],
 } as const;
 
+/** `launcher server`'s default --listen (lib/cli/server.ts DEFAULT_LISTEN) as a URL. */
+export const DATA_DIR_DEFAULT_SERVER = 'https://127.0.0.1:8443';
+
 function firstFile(read: ReadText, dir: string, names: readonly string[]): { path: string; text: string } | undefined {
   for (const n of names) {
     const path = join(dir, n);
@@ -82,8 +85,9 @@ export function resolveConnection(flags: ConnectionFlags, env: Record<string, st
     }
     if (server === undefined) {
       const f = firstFile(read, dir, DATA_DIR_FILES.url);
-      if (f === undefined) throw new ConfigError(`Cannot use --data ${dir}: no ${DATA_DIR_FILES.url[0]} in it; pass --server https://HOST:PORT`);
-      server = parseServerUrl(f.text, f.path);
+      // Without a URL file, the server's default listen address on this host
+      // (its certificate always names 127.0.0.1).
+      server = f === undefined ? new URL(DATA_DIR_DEFAULT_SERVER) : parseServerUrl(f.text, f.path);
     }
   }
 
