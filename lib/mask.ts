@@ -378,7 +378,10 @@ export class Masker {
     const out = this.#out;
     this.#data = EMPTY;
     this.#out = [];
-    return out.length === 0 ? EMPTY : concat(out);
+    if (out.length === 0) return EMPTY;
+    const bytes = concat(out);
+    // Never hand out the shared constants: a caller may write into its output.
+    return bytes === MASK_BYTES || bytes === DIRECTIVE_BYTES ? bytes.slice() : bytes;
   }
 
   // Runs the automaton over data[i..] and records matches. Returns where it
