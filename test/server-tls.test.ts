@@ -4,7 +4,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { opensslCsr, startTestServer, tokenCertificate, type TestServer } from './helpers/server.ts';
@@ -140,6 +141,19 @@ test('the server certificate names localhost and 127.0.0.1 and chains to ca.crt'
   assert.match(out, /IP Address:127\.0\.0\.1/);
   const v = spawnSync('openssl', ['verify', '-CAfile', srv.caPath, join(srv.dataDir, 'server.crt')], { encoding: 'utf8' });
   assert.is(v.status, 0, v.stderr);
+});
+
+test('distribution files from DATA/dist are public: no token, no certificate', () => {
+  const dist = join(srv.dataDir, 'dist');
+  mkdirSync(dist, { recursive: true });
+  writeFileSync(join(dist, 'install.sh'), '#!/bin/sh\nBASE=__LAUNCHER_BASE_URL__\n');
+  writeFileSync(join(dist, 'launcher-linux-x64'), 'binary');
+  writeFileSync(join(dist, 'SHA256SUMS'), `${createHash('sha256').update('binary').digest('hex')}  launcher-linux-x64\n`);
+  const script = execFileSync('curl', ['-sS', '--fail', '--cacert', srv.caPath, `${srv.url}/install.sh`], { encoding: 'utf8' });
+  assert.match(script, /BASE=https:\/\/127\.0\.0\.1:\d+/);
+  assert.is(execFileSync('curl', ['-sS', '--fail', '--cacert', srv.caPath, `${srv.url}/launcher-linux-x64`], { encoding: 'utf8' }), 'binary');
+  // Everything else still needs credentials.
+  assert.match(execFileSync('curl', ['-sS', '--cacert', srv.caPath, `${srv.url}/v1/pools`], { encoding: 'utf8' }), /ADMIN_TOKEN_MISSING/);
 });
 
 test.run();
