@@ -17,15 +17,20 @@ const bytes = mib * 1024 * 1024;
 const script = `L=$(head -c 1023 /dev/zero | tr "\\0" x); yes "$L" | head -c ${bytes}`;
 const docker = new DockerClient();
 const workerId = 'bench-logs';
+/** The launcher process's own CPU time per executor run: what the log path costs us, apart from the engine. */
+const cpuMs: number[] = [];
 
 async function viaExecutor(): Promise<number> {
   let n = 0;
+  const cpu = process.cpuUsage();
   const t = performance.now();
   const r = await runPhase({
     runId: 'bench-logs', phase: 'yes', workerId, image: TEST_IMAGE, script, env: {}, readOnly: false, network: 'none',
     logsTimeoutMs: 600_000, runTimeoutMs: 3_600_000, onOutput: (c) => { n += c.length; },
   }, { docker });
   const ms = performance.now() - t;
+  const used = process.cpuUsage(cpu);
+  cpuMs.push((used.user + used.system) / 1000);
   if (r.outcome !== 'succeeded' || n !== bytes) throw new Error(`executor: ${r.outcome} after ${n} of ${bytes} bytes`);
   return ms;
 }
@@ -69,6 +74,7 @@ const cliMed = median(cli);
 console.log(`\n${mib} MiB of 1 KiB lines on stdout, ${rounds} rounds (medians)`);
 console.log(`executor → null sink:          ${(exMed / 1000).toFixed(2)} s, ${mbps(exMed).toFixed(0)} MB/s`);
 console.log(`docker run -d + docker logs -f: ${(cliMed / 1000).toFixed(2)} s, ${mbps(cliMed).toFixed(0)} MB/s`);
+console.log(`launcher process CPU per run (user+system): ${(median(cpuMs) / 1000).toFixed(2)} s, ${((bytes / 1e6) / (median(cpuMs) / 1000)).toFixed(0)} MB per CPU-second`);
 console.log(`throughput ratio executor/docker logs: ${(cliMed / exMed).toFixed(3)}x (target >= 0.8x)`);
 await removeWorkerContainers(docker, workerId);
 await docker.close();
