@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
-  AgeError, Opener, createOpenStream, createSealStream, generateX25519Identity, openBuffer, parseIdentityFile,
+  AgeError, Opener, Sealer, createOpenStream, createSealStream, generateX25519Identity, openBuffer, parseIdentityFile,
   parseRecipientsFile, scryptIdentity, scryptRecipient, sealBuffer, x25519Identity, x25519Recipient, x25519RecipientOf,
   type Identity, type Recipient,
 } from '../lib/age/index.ts';
@@ -12,7 +12,10 @@ import * as bech32 from '../lib/age/bech32.ts';
 import { decodePadded, decodeRaw, encodeRaw } from '../lib/age/base64.ts';
 import { encodeHeader, parseHeader } from '../lib/age/format.ts';
 import { CHUNK_SIZE, ENC_CHUNK_SIZE } from '../lib/age/stream.ts';
-import { prng, pseudoRandomBytes } from './helpers/age-tools.ts';
+import { TempDir, prng, pseudoRandomBytes } from './helpers/age-tools.ts';
+import { open } from 'node:fs/promises';
+import { pumpFile, type ChunkCore } from '../lib/age/pump.ts';
+import { PARALLEL_MIN_BYTES } from '../lib/age/parallel.ts';
 
 const alice = generateX25519Identity();
 const bob = generateX25519Identity();
@@ -281,6 +284,59 @@ test('fuzz through the stream API: errors surface as AgeError and no unauthentic
     assert.ok(err instanceof AgeError, `flip at ${pos}: ${String(err)}`);
     const released = Buffer.concat(out);
     assert.ok(released.equals(plain.subarray(0, released.length)), `flip at ${pos}: released bytes are not an authenticated prefix`);
+  }
+});
+
+test('file pump: large files go through the worker pool; damage is classified and only authenticated bytes come out', async () => {
+  const t = new TempDir();
+  try {
+    const size = PARALLEL_MIN_BYTES + 3 * CHUNK_SIZE + 11; // several 16-chunk blocks and a short final chunk
+    const plain = pseudoRandomBytes(size, 77);
+    t.write('plain', plain);
+    const pump = async (core: ChunkCore, from: string, to: string): Promise<void> => {
+      const i = await open(t.path(from), 'r');
+      const o = await open(t.path(to), 'w');
+      try {
+        await pumpFile(core, i, o);
+      } finally {
+        await i.close();
+        await o.close();
+      }
+    };
+    await pump(new Sealer(toAlice), 'plain', 'sealed');
+    const sealed = t.read('sealed');
+    assert.equal(await openBuffer(sealed, asAlice), plain, 'the stream opener reads what the pool sealed');
+    await pump(new Opener(asAlice), 'sealed', 'opened');
+    assert.ok(t.read('opened').equals(plain), 'the pool opens it');
+    // Exactly k·64 KiB: the final chunk is full and flagged, through the pool too.
+    t.write('aligned', plain.subarray(0, PARALLEL_MIN_BYTES));
+    await pump(new Sealer(toAlice), 'aligned', 'aligned.age');
+    assert.is(t.read('aligned.age').length, headerLength(t.read('aligned.age')) + 16 + PARALLEL_MIN_BYTES + 16 * (PARALLEL_MIN_BYTES / CHUNK_SIZE));
+    await pump(new Opener(asAlice), 'aligned.age', 'aligned.out');
+    assert.ok(t.read('aligned.out').equals(plain.subarray(0, PARALLEL_MIN_BYTES)));
+
+    const payloadStart = headerLength(sealed) + 16;
+    const cases: [string, Buffer, string][] = [
+      ['bit flip in chunk 40', (() => { const m = Buffer.from(sealed); m[payloadStart + 40 * ENC_CHUNK_SIZE + 7]! ^= 1; return m; })(), 'AGE_PAYLOAD_INVALID'],
+      ['bit flip in the final chunk', (() => { const m = Buffer.from(sealed); m[m.length - 2]! ^= 1; return m; })(), 'AGE_PAYLOAD_INVALID'],
+      ['truncated at a block boundary', sealed.subarray(0, payloadStart + 32 * ENC_CHUNK_SIZE), 'AGE_PAYLOAD_TRUNCATED'],
+      ['truncated 5 bytes into a chunk', sealed.subarray(0, payloadStart + 100 * ENC_CHUNK_SIZE + 5), 'AGE_PAYLOAD_TRUNCATED'],
+      ['truncated inside a chunk', sealed.subarray(0, payloadStart + 100 * ENC_CHUNK_SIZE + 500), 'AGE_PAYLOAD_INVALID'],
+      // After a short final chunk, appended bytes just make that chunk fail.
+      ['bytes appended after a short final chunk', Buffer.concat([sealed, Buffer.from('tail')]), 'AGE_PAYLOAD_INVALID'],
+      ['bytes appended after a full final chunk', Buffer.concat([t.read('aligned.age'), Buffer.from('tail')]), 'AGE_TRAILING_DATA'],
+      ['a whole chunk appended after a full final chunk', Buffer.concat([t.read('aligned.age'), sealed.subarray(payloadStart, payloadStart + ENC_CHUNK_SIZE)]), 'AGE_TRAILING_DATA'],
+      ['chunks 3 and 4 swapped', Buffer.concat([sealed.subarray(0, payloadStart + 3 * ENC_CHUNK_SIZE), sealed.subarray(payloadStart + 4 * ENC_CHUNK_SIZE, payloadStart + 5 * ENC_CHUNK_SIZE), sealed.subarray(payloadStart + 3 * ENC_CHUNK_SIZE, payloadStart + 4 * ENC_CHUNK_SIZE), sealed.subarray(payloadStart + 5 * ENC_CHUNK_SIZE)]), 'AGE_PAYLOAD_INVALID'],
+    ];
+    for (const [what, file, code] of cases) {
+      t.write('bad', file);
+      await expectAgeError(pump(new Opener(asAlice), 'bad', 'out'), code);
+      const out = t.read('out');
+      assert.ok(out.equals(plain.subarray(0, out.length)), `${what}: only an authenticated prefix was written`);
+      assert.is(out.length % CHUNK_SIZE, 0, `${what}: whole chunks only`);
+    }
+  } finally {
+    t.remove();
   }
 });
 

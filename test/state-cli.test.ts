@@ -147,6 +147,25 @@ test('-o onto a FIFO writes through it and leaves it a FIFO (devices such as /de
   assert.is(launcher(['seal', '-R', 'spacelift.pub', '-o', '.', 'plain']).status, 2);
 });
 
+test('a large state file (> 16 MiB, the worker-pool path) both ways with age', () => {
+  const big = pseudoRandomBytes(20 * 1024 * 1024 + 7, 23);
+  t.write('big', big);
+  const r = launcher(['seal', '-R', 'spacelift.crt', '-o', 'big.age', 'big']);
+  assert.is(r.status, 0, r.stderr);
+  assert.ok(run('age', ['-d', '-i', pool.key, t.path('big.age')]).equals(big), 'age opens what the pool sealed');
+  run('age', ['-R', t.path('spacelift.pub'), '-o', t.path('big.theirs'), t.path('big')]);
+  const o = launcher(['open', '-i', 'spacelift.key', '-o', 'big.out', 'big.theirs']);
+  assert.is(o.status, 0, o.stderr);
+  assert.ok(t.read('big.out').equals(big), 'we open what age sealed');
+  const damaged = t.read('big.theirs');
+  damaged[damaged.length >> 1]! ^= 1;
+  t.write('big.bad', damaged);
+  const bad = launcher(['open', '-i', 'spacelift.key', '-o', 'never', 'big.bad']);
+  assert.is(bad.status, 1);
+  assert.match(bad.stderr, /Invalid age payload: chunk \d+ does not authenticate/);
+  assert.not.ok(existsSync(t.path('never')));
+});
+
 test('a file that is not age at all: exit 1 with a header error', () => {
   const r = launcher(['open', '-i', 'spacelift.key', 'plain']);
   assert.is(r.status, 1);

@@ -48,6 +48,25 @@ export class Opener {
     if (this.#armorMode === true) this.#armor = new ArmorDecoder();
   }
 
+  /**
+   * Once the header and nonce are read and nothing was opened yet, hands the
+   * payload over to another driver (the parallel file pump): returns the
+   * payload key and the payload bytes already received. The Opener is then spent.
+   */
+  detachPayload(): { key: Buffer; pending: Buffer } | null {
+    if (!this.#payload || this.#payload.chunks > 0 || this.#payload.done || this.#armor) return null;
+    const pending = this.#take(this.#queued);
+    const key = this.#payload.key;
+    this.#payload = null;
+    this.#identities = [];
+    return { key, pending: Buffer.from(pending) };
+  }
+
+  /** True once the input was found to be ASCII-armored. */
+  get armored(): boolean {
+    return this.#armor !== null;
+  }
+
   /** The parsed header, once known (for tools that list stanzas). */
   get header(): Header | null {
     return this.#header;

@@ -4,6 +4,12 @@
 // writing overlap and memory stays at a few blocks for any file size.
 import type { FileHandle } from 'node:fs/promises';
 import type { Emit } from './seal.ts';
+import { GarbageMeter } from './memory.ts';
+import { Sealer } from './seal.ts';
+import { Opener } from './open.ts';
+import { CHUNK_SIZE } from './stream.ts';
+import { MAX_HEADER_BYTES } from './format.ts';
+import { PARALLEL_MIN_BYTES, pumpPayloadParallel, writeFully } from './parallel.ts';
 
 /** The pure cores (Sealer, Opener): they copy whatever they keep from `chunk`. */
 export interface ChunkCore {
@@ -11,7 +17,7 @@ export interface ChunkCore {
   end(emit: Emit): void;
 }
 
-export const BLOCK_SIZE = 4 << 20;
+export const BLOCK_SIZE = 1 << 20;
 // writev takes at most IOV_MAX (1024 on Linux) buffers per call.
 const MAX_IOV = 1024;
 
@@ -35,11 +41,42 @@ async function writeAll(out: FileHandle, bufs: Buffer[]): Promise<void> {
   }
 }
 
+/**
+ * Seals or opens `input` into `output`. Large binary files go through the
+ * worker pool (parallel.ts) once the header is done; everything else, and
+ * armored input, runs on this thread.
+ */
 export async function pumpFile(core: ChunkCore, input: FileHandle, output: FileHandle, blockSize = BLOCK_SIZE): Promise<void> {
+  if ((await input.stat()).size >= PARALLEL_MIN_BYTES && process.env.LAUNCHER_AGE_THREADS !== '0') {
+    if (core instanceof Sealer) {
+      const d = core.detachPayload();
+      if (d) {
+        await writeFully(output, d.prefix);
+        return pumpPayloadParallel('seal', d.key, input, output);
+      }
+    }
+    if (core instanceof Opener) {
+      // Feed the header in 64 KiB pieces: fewer bytes than one encrypted
+      // chunk are queued at a time, so no chunk is opened before detaching.
+      const buf = Buffer.allocUnsafe(CHUNK_SIZE);
+      for (let total = 0; total <= MAX_HEADER_BYTES + CHUNK_SIZE;) {
+        const { bytesRead } = await input.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        total += bytesRead;
+        const out: Buffer[] = [];
+        core.write(buf.subarray(0, bytesRead), (b) => { if (b.length) out.push(b); });
+        await writeAll(output, out);
+        const d = core.detachPayload();
+        if (d) return pumpPayloadParallel('open', d.key, input, output, d.pending);
+        if (core.armored) break;
+      }
+    }
+  }
   const bufs = [Buffer.allocUnsafe(blockSize), Buffer.allocUnsafe(blockSize)];
   let which = 0;
   let reading = input.read(bufs[0]!, 0, blockSize, null);
   let writing: Promise<void> = Promise.resolve();
+  const meter = new GarbageMeter(4 << 20);
   try {
     for (;;) {
       const { bytesRead } = await reading;
@@ -50,6 +87,8 @@ export async function pumpFile(core: ChunkCore, input: FileHandle, output: FileH
       const out: Buffer[] = [];
       core.write(cur.subarray(0, bytesRead), (b) => { if (b.length) out.push(b); });
       await writing;
+      // The previous block's output is written and unreferenced now.
+      meter.add(bytesRead);
       writing = writeAll(output, out);
     }
     const out: Buffer[] = [];

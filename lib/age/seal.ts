@@ -9,6 +9,7 @@ import { encodeHeader, type Stanza } from './format.ts';
 import { CHUNK_SIZE, NONCE_SIZE, payloadKey, sealChunk } from './stream.ts';
 import { FILE_KEY_SIZE, type Recipient } from './recipient.ts';
 import { ArmorEncoder } from './armor.ts';
+import { GarbageMeter } from './memory.ts';
 
 export type Emit = (b: Buffer) => void;
 
@@ -29,6 +30,19 @@ export class Sealer {
     const nonce = randomBytes(NONCE_SIZE);
     this.#key = payloadKey(fileKey, nonce);
     this.#prefix = Buffer.concat([encodeHeader(fileKey, stanzas), nonce]);
+  }
+
+  /**
+   * Hands the whole payload over to another driver (the parallel file pump)
+   * before any plaintext was written: returns the header + nonce to write
+   * first and the payload key. The Sealer is then spent.
+   */
+  detachPayload(): { prefix: Buffer; key: Buffer } | null {
+    if (!this.#prefix || this.#counter > 0 || this.#fill > 0) return null;
+    const out = { prefix: this.#prefix, key: this.#key };
+    this.#prefix = null;
+    this.#counter = -1;
+    return out;
   }
 
   #start(emit: Emit): void {
@@ -99,6 +113,7 @@ export class ArmoredSealer {
 
 /** Wraps a pure core (Sealer, ArmoredSealer, Opener) as a Transform with backpressure. */
 export function transformOf(core: { write(chunk: Buffer, emit: Emit): void; end(emit: Emit): void }): Transform {
+  const meter = new GarbageMeter();
   return new Transform({
     // Room for a few chunks each side so reading, crypto and writing overlap.
     readableHighWaterMark: 1 << 20,
@@ -106,6 +121,7 @@ export function transformOf(core: { write(chunk: Buffer, emit: Emit): void; end(
     transform(chunk: Buffer, _enc, cb) {
       try {
         core.write(chunk, (b) => { if (b.length) this.push(b); });
+        meter.add(chunk.length);
         cb();
       } catch (e) {
         cb(e as Error);

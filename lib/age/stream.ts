@@ -57,8 +57,12 @@ export class PayloadOpener {
   #key: Buffer;
   #counter = 0;
   #done = false;
-  constructor(key: Buffer) {
+  constructor(key: Buffer, counter = 0) {
     this.#key = key;
+    this.#counter = counter;
+  }
+  get key(): Buffer {
+    return this.#key;
   }
   get done(): boolean {
     return this.#done;
