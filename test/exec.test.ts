@@ -80,8 +80,10 @@ test('configuration and usage errors exit 2 with a message naming the culprit', 
 });
 
 test('masking: SPACELIFT_MASK_ENVS and --secret values, split across writes with a pause, on both streams, add-mask across streams', async () => {
+  // The pause before the stderr line: the engine orders the two streams only as
+  // it reads its two pipes, so a directive on stdout masks stderr from then on.
   const r = await exec([...img, '--secret', 'API_TOKEN=tok-5ecret-value', '--',
-    'echo "db=$DB_PASSWORD"; printf "tok-5ec"; sleep 1; printf "ret-value\\n"; echo "err $API_TOKEN" >&2; echo "::add-mask::later-hidden"; echo "later-hidden" >&2; echo done'], {
+    'echo "db=$DB_PASSWORD"; printf "tok-5ec"; sleep 1; printf "ret-value\\n"; echo "err $API_TOKEN" >&2; echo "::add-mask::later-hidden"; sleep 1; echo "later-hidden" >&2; echo done'], {
     SPACELIFT_WHITELIST_ENVS: 'DB_PASSWORD',
     SPACELIFT_MASK_ENVS: 'DB_PASSWORD',
     DB_PASSWORD: 'hunter2-long-password',
