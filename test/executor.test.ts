@@ -177,7 +177,7 @@ test('mounts: read-write is writable and visible on the host, read-only refuses 
 });
 
 test('logs timeout: SIGTERM first (the script sees it), reported as a logs timeout', async () => {
-  const r = await run('trap "echo got-term; exit 5" TERM; echo start; while true; do sleep 1; done', { logsTimeoutMs: 1000 });
+  const r = await run('trap "echo got-term; exit 5" TERM; echo start; while true; do sleep 1; done', { logsTimeoutMs: 1000, killGraceMs: 15_000 });
   assert.is(r.result.outcome, 'logs-timeout');
   assert.is(r.result.error!.code, 'LOGS_TIMEOUT');
   assert.match(r.result.error!.message, /logs timeout/);
