@@ -74,6 +74,12 @@ test('configuration and usage errors exit 2 with a message naming the culprit', 
   const mount = await exec([...img, '--', 'true'], { SPACELIFT_WORKER_EXTRA_MOUNTS: '/nonexistent/launcher-x:/x' });
   assert.is(mount.code, 2);
   assert.match(mount.stderr, /host path \/nonexistent\/launcher-x does not exist/);
+  const cfg = await exec([...img, '--', 'true'], { SPACELIFT_DOCKER_CONFIG_DIR: '/nonexistent/dockercfg' });
+  assert.is(cfg.code, 2);
+  assert.match(cfg.stderr, /Cannot read SPACELIFT_DOCKER_CONFIG_DIR config \/nonexistent\/dockercfg\/config\.json: ENOENT/);
+  const help = await exec(['--help']);
+  assert.is(help.code, 0);
+  assert.match(help.stdout, /^Usage: launcher exec \[OPTIONS\] -- SCRIPT/);
   const ws = await exec([...img, '--workspace', '/nonexistent/ws', '--', 'true']);
   assert.is(ws.code, 2);
   assert.match(ws.stderr, /Cannot use --workspace \/nonexistent\/ws: not a directory/);
