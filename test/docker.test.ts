@@ -12,7 +12,7 @@ import {
 import { imageRegistry, normaliseRegistry, parseDockerConfig, registryAuthHeader } from '../lib/docker/auth.ts';
 import { Demuxer, muxFrame } from '../lib/docker/stream.ts';
 import { importImage, inspectImage, removeImage, withDefaultTag } from '../lib/docker/images.ts';
-import { createContainer, listContainers, removeContainer, inspectContainer, killContainer } from '../lib/docker/containers.ts';
+import { attachContainer, createContainer, listContainers, removeContainer, inspectContainer, killContainer } from '../lib/docker/containers.ts';
 import { getArchive, putArchive } from '../lib/docker/archive.ts';
 import { TEST_IMAGE, busyboxRootfs, ensureTestImage } from './helpers/docker.ts';
 
@@ -72,6 +72,13 @@ test('engine errors carry the status, the engine message and the call that faile
     assert.is(d.code, 'DOCKER_NOT_FOUND');
     assert.is(d.call, 'create container');
     assert.match(d.message, /^Docker create container failed: 404 No such image: launcher-test\/no-such-image:latest$/);
+  }
+  try {
+    await attachContainer(docker, 'launcher-no-such-container');
+    assert.unreachable();
+  } catch (e) {
+    assert.is((e as DockerError).status, 404);
+    assert.match((e as Error).message, /^Docker attach to container failed: 404 No such container: launcher-no-such-container$/);
   }
   // "Not found" on kill and remove is success: the container is gone either way.
   await killContainer(docker, 'launcher-no-such-container', 'SIGKILL');

@@ -83,13 +83,21 @@ export async function startContainer(docker: DockerClient, id: string): Promise<
  * prints can be missed, however quickly it exits. The socket carries the
  * multiplexed stream (see stream.ts) and ends when the container stops.
  */
-export function attachContainer(docker: DockerClient, id: string, signal?: AbortSignal): Promise<Duplex> {
-  return docker.upgrade('attach to container', {
-    method: 'POST',
-    path: `/containers/${id}/attach`,
-    query: { stream: 1, stdout: 1, stderr: 1 },
-    ...(signal ? { signal } : {}),
-  });
+export async function attachContainer(docker: DockerClient, id: string, signal?: AbortSignal): Promise<Duplex> {
+  try {
+    return await docker.upgrade('attach to container', {
+      method: 'POST',
+      path: `/containers/${id}/attach`,
+      query: { stream: 1, stdout: 1, stderr: 1 },
+      ...(signal ? { signal } : {}),
+    });
+  } catch (e) {
+    // A refused upgrade hides the engine's answer; ask again in a form that shows it.
+    if (e instanceof DockerError && e.code === 'DOCKER_TRANSPORT') {
+      await docker.call('attach to container', { path: `/containers/${id}/json` });
+    }
+    throw e;
+  }
 }
 
 /** The container's logs as a multiplexed stream; with follow it lasts until the container stops. */
