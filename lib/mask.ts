@@ -53,6 +53,11 @@ export interface MaskerOptions {
   onWarning?(message: string): void;
   /** Honour `::add-mask::` lines in the stream (default true). */
   directives?: boolean;
+  /**
+   * Called with each value an `::add-mask::` line adds (and is long enough to
+   * mask), e.g. to add it to the masker of the run's other output stream.
+   */
+  onAdd?(value: string): void;
 }
 
 /** The byte strings to look for when masking `value`: the value and its encoded forms. */
@@ -214,6 +219,7 @@ const EMPTY = new Uint8Array(0);
 export class Masker {
   readonly minLength: number;
   #warn: (m: string) => void;
+  #onAdd: (value: string) => void;
   #directives: boolean;
   #values = new Set<string>();
   #patterns = new Set<string>();
@@ -241,6 +247,7 @@ export class Masker {
   constructor(opts: MaskerOptions) {
     this.minLength = opts.minLength ?? DEFAULT_MIN_LENGTH;
     this.#warn = opts.onWarning ?? (() => {});
+    this.#onAdd = opts.onAdd ?? (() => {});
     this.#directives = opts.directives ?? true;
     for (const s of opts.secrets) this.#addValue(s.value, s.name);
     this.#ac = this.#build();
@@ -485,7 +492,10 @@ export class Masker {
     this.#cur = this.#base + after;
     this.#lastMaskEnd = -1;
     this.#dirStart = -1;
-    if (value !== '' && this.#addValue(value, 'a value from an ::add-mask:: line')) this.#ac = this.#build();
+    if (value !== '' && this.#addValue(value, 'a value from an ::add-mask:: line')) {
+      this.#ac = this.#build();
+      this.#onAdd(value);
+    }
     this.#state = 0;
     return nl + 1;
   }

@@ -168,6 +168,16 @@ test('::add-mask:: adds a value for the rest of the run and hides it in its own 
   check(opts, `::add-mask::s3cr3t-value\n${b64}\n`, `::add-mask::${MASK}\n${MASK}\n`);
 });
 
+test('onAdd reports each value an ::add-mask:: line adds, so another stream can mask it too', () => {
+  const stderr = new Masker({ secrets: [] });
+  const added: string[] = [];
+  const stdout = new Masker({ secrets: [], onAdd: (v) => { added.push(v); stderr.add(v, 'a value added on stdout'); } });
+  stdout.write(enc.encode('::add-mask::cross-stream-value\n::add-mask::abc\n::add-mask::cross-stream-value\n'));
+  stdout.end();
+  assert.equal(added, ['cross-stream-value']);
+  assert.is(dec.decode(stderr.write(enc.encode('err cross-stream-value\n'))), `err ${MASK}\n`);
+});
+
 test('a too-short ::add-mask:: value is hidden in its line, not masked after, and warned about', () => {
   const warnings: string[] = [];
   const m = new Masker({ secrets: [], onWarning: (w) => warnings.push(w) });
