@@ -233,6 +233,7 @@ export class Worker {
   }
 
   #onAssignment(a: Assignment, accepted: boolean): void {
+    this.#o.log.debug('Assignment received', { runId: a.runId, phase: a.phase, phaseName: a.phaseName });
     if (this.#current) {
       if (this.#current.runId !== a.runId || this.#current.phase !== a.phase) {
         this.#o.log.warn('Ignoring an assignment while busy', { runId: a.runId, phase: a.phase, busyWith: this.#current.runId });
@@ -258,9 +259,14 @@ export class Worker {
     current.done = (async () => {
       try {
         if (!resume) {
+          // The acknowledgement goes out while the in-flight record is written:
+          // either order ends the same way after a crash (the phase fails, it
+          // is never run twice), and this saves a disk flush on dispatch.
+          const started = retryStart(api, a, ctx);
+          started.catch(() => {});
           state.writeRun({ workerId: ctx.workerId, assignment: a, stage: 'starting', startedAt: new Date().toISOString() } satisfies InFlight);
           try {
-            await retryStart(api, a, ctx);
+            await started;
           } catch (e) {
             if (isPermanent(e)) throw e;
             // 404/409: the run was canceled or reassigned before we began.

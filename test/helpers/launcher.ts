@@ -43,6 +43,8 @@ export interface LauncherOptions {
   stateDir: string;
   env?: Record<string, string>;
   args?: string[];
+  /** Run this executable (e.g. the built dist/launcher-linux-x64) instead of launcher.ts from source. */
+  executable?: string;
 }
 
 export class LauncherProcess {
@@ -121,7 +123,8 @@ export function launcherEnv(o: LauncherOptions): Record<string, string> {
 
 /** Starts `launcher run` from source as a subprocess. */
 export function startLauncher(o: LauncherOptions): LauncherProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'launcher.ts'), ...(o.args ?? ['run'])], {
+  const [cmd, ...pre] = o.executable ? [o.executable] : [process.execPath, '--import', 'tsx', join(ROOT, 'launcher.ts')];
+  const child = spawn(cmd!, [...pre, ...(o.args ?? ['run'])], {
     cwd: ROOT,
     env: launcherEnv(o),
     stdio: ['ignore', 'pipe', 'pipe'],
