@@ -124,7 +124,12 @@ export function parseLauncherConfig(
       throw new ConfigError(`Cannot pass ${w.name} to runs: SPACELIFT_WHITELIST_ENVS must not list the pool's credentials (remove it)`);
     }
   }
-  const maskEnvs = parseNameList(env, 'SPACELIFT_MASK_ENVS', 'TF_VAR_db_password,GITHUB_TOKEN');
+  // Users often copy whitelist entries here, prefix and all: `ro_X` means X
+  // when only X is set.
+  const maskEnvs = [...new Set(parseNameList(env, 'SPACELIFT_MASK_ENVS', 'TF_VAR_db_password,GITHUB_TOKEN').map((n) => {
+    const m = /^(?:ro|wo)_(.+)$/.exec(n);
+    return m && env[n] === undefined && env[m[1]] !== undefined ? m[1] : n;
+  }))];
   const whitelisted = new Set(whitelistEnvs.map((w) => w.name));
   for (const name of maskEnvs) {
     if (env[name] === undefined) warnings.push(`SPACELIFT_MASK_ENVS names ${name}, which is not set`);

@@ -182,6 +182,14 @@ test('whitelistedEnv applies ro_/wo_ and skips unset variables', () => {
   assert.equal(whitelistedEnv(config, env, false), { ALL: 'a', WRITER: 'w' });
 });
 
+test('a ro_/wo_ prefix copied from the whitelist into SPACELIFT_MASK_ENVS means the bare name', () => {
+  const env = { ...base, SPACELIFT_WHITELIST_ENVS: 'ro_READ_TOKEN', SPACELIFT_MASK_ENVS: 'ro_READ_TOKEN', READ_TOKEN: 'read-token-value' };
+  const { config, warnings } = parseLauncherConfig(env, { uid: 1000 });
+  assert.equal(config.maskEnvs, ['READ_TOKEN']);
+  assert.equal(warnings, []);
+  assert.equal(maskedValues(config, env), [{ name: 'READ_TOKEN', value: 'read-token-value' }]);
+});
+
 test('maskedValues returns the set values of SPACELIFT_MASK_ENVS with their names', () => {
   const env = { ...base, SPACELIFT_MASK_ENVS: 'A,B,C', A: 'alpha-value', C: 'charlie-value' };
   const { config } = parseLauncherConfig(env, { uid: 1000 });
