@@ -75,26 +75,42 @@ export const PARALLEL_MIN_BYTES = 16 << 20;
 
 interface Result { input: ArrayBuffer; output: ArrayBuffer; outLength: number; failed: number }
 
-class Pool {
+export class Pool {
   #workers: Worker[];
   #next = 0;
   #waiting = new Map<number, { resolve: (r: Result) => void; reject: (e: unknown) => void }>();
   #id = 0;
   #error: unknown = null;
 
-  constructor(size: number, key: Buffer) {
+  constructor(size: number) {
     this.#workers = Array.from({ length: size }, () => {
       // Small heaps: a worker holds a few buffers, and every isolate counts toward RSS.
-      const w = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 32 } });
+      const w = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
       w.on('message', (r: Result & { id: number }) => {
         const p = this.#waiting.get(r.id);
         this.#waiting.delete(r.id);
         p?.resolve(r);
       });
       w.on('error', (e) => this.#fail(e));
-      w.postMessage({ key: new Uint8Array(key) });
       return w;
     });
+  }
+
+  /** Starts a pool, or returns null where worker threads are unavailable. */
+  static tryStart(size = workerCount()): Pool | null {
+    try {
+      return new Pool(size);
+    } catch {
+      return null;
+    }
+  }
+
+  setKey(key: Buffer): void {
+    for (const w of this.#workers) w.postMessage({ key: new Uint8Array(key) });
+  }
+
+  get size(): number {
+    return this.#workers.length;
   }
 
   #fail(e: unknown): void {
@@ -142,12 +158,12 @@ export async function writeFully(out: FileHandle, buf: Buffer): Promise<void> {
  * Runs the payload of a file through the pool: `op` seal (plaintext in) or
  * open (ciphertext in, `prefix` = payload bytes already read with the header).
  */
-export async function pumpPayloadParallel(op: 'seal' | 'open', key: Buffer, input: FileHandle, output: FileHandle, prefix: Buffer = Buffer.alloc(0)): Promise<void> {
+export async function pumpPayloadParallel(pool: Pool, op: 'seal' | 'open', key: Buffer, input: FileHandle, output: FileHandle, prefix: Buffer = Buffer.alloc(0)): Promise<void> {
   const inBlock = CHUNKS_PER_BLOCK * (op === 'seal' ? CHUNK_SIZE : ENC_CHUNK_SIZE);
   const outBlock = CHUNKS_PER_BLOCK * ENC_CHUNK_SIZE;
-  const workers = workerCount();
-  const depth = workers * 2;
-  const pool = new Pool(workers, key);
+  // One block queued behind each busy worker keeps them fed; more only costs memory.
+  const depth = pool.size + 1;
+  pool.setKey(key);
   const freeIn: ArrayBuffer[] = Array.from({ length: depth + 2 }, () => new ArrayBuffer(inBlock));
   const freeOut: ArrayBuffer[] = Array.from({ length: depth }, () => new ArrayBuffer(outBlock));
   const inflight: { job: Promise<Result>; counter: number; last: boolean; length: number }[] = [];
@@ -206,7 +222,5 @@ export async function pumpPayloadParallel(op: 'seal' | 'open', key: Buffer, inpu
   } catch (e) {
     await Promise.allSettled(inflight.map((f) => f.job));
     throw e;
-  } finally {
-    await pool.close();
   }
 }

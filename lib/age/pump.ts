@@ -9,7 +9,7 @@ import { Sealer } from './seal.ts';
 import { Opener } from './open.ts';
 import { CHUNK_SIZE } from './stream.ts';
 import { MAX_HEADER_BYTES } from './format.ts';
-import { PARALLEL_MIN_BYTES, pumpPayloadParallel, writeFully } from './parallel.ts';
+import { PARALLEL_MIN_BYTES, Pool, pumpPayloadParallel, writeFully } from './parallel.ts';
 
 /** The pure cores (Sealer, Opener): they copy whatever they keep from `chunk`. */
 export interface ChunkCore {
@@ -47,15 +47,16 @@ async function writeAll(out: FileHandle, bufs: Buffer[]): Promise<void> {
  * armored input, runs on this thread.
  */
 export async function pumpFile(core: ChunkCore, input: FileHandle, output: FileHandle, blockSize = BLOCK_SIZE): Promise<void> {
-  if ((await input.stat()).size >= PARALLEL_MIN_BYTES && process.env.LAUNCHER_AGE_THREADS !== '0') {
-    if (core instanceof Sealer) {
+  const pool = (await input.stat()).size >= PARALLEL_MIN_BYTES && process.env.LAUNCHER_AGE_THREADS !== '0' ? Pool.tryStart() : null;
+  try {
+    if (pool && core instanceof Sealer) {
       const d = core.detachPayload();
       if (d) {
         await writeFully(output, d.prefix);
-        return pumpPayloadParallel('seal', d.key, input, output);
+        return await pumpPayloadParallel(pool, 'seal', d.key, input, output);
       }
     }
-    if (core instanceof Opener) {
+    if (pool && core instanceof Opener) {
       // Feed the header in 64 KiB pieces: fewer bytes than one encrypted
       // chunk are queued at a time, so no chunk is opened before detaching.
       const buf = Buffer.allocUnsafe(CHUNK_SIZE);
@@ -67,10 +68,12 @@ export async function pumpFile(core: ChunkCore, input: FileHandle, output: FileH
         core.write(buf.subarray(0, bytesRead), (b) => { if (b.length) out.push(b); });
         await writeAll(output, out);
         const d = core.detachPayload();
-        if (d) return pumpPayloadParallel('open', d.key, input, output, d.pending);
+        if (d) return await pumpPayloadParallel(pool, 'open', d.key, input, output, d.pending);
         if (core.armored) break;
       }
     }
+  } finally {
+    await pool?.close();
   }
   const bufs = [Buffer.allocUnsafe(blockSize), Buffer.allocUnsafe(blockSize)];
   let which = 0;
