@@ -97,6 +97,7 @@ async function main(): Promise<void> {
     let tls: Tls;
     let serverTarget: Target | undefined;
     let admin: Agent;
+    let serverLogFile: string | undefined;
     if (values.only === 'peer') {
       // No server: make the same kind of TLS material the server would.
       const ca = createCertificateAuthority({ bits: 2048 });
@@ -113,10 +114,11 @@ async function main(): Promise<void> {
       tls = s.tls;
       serverTarget = s.target;
       admin = s.admin;
+      serverLogFile = s.logFile;
     }
     // ---- the peer: bare node:https long-poll server, same key, certificate and CA ----
     const peerPort = await freePort();
-    const peer = spawnWithLimit([NODE, '--import', 'tsx', 'bench/load/peer-server.ts', data, String(peerPort)], { log: (l) => say(`  [peer] ${l}`) });
+    const peer = spawnWithLimit([NODE, '--import', 'tsx', 'bench/load/peer-server.ts', data, String(peerPort)], { logFile: join(dir, 'peer.log') });
     children.push(peer);
     const peerOrigin = `https://127.0.0.1:${peerPort}`;
     await waitFor('the peer', async () => { await jsonCall(admin, peerOrigin, 'GET', '/health', undefined); return true; }, 30_000);
@@ -127,10 +129,21 @@ async function main(): Promise<void> {
     const targets = [peerTarget, serverTarget].filter((t): t is Target => t !== undefined && (!values.only || (values.only === 'peer' ? t === peerTarget : t === serverTarget)));
 
     const results: string[] = [];
+    // Held first, so "before" is the RSS of a freshly started process.
+    for (const t of targets) results.push(...await held(t, tls));
     for (const t of targets) results.push(...await logIngestion(t, tls));
     for (const t of targets) results.push(...await latencyAndThroughput(t, tls));
-    for (const t of targets) results.push(...await held(t, tls));
 
+    if (serverLogFile) {
+      // What the server warned about during the run, counted by message.
+      const counts = new Map<string, number>();
+      for (const l of readFileSync(serverLogFile, 'utf8').split('\n')) {
+        const m = /"level":"(warn|error)","msg":"([^"]*)"/.exec(l);
+        if (m) counts.set(`${m[1]}: ${m[2]}`, (counts.get(`${m[1]}: ${m[2]}`) ?? 0) + 1);
+      }
+      say('\n## server warnings and errors');
+      for (const [k, n] of counts) say(`  ${n} × ${k}`);
+    }
     say('\n## results');
     for (const r of results) say(r);
     say(`\nCPU seconds used in total: ${serverTarget ? `server ${cpuSeconds(serverTarget.pid).toFixed(1)}, ` : ''}peer ${cpuSeconds(peer.pid!).toFixed(1)}, this process (the launchers and the admin) ${(process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6).toFixed(1)}`);
@@ -144,27 +157,21 @@ async function main(): Promise<void> {
   }
 }
 
-async function startServer(dir: string, data: string, children: ReturnType<typeof spawnWithLimit>[]): Promise<{ tls: Tls; target: Target; admin: Agent }> {
+async function startServer(dir: string, data: string, children: ReturnType<typeof spawnWithLimit>[]): Promise<{ tls: Tls; target: Target; admin: Agent; logFile: string }> {
   const port = await freePort();
   const origin = `https://127.0.0.1:${port}`;
-  const serverLog: string[] = [];
-  const server = spawnWithLimit([NODE, '--import', 'tsx', 'launcher.ts', 'server', '--data', data, '--listen', `127.0.0.1:${port}`], {
-    log: (l) => {
-      serverLog.push(l);
-      if (serverLog.length > 200) serverLog.shift();
-      // Audit and info lines are many; show only what may explain a figure.
-      if (!l.startsWith('{') || /"level":"(warn|error)"/.test(l)) say(`  [server] ${l.slice(0, 300)}`);
-    },
-  });
+  const logFile = join(dir, 'server.log');
+  const server = spawnWithLimit([NODE, '--import', 'tsx', 'launcher.ts', 'server', '--data', data, '--listen', `127.0.0.1:${port}`], { logFile });
+  const tail = () => readFileSync(logFile, 'utf8').split('\n').slice(-40).join('\n');
   server.on('exit', (code, sig) => say(`  [server] exited: ${code ?? sig}`));
   children.push(server);
   await waitFor('the server data directory', () => existsSync(join(data, 'admin.token')) && existsSync(join(data, 'ca.crt')), 60_000)
-    .catch((e) => { throw new Error(`${(e as Error).message}\n${serverLog.join('\n')}`); });
+    .catch((e) => { throw new Error(`${(e as Error).message}\n${tail()}`); });
   const adminToken = readFileSync(join(data, 'admin.token'), 'utf8').trim();
   const ca = readFileSync(join(data, 'ca.crt'), 'utf8');
   const admin = new Agent({ connect: { ca }, connections: 64 });
   await waitFor('the server to answer', async () => { await jsonCall(admin, origin, 'GET', '/v1/pools', adminToken); return true; }, 60_000)
-    .catch((e) => { throw new Error(`${(e as Error).message}\n${serverLog.join('\n')}`); });
+    .catch((e) => { throw new Error(`${(e as Error).message}\n${tail()}`); });
 
   // The pool: a CSR from openssl (RSA 2048: the handshakes are the simulated
   // launchers' cost, and real launchers sign on their own hosts).
@@ -181,7 +188,7 @@ async function startServer(dir: string, data: string, children: ReturnType<typeo
     },
   };
 
-  return { tls, target, admin };
+  return { tls, target, admin, logFile };
 }
 
 function fleetErrors(name: string): (e: unknown) => void {
@@ -189,27 +196,44 @@ function fleetErrors(name: string): (e: unknown) => void {
   return (e) => { if (shown++ < 5) say(`  [${name}] worker error: ${(e as Error).message}`); };
 }
 
-/** Start poll loops for `workers` and wait until every one has a poll open. */
-async function startPolling(t: Target, api: WorkerApi, workers: SimWorker[], handler: Handler, onAssign: (a: Assignment, at: number, w: SimWorker) => void, timeoutMs: number): Promise<number> {
+/**
+ * Register `n` launchers, each polling as soon as it is registered, and wait
+ * until every one has a poll open. Resolves with the workers and the seconds
+ * from the first registration to the last open poll.
+ */
+async function launchers(t: Target, api: WorkerApi, n: number, tag: string, handler: Handler, onAssign: (a: Assignment, at: number, w: SimWorker) => void, timeoutMs: number): Promise<{ workers: SimWorker[]; secs: number }> {
   const t0 = performance.now();
   const err = fleetErrors(t.name);
-  for (const w of workers) w.start(handler, onAssign, POLL_WAIT_S, err);
-  await waitFor(`${workers.length} open polls`, () => api.connected() >= workers.length && workers.every((w) => w.polling), timeoutMs).catch((e) => say(`  ${(e as Error).message}: ${api.connected()} connected`));
-  const ms = performance.now() - t0;
+  const workers = await registerWorkers(api, n, Math.min(100, n), tag, (w) => w.start(handler, onAssign, POLL_WAIT_S, err));
+  await waitFor(`${n} open polls`, () => api.connected() >= n && workers.every((w) => w.polling), timeoutMs)
+    .catch((e) => say(`  ${(e as Error).message}: ${workers.filter((w) => w.polling).length} polling, ${api.connected()} connected`));
+  const secs = (performance.now() - t0) / 1000;
   // Let the last polls reach the server's wait list.
   await sleep(1000);
-  return ms;
+  return { workers, secs };
 }
 
+/** CPU seconds this process (the launchers and the admin) has used. */
+function ownCpu(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** Stop polling and leave the pool, as launchers do on a graceful exit. */
 async function stopAll(workers: SimWorker[], api: WorkerApi): Promise<void> {
   await Promise.all(workers.map((w) => w.stop()));
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(100, workers.length) }, async () => {
+    for (let i = next++; i < workers.length; i = next++) {
+      await api.call('/v1/worker/deregister', { workerId: workers[i]!.id }).catch(() => undefined);
+    }
+  }));
   await api.close();
 }
 
 async function logIngestion(t: Target, tls: Tls): Promise<string[]> {
   say(`\n## log ingestion: ${t.name}: ${LOG_WORKERS} launchers, ${LOG_MIB} MiB in ${CHUNK / 1024} KiB chunks`);
   const api = new WorkerApi(t.origin, tls);
-  const workers = await registerWorkers(api, LOG_WORKERS, LOG_WORKERS, 'logs');
   const chunk = Buffer.alloc(CHUNK, 'log line from a simulated launcher, masked already\n');
   const perWorker = Math.ceil((LOG_MIB * 1024 * 1024) / CHUNK / LOG_WORKERS);
   let bytes = 0;
@@ -229,14 +253,16 @@ async function logIngestion(t: Target, tls: Tls): Promise<string[]> {
     done++;
     w.halt();
   };
-  await startPolling(t, api, workers, handler, () => {}, 30_000);
+  const { workers } = await launchers(t, api, LOG_WORKERS, 'logs', handler, () => {}, 60_000);
   const cpu0 = cpuSeconds(t.pid);
+  const own0 = ownCpu();
   for (let i = 0; i < LOG_WORKERS; i++) await t.trigger();
   await waitFor('log uploads', () => done >= LOG_WORKERS, 600_000);
   const cpu = cpuSeconds(t.pid) - cpu0;
+  const own = ownCpu() - own0;
   await stopAll(workers, api);
   const mbs = bytes / 1e6 / ((last - first) / 1000);
-  const line = `logs        ${t.name.padEnd(34)} ${mbs.toFixed(1)} MB/s (${(bytes / 1048576).toFixed(0)} MiB in ${((last - first) / 1000).toFixed(2)} s, target process CPU ${cpu.toFixed(1)} s)`;
+  const line = `logs        ${t.name.padEnd(34)} ${mbs.toFixed(1)} MB/s, ${(bytes / 1e6 / cpu).toFixed(0)} MB per target CPU-second (${(bytes / 1048576).toFixed(0)} MiB in ${((last - first) / 1000).toFixed(2)} s, target process CPU ${cpu.toFixed(1)} s, launchers' process CPU ${own.toFixed(1)} s)`;
   say(line);
   return [line];
 }
@@ -244,10 +270,9 @@ async function logIngestion(t: Target, tls: Tls): Promise<string[]> {
 async function latencyAndThroughput(t: Target, tls: Tls): Promise<string[]> {
   say(`\n## assignment latency and throughput: ${t.name}: ${LAT_N} launchers`);
   const api = new WorkerApi(t.origin, tls);
-  const workers = await registerWorkers(api, LAT_N, 64, 'latency');
   let onAssign: (a: Assignment, at: number) => void = () => {};
-  const ramp = await startPolling(t, api, workers, finishAtOnce, (a, at) => onAssign(a, at), 120_000);
-  say(`  ${LAT_N} polls open after ${(ramp / 1000).toFixed(1)} s; ${api.connected()} connections${t.idleWorkers ? `; server counts ${await t.idleWorkers('latency')} IDLE` : ''}`);
+  const { workers, secs: ramp } = await launchers(t, api, LAT_N, 'latency', finishAtOnce, (a, at) => onAssign(a, at), 180_000);
+  say(`  ${LAT_N} registered and polling after ${ramp.toFixed(1)} s; ${api.connected()} connections${t.idleWorkers ? `; server counts ${await t.idleWorkers('latency')} IDLE` : ''}`);
 
   // Latency: one trigger at a time; the clock runs from just before the admin
   // request to the moment a launcher's poll answer is parsed.
@@ -267,25 +292,31 @@ async function latencyAndThroughput(t: Target, tls: Tls): Promise<string[]> {
   const latLine = `latency     ${t.name.padEnd(34)} p50 ${percentile(ok, 50).toFixed(2)} ms  p99 ${percentile(ok, 99).toFixed(2)} ms  max ${ok.at(-1)?.toFixed(2)} ms; the trigger request alone p50 ${percentile(answered.sort((a, b) => a - b), 50).toFixed(2)} ms (${ok.length} triggers, ${LAT_N} launchers waiting${lost ? `, ${lost} not delivered within 10 s` : ''})`;
   say(latLine);
 
-  // Throughput: 32 admin clients trigger RUNS runs as fast as answered; the
-  // launchers acknowledge, report success and re-poll at once.
-  let assigned = 0;
+  // Throughput: 32 admin clients trigger RUNS runs (or for at most 60 s) as
+  // fast as answered; the launchers acknowledge, report success, re-poll at once.
+  // Unique run ids: a re-sent assignment (same run) counts once.
+  const seen = new Set<string>();
+  let resent = 0;
   let lastAt = 0;
-  onAssign = (_a, at) => { assigned++; lastAt = at; };
+  onAssign = (a, at) => { if (seen.has(a.runId)) resent++; else seen.add(a.runId); lastAt = at; };
   const cpu0 = cpuSeconds(t.pid);
+  const own0 = ownCpu();
   const t0 = performance.now();
   let issued = 0;
   let failed = 0;
   await Promise.all(Array.from({ length: 32 }, async () => {
-    while (issued++ < RUNS) {
+    while (issued < RUNS && performance.now() - t0 < 60_000) {
+      issued++;
       try { await t.trigger(); } catch (e) { if (failed++ < 3) say(`  trigger failed: ${(e as Error).message}`); }
     }
   }));
   const triggeredAt = performance.now();
-  await waitFor('every run assigned', () => assigned >= RUNS - failed, 120_000).catch((e) => say(`  ${(e as Error).message}: ${assigned}/${RUNS}`));
+  await waitFor('every run assigned', () => seen.size >= issued - failed, 120_000).catch((e) => say(`  ${(e as Error).message}: ${seen.size}/${issued}`));
+  const assigned = seen.size;
   const cpu = cpuSeconds(t.pid) - cpu0;
+  const own = ownCpu() - own0;
   const secs = (Math.max(lastAt, triggeredAt) - t0) / 1000;
-  const tpLine = `throughput  ${t.name.padEnd(34)} ${(assigned / secs).toFixed(0)} runs/s (${assigned}/${RUNS} runs in ${secs.toFixed(2)} s; triggers answered at ${(RUNS / ((triggeredAt - t0) / 1000)).toFixed(0)}/s${failed ? `, ${failed} triggers failed` : ''}; target process CPU ${cpu.toFixed(1)} s)`;
+  const tpLine = `throughput  ${t.name.padEnd(34)} ${(assigned / secs).toFixed(0)} runs/s, ${(assigned / cpu).toFixed(0)} runs per target CPU-second (${assigned}/${issued} runs in ${secs.toFixed(2)} s; triggers answered at ${(issued / ((triggeredAt - t0) / 1000)).toFixed(0)}/s${failed ? `, ${failed} triggers failed` : ''}${resent ? `, ${resent} assignments re-sent` : ''}; target process CPU ${cpu.toFixed(1)} s, launchers' process CPU ${own.toFixed(1)} s)`;
   say(tpLine);
   await sleep(500);
   await stopAll(workers, api);
@@ -296,16 +327,13 @@ async function held(t: Target, tls: Tls): Promise<string[]> {
   say(`\n## connected launchers held: ${t.name}: ${HELD}`);
   const before = memoryOf(t.pid);
   const api = new WorkerApi(t.origin, tls);
-  const r0 = performance.now();
-  const workers = await registerWorkers(api, HELD, 100, 'held');
-  const regSecs = (performance.now() - r0) / 1000;
-  const ramp = await startPolling(t, api, workers, finishAtOnce, () => {}, 180_000);
+  const { workers, secs: ramp } = await launchers(t, api, HELD, 'held', finishAtOnce, () => {}, 300_000);
   const open = workers.filter((w) => w.polling).length;
   // Hold for a while (bounded), then read the memory of the target process.
   await sleep(5000);
   const mem = memoryOf(t.pid);
   const idle = t.idleWorkers ? await t.idleWorkers('held') : undefined;
-  const line = `held        ${t.name.padEnd(34)} ${open} polls open on ${api.connected()} connections, RSS ${mem.rssMiB.toFixed(0)} MiB (${before.rssMiB.toFixed(0)} MiB before; peak ${mem.hwmMiB.toFixed(0)} MiB; ${((mem.rssMiB - before.rssMiB) * 1024 / HELD).toFixed(1)} KiB per launcher)${idle === undefined ? '' : `, server counts ${idle} IDLE`}; registration ${regSecs.toFixed(1)} s, polls open after ${(ramp / 1000).toFixed(1)} s`;
+  const line = `held        ${t.name.padEnd(34)} ${open} polls open on ${api.connected()} connections, RSS ${mem.rssMiB.toFixed(0)} MiB (${before.rssMiB.toFixed(0)} MiB before; peak ${mem.hwmMiB.toFixed(0)} MiB; ${((mem.rssMiB - before.rssMiB) * 1024 / HELD).toFixed(1)} KiB per launcher)${idle === undefined ? '' : `, server counts ${idle} IDLE`}; all registered and polling after ${ramp.toFixed(1)} s`;
   say(line);
   await stopAll(workers, api);
   return [line];

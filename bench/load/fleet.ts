@@ -23,7 +23,8 @@ export class WorkerApi {
   constructor(origin: string, tls: Tls) {
     this.origin = origin;
     this.agent = new Agent({
-      connect: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true },
+      // A ramp of thousands of handshakes queues behind each other on 2 cores.
+      connect: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: true, timeout: 60_000 },
       connections: null,
       pipelining: 1,
       headersTimeout: 120_000,
@@ -111,8 +112,12 @@ export const finishAtOnce: Handler = async (w, a) => {
   await w.api.call(`${base}/result`, { workerId: w.id, outcome: 'succeeded', exitCode: 0, error: null, logSeq: 0, workspaceUploaded: false });
 };
 
-/** Register `n` workers with at most `concurrency` registrations in flight. */
-export async function registerWorkers(api: WorkerApi, n: number, concurrency: number, tag: string): Promise<SimWorker[]> {
+/**
+ * Register `n` workers with at most `concurrency` registrations in flight.
+ * `onRegistered` runs for each at once (a real launcher polls right after it
+ * registers; one that waited would outlive its lease and go OFFLINE).
+ */
+export async function registerWorkers(api: WorkerApi, n: number, concurrency: number, tag: string, onRegistered?: (w: SimWorker) => void): Promise<SimWorker[]> {
   const out: SimWorker[] = new Array(n);
   let next = 0;
   const one = async () => {
@@ -122,6 +127,7 @@ export async function registerWorkers(api: WorkerApi, n: number, concurrency: nu
         host: { hostname: `sim-${i}`, os: 'linux', arch: 'x64', docker: 'none' },
       });
       out[i] = new SimWorker(json.workerId, api);
+      onRegistered?.(out[i]!);
     }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, one));

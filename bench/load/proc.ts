@@ -2,7 +2,7 @@
 // processes (so their memory is theirs alone) under a raised open-file limit,
 // and their resident memory is read from /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
@@ -16,14 +16,24 @@ export function hardFileLimit(): number {
   return Math.min(65536, Number(m[2]));
 }
 
-/** `sh -c 'ulimit -n N; exec "$@"'`: exec keeps the child's pid the node process's pid. */
-export function spawnWithLimit(args: string[], opts: { env?: Record<string, string>; fileLimit?: number; log?: (line: string) => void } = {}): ChildProcess {
+/**
+ * `sh -c 'ulimit -n N; exec "$@"'`: exec keeps the child's pid the node
+ * process's pid. With `logFile`, stdout and stderr go straight to that file:
+ * a server writing its log synchronously to a pipe would stall whenever this
+ * (busy) process is slow to drain it, and the bench would measure that.
+ */
+export function spawnWithLimit(args: string[], opts: { env?: Record<string, string>; fileLimit?: number; log?: (line: string) => void; logFile?: string } = {}): ChildProcess {
   const limit = opts.fileLimit ?? hardFileLimit();
+  const fd = opts.logFile === undefined ? undefined : openSync(opts.logFile, 'a');
   const child = spawn('sh', ['-c', `ulimit -n ${limit} && exec "$@"`, 'sh', ...args], {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: fd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', fd, fd],
   });
+  if (fd !== undefined) {
+    closeSync(fd);
+    return child;
+  }
   const log = opts.log;
   const forward = (d: Buffer) => { if (log) for (const l of d.toString().split('\n')) if (l.trim()) log(l); };
   child.stdout!.on('data', forward);
