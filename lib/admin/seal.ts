@@ -4,7 +4,7 @@
 // sees the sealed bytes.
 import { pipeline } from 'node:stream/promises';
 import { Readable, Writable } from 'node:stream';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, LauncherError } from '../errors.ts';
 import { createSealStream } from '../age/seal.ts';
 import { sshRsaRecipient } from '../age/sshrsa.ts';
 import type { Recipient } from '../age/recipient.ts';
@@ -32,6 +32,7 @@ export async function sealSecretEnv(secrets: Record<string, string>, recipients:
 export function sealedWorkspace(dir: string, recipients: Recipient[]): Readable {
   const sealed = createSealStream(recipients);
   const tar = packDirectory(dir);
-  tar.on('error', (e) => sealed.destroy(e));
+  // Say it was the directory, not the server, when reading it fails mid-upload.
+  tar.on('error', (e) => sealed.destroy(new LauncherError('WORKSPACE_UNREADABLE', `Cannot pack --workspace ${dir}: ${e.message}`, { cause: e })));
   return tar.pipe(sealed);
 }
