@@ -64,7 +64,7 @@ parentPort.on('message', (m) => {
     }
   }
   sinceGc += m.length;
-  if (collect && sinceGc >= (2 << 20)) { sinceGc = 0; collect({ type: 'minor' }); }
+  if (collect && sinceGc >= (1 << 19)) { sinceGc = 0; collect({ type: 'minor' }); }
   parentPort.postMessage({ id: m.id, input: m.input, output: m.output, outLength: o, failed }, [m.input, m.output]);
 });
 `;

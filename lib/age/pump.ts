@@ -79,7 +79,7 @@ export async function pumpFile(core: ChunkCore, input: FileHandle, output: FileH
   let which = 0;
   let reading = input.read(bufs[0]!, 0, blockSize, null);
   let writing: Promise<void> = Promise.resolve();
-  const meter = new GarbageMeter(4 << 20);
+  const meter = new GarbageMeter(1 << 19);
   try {
     for (;;) {
       const { bytesRead } = await reading;

@@ -113,7 +113,7 @@ export class ArmoredSealer {
 
 /** Wraps a pure core (Sealer, ArmoredSealer, Opener) as a Transform with backpressure. */
 export function transformOf(core: { write(chunk: Buffer, emit: Emit): void; end(emit: Emit): void }): Transform {
-  const meter = new GarbageMeter();
+  const meter = new GarbageMeter(1 << 20);
   return new Transform({
     // Room for a few chunks each side so reading, crypto and writing overlap.
     readableHighWaterMark: 1 << 20,
