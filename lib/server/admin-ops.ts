@@ -72,6 +72,7 @@ export class AdminOps {
       this.store.run('INSERT INTO pools (id, name, cycle, created_at) VALUES (?, ?, 0, ?)', [id, name, iso()]);
       this.store.insertKey(key);
     });
+    this.store.forgetPools();
     return { pool: this.poolView(this.pool(id)), token };
   }
 
@@ -83,6 +84,7 @@ export class AdminOps {
       this.store.run("UPDATE pool_keys SET state = 'revoked', retired_at = coalesce(retired_at, ?) WHERE pool_id = ? AND state != 'revoked'", [iso(), p.id]);
       this.store.insertKey(key);
     });
+    this.store.forgetPools();
     // Polls held on the old certificate end now; their next request gets 403.
     this.s.presence.releaseWhere((w) => w.poolId === p.id);
     return { pool: this.poolView(this.pool(p.id)), token };
@@ -91,6 +93,7 @@ export class AdminOps {
   cyclePool(idOrName: string): { pool: Record<string, unknown> } {
     const p = this.pool(idOrName);
     this.store.run('UPDATE pools SET cycle = cycle + 1 WHERE id = ?', [p.id]);
+    this.store.forgetPools();
     for (const w of this.store.workers(p.id)) this.s.wake(w.id);
     return { pool: this.poolView(this.pool(p.id)) };
   }
@@ -107,6 +110,7 @@ export class AdminOps {
       this.store.run('UPDATE stacks SET pool_id = NULL, updated_at = ? WHERE pool_id = ?', [now, p.id]);
       this.store.run('UPDATE workers SET deregistered_at = ? WHERE pool_id = ? AND deregistered_at IS NULL', [now, p.id]);
     });
+    this.store.forgetPools();
     for (const w of workers) this.s.presence.forget(w.id);
     return { pool: view };
   }
@@ -126,6 +130,7 @@ export class AdminOps {
     if (k.state !== 'active') throw new HttpError(409, 'KEY_STATE', `Key ${k.id} is ${k.state}, not active`);
     if (this.store.activeKeys(p.id).length <= 1) throw new HttpError(409, 'LAST_KEY', `Key ${k.id} is the pool's last active key: add a new key first (POST /v1/pools/${p.id}/keys)`);
     this.store.run("UPDATE pool_keys SET state = 'retired', retired_at = ? WHERE id = ?", [iso(), k.id]);
+    this.store.forgetPools();
     this.s.presence.releaseWhere((w) => w.keyId === k.id);
     return { key: keyJson(this.store.key(p.id, k.id)!) };
   }

@@ -148,6 +148,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   server.keepAliveTimeout = 75_000;
   server.maxRequestsPerSocket = 0;
   server.on('tlsClientError', (e) => o.log.debug('TLS handshake failed', { error: e.message }));
+  // A connection keeps the certificate it was opened with (see worker-api.ts).
+  server.on('secureConnection', (sock) => sock.disableRenegotiation());
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => reject(new LauncherError('LISTEN_FAILED', `Cannot listen on ${o.listenHost}:${o.listenPort}: ${e.code ?? e.message}`, { exitCode: 1, cause: e })));

@@ -178,8 +178,8 @@ export class Service {
     return { drain: w.drained === 1, cycle: pool ? w.cycle_gen < pool.cycle : true, cancel };
   }
 
-  private reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = []): PollReply {
-    const control = this.control(w, extraCancel);
+  private reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = [], known?: Control): PollReply {
+    const control = known ?? this.control(w, extraCancel);
     this.presence.delivered.set(w.id, JSON.stringify(control));
     return { assignment, control };
   }
@@ -208,7 +208,7 @@ export class Service {
     });
     run.state = 'RUNNING';
     run.worker_id = workerId;
-    this.log.info('Run assigned', { run: run.id, phase: run.phase, worker: workerId, pool: run.pool_id });
+    this.log.debug('Run assigned', { run: run.id, phase: run.phase, worker: workerId, pool: run.pool_id });
     this.changed(run.id);
   }
 
@@ -390,7 +390,7 @@ export class Service {
     }
     const control = this.control(w, extraCancel);
     if (JSON.stringify(control) !== (this.presence.delivered.get(w.id) ?? DEFAULT_CONTROL_SIG) || waitMs <= 0) {
-      return this.reply(w, null, extraCancel);
+      return this.reply(w, null, extraCancel, control);
     }
     return new Promise<PollReply | undefined>((resolve) => {
       const waiter: Waiter = {
@@ -415,7 +415,7 @@ export class Service {
     if (ph.started_at !== null && ph.outcome === null) return {};
     if (!this.isOpen(run, ph)) throw this.closed(run, ph);
     this.store.updatePhase(runId, phase, { started_at: iso() });
-    this.log.info('Phase started', { run: runId, phase, worker: w.id });
+    this.log.debug('Phase started', { run: runId, phase, worker: w.id });
     this.changed(runId);
     return {};
   }

@@ -59,16 +59,37 @@ export class Store {
   setMeta(key: string, value: string): void { this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', [key, value]); }
 
   // pools and keys
+  // Pools and keys are read on every worker request and change rarely: they
+  // are cached here, and every write to them goes through forgetPools().
+  private poolCache = new Map<string, PoolRow | undefined>();
+  private serialCache = new Map<string, KeyRow | undefined>();
+  forgetPools(): void { this.poolCache.clear(); this.serialCache.clear(); }
+
   pool(idOrName: string): PoolRow | undefined {
-    return this.get<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1', [idOrName, idOrName, idOrName]);
+    const byId = this.poolAny(idOrName);
+    if (byId && !byId.deleted_at) return byId;
+    return this.get<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL AND name = ?', [idOrName]);
   }
-  poolAny(id: string): PoolRow | undefined { return this.get<PoolRow>('SELECT * FROM pools WHERE id = ?', [id]); }
+  poolAny(id: string): PoolRow | undefined {
+    if (this.poolCache.has(id)) return this.poolCache.get(id);
+    const row = this.get<PoolRow>('SELECT * FROM pools WHERE id = ?', [id]);
+    if (this.poolCache.size > 10_000) this.poolCache.clear();
+    this.poolCache.set(id, row);
+    return row;
+  }
   pools(): PoolRow[] { return this.all<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   keys(poolId: string): KeyRow[] { return this.all<KeyRow>('SELECT * FROM pool_keys WHERE pool_id = ? ORDER BY created_at, id', [poolId]); }
   activeKeys(poolId: string): KeyRow[] { return this.all<KeyRow>("SELECT * FROM pool_keys WHERE pool_id = ? AND state = 'active' ORDER BY created_at, id", [poolId]); }
-  keyBySerial(serial: string): KeyRow | undefined { return this.get<KeyRow>('SELECT * FROM pool_keys WHERE serial = ?', [serial]); }
+  keyBySerial(serial: string): KeyRow | undefined {
+    if (this.serialCache.has(serial)) return this.serialCache.get(serial);
+    const row = this.get<KeyRow>('SELECT * FROM pool_keys WHERE serial = ?', [serial]);
+    if (this.serialCache.size > 10_000) this.serialCache.clear();
+    this.serialCache.set(serial, row);
+    return row;
+  }
   key(poolId: string, id: string): KeyRow | undefined { return this.get<KeyRow>('SELECT * FROM pool_keys WHERE pool_id = ? AND id = ?', [poolId, id]); }
   insertKey(k: KeyRow): void {
+    this.forgetPools();
     this.run('INSERT INTO pool_keys (id, pool_id, state, serial, public_key_pem, cert_pem, not_after, created_at, retired_at) VALUES ($id, $pool_id, $state, $serial, $public_key_pem, $cert_pem, $not_after, $created_at, $retired_at)', { ...k });
   }
   poolCounts(poolId: string): { workers: number; busy: number; pending: number } {
@@ -99,7 +120,8 @@ export class Store {
 
   // stacks
   stack(idOrName: string): StackRow | undefined {
-    return this.get<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1', [idOrName, idOrName, idOrName]);
+    return this.get<StackRow>('SELECT * FROM stacks WHERE id = ? AND deleted_at IS NULL', [idOrName]) ??
+      this.get<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL AND name = ?', [idOrName]);
   }
   stacks(): StackRow[] { return this.all<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   insertStack(s: StackRow): void {
@@ -145,7 +167,7 @@ export class Store {
   }
   runningRuns(): RunRow[] { return this.all<RunRow>("SELECT * FROM runs WHERE state = 'RUNNING'"); }
   phase(runId: string, idx: number): PhaseRow | undefined { return this.get<PhaseRow>('SELECT * FROM phases WHERE run_id = ? AND idx = ?', [runId, idx]); }
-  phases(runId: string): PhaseRow[] { return this.all<PhaseRow>('SELECT * FROM phases WHERE run_id = ? ORDER BY idx', [runId]); }
+  phases(runId: string): PhaseRow[] { return this.all<PhaseRow>('SELECT * FROM phases WHERE run_id = ?', [runId]).sort((a, b) => a.idx - b.idx); }
   updatePhase(runId: string, idx: number, fields: Partial<PhaseRow>): void {
     const keys = Object.keys(fields);
     if (keys.length === 0) return;

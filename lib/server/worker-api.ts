@@ -7,16 +7,31 @@ import { HttpError, Router, badField, readBody, readJson, sendJson, type Ctx } f
 import { DEFAULT_POLL_SECONDS, LOG_CHUNK_LIMIT, MAX_POLL_SECONDS, type Service } from './service.ts';
 
 /** The pool a request's client certificate belongs to: 401 without a valid one, 403 when revoked. */
+// The peer certificate of a connection cannot change (renegotiation is
+// disabled on every connection in app.ts), and building its JS object is the
+// most expensive part of a small request, so each socket computes it once.
+const peers = new WeakMap<TLSSocket, { serial: string | undefined; authorized: boolean; error: string }>();
+
+function peerOf(sock: TLSSocket): { serial: string | undefined; authorized: boolean; error: string } {
+  let p = peers.get(sock);
+  if (!p) {
+    const cert = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : undefined;
+    p = { serial: cert?.serialNumber || undefined, authorized: sock.authorized === true, error: String(sock.authorizationError ?? 'unknown issuer') };
+    peers.set(sock, p);
+  }
+  return p;
+}
+
 export function authenticateWorker(req: IncomingMessage, s: Service): { poolId: string; keyId: string } {
-  const sock = req.socket as TLSSocket;
-  const cert = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : undefined;
-  if (!cert || !cert.serialNumber) {
+  const peer = peerOf(req.socket as TLSSocket);
+  if (!peer.serial) {
     throw new HttpError(401, 'CLIENT_CERT_REQUIRED', 'Client certificate required: launchers authenticate with the pool certificate from their token');
   }
-  if (!sock.authorized) {
-    throw new HttpError(401, 'CLIENT_CERT_UNTRUSTED', `Client certificate refused: it is not issued by this server's CA (${String(sock.authorizationError ?? 'unknown issuer')})`);
+  if (!peer.authorized) {
+    throw new HttpError(401, 'CLIENT_CERT_UNTRUSTED', `Client certificate refused: it is not issued by this server's CA (${peer.error})`);
   }
-  return s.poolForSerial(cert.serialNumber);
+  // The revocation check runs on every request: a reset applies at once.
+  return s.poolForSerial(peer.serial);
 }
 
 const phaseParam = (ctx: Ctx): number => {
