@@ -76,7 +76,8 @@ test('kill -9 and restart: pools, workers, queued runs, logs and workspaces are 
   const token = srv.adminToken;
 
   await srv.kill9();
-  await srv.start();
+  // A long lease while this test inspects things at leisure (the flag given last wins).
+  await srv.start(['--worker-lease', '5m']);
 
   assert.is(srv.adminToken, token);
   const pools = (await srv.admin('GET', '/v1/pools')).body.pools;
@@ -99,6 +100,7 @@ test('kill -9 and restart: pools, workers, queued runs, logs and workspaces are 
   assert.is((await srv.admin('GET', `/v1/runs/${r1}/logs?phase=0`)).text, 'before the crash\nafter\n');
   for (const id of [r1, r2, r3]) await srv.admin('POST', `/v1/runs/${id}/cancel`);
   await srv.worker(pool.cert, 'POST', '/v1/worker/deregister', { workerId: wid });
+  await srv.restart();
 });
 
 test('a silent worker goes OFFLINE after its lease; its started phase fails as worker lost after the grace period', async () => {
