@@ -122,10 +122,21 @@ export async function registerWorkers(api: WorkerApi, n: number, concurrency: nu
   let next = 0;
   const one = async () => {
     for (let i = next++; i < n; i = next++) {
-      const { json } = await api.call<{ workerId: string }>('/v1/worker/register', {
+      const body = {
         workerId: null, metadata: { bench: tag, index: String(i) }, version: 'bench',
         host: { hostname: `sim-${i}`, os: 'linux', arch: 'x64', docker: 'none' },
-      });
+      };
+      // Like a launcher: a refused or reset connection during a storm of
+      // handshakes is retried after a pause, a few times.
+      let json: { workerId: string } | undefined;
+      for (let attempt = 1; json === undefined; attempt++) {
+        try {
+          ({ json } = await api.call<{ workerId: string }>('/v1/worker/register', body));
+        } catch (e) {
+          if (attempt >= 5) throw e;
+          await new Promise((r) => setTimeout(r, 500 * attempt));
+        }
+      }
       out[i] = new SimWorker(json.workerId, api);
       onRegistered?.(out[i]!);
     }

@@ -101,5 +101,5 @@ function remove(w: Waiter): void {
 }
 
 server.keepAliveTimeout = 120_000;
-server.listen(Number(portText), '127.0.0.1', () => process.stdout.write(`peer listening on ${portText}\n`));
+server.listen({ port: Number(portText), host: '127.0.0.1', backlog: 511 }, () => process.stdout.write(`peer listening on ${portText}\n`));
 process.on('SIGTERM', () => { rmSync(logDir, { recursive: true, force: true }); process.exit(0); });
