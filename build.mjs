@@ -129,7 +129,7 @@ if (!opts['bundle-only']) {
     buildSea({ bundle: bundlePath, base: stripped, output: join(dist, name), workDir, codeCache });
     rmSync(stripped, { force: true });
     built.push(name);
-    log(`${name}: ${(statSync(join(dist, name)).size / 1e6).toFixed(1)} MB (${didStrip ? 'stripped' : 'unstripped'} Node, code cache ${codeCache ? 'on' : 'off'}) [${elapsed()}]`);
+    log(`${name}: ${(statSync(join(dist, name)).size / 1e6).toFixed(1)} MB (${didStrip ? `Node stripped by ${didStrip}` : 'unstripped Node'}, code cache ${codeCache ? 'on' : 'off'}) [${elapsed()}]`);
   }
   // Binaries of architectures not built now are from an older build: drop them
   // so SHA256SUMS and the directory the server publishes always agree.

@@ -37,22 +37,26 @@ export function baseNodeFor(arch, { root, cacheDir, log }) {
   return bin;
 }
 
+/** The strip program for an architecture: the host's own, or a cross binutils one. */
+const CROSS_STRIP = { x64: 'x86_64-linux-gnu-strip', arm64: 'aarch64-linux-gnu-strip' };
+
 /**
  * A stripped copy of NODE at DEST. Stripping the finished SEA breaks it (the
  * injected note moves), but stripping the base first is safe and removes
- * ~30 MB of symbols. Only host-architecture binaries are stripped: the host's
- * binutils do not know foreign ELF machines, and an unrunnable result could
- * not be checked here. Returns whether it stripped.
+ * ~30 MB of symbols. The host's strip only knows the host's ELF machine; for
+ * another architecture the cross binutils strip is used when installed
+ * (Debian: binutils-aarch64-linux-gnu), else the copy stays unstripped.
+ * Returns the strip program used, or undefined.
  */
 export function strippedCopy(node, dest, { arch }) {
   copyFileSync(node, dest);
-  if (arch !== hostArch()) return false;
-  const r = spawnSync('strip', [dest], { stdio: 'inherit' });
-  if (r.error || r.status !== 0) {
+  const tools = arch === hostArch() ? ['strip'] : [CROSS_STRIP[arch]];
+  for (const tool of tools) {
+    const r = spawnSync(tool, [dest], { stdio: ['ignore', 'ignore', 'pipe'] });
+    if (!r.error && r.status === 0) return tool;
     copyFileSync(node, dest);
-    return false;
   }
-  return true;
+  return undefined;
 }
 
 export function hostArch() {
