@@ -95,10 +95,11 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   }
   const adminHash = Buffer.from(tokenHash, 'hex');
 
+  const logFiles = new LogFiles(paths.logs);
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
     blobs: createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces }),
-    logs: new LogFiles(paths.logs), log: o.log,
+    logs: logFiles, log: o.log,
   });
   const ops = new AdminOps(service);
   const workerRouter = workerRoutes(service);
@@ -176,6 +177,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         setTimeout(() => server.closeAllConnections(), 2000).unref();
       });
       closeSync(audit);
+      await logFiles.closeAll();
       db.close();
       rmSync(paths.pid, { force: true });
     },

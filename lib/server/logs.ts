@@ -5,7 +5,7 @@
 // `log_bytes` that the retried chunk overwrites, so nothing is duplicated and
 // readers never see bytes the database does not account for.
 import { createReadStream } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 
@@ -32,19 +32,54 @@ export class LogFiles {
     }
   }
 
-  /** Writes `chunk` at `offset`, truncating anything after it, and fsyncs. */
-  async write(runId: string, phase: number, offset: number, chunk: Buffer): Promise<void> {
+  // Open handles of phases that are shipping logs (used under exclusive()),
+  // so a chunk costs a write and an fdatasync, not an open and a close too.
+  private readonly handles = new Map<string, FileHandle>();
+  private static readonly MAX_OPEN = 256;
+
+  private async handle(runId: string, phase: number): Promise<FileHandle> {
+    const key = `${runId}/${phase}`;
+    const open_ = this.handles.get(key);
+    if (open_) return open_;
     await mkdir(join(this.dir, runId), { recursive: true, mode: 0o700 });
-    const fh = await open(this.path(runId, phase), 'a+', 0o600).catch(() => open(this.path(runId, phase), 'w+', 0o600));
+    const fh = await open(this.path(runId, phase), 'a+', 0o600);
+    if (this.handles.size >= LogFiles.MAX_OPEN) {
+      const [oldKey, oldFh] = this.handles.entries().next().value as [string, FileHandle];
+      this.handles.delete(oldKey);
+      await oldFh.close().catch(() => {});
+    }
+    this.handles.set(key, fh);
+    return fh;
+  }
+
+  /** Writes `chunk` at `offset`, truncating anything after it, and syncs it to disk. */
+  async write(runId: string, phase: number, offset: number, chunk: Buffer): Promise<void> {
+    const fh = await this.handle(runId, phase);
     try {
       await fh.truncate(offset);
       // Positional writes are ignored in append mode on Linux, so after the
       // truncate the end of file is exactly `offset`.
       await fh.write(chunk, 0, chunk.length, null);
-      await fh.sync();
-    } finally {
-      await fh.close();
+      await fh.datasync();
+    } catch (e) {
+      await this.release(runId, phase);
+      throw e;
     }
+  }
+
+  /** Closes a phase's handle (its phase ended). */
+  async release(runId: string, phase: number): Promise<void> {
+    const key = `${runId}/${phase}`;
+    const fh = this.handles.get(key);
+    if (!fh) return;
+    this.handles.delete(key);
+    await fh.close().catch(() => {});
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.all(all.map((fh) => fh.close().catch(() => {})));
   }
 
   /** Copies bytes [start, end) of a phase's log to `out`, respecting back-pressure. */

@@ -271,6 +271,7 @@ export class Service {
       }
     });
     this.log.info('Phase ended', { run: run.id, phase: ph.idx, outcome, state: next.state, worker: workerId ?? undefined });
+    void this.opts.logs.exclusive(run.id, ph.idx, () => this.opts.logs.release(run.id, ph.idx));
     this.changed(run.id);
     if (next.state === 'QUEUED') this.dispatch(run.pool_id);
   }
