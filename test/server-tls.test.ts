@@ -96,6 +96,23 @@ test('a reset pool\'s old certificate is 403; the new token\'s certificate works
   assert.is(curl('/v1/worker/register', { cert: newCert, key: k2.keyPath })[0], 200);
 });
 
+test('another pool\'s certificate asking for a run it was not given is 404 (curl)', async () => {
+  const a = await newPool('owner');
+  const b = await newPool('other');
+  const [, regA] = curl('/v1/worker/register', { cert: a.cert, key: a.key });
+  await srv.admin('POST', '/v1/stacks', { name: 'owned', pool: a.id, phases: [{ name: 'p', script: 'true' }] });
+  const runId = (await srv.admin('POST', '/v1/stacks/owned/runs', {})).body.run.id;
+  const [, polled] = curl('/v1/worker/poll?wait=5', { cert: a.cert, key: a.key }, JSON.stringify({ workerId: regA.workerId, accept: true, runId: null }));
+  assert.is(polled.assignment.runId, runId);
+  const [, regB] = curl('/v1/worker/register', { cert: b.cert, key: b.key });
+  const [status, body] = curl(`/v1/worker/runs/${runId}/phases/0/start`, { cert: b.cert, key: b.key }, JSON.stringify({ workerId: regB.workerId }));
+  assert.is(status, 404);
+  assert.is(body.error.code, 'RUN_NOT_FOUND');
+  const out = execFileSync('curl', ['-sS', '--cacert', srv.caPath, '--cert', b.cert, '--key', b.key, '-o', '/dev/null', '-w', '%{http_code}', `${srv.url}/v1/worker/runs/${runId}/workspace`], { encoding: 'utf8' });
+  assert.is(out, '404');
+  await srv.admin('POST', `/v1/runs/${runId}/cancel`);
+});
+
 test('key rotation: an added key works, a retired key is 403, the last key cannot be retired', async () => {
   const p = await newPool('rotate');
   const k2 = opensslCsr(dir, 'rotate2');
