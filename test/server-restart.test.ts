@@ -4,6 +4,7 @@
 // and their started phase fails as "worker lost" after the grace period.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -173,6 +174,22 @@ test('--rotate-admin-token (server stopped) replaces the token: the old one is 4
   assert.is.not(srv.adminToken, old);
   assert.is((await srv.admin('GET', '/v1/pools', undefined, { token: old })).status, 401);
   assert.is((await srv.admin('GET', '/v1/pools')).status, 200);
+});
+
+test('a new --url host is added to the server certificate on restart; the CA and tokens stay valid', async () => {
+  const caBefore = readFileSync(srv.caPath, 'utf8');
+  await srv.restart(['--url', `https://ci.example.test:${srv.port}`]);
+  const san = execFileSync('openssl', ['x509', '-in', join(srv.dataDir, 'server.crt'), '-noout', '-ext', 'subjectAltName'], { encoding: 'utf8' });
+  assert.match(san, /DNS:ci\.example\.test/);
+  assert.match(san, /IP Address:127\.0\.0\.1/);
+  assert.is(readFileSync(srv.caPath, 'utf8'), caBefore);
+  // The pool's existing certificate is still accepted.
+  assert.is((await srv.worker(pool.cert, 'POST', '/v1/worker/register', { metadata: {}, host: {} })).status, 200);
+  // New tokens carry the --url.
+  const k = opensslCsr(dir, 'urlpool');
+  const r = await srv.admin('POST', '/v1/pools', { name: 'urlpool', csr: k.csrPem });
+  assert.is(JSON.parse(Buffer.from(r.body.token, 'base64').toString()).serverUrl, `https://ci.example.test:${srv.port}`);
+  await srv.restart();
 });
 
 test.run();

@@ -137,6 +137,7 @@ export class Presence {
       if (t) { clearTimeout(t); m.delete(workerId); }
     }
     this.delivered.delete(workerId);
+    this.lastSeen.delete(workerId);
   }
 
   /** Ends every held poll with an empty answer and stops all timers (shutdown). */
