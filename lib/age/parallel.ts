@@ -81,6 +81,7 @@ export class Pool {
   #waiting = new Map<number, { resolve: (r: Result) => void; reject: (e: unknown) => void }>();
   #id = 0;
   #error: unknown = null;
+  #closing = false;
 
   constructor(size: number) {
     this.#workers = Array.from({ length: size }, () => {
@@ -92,6 +93,8 @@ export class Pool {
         p?.resolve(r);
       });
       w.on('error', (e) => this.#fail(e));
+      // A worker that stops on its own (e.g. killed for memory) must not leave a job waiting forever.
+      w.on('exit', (code) => { if (!this.#closing) this.#fail(new Error(`age worker thread exited with code ${code}`)); });
       return w;
     });
   }
@@ -130,6 +133,7 @@ export class Pool {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     await Promise.all(this.#workers.map((w) => w.terminate()));
   }
 }
