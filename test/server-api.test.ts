@@ -4,6 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
@@ -247,6 +248,34 @@ test('workspace over --max-workspace-size is 413 and nothing is kept', async () 
   assert.not.ok(readdirSync(join(srv.dataDir, 'workspaces')).includes(`${runId}.age`));
   const ws = await srv.worker(poolA.cert, 'GET', `/v1/worker/runs/${runId}/workspace`);
   assert.is(ws.body.error.code, 'NO_WORKSPACE');
+  // Without a Content-Length the limit is enforced while streaming.
+  const streamed = await new Promise<{ status: number; body: any }>((resolve, reject) => {
+    const req = request({
+      method: 'PUT', host: '127.0.0.1', port: srv.port, path: `/v1/worker/runs/${runId}/phases/0/workspace`,
+      ca: srv.caPem, cert: poolA.cert.certPem, key: poolA.cert.keyPem, agent: false,
+      headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
+    }, (res) => {
+      const c: Buffer[] = [];
+      res.on('data', (d: Buffer) => c.push(d));
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(c).toString()) }));
+    });
+    req.on('error', reject);
+    req.write(SEALED(''));
+    let sent = 0;
+    const pump = (): void => {
+      // Keep sending until the server answers (it must not wait for the end).
+      while (sent < 64 * 1024 * 1024 && !req.destroyed) {
+        sent += 16 * 1024;
+        if (!req.write(Buffer.alloc(16 * 1024, 1))) { req.once('drain', pump); return; }
+      }
+      req.end();
+    };
+    req.on('response', () => { sent = Infinity; });
+    pump();
+  });
+  assert.is(streamed.status, 413);
+  assert.is(streamed.body.error.code, 'WORKSPACE_TOO_LARGE');
+  assert.equal(readdirSync(join(srv.dataDir, 'tmp')), []);
   // The raw trigger form streams and enforces the same limit.
   const t = await srv.admin('POST', '/v1/stacks/bigws/runs?proposed=1', big);
   assert.is(t.status, 413);
