@@ -80,7 +80,20 @@ export function checkPositionals(c: Command, positionals: string[]): void {
 /** Parse `NOUN VERB …` into the command and its arguments (throws ConfigError). */
 export function parseCommand(argv: string[]): { command: Command | null; help: string | null; args: Args } {
   const empty: Args = { values: {}, positionals: [] };
-  const [nounName, verbName, ...rest] = argv;
+  // Connection flags may come before the noun too (`launcher admin --data DIR pool list`):
+  // move them behind the verb, where parseArgs reads them with the command's own.
+  const leading: string[] = [];
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith('--') && argv[i] !== '--help') {
+    const name = argv[i]!.slice(2).split('=')[0]!;
+    const o = GLOBAL_OPTIONS[name];
+    if (!o) throw new ConfigError(`Unknown option --${name} before the command: expected one of ${Object.keys(GLOBAL_OPTIONS).map((k) => `--${k}`).join(', ')}`, { code: 'USAGE' });
+    const takesValue = o.type === 'string' && !argv[i]!.includes('=');
+    leading.push(...argv.slice(i, i + (takesValue ? 2 : 1)));
+    i += takesValue ? 2 : 1;
+  }
+  const [nounName, verbName, ...afterVerb] = argv.slice(i);
+  const rest = [...afterVerb, ...leading];
   if (nounName === undefined || nounName === '--help' || nounName === '-h' || nounName === 'help') return { command: null, help: usage(), args: empty };
   const noun = NOUNS[nounName];
   if (!noun) throw new ConfigError(`Unknown admin command "${nounName}": expected one of ${Object.keys(NOUNS).join(', ')}`, { code: 'USAGE' });
