@@ -283,7 +283,7 @@ export class AdminOps {
         created_at: now, updated_at: now, ended_at: null,
       }, phases);
     });
-    this.s.log.info('Run triggered', { run: id, stack: st.id, pool: pool.id, state });
+    this.s.log.debug('Run triggered', { run: id, stack: st.id, pool: pool.id, state });
     if (state === 'QUEUED') this.s.dispatch(pool.id);
     return { run: this.runView(this.run(id)) };
   }
