@@ -13,6 +13,9 @@ import { DockerClient } from '../lib/docker/client.ts';
 import { ensureTestImage, TEST_IMAGE } from '../test/helpers/docker.ts';
 
 $.verbose = false;
+$.quiet = true;
+// zx spawns through a shell; Node 26 warns about that on every call.
+process.noDeprecation = true;
 const root = path.resolve(import.meta.dirname, '..');
 // tsx resolved from this project, so the commands work from any folder.
 const launcher = [process.execPath, '--import', import.meta.resolve('tsx'), path.join(root, 'launcher.ts')];
