@@ -214,18 +214,27 @@ export class Service {
 
   /** Gives queued runs of a pool to its waiting workers, at once. */
   dispatch(poolId: string): void {
-    const waiters = this.presence.acceptingIn(poolId).filter((w) => w.alive());
-    if (waiters.length === 0) return;
-    const runs = this.store.queued(poolId, waiters.length);
-    if (runs.length === 0) return;
-    const views = waiters.map((w) => ({ id: w.workerId, poolId, deregistered: false, offline: false, drained: false, cycled: false, accepting: true, busy: false }));
-    const plan = planAssignments(runs.map((r) => ({ id: r.id, poolId: r.pool_id, queueKey: r.queue_key })), views);
-    for (const p of plan) {
-      const waiter = this.presence.take(p.workerId)!;
-      const run = runs.find((r) => r.id === p.runId)!;
-      this.assign(run, p.workerId);
-      const w = this.store.worker(p.workerId)!;
-      waiter.settle(this.reply(w, this.assignmentFor(run)));
+    // In batches, so a trigger with a thousand idle launchers waiting looks at
+    // one run and one waiter, not at all of them.
+    const BATCH = 64;
+    for (;;) {
+      const count = this.presence.acceptingCount(poolId);
+      if (count === 0) return;
+      const runs = this.store.queued(poolId, Math.min(count, BATCH));
+      if (runs.length === 0) return;
+      const waiters = this.presence.acceptingIn(poolId, runs.length);
+      if (waiters.length === 0) return;
+      // Waiters are only listed as accepting while they can take work (see poll).
+      const views = waiters.map((w) => ({ id: w.workerId, poolId, deregistered: false, offline: false, drained: false, cycled: false, accepting: true, busy: false }));
+      const plan = planAssignments(runs.map((r) => ({ id: r.id, poolId: r.pool_id, queueKey: r.queue_key })), views);
+      for (const p of plan) {
+        const waiter = this.presence.take(p.workerId)!;
+        const run = runs.find((r) => r.id === p.runId)!;
+        this.assign(run, p.workerId);
+        const w = this.store.worker(p.workerId)!;
+        waiter.settle(this.reply(w, this.assignmentFor(run)));
+      }
+      if (plan.length < BATCH) return;
     }
   }
 
@@ -384,7 +393,7 @@ export class Service {
     const eligible = canTakeWork(this.view(w, pool, accept));
     if (eligible) {
       const [run] = this.store.queued(pool.id, 1);
-      if (run && this.presence.acceptingIn(pool.id).length === 0) {
+      if (run && this.presence.acceptingIn(pool.id, 1).length === 0) {
         this.assign(run, w.id);
         return this.reply(w, this.assignmentFor(run), extraCancel);
       }

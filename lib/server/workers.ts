@@ -116,9 +116,19 @@ export class Presence {
 
   waiting(workerId: string): Waiter | undefined { return this.waiters.get(workerId); }
 
-  /** Accepting waiters of a pool, longest-waiting first. */
-  acceptingIn(poolId: string): Waiter[] {
-    return [...(this.accepting.get(poolId)?.values() ?? [])];
+  /** How many accepting waiters a pool has (some may have just gone away). */
+  acceptingCount(poolId: string): number {
+    return this.accepting.get(poolId)?.size ?? 0;
+  }
+
+  /** Up to `limit` live accepting waiters of a pool, longest-waiting first. */
+  acceptingIn(poolId: string, limit = Infinity): Waiter[] {
+    const out: Waiter[] = [];
+    for (const w of this.accepting.get(poolId)?.values() ?? []) {
+      if (out.length >= limit) break;
+      if (w.alive()) out.push(w);
+    }
+    return out;
   }
 
   /** Ends the held polls that match (empty answer), e.g. those made with a revoked certificate. */
