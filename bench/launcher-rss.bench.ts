@@ -22,9 +22,10 @@ import { createPool, createStack, seedPoolKey, startLauncher, tempDir, waitRun, 
 const GIB = 1024 ** 3;
 const skipBig = process.argv.includes('--skip-1gib');
 const mb = (kb: number) => (kb / 1024).toFixed(1);
-function status(pid: number): { rss: number; hwm: number } {
+function status(pid: number): { rss: number; hwm: number; anon: number; file: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return { rss: Number(/VmRSS:\s+(\d+)/.exec(s)?.[1] ?? 0), hwm: Number(/VmHWM:\s+(\d+)/.exec(s)?.[1] ?? 0) };
+  const kb = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(s)?.[1] ?? 0);
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile') };
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -36,24 +37,28 @@ const key = seedPoolKey(4096);
 const pool = await createPool(srv, 'rss', key.csrPem);
 const dirs: Array<{ remove(): void }> = [];
 
-async function idle(executable: string | undefined): Promise<{ rss: number; launcher: LauncherProcess }> {
+async function idle(executable: string | undefined): Promise<{ rss: number; anon: number; file: number; launcher: LauncherProcess }> {
   const d = tempDir('rss-bench-');
   dirs.push(d);
   const l = startLauncher({ token: pool.token, keyB64: key.keyB64, stateDir: d.path, env: { SPACELIFT_DEBUG: 'false' }, ...(executable ? { executable } : {}) });
   await l.waitFor(/Registered with the server/);
   await new Promise((r) => setTimeout(r, 3000));
-  const samples: number[] = [];
+  const samples: Array<ReturnType<typeof status>> = [];
   for (let i = 0; i < 10; i++) {
-    samples.push(status(l.pid).rss);
+    samples.push(status(l.pid));
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { rss: median(samples), launcher: l };
+  const pick = (k: 'rss' | 'anon' | 'file') => median(samples.map((x) => x[k]));
+  return { rss: pick('rss'), anon: pick('anon'), file: pick('file'), launcher: l };
 }
 
 const built = await idle(binary);
 const source = await idle(undefined);
-console.log(`idle RSS, built executable (${binary.replace(/.*\//, '')}): ${mb(built.rss)} MB`);
-console.log(`idle RSS, source under node --import tsx:   ${mb(source.rss)} MB`);
+// RssFile is pages of the executable mapped from disk (shared by every
+// launcher on the host); RssAnon is this process's own memory.
+const show = (r: { rss: number; anon: number; file: number }) => `${mb(r.rss)} MB (anonymous ${mb(r.anon)} MB, file-backed ${mb(r.file)} MB)`;
+console.log(`idle RSS, built executable (${binary.replace(/.*\//, '')}): ${show(built)}`);
+console.log(`idle RSS, source under node --import tsx: ${show(source)}`);
 source.launcher.kill('SIGTERM');
 await source.launcher.exitCode();
 
@@ -80,15 +85,22 @@ if (!skipBig) {
   const p = pack();
   const entry = p.entry({ name: 'big.bin', size: GIB, mode: 0o644 }, (e) => { if (e) throw e; });
   const feed = (async () => {
-    for (let i = 0; i < 1024; i++) if (!entry.write(block)) await new Promise((r) => entry.once('drain', r));
-    entry.end();
+    for (let i = 0; i < 1024; i++) if (!entry.write(block)) await new Promise<void>((r) => entry.once('drain', () => r()));
+    entry.end(() => {});
     p.finalize();
   })();
   await Promise.all([feed, pipeline(p, createSealStream([sshRsaRecipient(publicKeyPem(parsePoolPrivateKey(key.keyPem)))]), createWriteStream(sealedPath))]);
   const stack = await createStack(srv, { name: 'gib', pool: pool.poolId, phases: [{ name: 'p', script: 'wc -c < big.bin; echo more >> big.bin' }] });
   const pid = built.launcher.pid;
   let peak = 0;
-  const timer = setInterval(() => { try { peak = Math.max(peak, status(pid).rss); } catch { /* exited */ } }, 50);
+  let peakAnon = 0;
+  const timer = setInterval(() => {
+    try {
+      const st = status(pid);
+      peak = Math.max(peak, st.rss);
+      peakAnon = Math.max(peakAnon, st.anon);
+    } catch { /* exited */ }
+  }, 50);
   const t0 = Date.now();
   const runId = await triggerRaw(srv, stack, sealedPath);
   const run = await waitRun(srv, runId, ended, 15 * 60_000);
@@ -97,7 +109,7 @@ if (!skipBig) {
   if (run.state !== 'FINISHED') throw new Error(`1 GiB run ended ${run.state}: ${JSON.stringify(run.phases)}`);
   const logs = (await srv.admin('GET', `/v1/runs/${runId}/logs`)).text;
   if (!logs.includes(String(GIB))) throw new Error(`unexpected logs: ${logs}`);
-  console.log(`1 GiB workspace round trip (built executable): ${((Date.now() - t0) / 1000).toFixed(1)} s, peak RSS sampled ${mb(peak)} MB, VmHWM ${mb(hwm)} MB (idle was ${mb(built.rss)} MB)`);
+  console.log(`1 GiB workspace round trip (built executable): ${((Date.now() - t0) / 1000).toFixed(1)} s, peak RSS sampled ${mb(peak)} MB (anonymous ${mb(peakAnon)} MB), VmHWM ${mb(hwm)} MB (idle was ${mb(built.rss)} MB)`);
 }
 
 built.launcher.kill('SIGTERM');
