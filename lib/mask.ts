@@ -27,6 +27,8 @@ import { Transform } from 'node:stream';
 export const MASK = '*****';
 /** Values shorter than this many bytes are not masked (they would match everywhere). */
 export const DEFAULT_MIN_LENGTH = 4;
+/** Past this many bytes of patterns, further values are masked without their encoded forms. */
+export const MAX_PATTERN_BYTES = 256 * 1024;
 /** An `::add-mask::` line longer than this is dropped whole rather than held without limit. */
 export const MAX_DIRECTIVE_BYTES = 64 * 1024;
 
@@ -223,6 +225,7 @@ export class Masker {
   #directives: boolean;
   #values = new Set<string>();
   #patterns = new Set<string>();
+  #patternBytes = 0;
   #ac: Automaton;
   #state: number;
   // Bytes received but not yet emitted, starting at stream offset #heldStart.
@@ -360,7 +363,21 @@ export class Masker {
       return false;
     }
     this.#values.add(value);
-    for (const f of maskForms(value)) if (enc.encode(f).length >= this.minLength) this.#patterns.add(f);
+    const forms = maskForms(value).filter((f) => enc.encode(f).length >= this.minLength);
+    let size = 0;
+    for (const f of forms) size += enc.encode(f).length;
+    // The dense table costs a few hundred bytes per pattern byte; past the
+    // budget a value is masked as written (and line by line) only.
+    if (this.#patternBytes + size > MAX_PATTERN_BYTES) {
+      this.#warn(`Masking ${name} without its encoded forms: the masked values total more than ${MAX_PATTERN_BYTES / 1024} KiB`);
+      forms.length = 0;
+      forms.push(value, ...value.split(/\r?\n|\r/).filter((l) => enc.encode(l).length >= this.minLength));
+    }
+    for (const f of forms) {
+      if (this.#patterns.has(f)) continue;
+      this.#patterns.add(f);
+      this.#patternBytes += enc.encode(f).length;
+    }
     return true;
   }
 

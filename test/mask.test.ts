@@ -266,6 +266,16 @@ test('short and empty values are not masked and a warning names their variable, 
   assert.equal(w2, ['Not masking X: its value is 6 bytes long, shorter than the minimum of 8']);
 });
 
+test('past the pattern budget, values are still masked as written and line by line, with a warning', () => {
+  const warnings: string[] = [];
+  const big = Array.from({ length: 40 }, (_, i) => `line-${i}-`.padEnd(1500, String.fromCharCode(97 + (i % 26)))).join('\n');
+  const m = new Masker({ secrets: [{ name: 'BIG', value: big }, { name: 'SMALL', value: 'small-secret' }], onWarning: (w) => warnings.push(w) });
+  assert.equal(warnings, ['Masking BIG without its encoded forms: the masked values total more than 256 KiB']);
+  const line = big.split('\n')[3];
+  const out = dec.decode(m.write(enc.encode(`${big}\n${line}\nsmall-secret ${Buffer.from('small-secret').toString('base64')}\n`))) + dec.decode(m.end());
+  assert.is(out, `${MASK}\n${MASK}\n${MASK} ${MASK}\n`);
+});
+
 test('multi-byte UTF-8 secrets split inside a character are still caught', () => {
   check({ secrets: secrets('pässwörd✓') }, 'x pässwörd✓ y', `x ${MASK} y`);
 });
