@@ -1,0 +1,130 @@
+// End to end with nothing but the built executable: keygen → server → pool →
+// stack → launcher → run with a confirmed second phase → logs → the sealed
+// workspace opened by the stock `age` CLI. Every step is a subprocess of
+// dist/launcher-linux-x64 (the admin steps too), so this proves what ships.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DockerClient } from '../lib/docker/client.ts';
+import { ensureBuilt } from './helpers/build.ts';
+import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
+
+const binary = ensureBuilt();
+const work = mkdtempSync(join(tmpdir(), 'launcher-binary-e2e-'));
+const data = join(work, 'data');
+const children: ChildProcess[] = [];
+let url = '';
+
+function started(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string } {
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
+  children.push(child);
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { out += d; });
+  return { child, output: () => out };
+}
+
+async function waitForOutput(p: { child: ChildProcess; output: () => string }, pattern: RegExp, what: string, ms = 90_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const m = pattern.exec(p.output());
+    if (m) return m;
+    if (p.child.exitCode !== null) throw new Error(`${what} exited ${p.child.exitCode}:\n${p.output()}`);
+    if (Date.now() > deadline) throw new Error(`${what}: no ${pattern} within ${ms} ms:\n${p.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** `launcher admin … --json` through the binary, against the server's data directory. */
+function admin(args: string[]): any {
+  const r = spawnSync(binary, ['admin', ...args, '--data', data, '--server', url, '--json'], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`admin ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+async function waitRunState(runId: string, states: string[], ms = 120_000): Promise<any> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const answer = admin(['run', 'show', runId]);
+    const run = answer.run ?? answer;
+    if (states.includes(run.state)) return run;
+    if (['FAILED', 'CANCELED', 'DISCARDED'].includes(run.state) || Date.now() > deadline) {
+      throw new Error(`run ${runId} is ${run.state}, waiting for ${states.join('/')}: ${JSON.stringify(run)}`);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+test.after(async () => {
+  for (const c of children.reverse()) {
+    if (c.exitCode === null && c.signalCode === null) {
+      const closed = new Promise((r) => c.once('close', r));
+      c.kill('SIGTERM');
+      await closed;
+    }
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('the binary alone: keygen, server, pool, stack, launcher, confirmed apply, logs, age opens the sealed workspace', async () => {
+  await ensureTestImage(new DockerClient());
+
+  // keygen: the pool key and CSR, on the user's side.
+  const keyDir = join(work, 'key');
+  mkdirSync(keyDir);
+  const kg = spawnSync(binary, ['keygen', '--out', join(keyDir, 'spacelift'), '--bits', '2048'], { encoding: 'utf8' });
+  assert.is(kg.status, 0, kg.stderr);
+  const keyPath = join(keyDir, 'spacelift.key');
+
+  // server
+  const server = started(['server', '--data', data, '--listen', '127.0.0.1:0']);
+  url = (await waitForOutput(server, /"msg":"Server listening","url":"(https:\/\/127\.0\.0\.1:\d+)"/, 'server'))[1]!;
+
+  // pool and stack through the admin CLI
+  const created = admin(['pool', 'create', 'binary-e2e', '--csr', join(keyDir, 'spacelift.csr')]);
+  const poolId: string = created.pool.id;
+  const token: string = created.token;
+  assert.ok(token.length > 100);
+  const stack = admin(['stack', 'create', 'binary-e2e', '--pool', poolId, '--image', TEST_IMAGE,
+    '--phase', 'plan=echo "plan from the binary" > plan.txt; echo planned',
+    '--phase', 'apply=cat plan.txt; echo applied',
+    '--confirm', 'apply']);
+  const stackId: string = (stack.stack ?? stack).id;
+
+  // the launcher, configured as the seed says
+  const launcher = started([], {
+    SPACELIFT_TOKEN: token,
+    SPACELIFT_POOL_PRIVATE_KEY: readFileSync(keyPath).toString('base64'),
+    SPACELIFT_LAUNCHER_STATE_DIR: join(work, 'state'),
+    SPACELIFT_WORKER_NETWORK: 'none',
+  });
+  await waitForOutput(launcher, /Registered with the server/, 'launcher');
+
+  const triggered = admin(['run', 'trigger', stackId]);
+  const runId: string = (triggered.run ?? triggered).id;
+  await waitRunState(runId, ['UNCONFIRMED']);
+  admin(['run', 'confirm', runId]);
+  await waitRunState(runId, ['FINISHED']);
+
+  const logs = spawnSync(binary, ['admin', 'run', 'logs', runId, '--data', data, '--server', url], { encoding: 'utf8' });
+  assert.is(logs.status, 0, logs.stderr);
+  assert.match(logs.stdout, /planned/);
+  assert.match(logs.stdout, /plan from the binary/, 'apply read what plan wrote');
+  assert.match(logs.stdout, /applied/);
+
+  // The sealed workspace, fetched from the admin API, opens with the age CLI and the pool key.
+  const adminToken = readFileSync(join(data, 'admin.token'), 'utf8').trim();
+  const sealed = join(work, 'ws.age');
+  execFileSync('curl', ['-sS', '--fail', '--cacert', join(data, 'ca.crt'), '-H', `authorization: Bearer ${adminToken}`, '-o', sealed, `${url}/v1/runs/${runId}/workspace`]);
+  const tar = execFileSync('age', ['-d', '-i', keyPath, sealed]);
+  writeFileSync(join(work, 'ws.tar'), tar);
+  const members = execFileSync('tar', ['-tf', join(work, 'ws.tar')], { encoding: 'utf8' }).split('\n');
+  const plan = members.find((n) => n.replace(/^\.\//, '') === 'plan.txt');
+  assert.ok(plan, members.join(','));
+  assert.is(execFileSync('tar', ['-xOf', join(work, 'ws.tar'), plan!], { encoding: 'utf8' }).trim(), 'plan from the binary');
+});
+
+test.run();
