@@ -353,8 +353,9 @@ export class Service {
   }
 
   /**
-   * The long-poll. Resolves with the reply, or undefined when the client went
-   * away while it was held. `hold` registers the held poll's callbacks.
+   * The long-poll: a reply at once (an assignment, changed control, wait 0),
+   * or a promise of one when the poll is held; it resolves with undefined when
+   * the client went away while held. `alive` tells whether the client is still there.
    */
   poll(auth: { poolId: string; keyId: string }, body: Record<string, unknown>, waitMs: number, alive: () => boolean): Promise<PollReply | undefined> | PollReply {
     const w = this.poolWorker(auth.poolId, body.workerId);
