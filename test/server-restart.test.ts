@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
@@ -174,6 +174,20 @@ test('--rotate-admin-token (server stopped) replaces the token: the old one is 4
   assert.is.not(srv.adminToken, old);
   assert.is((await srv.admin('GET', '/v1/pools', undefined, { token: old })).status, 401);
   assert.is((await srv.admin('GET', '/v1/pools')).status, 200);
+});
+
+test('SIGTERM: held polls are answered, the server exits 0 and leaves no pid file', async () => {
+  const wid = await register();
+  const held = srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=60', { workerId: wid, accept: true, runId: null });
+  await new Promise((r) => setTimeout(r, 300));
+  const code = await srv.terminate();
+  const answer = await held;
+  assert.is(code, 0);
+  assert.is(answer.status, 200);
+  assert.is(answer.body.assignment, null);
+  assert.not.ok(existsSync(join(srv.dataDir, 'server.pid')));
+  await srv.start();
+  await srv.worker(pool.cert, 'POST', '/v1/worker/deregister', { workerId: wid });
 });
 
 test('a new --url host is added to the server certificate on restart; the CA and tokens stay valid', async () => {
