@@ -75,6 +75,20 @@ while [ "$#" -gt 0 ]; do
   esac
 done
 
+# Paths end up in a crontab line and a unit file: absolute, and free of
+# characters either would misread (whitespace, quotes, cron's %).
+absolute() {
+  case $2 in
+    *[[:space:]\'\"%\\]*) die "Unsupported $1 \"$2\": use a path without spaces, quotes, backslashes or %" ;;
+    /*) printf '%s' "$2" ;;
+    *) printf '%s/%s' "$(pwd)" "$2" ;;
+  esac
+}
+prefix=$(absolute --prefix "$prefix")
+env_file=$(absolute --env-file "$env_file")
+log_file=$(absolute --log-file "$log_file")
+systemd_dir=$(absolute --systemd-dir "$systemd_dir")
+
 case $base_url in
   https://*|http://*) base_url=${base_url%/} ;;
   *) die "No base URL: pass --base-url https://SERVER (the address of the launcher server)" ;;

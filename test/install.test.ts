@@ -174,6 +174,16 @@ test('an unknown flag is refused with the accepted ones', async () => {
   assert.match(r.stderr, /Unknown flag "--insecure": expected --base-url, --prefix, --cacert/);
 });
 
+test('paths that a crontab or unit file would misread are refused before anything is fetched', async () => {
+  const seen = server.requests.length;
+  const r = await install(['--cacert', server.caPath, '--prefix', join(work, 'with space'), '--cron', '--crontab-file', join(work, 'never')]);
+  assert.is.not(r.status, 0);
+  assert.match(r.stderr, /Unsupported --prefix ".*with space": use a path without spaces/);
+  assert.equal(server.requests.slice(seen).map((q) => q.url), ['/install.sh']);
+  assert.not.ok(existsSync(join(work, 'with space')));
+  assert.not.ok(existsSync(join(work, 'never')));
+});
+
 test('--cron adds one crontab line that reads secrets from the env file, once', async () => {
   const prefix = newPrefix();
   const dir = join(work, 'cron');
