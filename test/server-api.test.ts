@@ -419,6 +419,8 @@ test('admin changes are audit lines without secrets', async () => {
   assert.not.ok(text.includes('BEGIN CERTIFICATE REQUEST'), 'no CSR');
   assert.not.ok(text.includes(srv.adminToken), 'no admin token');
   assert.ok(lines.some((l) => l.action === 'POST /v1/workers/drain'));
+  // Refused credentials are logged as warnings, without what was presented.
+  assert.ok(srv.logLines().some((l) => l.msg === 'Request refused' && l.code === 'ADMIN_TOKEN_INVALID' && l.level === 'warn'));
 });
 
 test.run();

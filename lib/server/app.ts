@@ -135,6 +135,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         throw new HttpError(404, 'NOT_FOUND', `Not found: ${req.method} ${ctx.path}`);
       }
     } catch (e) {
+      if (e instanceof HttpError && (e.status === 401 || e.status === 403)) {
+        o.log.warn('Request refused', { code: e.code, method: req.method, path: ctx.path, remote: req.socket.remoteAddress ?? null });
+      }
       fail(o.log, ctx, e);
     }
   };
