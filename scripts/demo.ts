@@ -8,9 +8,8 @@
 // The runner image is a busybox image built locally (no registry needed), the run's
 // containers use network `none`, and everything listens on 127.0.0.1 only.
 import { $, fs, path, os } from 'zx';
-import { createServer } from 'node:net';
 import { DockerClient } from '../lib/docker/client.ts';
-import { ensureTestImage, TEST_IMAGE } from '../test/helpers/docker.ts';
+import { ensureTestImage, freePort, TEST_IMAGE } from '../test/helpers/docker.ts';
 
 $.verbose = false;
 $.quiet = true;
@@ -22,17 +21,6 @@ const launcher = [process.execPath, '--import', import.meta.resolve('tsx'), path
 const keep = process.argv.includes('--keep');
 const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'launcher-demo-'));
 const say = (s: string) => console.log(`\n== ${s}`);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function until<T>(what: string, ms: number, f: () => Promise<T | undefined>): Promise<T> {
   const end = Date.now() + ms;
