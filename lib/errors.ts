@@ -16,8 +16,12 @@ export class LauncherError extends Error {
     this.exitCode = opts.exitCode ?? 1;
     (this as unknown as Record<symbol, boolean>)[MARK] = true;
   }
-  // instanceof that survives bundling and duplicated module copies.
-  static [Symbol.hasInstance](v: unknown): boolean {
+  // `x instanceof LauncherError` survives bundling and duplicated module copies
+  // (a marker, not the prototype chain). Subclasses inherit this static method,
+  // so for them fall back to the ordinary prototype check: otherwise every
+  // LauncherError would pass `instanceof DockerError`.
+  static [Symbol.hasInstance](this: unknown, v: unknown): boolean {
+    if (this !== LauncherError) return Function.prototype[Symbol.hasInstance].call(this, v);
     return typeof v === 'object' && v !== null && (v as Record<symbol, unknown>)[MARK] === true;
   }
 }
