@@ -5,6 +5,7 @@
 //   node_modules/.bin/node --import tsx bench/server-load.bench.ts
 //     [--launchers 5000] [--latency-launchers 1000] [--triggers 300]
 //     [--runs 3000] [--log-mib 256] [--log-workers 4] [--only server|peer]
+//     [--phases held,logs,latency]
 //
 // Figures:
 //   held        N launchers each with an open long-poll; the process's RSS (VmRSS)
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     'log-mib': { type: 'string', default: '256' },
     'log-workers': { type: 'string', default: '4' },
     only: { type: 'string' },
+    phases: { type: 'string', default: 'held,logs,latency' },
     child: { type: 'boolean' },
   },
 });
@@ -130,9 +132,10 @@ async function main(): Promise<void> {
 
     const results: string[] = [];
     // Held first, so "before" is the RSS of a freshly started process.
-    for (const t of targets) results.push(...await held(t, tls));
-    for (const t of targets) results.push(...await logIngestion(t, tls));
-    for (const t of targets) results.push(...await latencyAndThroughput(t, tls));
+    const phases = new Set(String(values.phases).split(','));
+    if (phases.has('held')) for (const t of targets) results.push(...await held(t, tls));
+    if (phases.has('logs')) for (const t of targets) results.push(...await logIngestion(t, tls));
+    if (phases.has('latency')) for (const t of targets) results.push(...await latencyAndThroughput(t, tls));
 
     if (serverLogFile) {
       // What the server warned about during the run, counted by message.
@@ -346,4 +349,6 @@ if (!values.child && softFileLimit() < HELD + 1000) {
   child.on('exit', (code) => { process.exitCode = code ?? 1; });
 } else {
   await main();
+  // Poll loops and sockets left by a failed phase must not keep us alive.
+  process.exit(process.exitCode ?? 0);
 }
