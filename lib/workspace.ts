@@ -21,17 +21,27 @@ function nodeReadable(p: Pack): Readable {
 
 /** Writes a stream into a tar-stream writable with backpressure, then ends it. */
 interface TarWritable {
+  readonly destroyed: boolean;
   write(chunk: Uint8Array): boolean;
   end(): unknown;
   once(event: 'drain' | 'close', listener: () => void): unknown;
   off(event: 'drain' | 'close', listener: () => void): unknown;
 }
 
+function sinkGone(): LauncherError {
+  return new LauncherError('WORKSPACE_STREAM_CLOSED', 'Cannot copy the workspace archive: its destination closed before the archive ended');
+}
+
 async function feed(src: AsyncIterable<unknown>, sink: object): Promise<void> {
   // tar-stream's streamx event typings do not fit a structural type; the shape is this.
   const dst = sink as TarWritable;
   for await (const chunk of src) {
+    // A destroyed sink never emits 'drain' or 'close' again: waiting would
+    // hang and leave `src` (a file, a socket) open forever. Throwing here ends
+    // the for-await, which destroys `src`.
+    if (dst.destroyed) throw sinkGone();
     if (!dst.write(chunk as Uint8Array)) {
+      if (dst.destroyed) throw sinkGone();
       await new Promise<void>((resolve) => {
         const done = () => { dst.off('drain', done); dst.off('close', done); resolve(); };
         dst.once('drain', done);
@@ -39,7 +49,19 @@ async function feed(src: AsyncIterable<unknown>, sink: object): Promise<void> {
       });
     }
   }
+  if (dst.destroyed) throw sinkGone();
   dst.end();
+}
+
+/** Starts one entry of `out` and copies `body` into it; settles when the entry is written or fails. */
+function copyEntry(out: Pack, h: TarHeader, body: AsyncIterable<unknown>): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const sink = out.entry(h, (err) => (err ? reject(err) : resolve()));
+    // Without a listener, an entry destroyed because the consumer went away
+    // (a failed upload) emits an unhandled 'error' and takes the process down.
+    sink.on('error', reject);
+    feed(body, sink).catch(reject);
+  });
 }
 
 async function drain(entry: AsyncIterable<unknown>): Promise<void> {
@@ -109,10 +131,7 @@ export function safeArchive(tar: Readable, opts: { stripPrefix?: string } = {}):
         await drain(entry); // the workspace root itself: nothing to copy
         continue;
       }
-      await new Promise<void>((resolve, reject) => {
-        const sink = out.entry(h, (err) => (err ? reject(err) : resolve()));
-        feed(entry, sink).catch(reject);
-      });
+      await copyEntry(out, h, entry);
     }
     await feeding;
     out.finalize();
@@ -127,10 +146,14 @@ export function safeArchive(tar: Readable, opts: { stripPrefix?: string } = {}):
 /** Streams a host directory as a workspace tar (regular files, directories, symlinks). */
 export function packDirectory(dir: string): Readable {
   const out = pack();
-  const addFile = (h: TarHeader, path: string) => new Promise<void>((resolve, reject) => {
-    const sink = out.entry(h, (err) => (err ? reject(err) : resolve()));
-    feed(createReadStream(path), sink).catch(reject);
-  });
+  const addFile = async (h: TarHeader, path: string): Promise<void> => {
+    const file = createReadStream(path);
+    try {
+      await copyEntry(out, h, file);
+    } finally {
+      file.destroy(); // on every path: a failed copy must not leave the file open
+    }
+  };
   const walk = async (rel: string): Promise<void> => {
     const names = (await readdir(join(dir, rel))).sort();
     for (const n of names) {

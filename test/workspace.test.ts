@@ -107,6 +107,59 @@ test('extractToDirectory refuses escaping entries and writing through a symlink'
   assert.match(msg, /"d" on its path is a symbolic link/);
 });
 
+/** The bytes of a tar holding `entries` (files only), built before any test stream reads them. */
+async function tarBytes(entries: Array<{ name: string; body?: Buffer | string }>): Promise<Buffer> {
+  const p = pack();
+  for (const e of entries) p.entry({ name: e.name }, e.body ?? '');
+  p.finalize();
+  const parts: Buffer[] = [];
+  for await (const c of p) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** A plain Node stream of `buf` in 64 KiB chunks, standing in for a file or a socket. */
+function chunked(buf: Buffer): Readable {
+  let i = 0;
+  return new Readable({ read() { if (i >= buf.length) this.push(null); else { this.push(buf.subarray(i, i + 65536)); i += 65536; } } });
+}
+
+/** Lets queued stream work run (event-loop turns, not a clock) until `cond` holds or the turns run out. */
+async function eventually(cond: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  return cond();
+}
+
+const bigFiles = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `f${i}`, body: Buffer.alloc(256 * 1024, i) }));
+
+test('extractToDirectory: a refused entry destroys the input (no file or socket left open, no hang)', async () => {
+  const src = chunked(await tarBytes([{ name: '/etc/bad', body: 'x' }, ...bigFiles(40)]));
+  let msg = '';
+  try { await extractToDirectory(src, join(tmp(), 'w')); } catch (e) { msg = (e as Error).message; }
+  assert.match(msg, /absolute path/);
+  assert.ok(await eventually(() => src.destroyed), 'the input stream is destroyed');
+});
+
+test('safeArchive: a consumer that goes away destroys the input and does not crash the process', async () => {
+  const src = chunked(await tarBytes(bigFiles(40)));
+  const out = safeArchive(src);
+  const failed = new Promise<Error>((resolve) => out.on('error', resolve));
+  out.once('data', () => out.destroy(new Error('upload failed')));
+  assert.match((await failed).message, /upload failed/);
+  assert.ok(await eventually(() => src.destroyed), 'the input stream is destroyed');
+});
+
+test('packDirectory: a consumer that goes away mid-file does not crash the process', async () => {
+  const dir = tmp();
+  writeFileSync(join(dir, 'big.bin'), Buffer.alloc(8 * 1024 * 1024, 1));
+  writeFileSync(join(dir, 'later.txt'), 'x');
+  const out = packDirectory(dir);
+  const failed = new Promise<Error>((resolve) => out.on('error', resolve));
+  out.once('data', () => out.destroy(new Error('upload failed')));
+  assert.match((await failed).message, /upload failed/);
+  // An unhandled 'error' from the tar entry would surface on a later turn; give it those turns.
+  assert.not.ok(await eventually(() => false));
+});
+
 test.after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 test.run();
