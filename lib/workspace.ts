@@ -84,6 +84,17 @@ export function safeEntryName(name: string): string {
 /** Checks a link entry: a symlink target resolves relative to its own directory, a hard link's relative to the root. */
 export function checkLink(name: string, type: 'symlink' | 'link', linkname: string): string {
   if (linkname.startsWith('/')) throw unsafe(name, `${type} to the absolute path "${linkname}"`);
+  if (linkname.includes('\0')) throw unsafe(name, `${type} target contains a NUL byte`);
+  if (type === 'symlink') {
+    // The kernel resolves "x/.." by following x first, so "d/s/.." leaves the
+    // workspace when d/s is itself a link to "..", while posix.normalize says
+    // "d". Only leading ".." components resolve the same both ways.
+    const parts = linkname.split('/').filter((p) => p !== '' && p !== '.');
+    const firstNamed = parts.findIndex((p) => p !== '..');
+    if (firstNamed >= 0 && parts.indexOf('..', firstNamed) >= 0) {
+      throw unsafe(name, `symlink to "${linkname}" has ".." after a name, which a chain of links can turn outside the workspace`);
+    }
+  }
   const base = type === 'symlink' ? posix.dirname(name) : '.';
   const resolved = posix.normalize(posix.join(base, linkname));
   if (resolved === '..' || resolved.startsWith('../')) throw unsafe(name, `${type} to "${linkname}" points outside the workspace`);
@@ -217,6 +228,9 @@ export async function extractToDirectory(tar: Readable, dir: string): Promise<vo
     } else if (h.type === 'link') {
       await mkdir(posix.dirname(target), { recursive: true });
       await rm(target, { force: true });
+      // link(2) follows symlinks in the source's directories: one placed by an
+      // earlier entry would let this entry hard-link a file outside the workspace.
+      await checkParents(dir, h.linkname!);
       await link(join(dir, h.linkname!), target);
       await drain(entry);
     } else {

@@ -56,7 +56,10 @@ test('entry names: relative names normalised, absolute and .. refused', () => {
 
 test('links: inside targets pass, escaping and absolute targets are refused', () => {
   assert.ok(checkHeader({ name: 'a/l', type: 'symlink', linkname: '../b' }));
-  assert.ok(checkHeader({ name: 'l', type: 'symlink', linkname: 'sub/../x' }));
+  // "sub/../x" normalises to "x", but the kernel follows sub first: if sub is a link to
+  // "d/s" and d/s a link to "..", it lands outside. Refused, since only leading ".." is safe.
+  assert.throws(() => checkHeader({ name: 'l', type: 'symlink', linkname: 'sub/../x' }), /"\.\." after a name/);
+  assert.ok(checkHeader({ name: 'a/b/l', type: 'symlink', linkname: '../../x/y' }));
   assert.throws(() => checkHeader({ name: 'a/l', type: 'symlink', linkname: '../../etc' }), /points outside the workspace/);
   assert.throws(() => checkHeader({ name: 'l', type: 'symlink', linkname: '/etc/shadow' }), /absolute path/);
   assert.throws(() => checkHeader({ name: 'h', type: 'link', linkname: '../x' }), /points outside/);
@@ -158,6 +161,47 @@ test('packDirectory: a consumer that goes away mid-file does not crash the proce
   assert.match((await failed).message, /upload failed/);
   // An unhandled 'error' from the tar entry would surface on a later turn; give it those turns.
   assert.not.ok(await eventually(() => false));
+});
+
+/** A tar with any entry types (devices too), as plain bytes. */
+async function rawTar(entries: TarHeaderIn[]): Promise<Readable> {
+  const p = pack();
+  for (const e of entries) p.entry(e, e.type === 'file' ? (e as { body?: string }).body ?? '' : undefined as unknown as string);
+  p.finalize();
+  const parts: Buffer[] = [];
+  for await (const c of p) parts.push(c as Buffer);
+  return chunked(Buffer.concat(parts));
+}
+type TarHeaderIn = Parameters<typeof checkHeader>[0] & { body?: string };
+
+async function extractError(entries: TarHeaderIn[], dir: string): Promise<string> {
+  try { await extractToDirectory(await rawTar(entries), dir); } catch (e) { return (e as Error).message; }
+  return '';
+}
+
+test('extractToDirectory: a chain of in-workspace symlinks cannot hard-link a file outside the workspace', async () => {
+  const parent = tmp();
+  writeFileSync(join(parent, 'secret'), 'outside');
+  const ws = join(parent, 'w');
+  // d/s -> .. is the workspace root; a -> d/s/.. is lexically "d" but really the parent.
+  const chain: TarHeaderIn[] = [
+    { name: 'd/', type: 'directory' },
+    { name: 'd/s', type: 'symlink', linkname: '..' },
+    { name: 'a', type: 'symlink', linkname: 'd/s/..' },
+    { name: 'h', type: 'link', linkname: 'a/secret' },
+  ];
+  assert.match(await extractError(chain, ws), /"\.\." after a name/);
+  assert.is(lstatSync(join(parent, 'secret')).nlink, 1);
+  assert.not.ok(existsSync(join(ws, 'h')));
+  // Even without the chain: a hard link whose source path runs through a symlink is refused.
+  const via: TarHeaderIn[] = [
+    { name: 'real/', type: 'directory' },
+    { name: 'real/f', type: 'file', body: 'x' },
+    { name: 'l', type: 'symlink', linkname: 'real' },
+    { name: 'h', type: 'link', linkname: 'l/f' },
+  ];
+  assert.match(await extractError(via, join(parent, 'w2')), /"l" on its path is a symbolic link/);
+  assert.not.ok(existsSync(join(parent, 'w2/h')));
 });
 
 test.after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
