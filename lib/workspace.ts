@@ -211,7 +211,9 @@ export async function extractToDirectory(tar: Readable, dir: string): Promise<vo
     const rel = h.name.replace(/\/$/, '');
     const target = join(dir, rel);
     await checkParents(dir, rel);
-    const mode = (h.mode ?? 0o644) & 0o7777;
+    // No setuid, setgid or sticky bits on the host: the launcher often runs
+    // as root, and an archive must not be able to plant a setuid-root program.
+    const mode = (h.mode ?? 0o644) & 0o777;
     if (h.type === 'directory') {
       await mkdir(target, { recursive: true, mode });
       await drain(entry);

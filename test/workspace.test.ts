@@ -204,6 +204,18 @@ test('extractToDirectory: a chain of in-workspace symlinks cannot hard-link a fi
   assert.not.ok(existsSync(join(parent, 'w2/h')));
 });
 
+test('extractToDirectory: setuid, setgid and sticky bits are dropped on the host', async () => {
+  const ws = join(tmp(), 'w');
+  await extractToDirectory(await rawTar([
+    { name: 'suid', type: 'file', mode: 0o4755, body: '#!/bin/sh\n' },
+    { name: 'sgid', type: 'file', mode: 0o2755, body: 'x' },
+    { name: 'tmpdir/', type: 'directory', mode: 0o1777 },
+  ]), ws);
+  assert.is(lstatSync(join(ws, 'suid')).mode & 0o7777, 0o755 & ~process.umask());
+  assert.is(lstatSync(join(ws, 'sgid')).mode & 0o7000, 0);
+  assert.is(lstatSync(join(ws, 'tmpdir')).mode & 0o7000, 0);
+});
+
 test.after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 test.run();
