@@ -126,6 +126,13 @@ function stripOne(name: string, prefix: string): string {
 }
 
 /**
+ * Entry types a workspace may hold. Devices and FIFOs are dropped (as
+ * packDirectory does): a device node restored into a container or onto the
+ * host is a door to hardware, not workspace data.
+ */
+const WORKSPACE_TYPES = new Set(['file', 'contiguous-file', 'directory', 'symlink', 'link']);
+
+/**
  * Re-packs `tar` entry by entry after checking each one; the output fails with
  * WORKSPACE_UNSAFE at the first bad entry. `stripPrefix` rebases the engine's
  * archive of /workspace (`workspace/…`) onto the workspace root.
@@ -138,8 +145,8 @@ export function safeArchive(tar: Readable, opts: { stripPrefix?: string } = {}):
     feeding.catch(() => {});
     for await (const entry of ex) {
       const h = checkHeader(entry.header, opts.stripPrefix);
-      if (h === null) {
-        await drain(entry); // the workspace root itself: nothing to copy
+      if (h === null || !WORKSPACE_TYPES.has(h.type ?? 'file')) {
+        await drain(entry); // the workspace root itself, or a device or FIFO: nothing to copy
         continue;
       }
       await copyEntry(out, h, entry);

@@ -216,6 +216,17 @@ test('extractToDirectory: setuid, setgid and sticky bits are dropped on the host
   assert.is(lstatSync(join(ws, 'tmpdir')).mode & 0o7000, 0);
 });
 
+test('safeArchive drops device and FIFO entries and keeps the rest', async () => {
+  const tar = await rawTar([
+    { name: 'a.txt', type: 'file', body: 'x' },
+    { name: 'sda', type: 'block-device', devmajor: 8, devminor: 0 },
+    { name: 'mem', type: 'character-device', devmajor: 1, devminor: 1 },
+    { name: 'pipe', type: 'fifo' },
+    { name: 'b.txt', type: 'file', body: 'y' },
+  ]);
+  assert.equal(await names(safeArchive(tar)), ['a.txt', 'b.txt']);
+});
+
 test.after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
 test.run();
