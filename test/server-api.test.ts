@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
@@ -252,7 +252,9 @@ test('workspace over --max-workspace-size is 413 and nothing is kept', async () 
   const streamed = await new Promise<{ status: number; body: any }>((resolve, reject) => {
     const req = request({
       method: 'PUT', host: '127.0.0.1', port: srv.port, path: `/v1/worker/runs/${runId}/phases/0/workspace`,
-      ca: srv.caPem, cert: poolA.cert.certPem, key: poolA.cert.keyPem, agent: false,
+      // A keep-alive agent, as launchers use: with `Connection: close` the
+      // server would end the connection right after its answer.
+      agent: new Agent({ keepAlive: true, ca: srv.caPem, cert: poolA.cert.certPem, key: poolA.cert.keyPem }),
       headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
     }, (res) => {
       const c: Buffer[] = [];
@@ -263,8 +265,8 @@ test('workspace over --max-workspace-size is 413 and nothing is kept', async () 
     req.write(SEALED(''));
     let sent = 0;
     const pump = (): void => {
-      // Keep sending until the server answers (it must not wait for the end).
-      while (sent < 64 * 1024 * 1024 && !req.destroyed) {
+      // Keep sending (16 times the limit at most) until the server answers.
+      while (sent < 4 * 1024 * 1024 && !req.destroyed) {
         sent += 16 * 1024;
         if (!req.write(Buffer.alloc(16 * 1024, 1))) { req.once('drain', pump); return; }
       }
@@ -404,6 +406,41 @@ test('stack validation names the field at fault', async () => {
   assert.is(att.body.stack.kind, 'module');
   assert.is((await srv.admin('DELETE', '/v1/stacks/detached')).status, 200);
   assert.is((await srv.admin('GET', '/v1/stacks/detached')).status, 404);
+});
+
+test('discard ends an UNCONFIRMED run; run list filters by stack and state', async () => {
+  await createStack('confirmfirst', poolB.id, [{ name: 'apply', script: 'true', confirm: true }]);
+  const run = (await srv.admin('POST', '/v1/stacks/confirmfirst/runs', { proposed: true })).body.run;
+  assert.is(run.state, 'UNCONFIRMED');
+  assert.is(run.proposed, true);
+  assert.is((await srv.admin('POST', `/v1/runs/${run.id}/confirm`)).status, 200);
+  assert.is((await srv.admin('POST', `/v1/runs/${run.id}/discard`)).body.error.code, 'RUN_STATE');
+  const second = (await srv.admin('POST', '/v1/stacks/confirmfirst/runs', {})).body.run;
+  const d = await srv.admin('POST', `/v1/runs/${second.id}/discard`);
+  assert.is(d.body.run.state, 'DISCARDED');
+  assert.is(d.body.run.reason, 'discarded');
+  const listed = (await srv.admin('GET', '/v1/runs?stack=confirmfirst&state=DISCARDED')).body.runs;
+  assert.equal(listed.map((r: { id: string }) => r.id), [second.id]);
+  assert.is((await srv.admin('POST', `/v1/runs/${second.id}/cancel`)).body.error.code, 'RUN_STATE');
+  await srv.admin('POST', `/v1/runs/${run.id}/cancel`);
+});
+
+test('a launcher that polls without the phase it started has lost it: worker-lost, never re-run', async () => {
+  const wid = await register(poolB.cert);
+  await createStack('forgotten', poolB.id, [{ name: 'apply', script: 'true' }]);
+  const runId = (await srv.admin('POST', '/v1/stacks/forgotten/runs', {})).body.run.id;
+  const a = (await srv.worker(poolB.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body.assignment;
+  assert.is(a.runId, runId);
+  await srv.worker(poolB.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid });
+  const p = await srv.worker(poolB.cert, 'POST', '/v1/worker/poll?wait=0', { workerId: wid, accept: true, runId: null });
+  assert.is(p.body.assignment, null);
+  const run = (await srv.admin('GET', `/v1/runs/${runId}`)).body.run;
+  assert.is(run.state, 'FAILED');
+  assert.is(run.reason, 'worker lost');
+  // A run id the server does not have on this worker comes back as a cancel.
+  const stale = await srv.worker(poolB.cert, 'POST', '/v1/worker/poll?wait=0', { workerId: wid, accept: false, runId });
+  assert.equal(stale.body.control.cancel, [runId]);
+  await srv.worker(poolB.cert, 'POST', '/v1/worker/deregister', { workerId: wid });
 });
 
 test('admin changes are audit lines without secrets', async () => {

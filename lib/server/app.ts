@@ -196,6 +196,9 @@ async function route(router: Router, ctx: Ctx): Promise<void> {
   await m.handler(ctx);
 }
 
+const DRAIN_BYTES = 16 * 1024 * 1024;
+const DRAIN_MS = 10_000;
+
 function fail(log: Logger, ctx: Ctx, e: unknown): void {
   const { req, res } = ctx;
   let err: HttpError;
@@ -206,13 +209,17 @@ function fail(log: Logger, ctx: Ctx, e: unknown): void {
   }
   if (res.headersSent) { res.destroy(); return; }
   if (!req.complete) {
-    // The body was refused part-way (e.g. over a size limit): answer, then
-    // drop the rest of the upload and the connection.
-    res.setHeader('connection', 'close');
-    res.once('finish', () => {
-      req.resume();
-      setTimeout(() => req.socket.destroy(), 1000).unref();
-    });
+    // The body was refused part-way (e.g. over a size limit). Answer now and
+    // read and drop what the client is still sending, so it gets to read the
+    // answer instead of a reset; one that keeps sending past a bound is cut off.
+    let dropped = 0;
+    const cut = (): void => { req.socket.destroy(); };
+    const timer = setTimeout(cut, DRAIN_MS);
+    timer.unref();
+    req.on('data', (c: Buffer) => { dropped += c.length; if (dropped > DRAIN_BYTES) cut(); });
+    req.once('end', () => clearTimeout(timer));
+    req.once('close', () => clearTimeout(timer));
+    req.resume();
   }
   sendError(res, err);
 }
