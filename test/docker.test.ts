@@ -131,6 +131,13 @@ test('registry credentials: auth or username/password, Docker Hub aliases, nothi
   assert.is(imageRegistry('localhost/x'), 'localhost');
   assert.is(normaliseRegistry('https://registry-1.docker.io/v2/'), 'docker.io');
   assert.throws(() => parseDockerConfig('{not json', '/cfg/config.json'), /^Cannot parse \/cfg\/config\.json: not valid JSON/);
+  // A malformed file must not echo its credentials: V8 quotes the text around some faults.
+  for (const text of ['{"auths":{"r":{"password":hunter2-s3cret}}}', 'hunter2-s3cret', '{"auths":{"r":{"auth":"aHVudGVyMi1zM2NyZXQ="}} x']) {
+    try { parseDockerConfig(text, 'c.json'); assert.unreachable('expected a parse error'); } catch (e) {
+      assert.match((e as Error).message, /^Cannot parse c\.json: not valid JSON/);
+      assert.not.match((e as Error).message, /hunter2|aHVudGVy/);
+    }
+  }
   assert.throws(() => parseDockerConfig(JSON.stringify({ auths: { r: { auth: Buffer.from('nocolon').toString('base64') } } }), 'c.json'), /the "auth" of registry "r" is not base64 of "username:password"/);
 });
 

@@ -42,7 +42,10 @@ export function parseDockerConfig(text: string, source: string): RegistryAuths {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new ConfigError(`Cannot parse ${source}: not valid JSON (${(e as Error).message})`, { code: 'DOCKER_CONFIG_INVALID' });
+    // Only the position: V8's message can quote the text around the fault,
+    // which in this file is a password or an auth string.
+    const where = /at position \d+(?: \(line \d+ column \d+\))?/.exec((e as Error).message)?.[0];
+    throw new ConfigError(`Cannot parse ${source}: not valid JSON${where ? ` (${where})` : ''}`, { code: 'DOCKER_CONFIG_INVALID' });
   }
   const auths = (doc as { auths?: unknown })?.auths ?? {};
   if (typeof auths !== 'object' || auths === null) {
