@@ -10,7 +10,7 @@ import {
 } from '../lib/age/index.ts';
 import * as bech32 from '../lib/age/bech32.ts';
 import { decodePadded, decodeRaw, encodeRaw } from '../lib/age/base64.ts';
-import { encodeHeader, parseHeader } from '../lib/age/format.ts';
+import { MAX_HEADER_BYTES, encodeHeader, parseHeader } from '../lib/age/format.ts';
 import { CHUNK_SIZE, ENC_CHUNK_SIZE } from '../lib/age/stream.ts';
 import { TempDir, prng, pseudoRandomBytes } from './helpers/age-tools.ts';
 import { open } from 'node:fs/promises';
@@ -83,6 +83,18 @@ test('header: stanza bodies wrap at 64 columns and always end with a short (mayb
   assert.throws(() => parseHeader(h.subarray(0, 30), true), /ends inside the header/);
   assert.throws(() => parseHeader(Buffer.from('hello world\n'), false), /does not start with "age-encryption.org\/v1"/);
   assert.throws(() => parseHeader(Buffer.from('age-encryption.org/v2\n'), false), (e: AgeError) => e.code === 'AGE_VERSION_UNSUPPORTED');
+});
+
+test('header: the 1 MiB limit holds however the input is split', () => {
+  // Many small stanzas, each valid: a complete header just over the limit.
+  const stanzas = Array.from({ length: 16_000 }, (_, i) => ({ type: 'x', args: [String(i)], body: Buffer.alloc(48, 1) }));
+  const big = encodeHeader(Buffer.alloc(16, 7), stanzas);
+  assert.ok(big.length > MAX_HEADER_BYTES);
+  const whole = Buffer.concat([big, Buffer.alloc(64)]);
+  assert.throws(() => parseHeader(whole, false), /header is larger than 1048576 bytes/, 'complete in one buffer');
+  assert.throws(() => parseHeader(whole.subarray(0, MAX_HEADER_BYTES + 10), false), /header is larger than/, 'a prefix');
+  const small = encodeHeader(Buffer.alloc(16, 7), stanzas.slice(0, 100));
+  assert.is(parseHeader(small, true)!.stanzas.length, 100);
 });
 
 test('round trip at chunk boundaries, and the chunk layout is canonical', async () => {

@@ -52,6 +52,9 @@ export function parseHeader(buf: Buffer, atEnd: boolean): Header | null {
       if (atEnd) throw bad(buf.length === 0 ? 'the file is empty' : 'the file ends inside the header');
       return undefined;
     }
+    // Also when the whole header arrived in one buffer: the limit must not
+    // depend on how the input was split (it bounds stanza count and work).
+    if (nl >= MAX_HEADER_BYTES) throw bad(`header is larger than ${MAX_HEADER_BYTES} bytes`);
     const line = buf.toString('latin1', pos, nl);
     pos = nl + 1;
     return line;
