@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
 import { publicKeyPem, parsePoolPrivateKey } from '../lib/keys.ts';
-import { ensureTestImage, removeWorkerContainers } from './helpers/docker.ts';
+import { ensureTestImage, freePort, removeWorkerContainers } from './helpers/docker.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import {
   createPool, createStack, filesContaining, runLogs, sealToKey, seedPoolKey, startLauncher, tarOf, tempDir,
@@ -131,9 +131,13 @@ test('plan on one launcher, confirm, apply on a second (the first drained): appl
   assert.is(ws2.status, 'DRAINED');
 });
 
-test('run logs on standard output as structured lines when enabled, masked', async () => {
+test('run logs on standard output as structured lines when enabled, masked; metrics count the phase', async () => {
   for (const l of launchers.splice(0)) { l.kill('SIGTERM'); await l.exitCode(); }
-  const l = launch({ role: 'stdout' }, { SPACELIFT_RUN_LOGS_ON_STANDARD_OUTPUT_ENABLED: 'true', HOST_TOKEN: HOST_SECRET, SPACELIFT_WHITELIST_ENVS: 'HOST_TOKEN', SPACELIFT_MASK_ENVS: 'HOST_TOKEN' });
+  const mport = await freePort();
+  const l = launch({ role: 'stdout' }, {
+    SPACELIFT_RUN_LOGS_ON_STANDARD_OUTPUT_ENABLED: 'true', HOST_TOKEN: HOST_SECRET, SPACELIFT_WHITELIST_ENVS: 'HOST_TOKEN', SPACELIFT_MASK_ENVS: 'HOST_TOKEN',
+    SPACELIFT_LAUNCHER_METRICS_ADDR: `127.0.0.1:${mport}`,
+  });
   await registered(l);
   const st = await createStack(srv, { name: 'printer', pool: pool.poolId, phases: [{ name: 'p', script: 'echo "first line"; echo "token $HOST_TOKEN"' }] });
   const runId = await trigger(srv, st);
@@ -144,6 +148,13 @@ test('run logs on standard output as structured lines when enabled, masked', asy
   assert.is(j.source, 'run');
   assert.ok(l.json().some((x) => x.msg === 'first line'));
   assert.not.ok(l.out.includes(HOST_SECRET));
+  const metrics = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+  assert.match(metrics, /^launcher_phases_total\{result="succeeded"\} 1$/m);
+  assert.match(metrics, /^launcher_busy 0$/m);
+  assert.ok(Number(/^launcher_log_bytes_total (\d+)$/m.exec(metrics)?.[1]) >= 'first line\ntoken *****\n'.length, metrics);
+  const health = await fetch(`http://127.0.0.1:${mport}/healthz`);
+  assert.is(health.status, 200);
+  assert.is((await health.json() as { ok: boolean }).ok, true);
 });
 
 test('a graceful stop deregisters the worker and exits 0', async () => {

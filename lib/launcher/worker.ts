@@ -116,7 +116,7 @@ export class Worker {
         this.#o.metrics.reconnects++;
         const delay = b.next();
         log.warn('Cannot register yet; retrying', { error: e.message, delayMs: delay });
-        await sleep(delay, this.#leaving.signal);
+        await sleep(delay, this.#wakeSignal()); // stop() wakes it
         if (this.#stopping) throw new LauncherError('STOPPED', 'Stopped before registering', { exitCode: 0 });
       }
     }
@@ -136,6 +136,9 @@ export class Worker {
     await this.#pollLoop();
     if (this.#fatal !== undefined) {
       this.#leaving.abort();
+      // Give the canceled phase a moment to stop its container; whatever is
+      // left is removed by the next start.
+      if (this.#current) await Promise.race([this.#current.done, sleep(15_000)]);
       throw this.#fatal;
     }
     if (this.#control.cycle && this.#stopping === undefined) {
