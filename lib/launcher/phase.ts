@@ -184,7 +184,12 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
         await pipeline(body, createWriteStream(file, { mode: 0o600 }));
         return true;
       }, retry);
-      if (!found) workspaceFile = undefined;
+      if (!found) {
+        // Running a later phase (an apply) without what the earlier one left
+        // would be worse than not running it.
+        return await finishReport(a, ctx, shipper, failure(a, workerId, 'WORKSPACE_MISSING',
+          'Cannot restore the workspace: the assignment says the run has one but the server has none', 0), retry);
+      }
     }
 
     let uploaded = false;
