@@ -33,6 +33,12 @@ test('a token that is not base64 is a configuration error (exit 2) that names th
   assert.not.match(r.out, /secretish/);
 });
 
+test('an unknown option is a usage error (exit 2) that points at the help', async () => {
+  const r = await runLauncher({ token, keyB64: key.keyB64, stateDir: stateDir(), args: ['run', '--bogus'] });
+  assert.is(r.code, 2, r.out);
+  assert.match(r.out, /Unknown option '--bogus'.*launcher run --help/);
+});
+
 test('a missing key is a configuration error (exit 2)', async () => {
   const r = await runLauncher({ token, keyB64: '', stateDir: stateDir() });
   assert.is(r.code, 2, r.out);

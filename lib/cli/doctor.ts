@@ -3,6 +3,7 @@
 // failure; exit 0 only when everything passes, 1 otherwise.
 import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
+import { ConfigError } from '../errors.ts';
 import { parseLauncherConfig } from '../config.ts';
 import { allPassed, formatChecks, runDoctor } from '../launcher/doctor.ts';
 
@@ -15,7 +16,12 @@ TLS, and this host's clock agrees with the server's. Exit 0 only if all pass.
 `;
 
 export async function run(io: CommandIo): Promise<number> {
-  const { values } = parseArgs({ args: io.argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: false });
+  let values;
+  try {
+    ({ values } = parseArgs({ args: io.argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: false }));
+  } catch (e) {
+    throw new ConfigError(`Invalid arguments: ${(e as Error).message} (see launcher doctor --help; settings are environment variables)`, { code: 'USAGE' });
+  }
   if (values.help) {
     io.stdout.write(USAGE);
     return 0;

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import type { Server } from 'node:http';
 import type { CommandIo } from './io.ts';
 import { parseLauncherConfig, whitelistedEnv, maskedValues, type LauncherConfig } from '../config.ts';
-import { LauncherError, isLauncherError } from '../errors.ts';
+import { ConfigError, LauncherError, isLauncherError } from '../errors.ts';
 import { assertKeyMatchesCertificate, parsePoolPrivateKey } from '../keys.ts';
 import { decodeToken } from '../token.ts';
 import { DockerClient } from '../docker/client.ts';
@@ -54,7 +54,12 @@ export function phaseSettings(config: LauncherConfig, env: Record<string, string
 }
 
 export async function run(io: CommandIo): Promise<number> {
-  const { values } = parseArgs({ args: io.argv, options: { help: { type: 'boolean', short: 'h' } }, allowPositionals: false });
+  let values;
+  try {
+    ({ values } = parseArgs({ args: io.argv, options: { help: { type: 'boolean', short: 'h' } }, allowPositionals: false }));
+  } catch (e) {
+    throw new ConfigError(`Invalid arguments: ${(e as Error).message} (see launcher run --help; settings are environment variables)`, { code: 'USAGE' });
+  }
   if (values.help) {
     io.stdout.write(USAGE);
     return 0;
