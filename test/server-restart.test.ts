@@ -127,6 +127,21 @@ test('a silent worker goes OFFLINE after its lease; its started phase fails as w
   assert.equal((await srv.admin('GET', `/v1/pools/${pool.id}/queue`)).body.runs, []);
 });
 
+test('the grace countdown of an OFFLINE worker survives a kill -9 of the server', async () => {
+  const wid = await register();
+  const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
+  await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null });
+  await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid });
+  await until('OFFLINE', async () => (await workerStatus(wid)) === 'OFFLINE' ? true : undefined);
+  await srv.kill9();
+  await srv.start();
+  const run = await until('FAILED after restart', async () => {
+    const r = (await srv.admin('GET', `/v1/runs/${runId}`)).body.run;
+    return r.state === 'FAILED' ? r : undefined;
+  });
+  assert.is(run.reason, 'worker lost');
+});
+
 test('a worker that comes back within the grace period reports normally', async () => {
   const wid = await register();
   const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
