@@ -59,6 +59,73 @@ export function readPemBlocks(text: string): PemBlock[] {
   return blocks;
 }
 
+interface DerTlv { tag: number; start: number; end: number }
+
+/** One DER element at `pos` (content from start to end), or null when it does not fit. */
+function derAt(b: Buffer, pos: number, limit: number): DerTlv | null {
+  if (pos + 2 > limit) return null;
+  const tag = b[pos]!;
+  let len = b[pos + 1]!;
+  let start = pos + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4 || start + n > limit) return null;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + b[start + i]!;
+    start += n;
+  }
+  return start + len > limit ? null : { tag, start, end: start + len };
+}
+
+/** The elements inside a constructed element, or null when they do not parse. */
+function derChildren(b: Buffer, t: DerTlv): DerTlv[] | null {
+  const out: DerTlv[] = [];
+  for (let p = t.start; p < t.end;) {
+    const c = derAt(b, p, t.end);
+    if (c === null) return null;
+    out.push(c);
+    p = c.end;
+  }
+  return out;
+}
+
+function integerBits(b: Buffer, t: DerTlv): number {
+  let i = t.start;
+  while (i < t.end && b[i] === 0) i++;
+  return i === t.end ? 0 : (t.end - i - 1) * 8 + (32 - Math.clz32(b[i]!));
+}
+
+/**
+ * Bit length of the RSA modulus in a PKCS#1 or PKCS#8 private key or an SPKI
+ * public key, read from the DER without OpenSSL; null when `der` is not laid
+ * out that way (not RSA, or malformed: OpenSSL then gives the verdict).
+ * Why: querying the size of a key above 16384 bits through node:crypto leaves
+ * an OpenSSL error queued that makes the process's next, unrelated crypto
+ * call fail ("too small buffer"), so such keys must be refused before that.
+ */
+export function rsaModulusBits(der: Buffer, layout: 'pkcs1' | 'pkcs8' | 'spki'): number | null {
+  const top = derAt(der, 0, der.length);
+  const kids = top && top.tag === 0x30 ? derChildren(der, top) : null;
+  if (!kids) return null;
+  if (layout === 'pkcs1') {
+    return kids[0]?.tag === 0x02 && kids[1]?.tag === 0x02 ? integerBits(der, kids[1]) : null;
+  }
+  if (layout === 'pkcs8') {
+    const inner = kids[2];
+    if (kids[0]?.tag !== 0x02 || kids[1]?.tag !== 0x30 || inner?.tag !== 0x04) return null;
+    return rsaModulusBits(der.subarray(inner.start, inner.end), 'pkcs1');
+  }
+  const bits = kids[1];
+  if (kids[0]?.tag !== 0x30 || bits?.tag !== 0x03 || der[bits.start] !== 0) return null;
+  const rsa = derAt(der, bits.start + 1, bits.end);
+  const nums = rsa && rsa.tag === 0x30 ? derChildren(der, rsa) : null;
+  return nums && nums[0]?.tag === 0x02 ? integerBits(der, nums[0]) : null;
+}
+
+function tooLarge(bits: number): string {
+  return `the RSA key has ${bits} bits, and at most ${MAX_POOL_KEY_BITS} are accepted`;
+}
+
 /** The PEM text inside the variable: raw PEM or base64 of it (wrapped or not). */
 function pemText(value: string, source: string): string {
   let text = value.trim();
@@ -116,15 +183,19 @@ export function parsePoolPrivateKey(value: string, source: string = DEFAULT_SOUR
   if (keyBlocks.length > 1) throw keyError(source, `it holds ${keyBlocks.length} private keys, and only one is allowed`);
   const block = keyBlocks[0]!;
   if (block.headers.some((h) => /^Proc-Type:.*ENCRYPTED/i.test(h))) throw keyError(source, OTHER_LABELS['ENCRYPTED PRIVATE KEY']!);
+  const layout = block.label === 'PRIVATE KEY' ? 'pkcs8' : 'pkcs1';
+  const declaredBits = rsaModulusBits(block.der, layout);
+  if (declaredBits !== null && declaredBits > MAX_POOL_KEY_BITS) throw keyError(source, tooLarge(declaredBits));
   let key: crypto.KeyObject;
   try {
-    key = crypto.createPrivateKey({ key: block.der, format: 'der', type: block.label === 'PRIVATE KEY' ? 'pkcs8' : 'pkcs1' });
+    key = crypto.createPrivateKey({ key: block.der, format: 'der', type: layout });
   } catch (e) {
     throw keyError(source, `its "${block.label}" block is not a readable private key`, e);
   }
   if (key.asymmetricKeyType !== 'rsa') throw keyError(source, `it holds ${keyTypeName(key.asymmetricKeyType)} key, and pool keys are RSA`);
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (bits < MIN_POOL_KEY_BITS) throw keyError(source, `the RSA key has ${bits} bits, and at least ${MIN_POOL_KEY_BITS} are required`);
+  if (bits > MAX_POOL_KEY_BITS) throw keyError(source, tooLarge(bits));
   return key;
 }
 

@@ -1,10 +1,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
+import { oversizedRsaPrivateKeyPem } from './helpers/der.ts';
 import { OpensslDir } from './helpers/openssl.ts';
 import { LauncherError } from '../lib/errors.ts';
 import {
   assertKeyMatchesCertificate, certificatePublicKeyPem, createCsr, generatePoolKey, parsePoolPrivateKey, publicKeyPem,
+  readPemBlocks, rsaModulusBits,
 } from '../lib/keys.ts';
 import { createCertificateAuthority, issuePoolCertificate } from '../lib/pki.ts';
 
@@ -105,6 +107,24 @@ test('unusable keys are refused with KEY_INVALID naming the source and what is a
     if (value.length > 32) assertNoSecret(err.message, value);
   }
   expectError(() => parsePoolPrivateKey('nope', '/etc/pool.key'), 'KEY_INVALID', /^Cannot use \/etc\/pool\.key: /);
+});
+
+test('a key above 16384 bits is refused, as the server refuses its CSR', () => {
+  // The DER pre-check agrees with OpenSSL on real keys of every layout.
+  assert.is(rsaModulusBits(readPemBlocks(seed.key)[0]!.der, 'pkcs8'), 4096);
+  assert.is(rsaModulusBits(readPemBlocks(seedPub)[0]!.der, 'spki'), 4096);
+  const pkcs1 = ssl.ok(['pkey', '-in', 'spacelift.key', '-traditional']);
+  assert.is(rsaModulusBits(readPemBlocks(pkcs1)[0]!.der, 'pkcs1'), 4096);
+  const pem = oversizedRsaPrivateKeyPem(20480);
+  assert.ok(pem.length < 64 * 1024, 'within the size limit, so only the bit count refuses it');
+  for (let i = 0; i < 3; i++) {
+    const err = expectError(() => parsePoolPrivateKey(pem), 'KEY_INVALID', /20480 bits, and at most 16384 are accepted/);
+    assertNoSecret(err.message, pem);
+    expectError(() => parsePoolPrivateKey(Buffer.from(pem).toString('base64')), 'KEY_INVALID', /at most 16384/);
+    // Asking node:crypto for such a key's size leaves an OpenSSL error queued that
+    // breaks the next unrelated operation; refusing it must leave crypto working.
+    assert.is(parsePoolPrivateKey(seed.key).asymmetricKeyDetails?.modulusLength, 4096);
+  }
 });
 
 test('publicKeyPem and certificatePublicKeyPem agree with openssl', () => {
