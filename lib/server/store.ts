@@ -138,8 +138,8 @@ export class Store {
   runById(id: string): RunRow | undefined { return this.get<RunRow>('SELECT * FROM runs WHERE id = ?', [id]); }
   insertRun(r: Omit<RunRow, 'n' | 'queue_key'>, phases: PhaseSpec[]): void {
     this.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at)
-      VALUES ($id, $stack_id, $stack_name, $stack_kind, $pool_id, $proposed, $state, $phase, $phase_count, $spec, $secret_env, 0, $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at)`, { ...r });
-    this.run('UPDATE runs SET queue_key = n WHERE id = ?', [r.id]);
+      VALUES ($id, $stack_id, $stack_name, $stack_kind, $pool_id, $proposed, $state, $phase, $phase_count, $spec, $secret_env,
+        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at)`, { ...r });
     phases.forEach((p, i) => this.run('INSERT INTO phases (run_id, idx, name, confirm) VALUES (?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0]));
   }
   updateRun(id: string, fields: Partial<RunRow>): void {
