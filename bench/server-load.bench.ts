@@ -164,7 +164,9 @@ async function startServer(dir: string, data: string, children: ReturnType<typeo
   const port = await freePort();
   const origin = `https://127.0.0.1:${port}`;
   const logFile = join(dir, 'server.log');
-  const server = spawnWithLimit([NODE, '--import', 'tsx', 'launcher.ts', 'server', '--data', data, '--listen', `127.0.0.1:${port}`], { logFile });
+  // BENCH_SERVER_NODE_OPTIONS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") reaches the server only.
+  const serverEnv = process.env.BENCH_SERVER_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_SERVER_NODE_OPTIONS } : undefined;
+  const server = spawnWithLimit([NODE, '--import', 'tsx', 'launcher.ts', 'server', '--data', data, '--listen', `127.0.0.1:${port}`], { logFile, env: serverEnv });
   const tail = () => readFileSync(logFile, 'utf8').split('\n').slice(-40).join('\n');
   server.on('exit', (code, sig) => say(`  [server] exited: ${code ?? sig}`));
   children.push(server);
