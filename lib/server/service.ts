@@ -1,7 +1,8 @@
-// The server's core: workers register, poll, start phases, ship logs and
-// results; runs move through their states; the scheduler's decisions are
-// applied. HTTP adapters (worker-api.ts, admin-api.ts) call into this; it
-// never touches a socket beyond the Waiter callbacks it is handed.
+// The server's core: the scheduler's decisions applied (assignment, dispatch
+// to waiting workers, requeue), runs moved through their states when phases
+// end, leases and grace periods, and the certificate-to-pool check. WorkerOps
+// and AdminOps build the two APIs on it; it never touches a socket beyond the
+// Waiter callbacks it is handed.
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { open } from 'node:fs/promises';
@@ -13,10 +14,10 @@ import { transaction } from './db.ts';
 import { HttpError, badField } from './http.ts';
 import type { Logger } from './log.ts';
 import type { LogFiles } from './logs.ts';
-import { afterPhase, canTakeWork, planAssignments, onWorkerLost, REPORTABLE_OUTCOMES, type Outcome, type WorkerView } from './scheduler.ts';
+import { afterPhase, planAssignments, onWorkerLost, type Outcome, type WorkerView } from './scheduler.ts';
 import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
 import { phaseState } from './views.ts';
-import { Presence, type Waiter } from './workers.ts';
+import { Presence } from './workers.ts';
 
 export interface ServiceOptions {
   store: Store;
@@ -36,7 +37,6 @@ export interface PollReply { assignment: Record<string, unknown> | null; control
 export const DEFAULT_POLL_SECONDS = 25;
 export const MAX_POLL_SECONDS = 60;
 export const LOG_CHUNK_LIMIT = 1024 * 1024;
-const DEFAULT_CONTROL_SIG = JSON.stringify({ drain: false, cycle: false, cancel: [] });
 
 export const newId = (prefix: string): string => `${prefix}_${randomBytes(8).toString('hex')}`;
 export const iso = (ms = Date.now()): string => new Date(ms).toISOString();
@@ -116,13 +116,13 @@ export class Service {
 
   // ------------------------------------------------------------ helpers
 
-  private pool(id: string): PoolRow {
+  pool(id: string): PoolRow {
     const p = this.store.poolAny(id);
     if (!p) throw notFound('Pool', id, 'POOL_NOT_FOUND');
     return p;
   }
 
-  private poolWorker(poolId: string, workerId: unknown): WorkerRow {
+  poolWorker(poolId: string, workerId: unknown): WorkerRow {
     if (typeof workerId !== 'string' || workerId === '') throw badField('workerId', 'the worker id from POST /v1/worker/register');
     const w = this.store.worker(workerId);
     if (!w || w.pool_id !== poolId || w.deregistered_at) {
@@ -132,7 +132,7 @@ export class Service {
   }
 
   /** A worker call: it is alive, and an OFFLINE worker comes back. */
-  private touch(w: WorkerRow): void {
+  touch(w: WorkerRow): void {
     this.presence.seen(w.id);
     if (w.offline) {
       this.store.updateWorker(w.id, { offline: 0, offline_since: null, last_seen: iso() });
@@ -142,7 +142,7 @@ export class Service {
   }
 
   /** The run's phase, only if it was assigned (to `workerId` when given) in this pool: otherwise 404. */
-  private assignedPhase(poolId: string, runId: string, phase: number, workerId?: string): { run: RunRow; ph: PhaseRow } {
+  assignedPhase(poolId: string, runId: string, phase: number, workerId?: string): { run: RunRow; ph: PhaseRow } {
     const run = this.store.runById(runId);
     const ph = run && run.pool_id === poolId ? this.store.phase(runId, phase) : undefined;
     if (!run || !ph || !ph.worker_id || (workerId !== undefined && ph.worker_id !== workerId)) {
@@ -153,15 +153,15 @@ export class Service {
     return { run, ph };
   }
 
-  private isOpen(run: RunRow, ph: PhaseRow): boolean {
+  isOpen(run: RunRow, ph: PhaseRow): boolean {
     return run.state === 'RUNNING' && run.phase === ph.idx && ph.outcome === null;
   }
 
-  private closed(run: RunRow, ph: PhaseRow): HttpError {
+  closed(run: RunRow, ph: PhaseRow): HttpError {
     return new HttpError(409, 'RUN_STATE', `Phase ${ph.idx} of run ${run.id} is not running (run ${run.state}, phase ${phaseState(ph)})`);
   }
 
-  private view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerView {
+  view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerView {
     return {
       id: w.id, poolId: w.pool_id, deregistered: w.deregistered_at !== null, offline: w.offline === 1,
       drained: w.drained === 1, cycled: w.cycle_gen < pool.cycle, accepting: accept, busy: w.current_run !== null,
@@ -178,7 +178,7 @@ export class Service {
     return { drain: w.drained === 1, cycle: pool ? w.cycle_gen < pool.cycle : true, cancel };
   }
 
-  private reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = [], known?: Control): PollReply {
+  reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = [], known?: Control): PollReply {
     const control = known ?? this.control(w, extraCancel);
     this.presence.delivered.set(w.id, JSON.stringify(control));
     return { assignment, control };
@@ -199,7 +199,7 @@ export class Service {
     };
   }
 
-  private assign(run: RunRow, workerId: string): void {
+  assign(run: RunRow, workerId: string): void {
     const now = iso();
     transaction(this.store.db, () => {
       this.store.updateRun(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
@@ -247,7 +247,7 @@ export class Service {
   }
 
   /** Puts a phase that was assigned but never started back in the queue (not a re-run). */
-  private requeue(run: RunRow, workerId: string): void {
+  requeue(run: RunRow, workerId: string): void {
     const now = iso();
     transaction(this.store.db, () => {
       this.store.updateRun(run.id, { state: 'QUEUED', worker_id: null, updated_at: now });
@@ -286,7 +286,7 @@ export class Service {
   }
 
   /** A worker holding `run` is gone for good (deregistered, grace over, or missing after a restart). */
-  private workerGone(run: RunRow, workerId: string): void {
+  workerGone(run: RunRow, workerId: string): void {
     const ph = this.store.phase(run.id, run.phase)!;
     if (onWorkerLost(ph.started_at !== null) === 'requeue') this.requeue(run, workerId);
     else this.endPhase(run, ph, 'worker-lost', { error: 'worker lost' }, workerId);
@@ -321,149 +321,7 @@ export class Service {
     }
   }
 
-  // ------------------------------------------------------------ worker API
-
-  register(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
-    const pool = this.pool(poolId);
-    const metadata = plainMap(body.metadata, 'metadata', 256, 4096);
-    const host = plainMap(body.host, 'host', 64, 1024);
-    const version = body.version === undefined || body.version === null ? null : String(body.version).slice(0, 128);
-    const now = iso();
-    let id = typeof body.workerId === 'string' ? body.workerId : '';
-    const known = id ? this.store.worker(id) : undefined;
-    if (known && known.pool_id === poolId) {
-      this.store.updateWorker(id, {
-        metadata: JSON.stringify(metadata), host: JSON.stringify(host), version,
-        offline: 0, offline_since: null, deregistered_at: null, cycle_gen: pool.cycle, last_seen: now,
-        idle_since: known.current_run ? null : now,
-      });
-      this.log.info('Worker registered again', { worker: id, pool: poolId });
-    } else {
-      id = newId('wrk');
-      this.store.insertWorker({
-        id, pool_id: poolId, metadata: JSON.stringify(metadata), version, host: JSON.stringify(host),
-        registered_at: now, last_seen: now, idle_since: now, current_run: null, drained: 0, offline: 0,
-        offline_since: null, cycle_gen: pool.cycle, deregistered_at: null,
-      });
-      this.log.info('Worker registered', { worker: id, pool: poolId });
-    }
-    this.presence.delivered.delete(id);
-    this.presence.seen(id);
-    return { workerId: id, pollSeconds: DEFAULT_POLL_SECONDS, leaseSeconds: this.opts.leaseMs / 1000 };
-  }
-
-  /**
-   * The long-poll: a reply at once (an assignment, changed control, wait 0),
-   * or a promise of one when the poll is held; it resolves with undefined when
-   * the client went away while held. `alive` tells whether the client is still there.
-   */
-  poll(auth: { poolId: string; keyId: string }, body: Record<string, unknown>, waitMs: number, alive: () => boolean): Promise<PollReply | undefined> | PollReply {
-    const w = this.poolWorker(auth.poolId, body.workerId);
-    if (body.accept !== undefined && typeof body.accept !== 'boolean') throw badField('accept', 'true or false');
-    if (body.runId !== undefined && body.runId !== null && typeof body.runId !== 'string') throw badField('runId', 'a run id or null');
-    const accept = body.accept !== false;
-    const says = (body.runId as string | null | undefined) ?? null;
-    this.touch(w);
-
-    // Reconcile what the launcher says it runs with what the server assigned.
-    let resend: Record<string, unknown> | null = null;
-    const extraCancel: string[] = [];
-    if (w.current_run) {
-      const run = this.store.runById(w.current_run);
-      const ph = run ? this.store.phase(run.id, run.phase) : undefined;
-      if (!run || !ph || run.state !== 'RUNNING' || run.worker_id !== w.id) {
-        this.store.updateWorker(w.id, { current_run: null, idle_since: iso() });
-        w.current_run = null;
-      } else if (says !== run.id) {
-        if (ph.started_at === null) {
-          // The assignment reply never arrived: send it again, or give it back.
-          if (accept && says === null) resend = this.assignmentFor(run);
-          else { this.requeue(run, w.id); w.current_run = null; }
-        } else {
-          // The launcher no longer knows the phase it started: it is lost.
-          this.log.warn('Worker forgot its running phase', { worker: w.id, run: run.id });
-          this.endPhase(run, ph, 'worker-lost', { error: 'worker lost: the launcher no longer runs this phase' }, w.id);
-          w.current_run = null;
-        }
-      }
-    }
-    if (says !== null && says !== w.current_run) extraCancel.push(says);
-    if (resend) return this.reply(w, resend, extraCancel);
-
-    const pool = this.pool(w.pool_id);
-    const eligible = canTakeWork(this.view(w, pool, accept));
-    if (eligible) {
-      const [run] = this.store.queued(pool.id, 1);
-      if (run && this.presence.acceptingIn(pool.id, 1).length === 0) {
-        this.assign(run, w.id);
-        return this.reply(w, this.assignmentFor(run), extraCancel);
-      }
-    }
-    const control = this.control(w, extraCancel);
-    if (JSON.stringify(control) !== (this.presence.delivered.get(w.id) ?? DEFAULT_CONTROL_SIG) || waitMs <= 0) {
-      return this.reply(w, null, extraCancel, control);
-    }
-    return new Promise<PollReply | undefined>((resolve) => {
-      const waiter: Waiter = {
-        workerId: w.id, poolId: pool.id, keyId: auth.keyId, accept: eligible, timer: undefined, alive,
-        settle: (r) => resolve(r === null ? this.replyFor(w.id, extraCancel) : (r as PollReply | undefined)),
-      };
-      this.presence.hold(waiter, waitMs, () => resolve(this.replyFor(w.id, extraCancel)));
-      // Someone else was already waiting when this worker came in: the queue
-      // head goes to the longest-waiting worker first.
-      if (eligible) this.dispatch(pool.id);
-    });
-  }
-
-  private replyFor(workerId: string, extraCancel: string[]): PollReply | undefined {
-    const w = this.store.worker(workerId);
-    return w ? this.reply(w, null, extraCancel) : undefined;
-  }
-
-  startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Record<string, unknown> {
-    const w = this.poolWorker(poolId, body.workerId);
-    const { run, ph } = this.assignedPhase(poolId, runId, phase, w.id);
-    if (ph.started_at !== null && ph.outcome === null) return {};
-    if (!this.isOpen(run, ph)) throw this.closed(run, ph);
-    this.store.updatePhase(runId, phase, { started_at: iso() });
-    this.log.debug('Phase started', { run: runId, phase, worker: w.id });
-    this.changed(runId);
-    return {};
-  }
-
-  phaseStatus(poolId: string, runId: string, phase: number): Record<string, unknown> {
-    const { run, ph } = this.assignedPhase(poolId, runId, phase);
-    return {
-      state: phaseState(ph),
-      cancel: run.cancel_requested === 1 || run.state === 'CANCELED',
-      logs: { nextSeq: ph.log_next_seq, bytes: ph.log_bytes },
-    };
-  }
-
-  async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<Record<string, unknown>> {
-    this.assignedPhase(poolId, runId, phase);
-    return this.opts.logs.exclusive(runId, phase, async () => {
-      const ph = this.store.phase(runId, phase)!;
-      if (seq < ph.log_next_seq) return { nextSeq: ph.log_next_seq };
-      if (seq > ph.log_next_seq) {
-        throw new HttpError(409, 'LOG_SEQ_GAP', `Log chunk out of order: got seq ${seq}, expected ${ph.log_next_seq} (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
-      }
-      const run = this.store.runById(runId)!;
-      if (!this.isOpen(run, ph)) throw this.closed(run, ph);
-      await this.opts.logs.write(runId, phase, ph.log_bytes, chunk);
-      this.store.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + chunk.length });
-      this.changed(runId);
-      return { nextSeq: seq + 1 };
-    });
-  }
-
-  /** The sealed workspace for a worker of the run's pool that holds an assignment of it. */
-  async workerWorkspace(poolId: string, runId: string): Promise<{ stream: Readable; size: number }> {
-    const run = this.store.runById(runId);
-    if (!run || run.pool_id !== poolId) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
-    this.assignedPhase(poolId, runId, run.phase);
-    return this.workspace(run);
-  }
+  // ------------------------------------------------------------ sealed workspaces
 
   async workspace(run: RunRow): Promise<{ stream: Readable; size: number }> {
     const f = run.has_workspace ? await this.opts.blobs.open(this.opts.blobs.workspacePath(run.id)) : undefined;
@@ -487,73 +345,7 @@ export class Service {
     return got;
   }
 
-  async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<Record<string, unknown>> {
-    const { run, ph } = this.assignedPhase(poolId, runId, phase);
-    if (!this.isOpen(run, ph)) throw this.closed(run, ph);
-    const got = await this.receiveWorkspace(body, declared);
-    if (!got) throw new HttpError(400, 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
-    const again = this.store.runById(runId)!;
-    const ph2 = this.store.phase(runId, phase)!;
-    if (!this.isOpen(again, ph2)) { await this.opts.blobs.discard(got.tmp); throw this.closed(again, ph2); }
-    await this.opts.blobs.commit(got.tmp, this.opts.blobs.workspacePath(runId));
-    this.store.updateRun(runId, { has_workspace: 1, updated_at: iso() });
-    this.log.info('Workspace stored', { run: runId, phase, bytes: got.size });
-    return { bytes: got.size };
-  }
-
-  async result(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const w = this.poolWorker(poolId, body.workerId);
-    const outcome = body.outcome as Outcome;
-    if (!REPORTABLE_OUTCOMES.includes(outcome)) throw badField('outcome', `one of ${REPORTABLE_OUTCOMES.join(', ')}`);
-    const exitCode = body.exitCode === undefined || body.exitCode === null ? null : body.exitCode;
-    if (exitCode !== null && !Number.isInteger(exitCode)) throw badField('exitCode', 'an integer or null');
-    const error = body.error === undefined || body.error === null ? null : String(body.error).slice(0, 4096);
-    const logSeq = body.logSeq === undefined ? null : body.logSeq;
-    if (logSeq !== null && (!Number.isInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
-    this.assignedPhase(poolId, runId, phase, w.id);
-    return this.opts.logs.exclusive(runId, phase, async () => {
-      const run = this.store.runById(runId)!;
-      const ph = this.store.phase(runId, phase)!;
-      if (ph.outcome !== null) {
-        if (ph.outcome === outcome) return {};
-        throw new HttpError(409, 'RESULT_CONFLICT', `Phase ${phase} of run ${runId} already ended as ${ph.outcome}, not ${outcome}`);
-      }
-      if (!this.isOpen(run, ph)) throw this.closed(run, ph);
-      if (logSeq !== null && (logSeq as number) > ph.log_next_seq) {
-        throw new HttpError(409, 'LOG_SEQ_GAP', `Phase result refused: the server has log chunks up to seq ${ph.log_next_seq - 1} but the result says ${logSeq as number} were sent (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
-      }
-      this.endPhase(run, ph, outcome, { exitCode: exitCode as number | null, error }, w.id);
-      return {};
-    });
-  }
-
-  deregister(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
-    const w = this.poolWorker(poolId, body.workerId);
-    if (w.current_run) {
-      const run = this.store.runById(w.current_run);
-      if (run && run.state === 'RUNNING' && run.worker_id === w.id) this.workerGone(run, w.id);
-    }
-    this.store.updateWorker(w.id, { deregistered_at: iso(), current_run: null, last_seen: iso() });
-    this.presence.forget(w.id);
-    this.log.info('Worker deregistered', { worker: w.id, pool: poolId });
-    return {};
-  }
-
   close(): void {
     this.presence.close();
   }
-}
-
-function plainMap(v: unknown, name: string, maxKeys: number, maxLen: number): Record<string, string> {
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw badField(name, 'an object of string values');
-  const out: Record<string, string> = {};
-  const entries = Object.entries(v as Record<string, unknown>);
-  if (entries.length > maxKeys) throw badField(name, `at most ${maxKeys} entries`);
-  for (const [k, val] of entries) {
-    if (k.length === 0 || k.length > 256) throw badField(`${name}.${k}`, 'a key of 1 to 256 characters');
-    if (typeof val !== 'string' && typeof val !== 'number' && typeof val !== 'boolean') throw badField(`${name}.${k}`, 'a string');
-    out[k] = String(val).slice(0, maxLen);
-  }
-  return out;
 }

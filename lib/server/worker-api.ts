@@ -5,6 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { HttpError, Router, badField, readBody, readJson, sendJson, type Ctx } from './http.ts';
 import { DEFAULT_POLL_SECONDS, LOG_CHUNK_LIMIT, MAX_POLL_SECONDS, type Service } from './service.ts';
+import { WorkerOps } from './worker-ops.ts';
 
 /** The pool a request's client certificate belongs to: 401 without a valid one, 403 when revoked. */
 // The peer certificate of a connection cannot change (renegotiation is
@@ -42,10 +43,11 @@ const phaseParam = (ctx: Ctx): number => {
 
 export function workerRoutes(s: Service): Router {
   const r = new Router();
+  const ops = new WorkerOps(s);
   const auth = (ctx: Ctx): { poolId: string; keyId: string } => ctx.worker!;
 
   r.add('POST', '/v1/worker/register', async (ctx) => {
-    sendJson(ctx.res, 200, s.register(auth(ctx).poolId, await readJson(ctx.req)));
+    sendJson(ctx.res, 200, ops.register(auth(ctx).poolId, await readJson(ctx.req)));
   });
 
   r.add('POST', '/v1/worker/poll', async (ctx) => {
@@ -55,7 +57,7 @@ export function workerRoutes(s: Service): Router {
     if (!Number.isFinite(wait) || wait < 0) throw badField('wait', `seconds from 0 to ${MAX_POLL_SECONDS}`);
     const { req, res } = ctx;
     const alive = (): boolean => !res.destroyed && !req.socket.destroyed && res.writable;
-    const pending = s.poll(auth(ctx), body, Math.min(wait, MAX_POLL_SECONDS) * 1000, alive);
+    const pending = ops.poll(auth(ctx), body, Math.min(wait, MAX_POLL_SECONDS) * 1000, alive);
     if (!(pending instanceof Promise)) { sendJson(res, 200, pending); return; }
     const workerId = body.workerId as string;
     const onClose = (): void => {
@@ -69,11 +71,11 @@ export function workerRoutes(s: Service): Router {
   });
 
   r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/start', async (ctx) => {
-    sendJson(ctx.res, 200, s.startPhase(auth(ctx).poolId, ctx.params.run!, phaseParam(ctx), await readJson(ctx.req)));
+    sendJson(ctx.res, 200, ops.startPhase(auth(ctx).poolId, ctx.params.run!, phaseParam(ctx), await readJson(ctx.req)));
   });
 
   r.add('GET', '/v1/worker/runs/{run}/phases/{phase}', (ctx) => {
-    sendJson(ctx.res, 200, s.phaseStatus(auth(ctx).poolId, ctx.params.run!, phaseParam(ctx)));
+    sendJson(ctx.res, 200, ops.phaseStatus(auth(ctx).poolId, ctx.params.run!, phaseParam(ctx)));
   });
 
   r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/logs', async (ctx) => {
@@ -81,27 +83,27 @@ export function workerRoutes(s: Service): Router {
     if (ctx.query.get('seq') === null || !Number.isInteger(seq) || seq < 0) throw badField('seq', 'the chunk\'s sequence number (an integer from 0)');
     const phase = phaseParam(ctx);
     const chunk = await readBody(ctx.req, LOG_CHUNK_LIMIT, () => new HttpError(413, 'LOG_CHUNK_TOO_LARGE', `Log chunk too large: at most ${LOG_CHUNK_LIMIT} bytes per chunk`));
-    sendJson(ctx.res, 200, await s.appendLog(auth(ctx).poolId, ctx.params.run!, phase, seq, chunk));
+    sendJson(ctx.res, 200, await ops.appendLog(auth(ctx).poolId, ctx.params.run!, phase, seq, chunk));
   });
 
   r.add('GET', '/v1/worker/runs/{run}/workspace', async (ctx) => {
-    const f = await s.workerWorkspace(auth(ctx).poolId, ctx.params.run!);
+    const f = await ops.workerWorkspace(auth(ctx).poolId, ctx.params.run!);
     streamFile(ctx, f);
   });
 
   r.add('PUT', '/v1/worker/runs/{run}/phases/{phase}/workspace', async (ctx) => {
     const phase = phaseParam(ctx);
     const declared = Number(ctx.req.headers['content-length'] ?? NaN);
-    sendJson(ctx.res, 200, await s.uploadWorkspace(auth(ctx).poolId, ctx.params.run!, phase, ctx.req, declared));
+    sendJson(ctx.res, 200, await ops.uploadWorkspace(auth(ctx).poolId, ctx.params.run!, phase, ctx.req, declared));
   });
 
   r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/result', async (ctx) => {
     const phase = phaseParam(ctx);
-    sendJson(ctx.res, 200, await s.result(auth(ctx).poolId, ctx.params.run!, phase, await readJson(ctx.req)));
+    sendJson(ctx.res, 200, await ops.result(auth(ctx).poolId, ctx.params.run!, phase, await readJson(ctx.req)));
   });
 
   r.add('POST', '/v1/worker/deregister', async (ctx) => {
-    sendJson(ctx.res, 200, s.deregister(auth(ctx).poolId, await readJson(ctx.req)));
+    sendJson(ctx.res, 200, ops.deregister(auth(ctx).poolId, await readJson(ctx.req)));
   });
 
   return r;

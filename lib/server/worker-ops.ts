@@ -1,0 +1,224 @@
+// What the worker API does: registration, the long-poll (which is also the
+// heartbeat), phase start, log chunks, workspaces, results, deregistration.
+// The scheduling core (assignment, dispatch, leases, phase ends) is Service.
+import type { Readable } from 'node:stream';
+import { HttpError, badField } from './http.ts';
+import { REPORTABLE_OUTCOMES, canTakeWork, type Outcome } from './scheduler.ts';
+import { DEFAULT_POLL_SECONDS, iso, newId, type PollReply, type Service } from './service.ts';
+import { phaseState } from './views.ts';
+import type { Waiter } from './workers.ts';
+
+const DEFAULT_CONTROL_SIG = JSON.stringify({ drain: false, cycle: false, cancel: [] });
+
+export class WorkerOps {
+  private readonly s: Service;
+  constructor(s: Service) { this.s = s; }
+
+  register(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+    const pool = this.s.pool(poolId);
+    const metadata = plainMap(body.metadata, 'metadata', 256, 4096);
+    const host = plainMap(body.host, 'host', 64, 1024);
+    const version = body.version === undefined || body.version === null ? null : String(body.version).slice(0, 128);
+    const now = iso();
+    let id = typeof body.workerId === 'string' ? body.workerId : '';
+    const known = id ? this.s.store.worker(id) : undefined;
+    if (known && known.pool_id === poolId) {
+      this.s.store.updateWorker(id, {
+        metadata: JSON.stringify(metadata), host: JSON.stringify(host), version,
+        offline: 0, offline_since: null, deregistered_at: null, cycle_gen: pool.cycle, last_seen: now,
+        idle_since: known.current_run ? null : now,
+      });
+      this.s.log.info('Worker registered again', { worker: id, pool: poolId });
+    } else {
+      id = newId('wrk');
+      this.s.store.insertWorker({
+        id, pool_id: poolId, metadata: JSON.stringify(metadata), version, host: JSON.stringify(host),
+        registered_at: now, last_seen: now, idle_since: now, current_run: null, drained: 0, offline: 0,
+        offline_since: null, cycle_gen: pool.cycle, deregistered_at: null,
+      });
+      this.s.log.info('Worker registered', { worker: id, pool: poolId });
+    }
+    this.s.presence.delivered.delete(id);
+    this.s.presence.seen(id);
+    return { workerId: id, pollSeconds: DEFAULT_POLL_SECONDS, leaseSeconds: this.s.opts.leaseMs / 1000 };
+  }
+
+  /**
+   * The long-poll: a reply at once (an assignment, changed control, wait 0),
+   * or a promise of one when the poll is held; it resolves with undefined when
+   * the client went away while held. `alive` tells whether the client is still there.
+   */
+  poll(auth: { poolId: string; keyId: string }, body: Record<string, unknown>, waitMs: number, alive: () => boolean): Promise<PollReply | undefined> | PollReply {
+    const w = this.s.poolWorker(auth.poolId, body.workerId);
+    if (body.accept !== undefined && typeof body.accept !== 'boolean') throw badField('accept', 'true or false');
+    if (body.runId !== undefined && body.runId !== null && typeof body.runId !== 'string') throw badField('runId', 'a run id or null');
+    const accept = body.accept !== false;
+    const says = (body.runId as string | null | undefined) ?? null;
+    this.s.touch(w);
+
+    // Reconcile what the launcher says it runs with what the server assigned.
+    let resend: Record<string, unknown> | null = null;
+    const extraCancel: string[] = [];
+    if (w.current_run) {
+      const run = this.s.store.runById(w.current_run);
+      const ph = run ? this.s.store.phase(run.id, run.phase) : undefined;
+      if (!run || !ph || run.state !== 'RUNNING' || run.worker_id !== w.id) {
+        this.s.store.updateWorker(w.id, { current_run: null, idle_since: iso() });
+        w.current_run = null;
+      } else if (says !== run.id) {
+        if (ph.started_at === null) {
+          // The assignment reply never arrived: send it again, or give it back.
+          if (accept && says === null) resend = this.s.assignmentFor(run);
+          else { this.s.requeue(run, w.id); w.current_run = null; }
+        } else {
+          // The launcher no longer knows the phase it started: it is lost.
+          this.s.log.warn('Worker forgot its running phase', { worker: w.id, run: run.id });
+          this.s.endPhase(run, ph, 'worker-lost', { error: 'worker lost: the launcher no longer runs this phase' }, w.id);
+          w.current_run = null;
+        }
+      }
+    }
+    if (says !== null && says !== w.current_run) extraCancel.push(says);
+    if (resend) return this.s.reply(w, resend, extraCancel);
+
+    const pool = this.s.pool(w.pool_id);
+    const eligible = canTakeWork(this.s.view(w, pool, accept));
+    if (eligible) {
+      const [run] = this.s.store.queued(pool.id, 1);
+      if (run && this.s.presence.acceptingIn(pool.id, 1).length === 0) {
+        this.s.assign(run, w.id);
+        return this.s.reply(w, this.s.assignmentFor(run), extraCancel);
+      }
+    }
+    const control = this.s.control(w, extraCancel);
+    if (JSON.stringify(control) !== (this.s.presence.delivered.get(w.id) ?? DEFAULT_CONTROL_SIG) || waitMs <= 0) {
+      return this.s.reply(w, null, extraCancel, control);
+    }
+    return new Promise<PollReply | undefined>((resolve) => {
+      const waiter: Waiter = {
+        workerId: w.id, poolId: pool.id, keyId: auth.keyId, accept: eligible, timer: undefined, alive,
+        settle: (r) => resolve(r === null ? this.replyFor(w.id, extraCancel) : (r as PollReply | undefined)),
+      };
+      this.s.presence.hold(waiter, waitMs, () => resolve(this.replyFor(w.id, extraCancel)));
+      // Someone else was already waiting when this worker came in: the queue
+      // head goes to the longest-waiting worker first.
+      if (eligible) this.s.dispatch(pool.id);
+    });
+  }
+
+  private replyFor(workerId: string, extraCancel: string[]): PollReply | undefined {
+    const w = this.s.store.worker(workerId);
+    return w ? this.s.reply(w, null, extraCancel) : undefined;
+  }
+
+  startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Record<string, unknown> {
+    const w = this.s.poolWorker(poolId, body.workerId);
+    const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w.id);
+    if (ph.started_at !== null && ph.outcome === null) return {};
+    if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
+    this.s.store.updatePhase(runId, phase, { started_at: iso() });
+    this.s.log.debug('Phase started', { run: runId, phase, worker: w.id });
+    this.s.changed(runId);
+    return {};
+  }
+
+  phaseStatus(poolId: string, runId: string, phase: number): Record<string, unknown> {
+    const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
+    return {
+      state: phaseState(ph),
+      cancel: run.cancel_requested === 1 || run.state === 'CANCELED',
+      logs: { nextSeq: ph.log_next_seq, bytes: ph.log_bytes },
+    };
+  }
+
+  async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<Record<string, unknown>> {
+    this.s.assignedPhase(poolId, runId, phase);
+    return this.s.opts.logs.exclusive(runId, phase, async () => {
+      const ph = this.s.store.phase(runId, phase)!;
+      if (seq < ph.log_next_seq) return { nextSeq: ph.log_next_seq };
+      if (seq > ph.log_next_seq) {
+        throw new HttpError(409, 'LOG_SEQ_GAP', `Log chunk out of order: got seq ${seq}, expected ${ph.log_next_seq} (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
+      }
+      const run = this.s.store.runById(runId)!;
+      if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
+      await this.s.opts.logs.write(runId, phase, ph.log_bytes, chunk);
+      this.s.store.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + chunk.length });
+      this.s.changed(runId);
+      return { nextSeq: seq + 1 };
+    });
+  }
+
+  /** The sealed workspace for a worker of the run's pool that holds an assignment of it. */
+  async workerWorkspace(poolId: string, runId: string): Promise<{ stream: Readable; size: number }> {
+    const run = this.s.store.runById(runId);
+    if (!run || run.pool_id !== poolId) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
+    this.s.assignedPhase(poolId, runId, run.phase);
+    return this.s.workspace(run);
+  }
+
+  async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<Record<string, unknown>> {
+    const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
+    if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
+    const got = await this.s.receiveWorkspace(body, declared);
+    if (!got) throw new HttpError(400, 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
+    const again = this.s.store.runById(runId)!;
+    const ph2 = this.s.store.phase(runId, phase)!;
+    if (!this.s.isOpen(again, ph2)) { await this.s.opts.blobs.discard(got.tmp); throw this.s.closed(again, ph2); }
+    await this.s.opts.blobs.commit(got.tmp, this.s.opts.blobs.workspacePath(runId));
+    this.s.store.updateRun(runId, { has_workspace: 1, updated_at: iso() });
+    this.s.log.info('Workspace stored', { run: runId, phase, bytes: got.size });
+    return { bytes: got.size };
+  }
+
+  async result(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const w = this.s.poolWorker(poolId, body.workerId);
+    const outcome = body.outcome as Outcome;
+    if (!REPORTABLE_OUTCOMES.includes(outcome)) throw badField('outcome', `one of ${REPORTABLE_OUTCOMES.join(', ')}`);
+    const exitCode = body.exitCode === undefined || body.exitCode === null ? null : body.exitCode;
+    if (exitCode !== null && !Number.isInteger(exitCode)) throw badField('exitCode', 'an integer or null');
+    const error = body.error === undefined || body.error === null ? null : String(body.error).slice(0, 4096);
+    const logSeq = body.logSeq === undefined ? null : body.logSeq;
+    if (logSeq !== null && (!Number.isInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
+    this.s.assignedPhase(poolId, runId, phase, w.id);
+    return this.s.opts.logs.exclusive(runId, phase, async () => {
+      const run = this.s.store.runById(runId)!;
+      const ph = this.s.store.phase(runId, phase)!;
+      if (ph.outcome !== null) {
+        if (ph.outcome === outcome) return {};
+        throw new HttpError(409, 'RESULT_CONFLICT', `Phase ${phase} of run ${runId} already ended as ${ph.outcome}, not ${outcome}`);
+      }
+      if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
+      if (logSeq !== null && (logSeq as number) > ph.log_next_seq) {
+        throw new HttpError(409, 'LOG_SEQ_GAP', `Phase result refused: the server has log chunks up to seq ${ph.log_next_seq - 1} but the result says ${logSeq as number} were sent (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
+      }
+      this.s.endPhase(run, ph, outcome, { exitCode: exitCode as number | null, error }, w.id);
+      return {};
+    });
+  }
+
+  deregister(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+    const w = this.s.poolWorker(poolId, body.workerId);
+    if (w.current_run) {
+      const run = this.s.store.runById(w.current_run);
+      if (run && run.state === 'RUNNING' && run.worker_id === w.id) this.s.workerGone(run, w.id);
+    }
+    this.s.store.updateWorker(w.id, { deregistered_at: iso(), current_run: null, last_seen: iso() });
+    this.s.presence.forget(w.id);
+    this.s.log.info('Worker deregistered', { worker: w.id, pool: poolId });
+    return {};
+  }
+}
+
+function plainMap(v: unknown, name: string, maxKeys: number, maxLen: number): Record<string, string> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw badField(name, 'an object of string values');
+  const out: Record<string, string> = {};
+  const entries = Object.entries(v as Record<string, unknown>);
+  if (entries.length > maxKeys) throw badField(name, `at most ${maxKeys} entries`);
+  for (const [k, val] of entries) {
+    if (k.length === 0 || k.length > 256) throw badField(`${name}.${k}`, 'a key of 1 to 256 characters');
+    if (typeof val !== 'string' && typeof val !== 'number' && typeof val !== 'boolean') throw badField(`${name}.${k}`, 'a string');
+    out[k] = String(val).slice(0, maxLen);
+  }
+  return out;
+}
