@@ -111,6 +111,10 @@ test('a secret value never appears in a usage error', async () => {
   assert.is(r.code, 2);
   assert.match(r.err, /TOKEN=… twice/);
   assert.not.match(r.err, /s3cr3tvalue/);
+  const bare = await admin(['stack', 'create', 's', '--pool', 'p', '--phase', 'x=true', '--secret', 'justthes3cr3t']);
+  assert.is(bare.code, 2);
+  assert.match(bare.err, /--secret \(value not shown\): expected KEY=VALUE/);
+  assert.not.match(bare.err, /justthes3cr3t/);
 });
 
 test('worker drain needs ids or --metadata, not both', async () => {

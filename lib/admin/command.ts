@@ -72,12 +72,16 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * accepts as a variable name (for --env and --secret); metadata tags allow
  * any key without "=". The value may contain "=".
  */
-export function keyValues(values: string[], flagName: string, opts: { envNames?: boolean } = {}): Record<string, string> {
+export function keyValues(values: string[], flagName: string, opts: { envNames?: boolean; secret?: boolean } = {}): Record<string, string> {
   const out: Record<string, string> = {};
   for (const item of values) {
     const i = item.indexOf('=');
     const key = i < 0 ? '' : item.slice(0, i);
-    if (i <= 0) throw new ConfigError(`Cannot use --${flagName} "${item.length > 40 ? item.slice(0, 40) + '…' : item}": expected KEY=VALUE`);
+    if (i <= 0) {
+      // A malformed --secret may be the bare value: never echo it.
+      const shown = opts.secret ? '(value not shown)' : `"${item.length > 40 ? item.slice(0, 40) + '…' : item}"`;
+      throw new ConfigError(`Cannot use --${flagName} ${shown}: expected KEY=VALUE`);
+    }
     if (opts.envNames && !ENV_NAME.test(key)) {
       throw new ConfigError(`Cannot use --${flagName} ${key}=…: "${key}" is not a variable name; expected letters, digits and _ not starting with a digit`);
     }

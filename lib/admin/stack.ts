@@ -43,7 +43,7 @@ function fieldsFromFlags(args: Args, usage: string): { fields: Obj; secrets: Rec
   const image = str(args, 'image');
   if (image !== undefined) out.image = image;
   if (args.values.env !== undefined) out.env = keyValues(list(args, 'env'), 'env', { envNames: true });
-  const secrets = args.values.secret === undefined ? undefined : keyValues(list(args, 'secret'), 'secret', { envNames: true });
+  const secrets = args.values.secret === undefined ? undefined : keyValues(list(args, 'secret'), 'secret', { envNames: true, secret: true });
   if (args.values.phase !== undefined) out.phases = phases(list(args, 'phase'), list(args, 'confirm'));
   else if (args.values.confirm !== undefined) throw new ConfigError(`Cannot use --confirm without --phase: give the phases too (usage: launcher admin ${usage})`);
   return { fields: out, secrets };
