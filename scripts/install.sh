@@ -176,24 +176,29 @@ fi
 ensure_env_file() {
   if [ -e "$env_file" ]; then return 0; fi
   mkdir -p "$(dirname "$env_file")"
+  # noclobber makes the create exclusive (O_EXCL): a symlink or file that
+  # appears at this path after the check above is not followed or overwritten.
   (
     umask 077
+    set -C
     cat >"$env_file" <<EOF
 # Environment for the launcher, read by its cron line and systemd unit.
 # KEY=value lines, no quotes or spaces; keep this file mode 600.
 #SPACELIFT_TOKEN=
 #SPACELIFT_POOL_PRIVATE_KEY=
 EOF
-  )
+  ) || die "Cannot create the env file \"$env_file\": something (a dangling symlink?) is in the way; remove it or pass another --env-file"
   say "wrote $env_file: put SPACELIFT_TOKEN and SPACELIFT_POOL_PRIVATE_KEY there"
 }
 
 if [ -n "$want_cron" ]; then
   ensure_env_file
   # set -a exports what the env file assigns; flock (when present) keeps a
-  # single launcher alive while cron retries every minute.
+  # single launcher alive while cron retries every minute. The lock lives
+  # beside the env file, not in /tmp, where any local user could create and
+  # hold it and so keep the launcher from ever starting.
   run="$target"
-  if command -v flock >/dev/null 2>&1; then run="flock -n /tmp/launcher.cron.lock $target"; fi
+  if command -v flock >/dev/null 2>&1; then run="flock -n $(dirname "$env_file")/launcher.cron.lock $target"; fi
   line="* * * * * set -a; . $env_file; exec $run >>$log_file 2>&1 $marker"
   current=$work/crontab.current
   if [ -n "$crontab_file" ]; then

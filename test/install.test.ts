@@ -208,6 +208,9 @@ test('--cron adds one crontab line that reads secrets from the env file, once', 
   assert.match(line, /^\* \* \* \* \* set -a; \. /);
   assert.ok(line.includes(`. ${envFile};`), line);
   assert.ok(line.includes(`${prefix}/launcher >>${logFile} 2>&1`), line);
+  // The single-instance lock is not in /tmp, where another user could hold it forever.
+  assert.not.ok(line.includes('/tmp/launcher.cron.lock'), line);
+  if (spawnSync('sh', ['-c', 'command -v flock']).status === 0) assert.ok(line.includes(`flock -n ${dir}/launcher.cron.lock ${prefix}/launcher`), line);
   assert.not.ok(readFileSync(crontab, 'utf8').includes('token-value'), 'no secret in the crontab');
   // The command part is valid sh.
   const command = line.replace(/^(\S+\s+){5}/, '');
@@ -232,6 +235,19 @@ test('--cron replaces its own older line (new prefix) and keeps an existing env 
   assert.is(ours.length, 1);
   assert.ok(ours[0]!.includes(`prefix-${prefixCount}/bin/launcher`), ours[0]);
   assert.is(readFileSync(envFile, 'utf8'), 'SPACELIFT_TOKEN=abc\n');
+});
+
+test('the env file is created exclusively: a dangling symlink in its place is not followed', async () => {
+  const dir = join(work, 'envlink');
+  mkdirSync(dir);
+  const elsewhere = join(work, 'envlink-target');
+  const envFile = join(dir, 'launcher.env');
+  symlinkSync(elsewhere, envFile);
+  const r = await install(['--cacert', server.caPath, '--prefix', newPrefix(), '--cron', '--crontab-file', join(dir, 'crontab'), '--env-file', envFile]);
+  assert.is.not(r.status, 0, r.stderr);
+  assert.match(r.stderr, /Cannot create the env file ".*launcher\.env": something \(a dangling symlink\?\) is in the way/);
+  assert.not.ok(existsSync(elsewhere), 'the symlink target was not created');
+  assert.not.ok(existsSync(join(dir, 'crontab')), 'nothing was added to the crontab');
 });
 
 test('--systemd writes a unit into the given directory, and leaves it alone when unchanged', async () => {
