@@ -317,7 +317,16 @@ async function finish(docker: DockerClient, id: string, r: Supervised, opts: Pha
     const dir = opts.workingDir ?? DEFAULT_WORKING_DIR;
     try {
       const raw = await getArchive(docker, id, dir, opts.signal);
-      await opts.workspaceOut(safeArchive(raw, { stripPrefix: posix.basename(dir) }));
+      const safe = safeArchive(raw, { stripPrefix: posix.basename(dir) });
+      try {
+        await opts.workspaceOut(safe);
+      } finally {
+        // A consumer that failed without reading to the end (an upload refused
+        // up front) would leave the engine's response unread: its connection
+        // stays taken for good, and DockerClient.close() never returns.
+        safe.destroy();
+        raw.destroy();
+      }
     } catch (e) {
       const err = errorOf(e);
       // An archive the script made unsafe is the run's fault; a failed copy is ours.
