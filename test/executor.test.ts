@@ -261,6 +261,26 @@ test('workspace archives that escape are refused both ways', async () => {
   assert.match(outBad.result.error!.message, /"leak": symlink to the absolute path "\/etc\/passwd"/);
 });
 
+test('a workspace consumer that fails without reading does not strand the engine connection', async () => {
+  // Its own client, so close() proves no request is left open: undici's close waits for every one.
+  const own = new DockerClient();
+  // 16 MiB: more than the socket and stream buffers hold, so the engine's answer cannot complete unread.
+  const s = spec('dd if=/dev/urandom of=big bs=1048576 count=16 2>/dev/null', {
+    workspaceOut: async () => { throw new Error('upload refused before reading'); },
+  });
+  const result = await runPhase(s, { docker: own });
+  assert.is(result.outcome, 'system-error');
+  assert.match(result.error!.message, /upload refused before reading/);
+  // A hang detector, not a speed check: without the fix close() never returns.
+  let timer: NodeJS.Timeout | undefined;
+  const closed = await Promise.race([
+    own.close().then(() => 'closed'),
+    new Promise<string>((r) => { timer = setTimeout(() => r('still open after 60 s'), 60_000); }),
+  ]);
+  clearTimeout(timer);
+  assert.is(closed, 'closed');
+});
+
 test('removeLeftovers removes this worker\'s containers only; listManagedContainers sees them', async () => {
   const other = `${workerId}-other`;
   const mine = await createContainer(docker, containerName('left', 'over'), containerSpec(spec('sleep 600', { runId: 'left' })));
