@@ -4,7 +4,7 @@
 // and message. The API version is negotiated once, lazily, on the first call.
 import { Pool, type Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
-import { LauncherError } from '../errors.ts';
+import { LauncherError, isLauncherError } from '../errors.ts';
 
 /**
  * Oldest Engine API version we speak: 1.41 is Docker Engine 20.10, the engine
@@ -235,7 +235,9 @@ export class DockerClient {
   }
 
   #wrap(call: string, e: unknown): unknown {
-    if (e instanceof DockerError) return e;
+    // A request body that failed (a workspace archive refused mid-upload)
+    // names the real fault; wrapping it as a transport error would hide it.
+    if (isLauncherError(e)) return e;
     const err = e as { code?: string; name?: string; message?: string };
     if (err?.name === 'AbortError' || err?.code === 'UND_ERR_ABORTED' || err?.code === 'ABORT_ERR') {
       return new DockerError('DOCKER_ABORTED', call, `Docker ${call} was aborted`, { cause: e });
