@@ -75,14 +75,16 @@ export async function waitUntilNotBusy(
   const want = new Set(ids);
   let announced = '';
   for (;;) {
-    const { workers } = await client.get<{ workers: Obj[] }>('/v1/workers');
-    const mine = (workers ?? []).filter((w) => want.has(String(w.id)));
-    const busy = mine.filter((w) => w.status === 'BUSY');
-    if (busy.length === 0) return mine;
+    // Only BUSY workers come back, so a large fleet costs little per look.
+    const { workers: busyNow } = await client.get<{ workers: Obj[] }>('/v1/workers', { status: 'BUSY' });
+    const busy = (busyNow ?? []).filter((w) => want.has(String(w.id)) && w.status === 'BUSY');
+    if (busy.length === 0) break;
     const key = busy.map((w) => String(w.id)).join(',');
     if (key !== announced) { opts.onWait?.(busy); announced = key; }
     await sleep(opts.intervalMs ?? DRAIN_WAIT_INTERVAL_MS, undefined, { signal: opts.signal });
   }
+  const { workers } = await client.get<{ workers: Obj[] }>('/v1/workers');
+  return (workers ?? []).filter((w) => want.has(String(w.id)));
 }
 
 function drainCommand(verb: 'drain' | 'undrain'): Command {
