@@ -10,7 +10,8 @@ import {
 } from '../lib/age/index.ts';
 import { parseHeader } from '../lib/age/format.ts';
 import { createPublicKey } from 'node:crypto';
-import { TempDir, hasSshKeygen, pseudoRandomBytes, run, seedKey } from './helpers/age-tools.ts';
+import { TempDir, hasSshKeygen, run, seedKey } from './helpers/age-tools.ts';
+import { pseudoRandomBytes } from './helpers/random.ts';
 
 const t = new TempDir();
 // One 4096-bit key made exactly as the seed says (slow on a busy machine), plus

@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { oversizedRsaPrivateKeyPem } from './helpers/der.ts';
+import { prng } from './helpers/random.ts';
 import { OpensslDir } from './helpers/openssl.ts';
 import { LauncherError } from '../lib/errors.ts';
 import {
@@ -174,14 +175,7 @@ test('createCsr is accepted by openssl req -verify, for our key and for the seed
 });
 
 test('fuzz: mutated key values end in KEY_INVALID (or still parse as an RSA key), never another exception', () => {
-  let a = 0x5eed >>> 0; // mulberry32, so failures reproduce
-  const rand = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = prng(0x5eed); // seeded, so failures reproduce
   const pick = (n: number) => Math.floor(rand() * n);
   const small = generatePoolKey(2048).privateKeyPem;
   const der = Buffer.from(small.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');

@@ -9,6 +9,7 @@ import {
   MAX_CSR_BYTES, POOL_VALIDITY_DAYS, certificateSerial, createCertificateAuthority, inspectCsr, isIssuedBy,
   issuePoolCertificate, issueServerCertificate,
 } from '../lib/pki.ts';
+import { prng } from './helpers/random.ts';
 
 const ssl = new OpensslDir();
 // One 4096-bit key per file, made exactly as the seed says (CA keys are 2048 to save time).
@@ -30,17 +31,6 @@ function expectCode(fn: () => unknown, code: string, pattern?: RegExp): Launcher
   throw new Error('unreachable');
 }
 
-/** Deterministic PRNG (mulberry32) so fuzz failures reproduce. */
-function prng(seedValue: number): () => number {
-  let a = seedValue >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const derOf = (pem: string): Buffer => Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
 const pemOf = (der: Buffer, label = 'CERTIFICATE REQUEST'): string =>

@@ -3,7 +3,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
-import { TempDir, pseudoRandomBytes, run, seedKey } from './helpers/age-tools.ts';
+import { TempDir, run, seedKey } from './helpers/age-tools.ts';
+import { pseudoRandomBytes } from './helpers/random.ts';
 import { sshRsaPublicLine } from '../lib/age/index.ts';
 
 const root = new URL('..', import.meta.url).pathname;

@@ -5,6 +5,7 @@ import { LauncherError } from '../lib/errors.ts';
 import { createCsr, generatePoolKey } from '../lib/keys.ts';
 import { createCertificateAuthority, issuePoolCertificate } from '../lib/pki.ts';
 import { TOKEN_FORMAT_VERSION, decodeToken, encodeToken, type PoolToken } from '../lib/token.ts';
+import { prng } from './helpers/random.ts';
 
 const ca = createCertificateAuthority({ bits: 2048 });
 const pool = issuePoolCertificate(ca, createCsr(generatePoolKey(2048).privateKeyPem), { poolId: 'pool-01' });
@@ -34,17 +35,6 @@ function expectTokenError(value: string, pattern: RegExp, source = 'SPACELIFT_TO
   throw new Error('unreachable');
 }
 
-/** Deterministic PRNG (mulberry32) so fuzz failures reproduce. */
-function prng(seedValue: number): () => number {
-  let a = seedValue >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('a token is one line of standard base64 that base64 -d turns into the documented JSON', () => {
   assert.match(token, /^[A-Za-z0-9+/]+={0,2}$/);
