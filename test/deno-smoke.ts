@@ -1,11 +1,12 @@
-// Deno smoke of the pure modules and the Docker client, run by deno.test.ts as
+// Deno smoke of the pure modules, workspace archives, pool keys, masking and
+// the Docker client, run by deno.test.ts as
 // `deno run -A test/deno-smoke.ts`. Each module is imported only if its file
 // exists, so the smoke runs while the project grows; the last stdout line is
 // a JSON summary {covered, skipped, failed} that the Node-side test reads.
 // No uvu here: this file runs under Deno only and exits non-zero on failure.
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -116,6 +117,65 @@ await smoke('lib/age/index.ts', async (m) => {
       rmSync(dir, { recursive: true, force: true });
     }
   }
+});
+
+await smoke('lib/workspace.ts', async (m) => {
+  const packDirectory = fn(m, 'packDirectory');
+  const extractToDirectory = fn(m, 'extractToDirectory');
+  const safeArchive = fn(m, 'safeArchive');
+  const dir = mkdtempSync(join(tmpdir(), 'launcher-deno-ws-'));
+  try {
+    mkdirSync(join(dir, 'in/sub'), { recursive: true });
+    writeFileSync(join(dir, 'in/a.txt'), 'hello from deno\n');
+    writeFileSync(join(dir, 'in/sub/run.sh'), '#!/bin/sh\necho hi\n', { mode: 0o755 });
+    writeFileSync(join(dir, 'in/big.bin'), Buffer.alloc(300_000, 7));
+    symlinkSync('../a.txt', join(dir, 'in/sub/link'));
+    await extractToDirectory(safeArchive(packDirectory(join(dir, 'in'))), join(dir, 'out'));
+    check(readFileSync(join(dir, 'out/a.txt'), 'utf8') === 'hello from deno\n', 'a file survives pack → safeArchive → extract');
+    check((statSync(join(dir, 'out/sub/run.sh')).mode & 0o111) !== 0, 'the executable bit survives');
+    check(readFileSync(join(dir, 'out/big.bin')).length === 300_000, 'a multi-chunk file arrives whole');
+    check(readlinkSync(join(dir, 'out/sub/link')) === '../a.txt', 'an in-workspace symlink is kept');
+    // An escaping archive is refused: a symlink to an absolute path.
+    symlinkSync('/etc/passwd', join(dir, 'in/leak'));
+    await throwsWith(() => extractToDirectory(packDirectory(join(dir, 'in')), join(dir, 'out2')), /absolute path/, 'an absolute symlink');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+await smoke('lib/keys.ts', async (m) => {
+  const generate = fn(m, 'generatePoolKey');
+  const parse = fn(m, 'parsePoolPrivateKey');
+  const createCsr = fn(m, 'createCsr');
+  const { privateKeyPem } = generate(2048) as { privateKeyPem: string };
+  // The documented forms of SPACELIFT_POOL_PRIVATE_KEY: raw PEM, one-line and wrapped base64.
+  const oneLine = Buffer.from(privateKeyPem).toString('base64');
+  const wrapped = oneLine.replace(/.{76}/g, '$&\n');
+  for (const form of [privateKeyPem, oneLine, wrapped]) {
+    const key = parse(form) as { asymmetricKeyType?: string; asymmetricKeyDetails?: { modulusLength?: number } };
+    check(key.asymmetricKeyType === 'rsa' && key.asymmetricKeyDetails?.modulusLength === 2048, 'the pool key parses in every accepted form');
+  }
+  const e = await throwsWith(() => parse('bm90IGEga2V5'), /SPACELIFT_POOL_PRIVATE_KEY/, 'a bad key names the variable');
+  check((e as { exitCode?: number }).exitCode === 2, 'a bad key exits 2');
+  const csr = createCsr(privateKeyPem, { commonName: 'deno-pool' }) as string;
+  check(csr.startsWith('-----BEGIN CERTIFICATE REQUEST-----'), 'createCsr returns a PEM CSR');
+  let hasOpenssl = true;
+  try { execFileSync('openssl', ['version'], { stdio: 'ignore' }); } catch { hasOpenssl = false; }
+  if (hasOpenssl) {
+    execFileSync('openssl', ['req', '-verify', '-noout'], { input: csr, stdio: ['pipe', 'ignore', 'ignore'] });
+  }
+});
+
+await smoke('lib/mask.ts', (m) => {
+  const Masker = m.Masker as new (opts: object) => { write(c: Uint8Array): Uint8Array; end(): Uint8Array };
+  check(typeof Masker === 'function', 'Masker is exported');
+  const masker = new Masker({ secrets: [{ name: 'TOKEN', value: 's3cr3t-value' }] });
+  const parts: Uint8Array[] = [];
+  // The secret split across writes, one byte at a time.
+  for (const b of new TextEncoder().encode('before s3cr3t-value after\n')) parts.push(masker.write(Uint8Array.of(b)));
+  parts.push(masker.end());
+  const out = Buffer.concat(parts).toString('utf8');
+  check(!out.includes('s3cr3t') && out.startsWith('before ') && out.endsWith(' after\n'), `the secret is masked across byte-sized writes: ${JSON.stringify(out)}`);
 });
 
 await smoke('lib/docker/client.ts', async (m) => {

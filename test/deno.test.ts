@@ -53,14 +53,14 @@ test('an unknown command exits 2 under Deno too', () => {
   assert.match(r.stderr, /Unknown command "frobnicate"/);
 });
 
-test('the Deno smoke covers config, token, sealing and the Docker client', () => {
+test('the Deno smoke covers config, token, sealing, workspace archives, pool keys, masking and the Docker client', () => {
   const r = runDeno(['test/deno-smoke.ts']);
   const last = r.stdout.trim().split('\n').pop() ?? '';
   const summary = JSON.parse(last) as { runtime: string; covered: string[]; skipped: { module: string; why: string }[]; failed: { module: string; error: string }[] };
   assert.equal(summary.failed, [], JSON.stringify(summary.failed, null, 2));
   assert.is(r.status, 0, r.stderr);
   // Every module whose file exists must be covered (the Docker client needs the socket).
-  for (const m of ['lib/duration.ts', 'lib/config.ts', 'lib/token.ts', 'lib/age/index.ts', 'lib/docker/client.ts']) {
+  for (const m of ['lib/duration.ts', 'lib/config.ts', 'lib/token.ts', 'lib/age/index.ts', 'lib/workspace.ts', 'lib/keys.ts', 'lib/mask.ts', 'lib/docker/client.ts']) {
     if (!existsSync(join(root, m))) continue;
     if (m === 'lib/docker/client.ts' && !existsSync('/var/run/docker.sock')) continue;
     assert.ok(summary.covered.includes(m), `${m} covered under ${summary.runtime}; skipped: ${JSON.stringify(summary.skipped)}`);
