@@ -300,6 +300,40 @@ test('fuzz through the stream API: errors surface as AgeError and no unauthentic
   }
 });
 
+test('file pump: a write that fails while the next read is in flight is an error, never an unhandled rejection', async () => {
+  // An in-process fake FileHandle, named as such: real files cannot be made to
+  // fail a write while a read is still pending with reliable timing. Reads
+  // settle a few event-loop turns late; every write fails at once.
+  const src = pseudoRandomBytes(3 << 20, 5);
+  let pos = 0;
+  const turns = (n: number) => new Promise<void>((r) => { const step = (k: number) => (k === 0 ? r() : setImmediate(() => step(k - 1))); step(n); });
+  const input = {
+    stat: async () => ({ size: src.length }),
+    read: async (buf: Buffer, off: number, len: number) => {
+      await turns(20);
+      const n = Math.min(len, src.length - pos);
+      src.copy(buf, off, pos, pos + n);
+      pos += n;
+      return { bytesRead: n, buffer: buf };
+    },
+  };
+  const output = { writev: async () => { throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }); } };
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => { unhandled.push(e); };
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    let err: unknown;
+    try {
+      await pumpFile(new Sealer(toAlice), input as never, output as never, 1 << 20);
+    } catch (e) { err = e; }
+    assert.match(String((err as Error)?.message), /ENOSPC/);
+    await turns(50); // let any stray rejection surface
+    assert.equal(unhandled, [], 'no unhandled rejection');
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
 test('file pump: large files go through the worker pool; damage is classified and only authenticated bytes come out', async () => {
   const t = new TempDir();
   try {

@@ -77,7 +77,12 @@ export async function pumpFile(core: ChunkCore, input: FileHandle, output: FileH
   }
   const bufs = [Buffer.allocUnsafe(blockSize), Buffer.allocUnsafe(blockSize)];
   let which = 0;
-  let reading = input.read(bufs[0]!, 0, blockSize, null);
+  // A read and a write are in flight together and only one is awaited at a
+  // time: one failing while the loop awaits the other would be an unhandled
+  // rejection (fatal in Node) before the loop reaches it. Marking each as
+  // handled up front is safe: awaiting it later still throws its error.
+  const inFlight = <T>(p: Promise<T>): Promise<T> => { p.catch(() => undefined); return p; };
+  let reading = inFlight(input.read(bufs[0]!, 0, blockSize, null));
   let writing: Promise<void> = Promise.resolve();
   const meter = new GarbageMeter(1 << 19);
   try {
@@ -86,13 +91,13 @@ export async function pumpFile(core: ChunkCore, input: FileHandle, output: FileH
       if (bytesRead === 0) break;
       const cur = bufs[which]!;
       which ^= 1;
-      reading = input.read(bufs[which]!, 0, blockSize, null);
+      reading = inFlight(input.read(bufs[which]!, 0, blockSize, null));
       const out: Buffer[] = [];
       core.write(cur.subarray(0, bytesRead), (b) => { if (b.length) out.push(b); });
       await writing;
       // The previous block's output is written and unreferenced now.
       meter.add(bytesRead);
-      writing = writeAll(output, out);
+      writing = inFlight(writeAll(output, out));
     }
     const out: Buffer[] = [];
     core.end((b) => { if (b.length) out.push(b); });
