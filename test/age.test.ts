@@ -16,7 +16,7 @@ import { TempDir } from './helpers/age-tools.ts';
 import { prng, pseudoRandomBytes } from './helpers/random.ts';
 import { open } from 'node:fs/promises';
 import { pumpFile, type ChunkCore } from '../lib/age/pump.ts';
-import { PARALLEL_MIN_BYTES } from '../lib/age/parallel.ts';
+import { PARALLEL_MIN_BYTES, pumpPayloadParallel, type Pool } from '../lib/age/parallel.ts';
 
 const alice = generateX25519Identity();
 const bob = generateX25519Identity();
@@ -328,6 +328,44 @@ test('file pump: a write that fails while the next read is in flight is an error
     } catch (e) { err = e; }
     assert.match(String((err as Error)?.message), /ENOSPC/);
     await turns(50); // let any stray rejection surface
+    assert.equal(unhandled, [], 'no unhandled rejection');
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
+test('parallel pump: worker jobs failing while the pump awaits a read are an error, never an unhandled rejection', async () => {
+  // In-process fakes, named as such: a worker pool whose threads all "die" (every
+  // job rejects, as Pool does when a worker exits) while the pump waits on a
+  // file read. Real worker threads cannot be made to die at that moment reliably.
+  const rejects: ((e: unknown) => void)[] = [];
+  let dead: Error | null = null;
+  const fakePool = { size: 2, setKey: () => undefined, run: () => (dead ? Promise.reject(dead) : new Promise((_, reject) => { rejects.push(reject); })) };
+  const turns = (n: number) => new Promise<void>((r) => { const step = (k: number) => (k === 0 ? r() : setImmediate(() => step(k - 1))); step(n); });
+  let reads = 0;
+  const input = {
+    read: async (buf: Buffer, off: number, len: number) => {
+      reads++;
+      if (reads === 3) {
+        dead = new Error('age worker thread exited with code 1');
+        for (const r of rejects.splice(0)) r(dead);
+      }
+      await turns(20);
+      buf.fill(1, off, off + len);
+      return { bytesRead: len, buffer: buf };
+    },
+  };
+  const output = { write: async (_b: Buffer, _o: number, len: number) => ({ bytesWritten: len }) };
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => { unhandled.push(e); };
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    let err: unknown;
+    try {
+      await pumpPayloadParallel(fakePool as unknown as Pool, 'seal', Buffer.alloc(32, 1), input as never, output as never);
+    } catch (e) { err = e; }
+    assert.match(String((err as Error)?.message), /worker thread exited/);
+    await turns(50);
     assert.equal(unhandled, [], 'no unhandled rejection');
   } finally {
     process.off('unhandledRejection', onUnhandled);

@@ -213,7 +213,12 @@ export async function pumpPayloadParallel(pool: Pool, op: 'seal' | 'open', key: 
         new PayloadOpener(key, counter).next(Buffer.alloc(0), false, () => undefined);
       }
       const chunks = op === 'seal' ? Math.max(1, Math.ceil(pending.length / CHUNK_SIZE)) : Math.ceil(pending.length / ENC_CHUNK_SIZE);
-      inflight.push({ job: pool.run({ op, input: pending.ab, length: pending.length, output: freeOut.pop()!, counter, last }), counter, last, length: pending.length });
+      const job = pool.run({ op, input: pending.ab, length: pending.length, output: freeOut.pop()!, counter, last });
+      // Jobs are awaited oldest first; when a worker dies every job rejects at
+      // once, maybe while we await a read. Marked handled here so that is not
+      // a (fatal) unhandled rejection; finishOldest still sees each error.
+      job.catch(() => undefined);
+      inflight.push({ job, counter, last, length: pending.length });
       counter += chunks;
       if (last) {
         if (next) freeIn.push(next.ab);
