@@ -16,7 +16,26 @@ export interface CommandIo {
 /** Every subcommand module exports `run(io)` resolving to the exit code. */
 export type Command = (io: CommandIo) => Promise<number>;
 
+let pipeGuarded = false;
+
+/**
+ * `launcher admin run list | head` closes our stdout early: leave quietly, as
+ * a reader that has seen enough is not an error (an unhandled EPIPE would
+ * print a stack trace).
+ */
+function guardBrokenPipe(): void {
+  if (pipeGuarded) return;
+  pipeGuarded = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+      throw e;
+    });
+  }
+}
+
 export function processIo(argv: string[]): CommandIo {
+  guardBrokenPipe();
   return {
     argv,
     env: process.env,
