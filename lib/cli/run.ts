@@ -21,6 +21,7 @@ import { WorkerApi } from '../launcher/api.ts';
 import { StateDir } from '../launcher/statedir.ts';
 import { Metrics, serveMetrics } from '../launcher/metrics.ts';
 import { createLogger } from '../log.ts';
+import { Masker } from '../mask.ts';
 import { handleSignals } from '../launcher/signals.ts';
 import { EXIT_DOCKER, Worker } from '../launcher/worker.ts';
 import type { PhaseSettings } from '../launcher/phase.ts';
@@ -66,10 +67,12 @@ export async function run(io: CommandIo): Promise<number> {
   }
   const { config, warnings } = parseLauncherConfig(io.env, { require: { token: true, key: true } });
   // Second line of defence: values of SPACELIFT_MASK_ENVS never reach our own log.
-  const secrets = maskedValues(config, io.env).map((m) => m.value).filter((v) => v.length >= 4);
-  const redact = (t: string) => secrets.reduce((acc, v) => acc.split(v).join('*****'), t);
-  const log = createLogger({ stream: io.stderr, debug: config.debug, redact });
-  for (const w of warnings) log.warn(w);
+  // The same masker as run output, so encoded forms (base64, JSON, URL) are caught too;
+  // its warnings (values too short to mask) are reported once the logger exists.
+  const maskWarnings: string[] = [];
+  const ownMasker = new Masker({ secrets: maskedValues(config, io.env), onWarning: (m) => maskWarnings.push(m) });
+  const log = createLogger({ stream: io.stderr, debug: config.debug, redact: (t) => ownMasker.redact(t) });
+  for (const w of [...warnings, ...maskWarnings]) log.warn(w);
   const token = decodeToken(config.token!);
   const key = parsePoolPrivateKey(config.poolPrivateKey!);
   assertKeyMatchesCertificate(key, token.certificate);
