@@ -4,7 +4,7 @@
 // outside the workspace are refused, so an archive can never write or expose
 // anything beyond the workspace (in the container or on the host).
 import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, symlink, link, rm, utimes } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readlink, symlink, link, rm, utimes } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -212,6 +212,7 @@ export async function extractToDirectory(tar: Readable, dir: string): Promise<vo
   const ex = extract();
   const done = feed(tar, ex);
   done.catch(() => {});
+  const readOnlyDirs: [string, number][] = [];
   for await (const entry of ex) {
     const h = checkHeader(entry.header);
     if (h === null) { await drain(entry); continue; }
@@ -222,7 +223,11 @@ export async function extractToDirectory(tar: Readable, dir: string): Promise<vo
     // as root, and an archive must not be able to plant a setuid-root program.
     const mode = (h.mode ?? 0o644) & 0o777;
     if (h.type === 'directory') {
-      await mkdir(target, { recursive: true, mode });
+      // A read-only directory (0555, as Go's module cache makes) would refuse
+      // its own contents to a non-root user: create it writable for the owner
+      // and apply the archived mode once everything is in, as tar does.
+      await mkdir(target, { recursive: true, mode: mode | 0o700 });
+      if ((mode & 0o700) !== 0o700 && (await lstat(target)).isDirectory()) readOnlyDirs.push([target, mode]);
       await drain(entry);
     } else if (h.type === 'file' || h.type === 'contiguous-file') {
       await mkdir(posix.dirname(target), { recursive: true });
@@ -247,6 +252,8 @@ export async function extractToDirectory(tar: Readable, dir: string): Promise<vo
     }
   }
   await done;
+  // Deepest first, so a parent's mode never blocks reaching its children.
+  for (const [path, mode] of readOnlyDirs.reverse()) await chmod(path, mode);
 }
 
 /** A stream that ends immediately with an empty archive (a phase with no input workspace). */

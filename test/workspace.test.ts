@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, symlinkSync, readlinkSync, rmSync, existsSync, lstatSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, mkdirSync, writeFileSync, readFileSync, symlinkSync, readlinkSync, rmSync, existsSync, lstatSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { Buffer } from 'node:buffer';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { Readable } from 'node:stream';
 import { pack, extract } from 'tar-stream';
 import { checkHeader, extractToDirectory, packDirectory, safeArchive, safeEntryName } from '../lib/workspace.ts';
 
+const root = new URL('..', import.meta.url).pathname;
 const dirs: string[] = [];
 function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'launcher-ws-'));
@@ -214,6 +216,35 @@ test('extractToDirectory: setuid, setgid and sticky bits are dropped on the host
   assert.is(lstatSync(join(ws, 'suid')).mode & 0o7777, 0o755 & ~process.umask());
   assert.is(lstatSync(join(ws, 'sgid')).mode & 0o7000, 0);
   assert.is(lstatSync(join(ws, 'tmpdir')).mode & 0o7000, 0);
+});
+
+test('extractToDirectory: read-only directories are restored without blocking their own contents (as a non-root user)', async () => {
+  const parent = tmp();
+  const tarFile = join(parent, 'ws.tar');
+  const chunks: Buffer[] = [];
+  for await (const c of await rawTar([
+    { name: 'ro/', type: 'directory', mode: 0o555 },
+    { name: 'ro/sub/', type: 'directory', mode: 0o555 },
+    { name: 'ro/sub/g', type: 'file', mode: 0o644, body: 'deep' },
+    { name: 'ro/f', type: 'file', mode: 0o644, body: 'x' },
+  ])) chunks.push(c as Buffer);
+  writeFileSync(tarFile, Buffer.concat(chunks));
+  const dest = join(parent, 'out');
+  mkdirSync(dest);
+  // Root ignores directory permissions, so the extraction runs as nobody.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    chmodSync(parent, 0o755);
+    chownSync(dest, 65534, 65534);
+  }
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'test/helpers/workspace-extract.ts'), tarFile, dest], {
+    cwd: root, encoding: 'utf8', ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+  });
+  assert.is(r.stdout.trim(), 'ok', r.stderr);
+  assert.is(readFileSync(join(dest, 'ro/sub/g'), 'utf8'), 'deep');
+  assert.is(lstatSync(join(dest, 'ro')).mode & 0o777, 0o555, 'the archived mode is applied once the contents are in');
+  assert.is(lstatSync(join(dest, 'ro/sub')).mode & 0o777, 0o555);
+  if (!asRoot) { chmodSync(join(dest, 'ro/sub'), 0o755); chmodSync(join(dest, 'ro'), 0o755); } // so cleanup can remove it
 });
 
 test('safeArchive drops device and FIFO entries and keeps the rest', async () => {
