@@ -1,9 +1,7 @@
-// The pool's RSA key: parsing it from the launcher's environment, generating
-// one (keygen), and making the CSR the server turns into the pool certificate.
-// node:crypto does every key operation; node-forge only lays out the CSR's
-// ASN.1, because node:crypto has no API for building one.
+// The pool's RSA key: parsing it from the launcher's environment and
+// generating one (keygen), all with node:crypto. The CSR, the one part that
+// needs node-forge, is in lib/csr.ts so the launcher daemon never loads forge.
 import * as crypto from 'node:crypto';
-import forge from 'node-forge';
 import { LauncherError } from './errors.ts';
 
 const DEFAULT_SOURCE = 'SPACELIFT_POOL_PRIVATE_KEY';
@@ -271,26 +269,4 @@ export const DEFAULT_CSR_COMMON_NAME = 'worker-pool';
 /** Signs `der` with the RSA key using SHA-256 (PKCS#1 v1.5), as a forge binary string. */
 export function signSha256Rsa(der: string, key: crypto.KeyObject): string {
   return crypto.sign('sha256', Buffer.from(der, 'binary'), key).toString('binary');
-}
-
-/**
- * A PKCS#10 CSR (PEM) for the key, signed with SHA-256. forge lays out the
- * ASN.1; node:crypto signs it (native and fast even for 4096-bit keys).
- */
-export function createCsr(privateKeyPem: string, subject: { commonName?: string; organization?: string } = {}): string {
-  const key = parsePoolPrivateKey(privateKeyPem, 'the private key');
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.publicKeyFromPem(publicKeyPem(key));
-  // UTF8String, not forge's default PrintableString, so any name encodes correctly.
-  const utf8 = forge.asn1.Type.UTF8 as unknown as forge.asn1.Class;
-  const attrs: forge.pki.CertificateField[] = [{ name: 'commonName', value: subject.commonName ?? DEFAULT_CSR_COMMON_NAME, valueTagClass: utf8 }];
-  if (subject.organization) attrs.push({ name: 'organizationName', value: subject.organization, valueTagClass: utf8 });
-  csr.setSubject(attrs);
-  const oid = forge.pki.oids['sha256WithRSAEncryption']!;
-  csr.signatureOid = oid;
-  csr.siginfo.algorithmOid = oid;
-  const cri = (forge.pki as unknown as { getCertificationRequestInfo(c: forge.pki.CertificateSigningRequest): forge.asn1.Asn1 }).getCertificationRequestInfo(csr);
-  csr.certificationRequestInfo = cri;
-  csr.signature = signSha256Rsa(forge.asn1.toDer(cri).getBytes(), key);
-  return forge.pki.certificationRequestToPem(csr);
 }

@@ -146,7 +146,8 @@ await smoke('lib/workspace.ts', async (m) => {
 await smoke('lib/keys.ts', async (m) => {
   const generate = fn(m, 'generatePoolKey');
   const parse = fn(m, 'parsePoolPrivateKey');
-  const createCsr = fn(m, 'createCsr');
+  // The CSR lives in lib/csr.ts (node-forge stays out of the launcher daemon).
+  const createCsr = fn(await import('../lib/csr.ts') as Mod, 'createCsr');
   const { privateKeyPem } = generate(2048) as { privateKeyPem: string };
   // The documented forms of SPACELIFT_POOL_PRIVATE_KEY: raw PEM, one-line and wrapped base64.
   const oneLine = Buffer.from(privateKeyPem).toString('base64');

@@ -6,9 +6,10 @@ import { prng } from './helpers/random.ts';
 import { OpensslDir } from './helpers/openssl.ts';
 import { LauncherError } from '../lib/errors.ts';
 import {
-  assertKeyMatchesCertificate, certificatePublicKeyPem, createCsr, generatePoolKey, parsePoolPrivateKey, publicKeyPem,
+  assertKeyMatchesCertificate, certificatePublicKeyPem, generatePoolKey, parsePoolPrivateKey, publicKeyPem,
   readPemBlocks, rsaModulusBits,
 } from '../lib/keys.ts';
+import { createCsr } from '../lib/csr.ts';
 import { createCertificateAuthority, issuePoolCertificate } from '../lib/pki.ts';
 
 const ssl = new OpensslDir();

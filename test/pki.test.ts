@@ -4,7 +4,8 @@ import * as tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { OpensslDir } from './helpers/openssl.ts';
 import { LauncherError } from '../lib/errors.ts';
-import { createCsr, generatePoolKey } from '../lib/keys.ts';
+import { createCsr } from '../lib/csr.ts';
+import { generatePoolKey } from '../lib/keys.ts';
 import {
   MAX_CSR_BYTES, POOL_VALIDITY_DAYS, certificateSerial, createCertificateAuthority, inspectCsr, isIssuedBy,
   issuePoolCertificate, issueServerCertificate,

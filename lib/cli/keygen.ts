@@ -8,7 +8,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
 import { ConfigError, LauncherError } from '../errors.ts';
-import { MAX_POOL_KEY_BITS, MIN_POOL_KEY_BITS, createCsr, generatePoolKey } from '../keys.ts';
+import { createCsr } from '../csr.ts';
+import { MAX_POOL_KEY_BITS, MIN_POOL_KEY_BITS, generatePoolKey } from '../keys.ts';
 
 const USAGE = `Usage: launcher keygen [--out PREFIX] [--bits 4096] [--force]
 
