@@ -1,12 +1,12 @@
 // `launcher server` flags: parsing and the errors a user sees for bad values.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_LISTEN, parseListen, parseServerArgs, parseSize } from '../lib/cli/server.ts';
-import { ROOT } from './helpers/server.ts';
+import { ROOT, startTestServer } from './helpers/server.ts';
 
 test('--listen accepts HOST:PORT, [v6]:PORT and :PORT', () => {
   assert.equal(parseListen('127.0.0.1:8443'), { host: '127.0.0.1', port: 8443 });
@@ -63,6 +63,35 @@ test('the real command exits 2 on a bad flag and prints the message', () => {
     assert.match(r.stderr, /launcher server: Invalid --listen: "nope"/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('DATA/server.url holds the bound URL (port 0), so `launcher admin --data DIR` needs no --server', async () => {
+  const srv = await startTestServer();
+  try {
+    assert.ok(srv.port > 0);
+    const urlFile = join(srv.dataDir, 'server.url');
+    assert.is(readFileSync(urlFile, 'utf8'), `${srv.url}\n`);
+    assert.match(srv.url, new RegExp(`^https://127\\.0\\.0\\.1:${srv.port}$`));
+    assert.is(statSync(urlFile).mode & 0o777, 0o644);
+    // The admin CLI as a subprocess with no LAUNCHER_* environment and no --server.
+    const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const p = spawn(join(ROOT, 'node_modules/.bin/node'), ['--import', 'tsx', join(ROOT, 'launcher.ts'), 'admin', '--data', srv.dataDir, 'pool', 'list', '--json'], {
+        cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d) => { out += d; });
+      p.stderr.on('data', (d) => { err += d; });
+      p.on('close', (code) => resolve({ code, out, err }));
+    });
+    assert.is(r.code, 0, r.err);
+    assert.equal(JSON.parse(r.out).pools, []);
+    // A restart on another port rewrites it.
+    await srv.restart();
+    assert.is(readFileSync(urlFile, 'utf8'), `${srv.url}\n`);
+  } finally {
+    await srv.stop();
   }
 });
 

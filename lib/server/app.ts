@@ -12,7 +12,7 @@ import { AdminOps } from './admin-ops.ts';
 import { adminRoutes } from './admin-api.ts';
 import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
-import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile } from './datadir.ts';
+import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
 import { openDatabase } from './db.ts';
 import { HttpError, Router, bearerToken, sendError, sha256, tokenMatches, type Ctx } from './http.ts';
 import type { Logger } from './log.ts';
@@ -163,6 +163,16 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const host = wildcard ? hostname() : o.listenHost;
   service.serverUrl = o.url ?? `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   service.recover();
+  try {
+    await writeServerUrlFile(paths, service.serverUrl);
+  } catch (e) {
+    server.close();
+    service.close();
+    closeSync(audit);
+    db.close();
+    rmSync(paths.pid, { force: true });
+    throw new LauncherError('DATA_DIR_INVALID', `Cannot write ${paths.url}: ${(e as Error).message}`, { exitCode: 1, cause: e });
+  }
   o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir });
 
   let closed = false;

@@ -19,6 +19,8 @@ export interface DataPaths {
   adminToken: string;
   db: string;
   pid: string;
+  /** The URL launchers use, for `launcher admin --data DIR` (lib/admin/connection.ts). */
+  url: string;
   audit: string;
   tmp: string;
   workspaces: string;
@@ -36,6 +38,7 @@ export function dataPaths(dir: string): DataPaths {
     adminToken: join(dir, 'admin.token'),
     db: join(dir, 'launcher.db'),
     pid: join(dir, 'server.pid'),
+    url: join(dir, 'server.url'),
     audit: join(dir, 'audit.log'),
     tmp: join(dir, 'tmp'),
     workspaces: join(dir, 'workspaces'),
@@ -134,4 +137,13 @@ export function writePidFile(p: DataPaths): void {
 export function readPidFile(p: DataPaths): number | undefined {
   const n = Number(readIfExists(p.pid)?.trim());
   return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * Records the URL launchers use (after a port 0 is bound) in DIR/server.url, so
+ * `launcher admin --data DIR` finds the server on any port. Temp, fsync,
+ * rename: a reader never sees half a line.
+ */
+export async function writeServerUrlFile(p: DataPaths, url: string): Promise<void> {
+  await writeFileAtomic(p.url, url + '\n', 0o644);
 }
