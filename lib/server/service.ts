@@ -142,13 +142,14 @@ export class Service {
   }
 
   /** The run's phase, only if it was assigned (to `workerId` when given) in this pool: otherwise 404. */
-  assignedPhase(poolId: string, runId: string, phase: number, workerId?: string): { run: RunRow; ph: PhaseRow } {
+  assignedPhase(poolId: string, runId: string, phase: number, worker?: WorkerRow): { run: RunRow; ph: PhaseRow } {
     const run = this.store.runById(runId);
     const ph = run && run.pool_id === poolId ? this.store.phase(runId, phase) : undefined;
-    if (!run || !ph || !ph.worker_id || (workerId !== undefined && ph.worker_id !== workerId)) {
+    if (!run || !ph || !ph.worker_id || (worker !== undefined && ph.worker_id !== worker.id)) {
       throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}" phase ${phase} is not assigned to this worker`);
     }
-    const w = this.store.worker(ph.worker_id);
+    // The caller's row was read in this same tick: no second read.
+    const w = worker ?? this.store.worker(ph.worker_id);
     if (w && !w.deregistered_at) this.touch(w);
     return { run, ph };
   }
@@ -168,18 +169,19 @@ export class Service {
     };
   }
 
-  control(w: WorkerRow, extraCancel: string[] = []): Control {
+  /** `current`: the worker's current run when the caller holds it (saves a read). */
+  control(w: WorkerRow, extraCancel: string[] = [], current?: RunRow): Control {
     const pool = this.store.poolAny(w.pool_id);
     const cancel = [...extraCancel];
     if (w.current_run) {
-      const r = this.store.runById(w.current_run);
+      const r = current?.id === w.current_run ? current : this.store.runById(w.current_run);
       if (r && r.state === 'RUNNING' && r.cancel_requested === 1 && !cancel.includes(r.id)) cancel.push(r.id);
     }
     return { drain: w.drained === 1, cycle: pool ? w.cycle_gen < pool.cycle : true, cancel };
   }
 
-  reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = [], known?: Control): PollReply {
-    const control = known ?? this.control(w, extraCancel);
+  reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = [], known?: Control, current?: RunRow): PollReply {
+    const control = known ?? this.control(w, extraCancel, current);
     this.presence.delivered.set(w.id, JSON.stringify(control));
     return { assignment, control };
   }
@@ -194,7 +196,7 @@ export class Service {
       proposed: run.proposed === 1, image: spec.image, script: ph.script, env: spec.env,
       secretEnv: run.secret_env ? Buffer.from(run.secret_env).toString('base64') : null,
       workspace: run.has_workspace === 1,
-      recipients: this.store.activeKeys(run.pool_id).map((k) => k.public_key_pem),
+      recipients: this.store.recipients(run.pool_id),
       logs: { nextSeq: row?.log_next_seq ?? 0 },
     };
   }
@@ -232,7 +234,7 @@ export class Service {
         const run = runs.find((r) => r.id === p.runId)!;
         this.assign(run, p.workerId);
         const w = this.store.worker(p.workerId)!;
-        waiter.settle(this.reply(w, this.assignmentFor(run)));
+        waiter.settle(this.reply(w, this.assignmentFor(run), [], undefined, run));
       }
       if (plan.length < BATCH) return;
     }
@@ -274,10 +276,7 @@ export class Service {
         state: next.state, phase: next.phase, worker_id: null, reason: next.reason, updated_at: now,
         ended_at: ended ? now : null,
       });
-      if (workerId) {
-        const w = this.store.worker(workerId);
-        if (w && w.current_run === run.id) this.store.updateWorker(workerId, { current_run: null, idle_since: now });
-      }
+      if (workerId) this.store.releaseWorker(workerId, run.id, now);
     });
     this.log.info('Phase ended', { run: run.id, phase: ph.idx, outcome, state: next.state, worker: workerId ?? undefined });
     void this.opts.logs.exclusive(run.id, ph.idx, () => this.opts.logs.release(run.id, ph.idx));

@@ -63,7 +63,8 @@ export class Store {
   // are cached here, and every write to them goes through forgetPools().
   private poolCache = new Map<string, PoolRow | undefined>();
   private serialCache = new Map<string, KeyRow | undefined>();
-  forgetPools(): void { this.poolCache.clear(); this.serialCache.clear(); }
+  private recipientsCache = new Map<string, string[]>();
+  forgetPools(): void { this.poolCache.clear(); this.serialCache.clear(); this.recipientsCache.clear(); }
 
   pool(idOrName: string): PoolRow | undefined {
     const byId = this.poolAny(idOrName);
@@ -80,6 +81,16 @@ export class Store {
   pools(): PoolRow[] { return this.all<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   keys(poolId: string): KeyRow[] { return this.all<KeyRow>('SELECT * FROM pool_keys WHERE pool_id = ? ORDER BY created_at, id', [poolId]); }
   activeKeys(poolId: string): KeyRow[] { return this.all<KeyRow>("SELECT * FROM pool_keys WHERE pool_id = ? AND state = 'active' ORDER BY created_at, id", [poolId]); }
+  /** Public keys of a pool's active keys (what new sealed state is sealed to), cached like pools. */
+  recipients(poolId: string): string[] {
+    let r = this.recipientsCache.get(poolId);
+    if (!r) {
+      r = this.activeKeys(poolId).map((k) => k.public_key_pem);
+      if (this.recipientsCache.size > 10_000) this.recipientsCache.clear();
+      this.recipientsCache.set(poolId, r);
+    }
+    return r;
+  }
   keyBySerial(serial: string): KeyRow | undefined {
     if (this.serialCache.has(serial)) return this.serialCache.get(serial);
     const row = this.get<KeyRow>('SELECT * FROM pool_keys WHERE serial = ?', [serial]);
@@ -111,6 +122,10 @@ export class Store {
   insertWorker(w: WorkerRow): void {
     this.run(`INSERT INTO workers (id, pool_id, metadata, version, host, registered_at, last_seen, idle_since, current_run, drained, offline, offline_since, cycle_gen, deregistered_at)
       VALUES ($id, $pool_id, $metadata, $version, $host, $registered_at, $last_seen, $idle_since, $current_run, $drained, $offline, $offline_since, $cycle_gen, $deregistered_at)`, { ...w });
+  }
+  /** Frees a worker from `runId` (and only from it): one statement, no read first. */
+  releaseWorker(id: string, runId: string, now: string): void {
+    this.run('UPDATE workers SET current_run = NULL, idle_since = ? WHERE id = ? AND current_run = ?', [now, id, runId]);
   }
   updateWorker(id: string, fields: Partial<WorkerRow>): void {
     const keys = Object.keys(fields);

@@ -83,12 +83,16 @@ export class WorkerOps {
 
     const pool = this.s.pool(w.pool_id);
     const eligible = canTakeWork(this.s.view(w, pool, accept));
+    let queuedHead = false;
     if (eligible) {
       const [run] = this.s.store.queued(pool.id, 1);
       if (run && this.s.presence.acceptingIn(pool.id, 1).length === 0) {
         this.s.assign(run, w.id);
-        return this.s.reply(w, this.s.assignmentFor(run), extraCancel);
+        w.current_run = run.id;
+        w.idle_since = null;
+        return this.s.reply(w, this.s.assignmentFor(run), extraCancel, undefined, run);
       }
+      queuedHead = run !== undefined;
     }
     const control = this.s.control(w, extraCancel);
     if (JSON.stringify(control) !== (this.s.presence.delivered.get(w.id) ?? DEFAULT_CONTROL_SIG) || waitMs <= 0) {
@@ -101,8 +105,9 @@ export class WorkerOps {
       };
       this.s.presence.hold(waiter, waitMs, () => resolve(this.replyFor(w.id, extraCancel)));
       // Someone else was already waiting when this worker came in: the queue
-      // head goes to the longest-waiting worker first.
-      if (eligible) this.s.dispatch(pool.id);
+      // head goes to the longest-waiting worker first. An empty queue (just
+      // read above, nothing ran since) has nothing to hand out.
+      if (eligible && queuedHead) this.s.dispatch(pool.id);
     });
   }
 
@@ -113,7 +118,7 @@ export class WorkerOps {
 
   startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Record<string, unknown> {
     const w = this.s.poolWorker(poolId, body.workerId);
-    const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w.id);
+    const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w);
     if (ph.started_at !== null && ph.outcome === null) return {};
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
     this.s.store.updatePhase(runId, phase, { started_at: iso() });
@@ -179,7 +184,7 @@ export class WorkerOps {
     const error = body.error === undefined || body.error === null ? null : String(body.error).slice(0, 4096);
     const logSeq = body.logSeq === undefined ? null : body.logSeq;
     if (logSeq !== null && (!Number.isInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
-    this.s.assignedPhase(poolId, runId, phase, w.id);
+    this.s.assignedPhase(poolId, runId, phase, w);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
       const run = this.s.store.runById(runId)!;
       const ph = this.s.store.phase(runId, phase)!;
