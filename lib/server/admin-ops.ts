@@ -282,9 +282,11 @@ export class AdminOps {
         worker_id: null, cancel_requested: 0, has_workspace: workspace ? 1 : 0, reason: null,
         created_at: now, updated_at: now, ended_at: null,
       }, phases);
+      // In the same transaction: a waiting launcher gets the run with one
+      // commit, and its answer leaves only after it (afterCommit).
+      if (state === 'QUEUED') this.s.dispatch(pool.id);
     });
     this.s.log.debug('Run triggered', { run: id, stack: st.id, pool: pool.id, state });
-    if (state === 'QUEUED') this.s.dispatch(pool.id);
     return { run: this.runView(this.run(id)) };
   }
 

@@ -100,16 +100,41 @@ function migrate(db: DatabaseSync): void {
   }
 }
 
+interface Pending { committed: () => void; rolledBack: () => void }
+const pending = new WeakMap<DatabaseSync, Pending[]>();
+
+/**
+ * Runs `committed` once what the current transaction wrote is committed (at
+ * once outside a transaction), or `rolledBack` if it is rolled back. Answers
+ * that tell a client about a write (an assignment handed to a held poll) go
+ * out this way, so nobody hears of a change before it is in the database.
+ */
+export function afterCommit(db: DatabaseSync, committed: () => void, rolledBack: () => void = () => {}): void {
+  if (!db.isTransaction) { committed(); return; }
+  let list = pending.get(db);
+  if (!list) { list = []; pending.set(db, list); }
+  list.push({ committed, rolledBack });
+}
+
 /** Runs fn in one IMMEDIATE transaction (nesting joins the outer one). */
 export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   if (db.isTransaction) return fn();
   db.exec('BEGIN IMMEDIATE');
+  let v: T;
   try {
-    const v = fn();
+    v = fn();
     db.exec('COMMIT');
-    return v;
   } catch (e) {
     if (db.isTransaction) db.exec('ROLLBACK');
+    const list = pending.get(db) ?? [];
+    pending.delete(db);
+    for (const p of list) p.rolledBack();
     throw e;
   }
+  const list = pending.get(db);
+  if (list) {
+    pending.delete(db);
+    for (const p of list) p.committed();
+  }
+  return v;
 }

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import type { CertificateAuthority } from '../pki.ts';
 import type { BlobStore } from './blobs.ts';
 import { workspaceTooLarge } from './blobs.ts';
-import { transaction } from './db.ts';
+import { afterCommit, transaction } from './db.ts';
 import { HttpError, badField } from './http.ts';
 import type { Logger } from './log.ts';
 import type { LogFiles } from './logs.ts';
@@ -80,7 +80,8 @@ export class Service {
     try { fn(); } catch (e) { this.log.error(`Failed to handle ${what}`, { error: (e as Error).message }); }
   }
 
-  changed(runId: string): void { this.events.emit(runId); }
+  /** Tells followers of the run, once the change is committed. */
+  changed(runId: string): void { afterCommit(this.store.db, () => this.events.emit(runId)); }
 
   // ------------------------------------------------------------ start-up
 
@@ -229,13 +230,19 @@ export class Service {
       // Waiters are only listed as accepting while they can take work (see poll).
       const views = waiters.map((w) => ({ id: w.workerId, poolId, deregistered: false, offline: false, drained: false, cycled: false, accepting: true, busy: false }));
       const plan = planAssignments(runs.map((r) => ({ id: r.id, poolId: r.pool_id, queueKey: r.queue_key })), views);
-      for (const p of plan) {
-        const waiter = this.presence.take(p.workerId)!;
-        const run = runs.find((r) => r.id === p.runId)!;
-        this.assign(run, p.workerId);
-        const w = this.store.worker(p.workerId)!;
-        waiter.settle(this.reply(w, this.assignmentFor(run), [], undefined, run));
-      }
+      // One transaction for the batch (joining the caller's, e.g. the
+      // trigger's insert); each held poll is answered once it is committed.
+      transaction(this.store.db, () => {
+        for (const p of plan) {
+          const waiter = this.presence.take(p.workerId)!;
+          const run = runs.find((r) => r.id === p.runId)!;
+          this.assign(run, p.workerId);
+          const w = this.store.worker(p.workerId)!;
+          const reply = this.reply(w, this.assignmentFor(run), [], undefined, run);
+          // Rolled back: the poll gets an empty answer and the launcher polls again.
+          afterCommit(this.store.db, () => waiter.settle(reply), () => waiter.settle(null));
+        }
+      });
       if (plan.length < BATCH) return;
     }
   }
