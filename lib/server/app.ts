@@ -13,7 +13,7 @@ import { adminRoutes } from './admin-api.ts';
 import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
-import { openDatabase } from './db.ts';
+import { checkpointOnTimer, openDatabase } from './db.ts';
 import { HttpError, Router, bearerToken, sendError, sha256, tokenMatches, type Ctx } from './http.ts';
 import type { Logger } from './log.ts';
 import { LogFiles } from './logs.ts';
@@ -76,6 +76,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   prepareDataDir(paths);
   const db = openLocked(paths);
   writePidFile(paths);
+  const stopCheckpoints = checkpointOnTimer(db, 1000, (e) => o.log.warn('WAL checkpoint failed', { error: e.message }));
   const store = new Store(db);
   const { ca, created } = await loadOrCreateCa(paths);
   if (created) o.log.info('Created the certificate authority', { cert: paths.caCert });
@@ -169,6 +170,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     server.close();
     service.close();
     closeSync(audit);
+    stopCheckpoints();
     db.close();
     rmSync(paths.pid, { force: true });
     throw new LauncherError('DATA_DIR_INVALID', `Cannot write ${paths.url}: ${(e as Error).message}`, { exitCode: 1, cause: e });
@@ -191,6 +193,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       });
       closeSync(audit);
       await logFiles.closeAll();
+      stopCheckpoints();
       db.close();
       rmSync(paths.pid, { force: true });
     },
