@@ -105,6 +105,13 @@ const result = await build({
   // The SEA's code cache cannot serve import(); turning the remaining
   // import() of built-ins (e.g. node:sqlite) into require() keeps them working.
   supported: { 'dynamic-import': false },
+  // Only the parts of undici the launcher uses (see scripts/undici-slim.cjs):
+  // its full index costs every idle launcher memory for fetch, WebSocket,
+  // mocks and caches it never calls.
+  plugins: [{
+    name: 'undici-slim',
+    setup(b) { b.onResolve({ filter: /^undici$/ }, () => ({ path: join(root, 'scripts/undici-slim.cjs') })); },
+  }],
 });
 
 const inputs = Object.keys(result.metafile.inputs);

@@ -64,12 +64,21 @@ export function hostArch() {
 }
 
 /**
+ * V8 flags baked into the executable (docs/build.md, "Memory"). undici parses
+ * HTTP with llhttp compiled to WebAssembly; by default V8 re-compiles it with
+ * TurboFan once it is warm, which costs an idle launcher about 5 MB of RSS
+ * (compiler code paged in, its output kept). V8's baseline WebAssembly compiler
+ * (Liftoff) is fast enough for the launcher's HTTP traffic.
+ */
+export const SEA_EXEC_ARGV = ['--liftoff-only'];
+
+/**
  * Injects BUNDLE into a copy of BASE as OUTPUT. The code cache is V8 bytecode
  * for the building machine's architecture, so it is only turned on for the
  * host's architecture (a foreign one would crash at start-up), and it is the
  * one part of the build that is not byte-for-byte reproducible.
  */
-export function buildSea({ bundle, base, output, workDir, codeCache }) {
+export function buildSea({ bundle, base, output, workDir, codeCache, execArgv = SEA_EXEC_ARGV }) {
   mkdirSync(workDir, { recursive: true });
   // The blob records the main script's path as given, so paths are relative
   // to the bundle's directory: builds in different directories stay identical.
@@ -85,11 +94,14 @@ export function buildSea({ bundle, base, output, workDir, codeCache }) {
     // The binary behaves the same whatever NODE_OPTIONS the host has set
     // (a `--require` left there for some other tool must not leak in).
     execArgvExtension: 'none',
+    execArgv,
   };
+  // V8 rejects a code cache made under other flags than the ones it runs
+  // with (a flag hash is checked), so the cache is made under EXECARGV too.
   const configPath = join(workDir, `sea-config-${output.replace(/.*\//, '')}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2) + '\n');
   rmSync(`${output}.partial`, { force: true });
-  const r = spawnSync(process.execPath, ['--build-sea', configPath], { encoding: 'utf8', cwd });
+  const r = spawnSync(process.execPath, [...(codeCache ? execArgv : []), '--build-sea', configPath], { encoding: 'utf8', cwd });
   if (r.status !== 0) throw new Error(`node --build-sea failed (exit ${r.status}): ${r.stderr || r.stdout}`);
   renameSync(`${output}.partial`, output);
   return configPath;
