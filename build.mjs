@@ -18,7 +18,7 @@
 //   --out-dir DIR      write there instead of dist/ (tests build twice to compare)
 // dist/ holds exactly what the last build made.
 import { build } from 'esbuild';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -134,6 +134,12 @@ if (!opts['bundle-only']) {
     const name = `launcher-linux-${arch}`;
     const codeCache = !opts.reproducible && arch === hostArch();
     buildSea({ bundle: bundlePath, base: stripped, output: join(dist, name), workDir, codeCache });
+    if (codeCache) {
+      // V8 silently falls back to compiling everything when the cache was made
+      // under other flags (SEA_EXEC_ARGV): catch that here, not in start-up times.
+      const check = spawnSync(join(dist, name), ['version'], { encoding: 'utf8' });
+      if (check.status !== 0 || /code cache data rejected/i.test(check.stderr)) fail(`${name} does not start cleanly: ${check.stderr.trim() || `exit ${check.status}`}`);
+    }
     rmSync(stripped, { force: true });
     built.push(name);
     log(`${name}: ${(statSync(join(dist, name)).size / 1e6).toFixed(1)} MB (${didStrip ? `Node stripped by ${didStrip}` : 'unstripped Node'}, code cache ${codeCache ? 'on' : 'off'}) [${elapsed()}]`);

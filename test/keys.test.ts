@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { oversizedRsaPrivateKeyPem } from './helpers/der.ts';
 import { prng } from './helpers/random.ts';
 import { OpensslDir } from './helpers/openssl.ts';
@@ -216,6 +217,14 @@ test('fuzz: mutated key values end in KEY_INVALID (or still parse as an RSA key)
     }
   }
   assert.ok(refused > total * 0.6, `only ${refused} of ${total} mutations refused`);
+});
+
+test('lib/keys.ts stays free of node-forge: the launcher daemon parses its key without loading it', () => {
+  // createCsr (lib/csr.ts) is the one key operation that needs forge; the
+  // daemon imports lib/keys.ts and would otherwise keep forge in memory.
+  const src = readFileSync(new URL('../lib/keys.ts', import.meta.url), 'utf8');
+  assert.not.match(src, /from ['"]node-forge['"]|require\(['"]node-forge['"]\)|from ['"]\.\/csr\.ts['"]/);
+  assert.match(readFileSync(new URL('../lib/csr.ts', import.meta.url), 'utf8'), /from 'node-forge'/);
 });
 
 test.after(() => ssl.cleanup());
