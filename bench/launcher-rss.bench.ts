@@ -44,7 +44,7 @@ const dirs: Array<{ remove(): void }> = [];
  * as on a host after install or reboot. Straight after the build its pages
  * are cached as large folios (node --build-sea writes it in one go), and the
  * kernel maps a whole folio when one page of it is touched: the same binary
- * then shows ~30 MB more file-backed RSS (111.8 vs 79.8 MB, docs/benchmarks/launcher.md).
+ * then shows ~30 MB more file-backed RSS (111.8 vs 79.8 MB, docs/benchmarks.md).
  */
 function dropPageCache(file: string): void {
   execFileSync('dd', [`if=${file}`, 'iflag=nocache', 'count=0'], { stdio: 'ignore' });
