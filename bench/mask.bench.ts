@@ -6,22 +6,15 @@
 //   node_modules/.bin/node --import tsx bench/mask.bench.ts [MiB] [runs]
 import { Transform } from 'node:stream';
 import { Masker, createMaskStream } from '../lib/mask.ts';
+import { prng } from '../test/helpers/random.ts';
 
 const MIB = 1024 * 1024;
 const totalMiB = Number(process.argv[2] ?? 256);
 const runs = Number(process.argv[3] ?? 5);
 const CHUNK = 64 * 1024;
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded, so every random split is reproducible.
+const rng = prng;
 
 const rand = rng(2026);
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';

@@ -4,21 +4,13 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MASK, MAX_DIRECTIVE_BYTES, Masker, base64Forms, createMaskStream, maskForms, type MaskerOptions } from '../lib/mask.ts';
+import { prng } from './helpers/random.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-// A small seeded generator so every random split is reproducible.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded, so every random split is reproducible.
+const rng = prng;
 
 function runSplits(opts: MaskerOptions, input: Uint8Array, cuts: number[]): string {
   const m = new Masker(opts);
