@@ -15,7 +15,7 @@ import { copyFile, link, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { BlobStore } from '../server/blobs.ts';
 import type { DataPaths } from '../server/datadir.ts';
-import { TERMINAL_STATES } from '../server/scheduler.ts';
+import { TERMINAL_STATES } from '../protocol.ts';
 import { VERSION } from '../version.ts';
 import { BACKUP_FORMAT, BACKUP_FORMAT_VERSION, DATA_FILES, DATABASE_NAME, type BackupCounts, type BackupManifest } from './format.ts';
 
