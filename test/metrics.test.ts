@@ -173,8 +173,11 @@ test('outcomes, durations, log bytes, sealed bytes and backups are counted', asy
   assert.ok(Math.abs(val(after, 'launcher_last_backup_timestamp_seconds') - Date.now() / 1000) < 120);
 });
 
-test('sealed bytes already on disk are counted after a restart', async () => {
-  const before = val(scrape(), 'launcher_sealed_bytes_stored');
+test('sealed bytes already on disk and the last backup time are there after a restart', async () => {
+  const first = scrape();
+  const before = val(first, 'launcher_sealed_bytes_stored');
+  const backupAt = val(first, 'launcher_last_backup_timestamp_seconds');
+  assert.ok(backupAt > 0);
   assert.ok(before > 0);
   await srv.restart();
   const port = Number(/"msg":"Metrics listening".*?"metricsPort":(\d+)/.exec(srv.stderr)?.[1]);
@@ -185,6 +188,7 @@ test('sealed bytes already on disk are counted after a restart', async () => {
     if (now !== before) await new Promise((r) => setTimeout(r, 100));
   }
   assert.is(now, before);
+  assert.is(val(scrape(), 'launcher_last_backup_timestamp_seconds'), backupAt);
 });
 
 test('exposition format: label values escaped, buckets cumulative, counters only go up', () => {

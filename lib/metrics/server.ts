@@ -16,6 +16,8 @@ export const DURATION_BUCKETS = [1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 36
 /** Seconds a run waits in its pool's queue for a worker: 100 ms to 1 h. */
 export const WAIT_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 
+const LAST_BACKUP_AT = 'last_backup_at';
+const LAST_BACKUP_SECONDS = 'last_backup_seconds';
 const WORKER_STATUSES = ['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'] as const;
 const ACTIVE = ['QUEUED', 'RUNNING', 'UNCONFIRMED'] as const;
 
@@ -26,6 +28,8 @@ export interface MetricsSources {
   sealed(): { files: number; bytes: number };
   /** Pool id → name (cached by the store). */
   poolName(id: string): string;
+  /** The database's meta table: the last backup's time survives a restart there. */
+  meta: { get(key: string): string | undefined; set(key: string, value: string): void };
 }
 
 const secondsBetween = (from: string | null | undefined, to: string): number | undefined => {
@@ -44,8 +48,6 @@ export class ServerMetrics {
   private readonly queueWait;
   private readonly logBytes;
   private readonly backups;
-  private lastBackup = 0;
-  private lastBackupSeconds = 0;
 
   constructor(src: MetricsSources) {
     this.src = src;
@@ -64,8 +66,8 @@ export class ServerMetrics {
     this.queueWait = r.histogram('launcher_run_queue_wait_seconds', 'Time a run spent QUEUED before a worker took it, by pool', ['pool'], WAIT_BUCKETS);
     this.logBytes = r.counter('launcher_log_bytes_ingested_total', 'Log bytes (masked) received from workers and stored, by pool', ['pool']);
     this.backups = r.counter('launcher_backups_total', 'Online backups, by result (ok, failed)', ['result']);
-    r.gauge('launcher_last_backup_timestamp_seconds', 'When the last complete online backup finished (0: none since start)', [], () => [{ labels: {}, value: this.lastBackup }]);
-    r.gauge('launcher_last_backup_duration_seconds', 'How long the last complete online backup took', [], () => [{ labels: {}, value: this.lastBackupSeconds }]);
+    r.gauge('launcher_last_backup_timestamp_seconds', 'When the last complete online backup finished, Unix seconds (0: never)', [], () => [{ labels: {}, value: Number(src.meta.get(LAST_BACKUP_AT) ?? 0) }]);
+    r.gauge('launcher_last_backup_duration_seconds', 'How long the last complete online backup took', [], () => [{ labels: {}, value: Number(src.meta.get(LAST_BACKUP_SECONDS) ?? 0) }]);
     r.gauge('launcher_build_info', 'The server\'s version (value 1)', ['version'], () => [{ labels: { version: VERSION }, value: 1 }]);
     r.counterFrom('process_cpu_seconds_total', 'User and system CPU time of the server process', [], () => {
       const u = process.cpuUsage();
@@ -138,7 +140,9 @@ export class ServerMetrics {
 
   backupFinished(ok: boolean, seconds: number, now = Date.now()): void {
     this.backups.inc({ result: ok ? 'ok' : 'failed' });
-    if (ok) { this.lastBackup = Math.floor(now / 1000); this.lastBackupSeconds = seconds; }
+    if (!ok) return;
+    this.src.meta.set(LAST_BACKUP_AT, String(Math.floor(now / 1000)));
+    this.src.meta.set(LAST_BACKUP_SECONDS, String(Math.round(seconds * 1000) / 1000));
   }
 
   render(): string { return this.registry.render(); }

@@ -113,6 +113,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     presence: { heldCount: () => presence?.heldCount() ?? 0, acceptingByPool: () => presence?.acceptingByPool() ?? new Map() },
     sealed: () => blobs.stored(),
     poolName: (id) => store.poolAny(id)?.name ?? id,
+    meta: { get: (k) => store.meta(k), set: (k, v) => store.setMeta(k, v) },
   });
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
