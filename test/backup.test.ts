@@ -125,7 +125,9 @@ test('backup while the server runs, restore into a new directory, and a server s
   assert.ok(sumCheck.trim().split('\n').every((l) => l.endsWith(': OK')), sumCheck);
   const manifest = JSON.parse(readFileSync(join(x, 'launcher-backup.json'), 'utf8'));
   assert.equal(manifest.counts, { pools: 2, stacks: 2, runs: 8, workers: 1, workspaces: 7, logs: 7 });
-  assert.equal(manifest.problems, []);
+  const end = JSON.parse(readFileSync(join(x, 'launcher-backup-end.json'), 'utf8'));
+  assert.equal(end.problems, []);
+  assert.is(end.files, names.length - 3);
   // The log of the phase written during the backup is exactly what the database copy records.
   const copy = new DatabaseSync(join(x, 'launcher.db'), { readOnly: true });
   const ph = copy.prepare('SELECT log_bytes, log_next_seq FROM phases WHERE run_id = ?').get(running) as { log_bytes: number; log_next_seq: number };
@@ -246,6 +248,24 @@ test('backup over the admin API with curl: the token is required, and a second b
   const b = await launcher(['admin', '--data', srv.dataDir, 'backup', '-o', join(tmp, 'b3.tar'), '--json']);
   assert.is(b.code, 0, b.err);
   assert.is(JSON.parse(b.out).manifest.format, 'launcher-backup');
+});
+
+test('a file the database refers to but the data directory lacks is reported, and the backup is still written and restorable', async () => {
+  for (const q of (await srv.admin('GET', '/v1/runs?state=QUEUED')).body.runs) await srv.admin('POST', `/v1/runs/${q.id}/cancel`);
+  const victim = await runOnce('one', { lines: 4, workspace: SEALED(700), finish: true });
+  rmSync(join(srv.dataDir, 'workspaces', `${victim}.age`));
+  const log = join(srv.dataDir, 'logs', victim, '0.log');
+  writeFileSync(log, readFileSync(log).subarray(0, 5));
+  const file = join(tmp, 'b4.tar');
+  const b = await launcher(['admin', '--data', srv.dataDir, 'backup', '-o', file]);
+  assert.is(b.code, 0, b.err);
+  assert.match(b.err, new RegExp(`Warning: .*: workspaces/${victim}\\.age: missing`));
+  assert.match(b.err, new RegExp(`Warning: .*: logs/${victim}/0\\.log: shorter on disk than the \\d+ bytes the database records`));
+  const dir = join(tmp, 'restored-4');
+  const r = await launcher(['server', 'restore', file, '--data', dir]);
+  assert.is(r.code, 0, r.err);
+  assert.match(r.err, /Warning: the backup lacks a file its database refers to/);
+  assert.is(readFileSync(join(dir, 'logs', victim, '0.log'), 'utf8'), readFileSync(log, 'utf8'));
 });
 
 test.run();

@@ -20,6 +20,8 @@ import { DATABASE_NAME, entryMode, invalidBackup, type BackupManifest } from './
 export interface RestoreResult {
   dataDir: string;
   manifest: BackupManifest;
+  /** Files the database refers to that the backup lacked (they were missing when it was taken). */
+  problems: string[];
   /** Counted in the restored database (they match the manifest's). */
   pools: number;
   runs: number;
@@ -82,7 +84,7 @@ export async function restoreBackup(o: { file: string; dataDir: string }): Promi
     await rmdir(o.dataDir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
     await rename(staging, o.dataDir);
     await fsyncDir(dirname(o.dataDir));
-    return { dataDir: o.dataDir, manifest: m, pools, runs, files: read.files, bytes: read.bytes };
+    return { dataDir: o.dataDir, manifest: m, problems: read.end.problems, pools, runs, files: read.files, bytes: read.bytes };
   } catch (e) {
     await rm(staging, { recursive: true, force: true });
     throw e;
