@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { HttpError, readJson, sendJson, str, tokenMatches } from '../server/http.ts';
 import type { ConsoleAssets, Asset } from './assets.ts';
+import type { ConsoleSession } from '../protocol.ts';
 import { CONSOLE_CSP } from './headers.ts';
 import { SESSION_COOKIE, SESSION_TTL_MS, type Session, type Sessions, clearedCookie, cookieValue, csrfMatches, sessionCookie } from './session.ts';
 
@@ -113,7 +114,8 @@ async function sessionEndpoint(d: ConsoleDeps, req: IncomingMessage, res: Server
     // 200 either way: the page asks this on every load and an error status
     // would only fill the browser console.
     const s = d.sessions.get(sid);
-    sendJson(res, 200, s ? { signedIn: true, csrf: s.csrf, expiresAt: new Date(s.expiresAt).toISOString() } : { signedIn: false });
+    const answer: ConsoleSession = s ? { signedIn: true, csrf: s.csrf, expiresAt: new Date(s.expiresAt).toISOString() } : { signedIn: false };
+    sendJson(res, 200, answer);
     return;
   }
   if (method === 'POST') {

@@ -10,6 +10,7 @@ import type { Writable } from 'node:stream';
 import { LauncherError, isLauncherError } from '../errors.ts';
 import { AdminOps } from './admin-ops.ts';
 import { adminRoutes } from './admin-api.ts';
+import { addBackupRoutes } from './backup-api.ts';
 import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
@@ -102,10 +103,10 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const adminHash = Buffer.from(tokenHash, 'hex');
 
   const logFiles = new LogFiles(paths.logs);
+  const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces });
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
-    blobs: createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces }),
-    logs: logFiles, log: o.log,
+    blobs, logs: logFiles, log: o.log,
   });
   const ops = new AdminOps(service);
   const workerRouter = workerRoutes(service);
@@ -115,6 +116,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw badField('limit', 'an integer from 1 to 10000');
     sendJson(ctx.res, 200, { entries: await auditTail(paths.audit, limit) });
   });
+  addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log });
   // Written synchronously: one small line per change, visible at once to
   // anyone tailing the file, and never lost to a buffered stream on kill -9.
   const audit = openSync(paths.audit, 'a', 0o600);

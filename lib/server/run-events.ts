@@ -11,8 +11,9 @@
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
 import type { Ctx } from './http.ts';
-import { isTerminal } from './scheduler.ts';
+import { isTerminal } from '../protocol.ts';
 import type { Service } from './service.ts';
+import type { RunLogEvent, RunView } from '../protocol.ts';
 
 /** The most log bytes one event carries; a long log goes out as many events. */
 export const EVENT_LOG_BYTES = 256 * 1024;
@@ -27,7 +28,7 @@ export function resumePoint(v: unknown, phaseCount: number): { phase: number; of
   return { phase, offset: Number(m[2]) };
 }
 
-export async function streamRunEvents(s: Service, ctx: Ctx, runId: string, view: () => Record<string, unknown>): Promise<void> {
+export async function streamRunEvents(s: Service, ctx: Ctx, runId: string, view: () => RunView): Promise<void> {
   const { req, res } = ctx;
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
   res.flushHeaders();
@@ -71,7 +72,8 @@ export async function streamRunEvents(s: Service, ctx: Ctx, runId: string, view:
         offset += bytes.length;
         if (bytes.length === 0) throw new Error(`log file of ${runId} phase ${phase} is shorter than the database says`);
         const text = decoder.write(bytes);
-        await send(`id: ${phase}:${offset}\nevent: log\ndata: ${JSON.stringify({ phase, offset: start, text })}\n\n`);
+        const ev: RunLogEvent = { phase, offset: start, text };
+        await send(`id: ${phase}:${offset}\nevent: log\ndata: ${JSON.stringify(ev)}\n\n`);
         continue;
       }
       // This phase has ended and everything it logged went out: next phase.

@@ -4,6 +4,7 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { setCsrf, whenSignedOut, api } from './api.ts';
+import type { ConsoleSession } from '../../protocol.ts';
 import { html, interceptLinks, navigate, useLocation } from './ui.ts';
 import { AuditPage } from './pages/audit.ts';
 import { NewPoolPage, PoolPage, PoolsPage } from './pages/pools.ts';
@@ -55,7 +56,7 @@ function App({ initiallySignedIn }: { initiallySignedIn: boolean }) {
 async function start(): Promise<void> {
   interceptLinks();
   const res = await fetch('/console/session', { credentials: 'same-origin', cache: 'no-store' });
-  const s = await res.json() as { signedIn: boolean; csrf?: string };
+  const s = await res.json() as ConsoleSession;
   if (s.signedIn && s.csrf) setCsrf(s.csrf);
   if (s.signedIn && location.pathname === '/signin') {
     const next = new URL(location.href).searchParams.get('next');

@@ -3,6 +3,7 @@
 // that fit the run's state (confirm, discard, cancel, prioritise).
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { type Obj, enc, post, qs } from '../api.ts';
+import type { RunLogEvent } from '../../../protocol.ts';
 import { LogLines } from '../logstore.ts';
 import { LogView } from '../logview.ts';
 import { Badge, ErrorNote, Loading, Page, Time, html, navigate, useAction, useGet, useLocation } from '../ui.ts';
@@ -106,7 +107,7 @@ export function RunPage({ id }: { id: string }) {
     };
     es.addEventListener('run', (e) => { const r = JSON.parse((e as MessageEvent).data); runRef.current = r; setRun(r); setStreamError(undefined); });
     es.addEventListener('log', (e) => {
-      const d = JSON.parse((e as MessageEvent).data) as { phase: number; text: string };
+      const d = JSON.parse((e as MessageEvent).data) as RunLogEvent;
       const name = (runRef.current?.phases as Obj[] | undefined)?.[d.phase]?.name ?? `phase ${d.phase}`;
       store.current.append(d.phase, name, d.text);
       paint();
