@@ -148,6 +148,8 @@ export interface PoolCounts { workers: number; busy: number; pending: number }
 export interface PoolView extends PoolCounts {
   id: string;
   name: string;
+  /** Free text for people (at most 1024 characters); empty when none was given. */
+  description: string;
   createdAt: string;
   cycle: number;
   keys: KeyView[];
@@ -221,7 +223,7 @@ export interface RunView {
 // Requests
 
 /** `POST /v1/pools` */
-export interface CreatePoolRequest { name: string; csr: string }
+export interface CreatePoolRequest { name: string; csr: string; description?: string }
 /** `POST /v1/pools/{id}/reset`, `POST /v1/pools/{id}/keys` */
 export interface CsrRequest { csr: string }
 /** `POST /v1/workers/drain`, `/undrain`: worker ids, or tag values (optionally in one pool). */

@@ -104,6 +104,7 @@ test('the product flow in the browser: sign in, pool from a CSR file, launcher, 
   await page.getByRole('link', { name: 'New worker pool' }).click();
   await waitText(page, 'h1', 'New worker pool');
   await page.getByLabel('Name').fill('console-pool');
+  await page.getByLabel('Description').fill('hosts in the lab rack');
   await page.getByLabel('Or choose the CSR file').setInputFiles(csrPath);
   await page.waitForFunction(`document.getElementById('pool-csr')?.value.includes('BEGIN CERTIFICATE REQUEST')`);
   await shot(page, 'pool-new');
@@ -134,6 +135,7 @@ test('the product flow in the browser: sign in, pool from a CSR file, launcher, 
   await waitForOutput(launcher, /Registered with the server/, 'launcher');
   await page.getByRole('link', { name: 'Go to the pool' }).click();
   await waitText(page, 'h1', 'Worker pool console-pool');
+  await waitText(page, '.description', 'hosts in the lab rack');
   await waitText(page, 'table.workers tbody tr', /IDLE[\s\S]*instance_id=i-console/);
   await shot(page, 'pool');
 
@@ -203,6 +205,22 @@ test('the product flow in the browser: sign in, pool from a CSR file, launcher, 
   await shot(page, 'run');
   const run = (await adminApi('GET', `/v1/runs/${runId}`)).body.run;
   assert.is(run.state, 'FINISHED');
+
+  // The event stream the page used, read as any SSE client would: run, log in
+  // order, end; resuming from an event id sends only what came after it.
+  const parse = (text: string) => text.split('\n\n').filter((b) => /^(event|id):/m.test(b)).map((b) => ({
+    event: /^event: (.*)$/m.exec(b)?.[1], id: /^id: (.*)$/m.exec(b)?.[1], data: JSON.parse(/^data: (.*)$/m.exec(b)?.[1] ?? 'null'),
+  }));
+  const full = parse((await adminApi('GET', `/v1/runs/${runId}/events`)).text);
+  assert.is(full[0]!.event, 'run');
+  assert.is(full.at(-1)!.event, 'end');
+  const logs = full.filter((e) => e.event === 'log');
+  const text = logs.map((e) => e.data.text).join('');
+  assert.match(text, /first-live-line\n(.|\n)*second-live-line\n(.|\n)*secret-opened-by-the-launcher\napplied\n/);
+  const stored = (await adminApi('GET', `/v1/runs/${runId}/logs`)).text;
+  assert.is(text, stored, 'the stream carries exactly the stored log');
+  const resumed = parse((await httpsRequest(url, 'GET', `/v1/runs/${runId}/events`, { ca, headers: { authorization: `Bearer ${adminToken}`, 'last-event-id': logs[0]!.id! } })).text);
+  assert.is(resumed.filter((e) => e.event === 'log').map((e) => e.data.text).join(''), logs.slice(1).map((e) => e.data.text).join(''));
 
   // The run on a phone-sized screen.
   await page.setViewportSize({ width: 390, height: 844 });

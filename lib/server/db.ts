@@ -47,6 +47,8 @@ const MIGRATIONS: string[] = [
     log_next_seq INTEGER NOT NULL DEFAULT 0, log_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, idx));
   `,
+  // 2: a pool's description, shown in the console and by pool show.
+  `ALTER TABLE pools ADD COLUMN description TEXT NOT NULL DEFAULT ''`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

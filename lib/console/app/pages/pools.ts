@@ -14,16 +14,22 @@ export function launcherCommand(token: string): string {
 
 export function PoolsPage() {
   const pools = useGet<{ pools: Obj[] }>('/v1/pools', 3000);
+  const workers = useGet<{ workers: Obj[] }>('/v1/workers', 3000);
+  const counts = (pool: string): string => {
+    const c: Record<string, number> = { IDLE: 0, BUSY: 0, DRAINED: 0, OFFLINE: 0 };
+    for (const w of workers.data?.workers ?? []) if (w.pool === pool) c[w.status] = (c[w.status] ?? 0) + 1;
+    return `${c.IDLE} idle · ${c.BUSY} busy · ${c.DRAINED} drained · ${c.OFFLINE} offline`;
+  };
   return html`<${Page} title="Worker pools" actions=${html`<a class="button" href="/pools/new">New worker pool</a>`}>
     <${ErrorNote} error=${pools.error} />
     ${!pools.data ? html`<${Loading} what="pools" />` : pools.data.pools.length === 0
       ? html`<p>No worker pools yet. <a href="/pools/new">Create the first one</a> from a certificate request made on your side.</p>`
       : html`<div class="table-wrap"><table>
         <caption class="sr-only">Worker pools</caption>
-        <thead><tr><th scope="col">Name</th><th scope="col">Workers</th><th scope="col">Busy</th><th scope="col">Pending runs</th><th scope="col">Active keys</th><th scope="col">Created</th></tr></thead>
+        <thead><tr><th scope="col">Name</th><th scope="col">Workers</th><th scope="col">Pending runs</th><th scope="col">Active keys</th><th scope="col">Created</th></tr></thead>
         <tbody>${pools.data.pools.map((p) => html`<tr>
-          <td><a href=${`/pools/${enc(p.id)}`}>${p.name}</a></td>
-          <td>${p.workers}</td><td>${p.busy}</td><td>${p.pending}</td>
+          <td><a href=${`/pools/${enc(p.id)}`}>${p.name}</a>${p.description ? html`<div class="muted small">${p.description}</div>` : null}</td>
+          <td><a href=${`/workers?pool=${enc(p.id)}`}>${workers.data ? counts(p.id) : `${p.workers} (${p.busy} busy)`}</a></td><td>${p.pending}</td>
           <td>${(p.keys as Obj[]).filter((k) => k.state === 'active').length}</td>
           <td><${Time} iso=${p.createdAt} /></td></tr>`)}</tbody></table></div>`}
   </${Page}>`;
@@ -60,12 +66,13 @@ export function TokenPanel({ token, poolName, what }: { token: string; poolName:
 
 export function NewPoolPage() {
   const [name, setName] = useState('');
+  const [description, setDescription] = useState('');
   const [csr, setCsr] = useState('');
   const [created, setCreated] = useState<Obj | undefined>(undefined);
   const act = useAction();
   const submit = async (e: Event): Promise<void> => {
     e.preventDefault();
-    await act.run(async () => setCreated(await post('/v1/pools', { name: name.trim(), csr })));
+    await act.run(async () => setCreated(await post('/v1/pools', { name: name.trim(), csr, ...(description.trim() ? { description: description.trim() } : {}) })));
   };
   if (created) {
     return html`<${Page} title=${`Worker pool ${created.pool.name} created`}>
@@ -83,6 +90,9 @@ export function NewPoolPage() {
       <div class="field"><label for="pool-name">Name</label>
         <input id="pool-name" name="name" required pattern="[A-Za-z0-9][A-Za-z0-9._\\-]{0,63}" autocomplete="off"
           title="1 to 64 letters, digits, '.', '_' or '-'" value=${name} onInput=${(e: Event) => setName((e.target as HTMLInputElement).value)} /></div>
+      <div class="field"><label for="pool-description">Description</label>
+        <input id="pool-description" name="description" maxlength="1024" autocomplete="off" placeholder="what runs here, who owns the hosts"
+          value=${description} onInput=${(e: Event) => setDescription((e.target as HTMLInputElement).value)} /></div>
       <${CsrField} id="pool-csr" value=${csr} onInput=${setCsr} />
       <${ErrorNote} error=${act.error} />
       <button type="submit" disabled=${act.busy || !csr.trim()}>Create worker pool</button>
@@ -129,6 +139,7 @@ export function PoolPage({ id }: { id: string }) {
       <button type="button" class="secondary" onClick=${cycle}>Cycle workers</button>
       <button type="button" class="danger" onClick=${del}>Delete pool</button>`}>
     <${ErrorNote} error=${act.error} />
+    ${p.description ? html`<p class="description">${p.description}</p>` : null}
     <dl class="facts">
       <dt>Id</dt><dd><code>${p.id}</code></dd>
       <dt>Workers</dt><dd>${p.workers} (${p.busy} busy)</dd>
