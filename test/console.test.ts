@@ -46,7 +46,15 @@ async function waitForOutput(p: { child: ChildProcess; output: () => string }, p
   }
 }
 
+/** Form controls a screen reader could not name (no <label>, aria-label or aria-labelledby). */
+async function unlabelled(page: Page): Promise<string[]> {
+  return page.evaluate(`[...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+    .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby') && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+    .map((el) => el.outerHTML.slice(0, 120))`) as Promise<string[]>;
+}
+
 async function shot(page: Page, name: string): Promise<void> {
+  assert.equal(await unlabelled(page), [], `unlabelled controls on ${name}`);
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
 }
@@ -86,8 +94,11 @@ test('the product flow in the browser: sign in, pool from a CSR file, launcher, 
   assert.is(new URL(page.url()).pathname, '/signin');
   await page.getByLabel('Admin token').waitFor();
   await shot(page, 'signin');
-  await page.getByLabel('Admin token').fill(adminToken);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  // Keyboard only: Tab to the token field, type, Enter.
+  for (let i = 0; i < 6 && await page.evaluate('document.activeElement?.id') !== 'admin-token'; i++) await page.keyboard.press('Tab');
+  assert.is(await page.evaluate('document.activeElement?.id'), 'admin-token', 'the token field is reachable with Tab');
+  await page.keyboard.type(adminToken);
+  await page.keyboard.press('Enter');
   await waitText(page, 'h1', 'Worker pools');
   assert.is(new URL(page.url()).pathname, '/pools');
   const cookie = (await context.cookies(origin)).find((c) => c.name === 'launcher_session')!;

@@ -2,7 +2,7 @@
 // current path. Pages are client-side routes the server also answers with
 // this shell (so links and reloads work), and only with a session.
 import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { setCsrf, whenSignedOut, api } from './api.ts';
 import type { ConsoleSession } from '../../protocol.ts';
 import { html, interceptLinks, navigate, useLocation } from './ui.ts';
@@ -38,6 +38,13 @@ function App({ initiallySignedIn }: { initiallySignedIn: boolean }) {
   useEffect(() => {
     if (!signedIn && loc.pathname !== '/signin') navigate(`/signin?next=${encodeURIComponent(loc.pathname + loc.search)}`, true);
   }, [signedIn, loc.pathname]);
+  // After moving to another page, keyboard and screen-reader focus starts at its content.
+  const firstPath = useRef(loc.pathname);
+  useEffect(() => {
+    if (loc.pathname === firstPath.current) return;
+    firstPath.current = '';
+    document.getElementById('main')?.focus({ preventScroll: true });
+  }, [loc.pathname]);
   const signOut = async (): Promise<void> => {
     await api('DELETE', '/console/session').catch(() => {});
     setSignedIn(false);
