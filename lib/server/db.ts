@@ -47,7 +47,11 @@ const MIGRATIONS: string[] = [
     log_next_seq INTEGER NOT NULL DEFAULT 0, log_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, idx));
   `,
-  // 2: a pool's description, shown in the console and by pool show.
+  // 2: retention finds finished runs by when they ended.
+  `
+  CREATE INDEX runs_ended ON runs(ended_at) WHERE ended_at IS NOT NULL;
+  `,
+  // 3: a pool's description, shown in the console and by pool show.
   `ALTER TABLE pools ADD COLUMN description TEXT NOT NULL DEFAULT ''`,
 ];
 
