@@ -260,16 +260,41 @@ test('the product flow in the browser: sign in, pool from a CSR file, launcher, 
   const w = (await adminApi('GET', '/v1/workers?metadata=instance_id=i-console')).body.workers[0];
   assert.is(w.status, 'DRAINED');
 
+  // With the worker drained a new run waits in the pool's queue: prioritise it there, then cancel it.
+  await page.goto(`${url}/stacks/console-stack`);
+  await page.getByRole('button', { name: 'Trigger run', exact: true }).click();
+  await page.waitForURL(/\/runs\/run_/);
+  const queuedId = new URL(page.url()).pathname.split('/')[2]!;
+  await waitText(page, 'h1 .badge', 'QUEUED');
+  await page.goto(`${url}/pools/console-pool`);
+  await waitText(page, `tr[data-run="${queuedId}"]`, 'QUEUED');
+  await shot(page, 'pool-queue');
+  await page.getByRole('button', { name: `Prioritise ${queuedId}` }).click();
+  await page.locator(`tr[data-run="${queuedId}"] a`).click();
+  await waitText(page, 'h1 .badge', 'QUEUED');
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await waitText(page, 'h1 .badge', 'CANCELED');
+  // A run waiting for confirmation before its first phase can be discarded.
+  const waiting = await adminApi('POST', '/v1/stacks', { name: 'confirm-first', pool: 'console-pool', image: TEST_IMAGE, phases: [{ name: 'apply', script: 'echo never', confirm: true }] });
+  assert.is(waiting.status, 201, waiting.text);
+  const unconfirmed = (await adminApi('POST', '/v1/stacks/confirm-first/runs', { proposed: false })).body.run;
+  await page.goto(`${url}/runs/${unconfirmed.id}`);
+  await waitText(page, 'h1 .badge', 'UNCONFIRMED');
+  await page.getByRole('button', { name: 'Discard' }).click();
+  await waitText(page, 'h1 .badge', 'DISCARDED');
+  const ended = await Promise.all([queuedId, unconfirmed.id].map(async (id) => (await adminApi('GET', `/v1/runs/${id}`)).body.run.state));
+  assert.equal(ended, ['CANCELED', 'DISCARDED']);
+
   // The stacks list shows the last tracked run's state; the audit log shows what the console did.
   await page.getByRole('link', { name: 'Stacks' }).click();
-  await waitText(page, 'tr[data-stack]', 'FINISHED');
+  await waitText(page, 'tr[data-stack]', 'CANCELED');
   await shot(page, 'stacks');
   await page.getByRole('link', { name: 'Audit log' }).click();
   await waitText(page, 'table', 'POST /v1/workers/drain');
   await shot(page, 'audit');
   const audit = readFileSync(join(data, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const actions = audit.map((a) => `${a.action} ${a.status}`);
-  for (const a of ['POST /console/session 201', 'POST /v1/pools 201', 'POST /v1/stacks 201', 'POST /v1/stacks/{stack}/runs 201', 'POST /v1/runs/{run}/confirm 200', 'POST /v1/workers/drain 200']) {
+  for (const a of ['POST /console/session 201', 'POST /v1/pools 201', 'POST /v1/stacks 201', 'POST /v1/stacks/{stack}/runs 201', 'POST /v1/runs/{run}/confirm 200', 'POST /v1/workers/drain 200', 'POST /v1/runs/{run}/prioritize 200', 'POST /v1/runs/{run}/cancel 200', 'POST /v1/runs/{run}/discard 200']) {
     assert.ok(actions.includes(a), `audit has ${a}: ${actions.join(', ')}`);
   }
   assert.is(audit.find((a) => a.action === 'POST /v1/runs/{run}/confirm').run, runId, 'the audit line names the run, as for the CLI');
