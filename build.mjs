@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { bundleConsole } from './scripts/console-bundle.mjs';
 import { ARCHES, baseNodeFor, buildSea, hostArch, pinnedNodeVersion, sha256File, strippedCopy } from './scripts/build-sea.mjs';
+import { leftoverDynamicImports, missingCommandModules, undiciSlimProblems } from './scripts/build-checks.mjs';
 
 const root = dirname(new URL(import.meta.url).pathname);
 const cacheDir = join(root, '.tmp/build-cache');
@@ -67,12 +68,6 @@ function gitCommit() {
   }
 }
 
-/** Every lib/cli/<name>.ts launcher.ts loads, so the bundle can be checked for all of them. */
-function commandModules() {
-  const src = readFileSync(join(root, 'launcher.ts'), 'utf8');
-  return [...src.matchAll(/import\('\.\/(lib\/cli\/[\w-]+\.ts)'\)/g)].map((m) => m[1]);
-}
-
 // --build-sea writes a blob only the same Node version can read, so the
 // building Node must be the pinned one that becomes the executable.
 const pinned = pinnedNodeVersion(root);
@@ -93,6 +88,23 @@ const consoleGzip = gzipSync(consoleFiles.js, { level: 9 }).length + gzipSync(co
 if (consoleGzip > 150 * 1024) fail(`The web console is ${(consoleGzip / 1024).toFixed(1)} KB gzipped: over the 150 KB first-load budget`);
 log(`web console: ${(consoleFiles.js.length / 1024).toFixed(0)} KiB script, ${(consoleFiles.css.length / 1024).toFixed(0)} KiB style, ${(consoleGzip / 1024).toFixed(1)} KiB gzipped`);
 
+const undiciProblems = undiciSlimProblems(root);
+if (undiciProblems.length) fail(undiciProblems.join('\n'));
+
+// The age worker thread (lib/age/worker.ts) is a module of its own; inside the
+// executable there is no file to start it from, so its bundle travels as a
+// string constant that lib/age/parallel.ts hands to new Worker(…, { eval: true }).
+const ageWorker = await build({
+  entryPoints: [join(root, 'lib/age/worker.ts')],
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node26',
+  write: false,
+  logLevel: 'warning',
+});
+const ageWorkerSource = ageWorker.outputFiles[0].text;
+
 const result = await build({
   entryPoints: [join(root, 'launcher.ts')],
   outfile: bundlePath,
@@ -111,6 +123,7 @@ const result = await build({
     'import.meta.url': '__launcher_import_meta_url',
     'import.meta.filename': '__filename',
     'import.meta.dirname': '__dirname',
+    LAUNCHER_AGE_WORKER_SOURCE: JSON.stringify(ageWorkerSource),
   },
   banner: { js: "var __launcher_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
   // The SEA's code cache cannot serve import(); turning the remaining
@@ -126,10 +139,12 @@ const result = await build({
 });
 
 const inputs = Object.keys(result.metafile.inputs);
-const missing = commandModules().filter((m) => !inputs.includes(m));
-if (missing.length) fail(`The bundle lacks command modules: ${missing.join(', ')}`);
-const leftoverImport = /\bimport\(/.test(readFileSync(bundlePath, 'utf8').replace(/\/\/.*$|\/\*[\s\S]*?\*\//gm, ''));
-if (leftoverImport) log('warning: the bundle still contains import(), which fails inside the executable when the code cache is on');
+const problems = [
+  ...missingCommandModules(readFileSync(join(root, 'launcher.ts'), 'utf8'), inputs),
+  ...leftoverDynamicImports(readFileSync(bundlePath, 'utf8')),
+  ...leftoverDynamicImports(ageWorkerSource).map((p) => `age worker: ${p}`),
+];
+if (problems.length) fail(`The bundle is not fit for the executable:\n  ${problems.join('\n  ')}`);
 log(`bundled ${inputs.length} modules into ${bundlePath} (${(statSync(bundlePath).size / 1024).toFixed(0)} KiB), version ${version}, commit ${commit} [${elapsed()}]`);
 
 copyFileSync(join(root, 'scripts/install.sh'), join(dist, 'install.sh'));
