@@ -51,6 +51,8 @@ const MIGRATIONS: string[] = [
   `
   CREATE INDEX runs_ended ON runs(ended_at) WHERE ended_at IS NOT NULL;
   `,
+  // 3: a pool's description, shown in the console and by pool show.
+  `ALTER TABLE pools ADD COLUMN description TEXT NOT NULL DEFAULT ''`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
