@@ -7,38 +7,12 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { extract } from 'tar-stream';
-import { END_OF_ARCHIVE, fileHeader, padding } from './tar.ts';
+import { END_OF_ARCHIVE, fileHeader, padding, readTar } from './tar.ts';
 import {
   END_NAME, MANIFEST_NAME, SUMS_NAME, invalidBackup, isBackupEntryName, parseEnd, parseManifest, parseSums, sumsText,
   type BackupEnd, type BackupManifest,
 } from './format.ts';
 import type { Snapshot, SnapshotEntry } from './snapshot.ts';
-
-interface TarSink {
-  readonly destroyed: boolean;
-  write(chunk: Uint8Array): boolean;
-  end(): unknown;
-  once(event: 'drain' | 'close', listener: () => void): unknown;
-  off(event: 'drain' | 'close', listener: () => void): unknown;
-}
-
-async function feed(src: AsyncIterable<unknown> | Iterable<unknown>, sink: object, onChunk?: (c: Buffer) => void): Promise<void> {
-  // tar-stream's streamx typings do not fit a structural type; the shape is this.
-  const dst = sink as TarSink;
-  for await (const chunk of src) {
-    if (dst.destroyed) throw new Error('the archive stream closed');
-    onChunk?.(chunk as Buffer);
-    if (!dst.write(chunk as Uint8Array)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => { dst.off('drain', done); dst.off('close', done); resolve(); };
-        dst.once('drain', done);
-        dst.once('close', done);
-      });
-    }
-  }
-  dst.end();
-}
 
 /** Files up to this size are read whole, several at once ahead of the writer; larger ones are streamed. */
 const SMALL = 1024 * 1024;
@@ -58,7 +32,8 @@ async function openEntry(e: SnapshotEntry): Promise<Opened> {
     throw err;
   }
   try {
-    const actual = (await fh.stat()).size;
+    // A small log's length is known from the database: read it without a stat.
+    const actual = e.size !== undefined && e.size <= SMALL ? e.size : (await fh.stat()).size;
     const want = e.size ?? actual;
     const take = Math.min(want, actual);
     const short = actual < want ? want : undefined;
@@ -145,21 +120,16 @@ export function writeArchive(snap: Pick<Snapshot, 'manifest' | 'entries' | 'prob
   return Readable.from(chunks(), { objectMode: false });
 }
 
-async function collect(entry: AsyncIterable<unknown>, limit: number, what: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of entry) {
-    n += (c as Buffer).length;
-    if (n > limit) throw invalidBackup(`Damaged backup: ${what} is larger than ${limit} bytes`);
-    parts.push(c as Buffer);
-  }
-  return Buffer.concat(parts);
+/** Receives the files of an archive as they stream (a returned promise is awaited). */
+export interface EntrySink {
+  open(name: string, size: number): void | Promise<void>;
+  write(chunk: Buffer): void | Promise<void>;
+  close(): void | Promise<void>;
 }
 
-/** Receives one file of the archive; must consume `data`. */
-export type EntrySink = (name: string, size: number, data: AsyncIterable<Buffer>) => Promise<void>;
-
 export interface ReadResult { manifest: BackupManifest; end: BackupEnd; files: number; bytes: number }
+
+const RECORD_LIMITS: Record<string, number> = { [MANIFEST_NAME]: 1024 * 1024, [END_NAME]: 64 * 1024 * 1024, [SUMS_NAME]: 64 * 1024 * 1024 };
 
 /**
  * Reads a backup archive from `input`, checking it entry by entry; `sink`
@@ -168,57 +138,71 @@ export interface ReadResult { manifest: BackupManifest; end: BackupEnd; files: n
  * archive that ends early.
  */
 export async function readArchive(input: AsyncIterable<unknown>, sink?: EntrySink): Promise<ReadResult> {
-  const ex = extract();
-  const feeding = feed(input, ex);
-  feeding.catch(() => {});
   let manifest: BackupManifest | undefined;
   let end: BackupEnd | undefined;
-  const seen = new Map<string, string>();
   let sums: Map<string, string> | undefined;
+  const seen = new Map<string, string>();
   let bytes = 0;
+  // The entry being read: a record kept in memory, or a file handed to the sink.
+  let name = '';
+  let hash = createHash('sha256');
+  let record: Buffer[] | undefined;
+  let recordSize = 0;
   try {
-    for await (const entry of ex) {
-      const name = entry.header.name;
-      const size = entry.header.size ?? 0;
-      if (sums) throw invalidBackup(`Damaged backup: entry "${name}" comes after ${SUMS_NAME}, which must be last`);
-      if (entry.header.type !== 'file' || !isBackupEntryName(name)) {
-        throw invalidBackup(`Not a launcher backup: unexpected entry "${name}" (a backup holds ${MANIFEST_NAME}, launcher.db, keys, workspaces/ and logs/)`);
-      }
-      if (manifest === undefined && name !== MANIFEST_NAME) throw invalidBackup(`Not a launcher backup: the first entry is "${name}", expected ${MANIFEST_NAME}`);
-      if (name === SUMS_NAME) { sums = parseSums((await collect(entry, 64 * 1024 * 1024, SUMS_NAME)).toString('utf8')); continue; }
-      if (seen.has(name)) throw invalidBackup(`Damaged backup: entry "${name}" appears twice`);
-      if (end) throw invalidBackup(`Damaged backup: entry "${name}" comes after ${END_NAME}`);
-      const h = createHash('sha256');
-      if (name === MANIFEST_NAME) {
-        const buf = await collect(entry, 1024 * 1024, MANIFEST_NAME);
-        h.update(buf);
-        manifest = parseManifest(buf.toString('utf8'));
-      } else if (name === END_NAME) {
-        const buf = await collect(entry, 64 * 1024 * 1024, END_NAME);
-        h.update(buf);
-        end = parseEnd(buf.toString('utf8'));
-      } else {
-        const hashed = (async function* () { for await (const c of entry) { h.update(c as Buffer); yield c as Buffer; } })();
-        if (sink) await sink(name, size, hashed);
-        else for await (const _ of hashed) { /* verify only */ }
-        bytes += size;
-      }
-      seen.set(name, h.digest('hex'));
-    }
-    await feeding;
+    await readTar(input, {
+      entry(e) {
+        name = e.name;
+        if (sums) throw invalidBackup(`Damaged backup: entry "${name}" comes after ${SUMS_NAME}, which must be last`);
+        if (e.type !== 'file' || !isBackupEntryName(name)) {
+          throw invalidBackup(`Not a launcher backup: unexpected entry "${name}" (a backup holds ${MANIFEST_NAME}, launcher.db, keys, workspaces/ and logs/)`);
+        }
+        if (manifest === undefined && name !== MANIFEST_NAME) throw invalidBackup(`Not a launcher backup: the first entry is "${name}", expected ${MANIFEST_NAME}`);
+        if (seen.has(name)) throw invalidBackup(`Damaged backup: entry "${name}" appears twice`);
+        if (end && name !== SUMS_NAME) throw invalidBackup(`Damaged backup: entry "${name}" comes after ${END_NAME}`);
+        hash = createHash('sha256');
+        const limit = RECORD_LIMITS[name];
+        if (limit !== undefined) {
+          if (e.size > limit) throw invalidBackup(`Damaged backup: ${name} is larger than ${limit} bytes`);
+          record = [];
+          recordSize = 0;
+          return;
+        }
+        record = undefined;
+        bytes += e.size;
+        return sink?.open(name, e.size);
+      },
+      data(chunk) {
+        if (record) { record.push(chunk); recordSize += chunk.length; return; }
+        hash.update(chunk);
+        return sink?.write(chunk);
+      },
+      entryEnd() {
+        if (record) {
+          const buf = Buffer.concat(record, recordSize);
+          record = undefined;
+          if (name === SUMS_NAME) { sums = parseSums(buf.toString('utf8')); return; }
+          hash.update(buf);
+          if (name === MANIFEST_NAME) manifest = parseManifest(buf.toString('utf8'));
+          else end = parseEnd(buf.toString('utf8'));
+          seen.set(name, hash.digest('hex'));
+          return;
+        }
+        seen.set(name, hash.digest('hex'));
+        return sink?.close();
+      },
+    });
   } catch (e) {
-    ex.destroy();
     if ((e as { code?: string }).code === 'BACKUP_INVALID') throw e;
     throw invalidBackup(`Damaged backup: ${(e as Error).message} (the file may be cut short)`);
   }
   if (!manifest) throw invalidBackup(`Not a launcher backup: no ${MANIFEST_NAME} (the file is empty or not a tar archive)`);
   if (!sums) throw invalidBackup(`Incomplete backup: it ends before ${SUMS_NAME} (the file was cut short, or the server failed while writing it)`);
-  for (const [name, hex] of seen) {
-    const want = sums.get(name);
-    if (want === undefined) throw invalidBackup(`Damaged backup: "${name}" is not listed in ${SUMS_NAME}`);
-    if (want !== hex) throw invalidBackup(`Damaged backup: the SHA-256 of "${name}" does not match ${SUMS_NAME}`);
+  for (const [n, hex] of seen) {
+    const want = sums.get(n);
+    if (want === undefined) throw invalidBackup(`Damaged backup: "${n}" is not listed in ${SUMS_NAME}`);
+    if (want !== hex) throw invalidBackup(`Damaged backup: the SHA-256 of "${n}" does not match ${SUMS_NAME}`);
   }
-  for (const name of sums.keys()) if (!seen.has(name)) throw invalidBackup(`Incomplete backup: "${name}" is listed in ${SUMS_NAME} but missing`);
+  for (const n of sums.keys()) if (!seen.has(n)) throw invalidBackup(`Incomplete backup: "${n}" is listed in ${SUMS_NAME} but missing`);
   if (!end) throw invalidBackup(`Damaged backup: no ${END_NAME} before ${SUMS_NAME}`);
   const files = seen.size - 2;
   if (files !== end.files || bytes !== end.bytes) {
