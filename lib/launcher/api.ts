@@ -10,6 +10,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { LauncherError } from '../errors.ts';
+import type { PlanSummary } from '../tool/plan.ts';
 
 export const EXIT_REFUSED = 3;
 
@@ -71,6 +72,22 @@ export interface Assignment {
   workspace: boolean;
   recipients: string[];
   logs: { nextSeq: number };
+  /** Present for a step of a tool workflow (Terraform/OpenTofu): see lib/launcher/toolstep.ts. */
+  tool?: ToolAssignment;
+}
+
+export interface ToolAssignment {
+  name: string;
+  step: string;
+  /** Relative to the workspace; the step's script already cds into it. */
+  projectRoot: string;
+  manageState: boolean;
+  /** Phase 0: the stack's state is put in place before it runs. */
+  firstStep: boolean;
+  /** A tracked run: new state is sealed and uploaded after each step. */
+  writesState: boolean;
+  /** The stack's current state version (what this run starts from), or null for none. */
+  state: { version: number; serial: number | null; lineage: string | null } | null;
 }
 
 export interface Control {
@@ -98,6 +115,8 @@ export interface PhaseReport {
   error: string | null;
   logSeq: number;
   workspaceUploaded: boolean;
+  /** After a plan step: counts and addresses, never values. */
+  plan?: PlanSummary;
 }
 
 export interface WorkerApiOptions {
@@ -266,6 +285,21 @@ export class WorkerApi {
   async uploadWorkspace(runId: string, phase: number, sealed: Readable, signal?: AbortSignal): Promise<void> {
     const res = await this.#call('workspace upload', 'PUT', `/v1/worker/runs/${enc(runId)}/phases/${phase}/workspace`, { body: sealed, ...(signal ? { signal } : {}) });
     await res.body.dump();
+  }
+
+  /** One sealed state version of the run's stack (the one its assignment named). */
+  async downloadState(runId: string, version: number, signal?: AbortSignal): Promise<Readable> {
+    const res = await this.#call('state download', 'GET', `/v1/worker/runs/${enc(runId)}/state/${version}`, { ...(signal ? { signal } : {}) });
+    return res.body;
+  }
+
+  /** Uploads a step's new sealed state, naming the version it started from; resolves with the new version. */
+  async uploadState(runId: string, phase: number, sealed: Readable, meta: { base: number | null; serial: number | null; lineage: string | null }, signal?: AbortSignal): Promise<number> {
+    const q = new URLSearchParams({ base: meta.base === null ? 'none' : String(meta.base) });
+    if (meta.serial !== null) q.set('serial', String(meta.serial));
+    if (meta.lineage !== null) q.set('lineage', meta.lineage);
+    const r = await this.#json<{ version: number }>('state upload', 'PUT', `/v1/worker/runs/${enc(runId)}/phases/${phase}/state?${q}`, { body: sealed, ...(signal ? { signal } : {}) });
+    return r.version;
   }
 
   async result(runId: string, phase: number, report: PhaseReport): Promise<void> {

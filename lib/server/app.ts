@@ -100,7 +100,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
     blobs: createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces }),
-    logs: logFiles, log: o.log,
+    logs: logFiles, log: o.log, stateDir: paths.state,
   });
   const ops = new AdminOps(service);
   const workerRouter = workerRoutes(service);
