@@ -2,15 +2,14 @@
 // Secret values are sealed here to the pool's active keys before the request
 // is made: the server stores and forwards only the sealed bytes.
 import { ConfigError } from '../errors.ts';
+import { STACK_KINDS, type StackKind, type StackList, type StackReply, type StackRequest, type StackView } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
 import { keyValues, list, need, phases, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
 import { ago, cell, fields, json, table, tags } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
 import { recipientsFor, sealSecretEnv } from './seal.ts';
 
-type Obj = Record<string, unknown>;
-
-const KINDS = ['stack', 'module'];
+const KINDS: readonly string[] = STACK_KINDS;
 
 const STACK_OPTIONS: Record<string, OptionSpec> = {
   pool: { type: 'string', arg: 'ID', help: 'the worker pool that runs it (id or name)' },
@@ -26,18 +25,18 @@ const STACK_OPTIONS: Record<string, OptionSpec> = {
 /** Seal `secrets` to every active key of `poolRef`, fetched fresh from the server. */
 export async function sealForPool(client: AdminClient, poolRef: string, secrets: Record<string, string>): Promise<string> {
   const pool = await getPool(client, poolRef);
-  return sealSecretEnv(secrets, recipientsFor(String(pool.id), activeKeyPems(pool)));
+  return sealSecretEnv(secrets, recipientsFor(pool.id, activeKeyPems(pool)));
 }
 
-function kindOf(args: Args): string | undefined {
+function kindOf(args: Args): StackKind | undefined {
   const kind = str(args, 'kind');
   if (kind !== undefined && !KINDS.includes(kind)) throw new ConfigError(`Cannot use --kind ${kind}: expected stack or module`);
-  return kind;
+  return kind as StackKind | undefined;
 }
 
 /** Fields common to create and update, from flags that were given; no I/O. */
-function fieldsFromFlags(args: Args, usage: string): { fields: Obj; secrets: Record<string, string> | undefined } {
-  const out: Obj = {};
+function fieldsFromFlags(args: Args, usage: string): { fields: StackRequest; secrets: Record<string, string> | undefined } {
+  const out: StackRequest = {};
   const kind = kindOf(args);
   if (kind !== undefined) out.kind = kind;
   const image = str(args, 'image');
@@ -49,8 +48,8 @@ function fieldsFromFlags(args: Args, usage: string): { fields: Obj; secrets: Rec
   return { fields: out, secrets };
 }
 
-export function stackFields(s: Obj, now: number): string {
-  const ph = Array.isArray(s.phases) ? (s.phases as Obj[]) : [];
+export function stackFields(s: StackView, now: number): string {
+  const ph = s.phases;
   return fields([
     ['id', cell(s.id)],
     ['name', cell(s.name)],
@@ -74,7 +73,8 @@ const create: Command = {
     if (list(args, 'phase').length === 0) throw new ConfigError(`Missing --phase: give at least one NAME=SCRIPT, e.g. --phase plan='terraform plan' (usage: launcher admin ${this.usage})`);
     const { fields: given, secrets } = fieldsFromFlags(args, this.usage);
     if (secrets !== undefined) given.secretEnv = await sealForPool(ctx.client(), pool, secrets);
-    const answer = await ctx.client().post<{ stack: Obj }>('/v1/stacks', { name: args.positionals[0], pool, ...given });
+    const request: StackRequest = { name: args.positionals[0]!, pool, ...given };
+    const answer = await ctx.client().post<StackReply>('/v1/stacks', request);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `${cell(answer.stack?.id)}\n`);
   },
@@ -85,11 +85,11 @@ const listCmd: Command = {
   summary: 'stacks and modules',
   options: { pool: STACK_OPTIONS.pool!, kind: STACK_OPTIONS.kind! },
   async run(ctx, args) {
-    const answer = await ctx.client().get<{ stacks: Obj[] }>('/v1/stacks', { pool: str(args, 'pool'), kind: kindOf(args) });
+    const answer = await ctx.client().get<StackList>('/v1/stacks', { pool: str(args, 'pool'), kind: kindOf(args) });
     if (ctx.json) return write(ctx.out, json(answer));
     const rows = (answer.stacks ?? []).map((s) => [
       cell(s.id), cell(s.name), cell(s.kind), cell(s.pool), s.image == null ? '(default)' : cell(s.image),
-      String(Array.isArray(s.phases) ? s.phases.length : 0), s.secretEnv ? 'yes' : 'no',
+      String(s.phases.length), s.secretEnv ? 'yes' : 'no',
     ]);
     return write(ctx.out, table(['ID', 'NAME', 'KIND', 'POOL', 'IMAGE', 'PHASES', 'SECRETS'], rows));
   },
@@ -100,7 +100,7 @@ const show: Command = {
   summary: 'one stack with its phases (secret values are sealed and not shown)',
   positionals: ['ID'],
   async run(ctx, args) {
-    const answer = await ctx.client().get<{ stack: Obj }>(`/v1/stacks/${seg(args.positionals[0]!)}`);
+    const answer = await ctx.client().get<StackReply>(`/v1/stacks/${seg(args.positionals[0]!)}`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, stackFields(answer.stack, ctx.now()));
   },
@@ -123,13 +123,13 @@ const update: Command = {
       // Seal to the pool the stack will be attached to after this update.
       let pool = poolFlag;
       if (pool === undefined) {
-        const { stack } = await ctx.client().get<{ stack: Obj }>(`/v1/stacks/${seg(id)}`);
+        const { stack } = await ctx.client().get<StackReply>(`/v1/stacks/${seg(id)}`);
         if (stack.pool == null) throw new ConfigError(`Cannot seal --secret for ${id}: it is not attached to a pool; pass --pool ID`);
-        pool = String(stack.pool);
+        pool = stack.pool;
       }
       patch.secretEnv = await sealForPool(ctx.client(), pool, secrets);
     }
-    const answer = await ctx.client().call<{ stack: Obj }>('PATCH', `/v1/stacks/${seg(id)}`, { json: patch });
+    const answer = await ctx.client().call<StackReply>('PATCH', `/v1/stacks/${seg(id)}`, { json: patch });
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, stackFields(answer.stack, ctx.now()));
   },
@@ -140,7 +140,7 @@ const del: Command = {
   summary: 'delete a stack (refused while it has active runs)',
   positionals: ['ID'],
   async run(ctx, args) {
-    const answer = await ctx.client().call<{ stack: Obj }>('DELETE', `/v1/stacks/${seg(args.positionals[0]!)}`);
+    const answer = await ctx.client().call<StackReply>('DELETE', `/v1/stacks/${seg(args.positionals[0]!)}`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `Deleted ${cell(answer.stack?.kind ?? 'stack')} ${cell(answer.stack?.id ?? args.positionals[0])}\n`);
   },
@@ -154,7 +154,7 @@ const attach: Command = {
   async run(ctx, args) {
     const pool = need(args, 'pool', 'the pool to attach to', this.usage);
     const id = args.positionals[0]!;
-    const answer = await ctx.client().call<{ stack: Obj }>('PATCH', `/v1/stacks/${seg(id)}`, { json: { pool } });
+    const answer = await ctx.client().call<StackReply>('PATCH', `/v1/stacks/${seg(id)}`, { json: { pool } satisfies StackRequest });
     if (answer.stack?.secretEnv) {
       // Secrets were sealed to the old pool's keys; the new pool cannot open them.
       ctx.err.write(`Warning: the secret env of ${id} is sealed to the keys of the pool it was created for; run launcher admin stack update ${id} --secret K=V… to seal it to this pool\n`);
@@ -169,7 +169,7 @@ const detach: Command = {
   summary: 'detach a stack from its pool (triggers are refused until attached)',
   positionals: ['ID'],
   async run(ctx, args) {
-    const answer = await ctx.client().call<{ stack: Obj }>('PATCH', `/v1/stacks/${seg(args.positionals[0]!)}`, { json: { pool: null } });
+    const answer = await ctx.client().call<StackReply>('PATCH', `/v1/stacks/${seg(args.positionals[0]!)}`, { json: { pool: null } satisfies StackRequest });
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `Detached ${cell(answer.stack?.id)}\n`);
   },

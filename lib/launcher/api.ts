@@ -10,7 +10,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { LauncherError } from '../errors.ts';
-import type { PlanSummary } from '../tool/plan.ts';
+import type { LogAck, PhaseReport, StateAck, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
 
 export const EXIT_REFUSED = 3;
 
@@ -37,86 +37,6 @@ export function isTransient(e: unknown): boolean {
 }
 export function isPermanent(e: unknown): boolean {
   return e instanceof ServerError && e.permanent;
-}
-
-export interface HostFacts {
-  hostname: string;
-  os: string;
-  arch: string;
-  docker: string;
-}
-
-export interface RegisterRequest {
-  workerId: string | null;
-  metadata: Record<string, string>;
-  version: string;
-  host: HostFacts;
-}
-export interface Registration {
-  workerId: string;
-  pollSeconds: number;
-  leaseSeconds: number;
-}
-
-export interface Assignment {
-  runId: string;
-  phase: number;
-  phaseName: string;
-  phaseCount: number;
-  stack: { id: string; name: string; kind: string };
-  proposed: boolean;
-  image: string | null;
-  script: string;
-  env: Record<string, string>;
-  secretEnv: string | null;
-  workspace: boolean;
-  recipients: string[];
-  logs: { nextSeq: number };
-  /** Present for a step of a tool workflow (Terraform/OpenTofu): see lib/launcher/toolstep.ts. */
-  tool?: ToolAssignment;
-}
-
-export interface ToolAssignment {
-  name: string;
-  step: string;
-  /** Relative to the workspace; the step's script already cds into it. */
-  projectRoot: string;
-  manageState: boolean;
-  /** Phase 0: the stack's state is put in place before it runs. */
-  firstStep: boolean;
-  /** A tracked run: new state is sealed and uploaded after each step. */
-  writesState: boolean;
-  /** The stack's current state version (what this run starts from), or null for none. */
-  state: { version: number; serial: number | null; lineage: string | null } | null;
-}
-
-export interface Control {
-  drain: boolean;
-  cycle: boolean;
-  cancel: string[];
-}
-
-export interface PollAnswer {
-  assignment: Assignment | null;
-  control: Control;
-}
-
-export interface PhaseState {
-  state: string;
-  cancel: boolean;
-  logs: { nextSeq: number; bytes: number };
-}
-
-export interface PhaseReport {
-  workerId: string;
-  outcome: string;
-  exitCode: number | null;
-  /** A sentence for people: what went wrong on this host (the code leads it). */
-  error: string | null;
-  logSeq: number;
-  workspaceUploaded: boolean;
-  /** After a plan step: counts and addresses, never values. */
-  plan?: PlanSummary;
 }
 
 export interface WorkerApiOptions {
@@ -248,8 +168,8 @@ export class WorkerApi {
   }
 
   /** The long-poll (also the heartbeat); bounded a little past `waitSeconds`. */
-  async poll(req: { workerId: string; accept: boolean; runId: string | null }, waitSeconds: number, signal?: AbortSignal): Promise<PollAnswer> {
-    const a = await this.#json<Partial<PollAnswer>>('poll', 'POST', `/v1/worker/poll?wait=${waitSeconds}`, {
+  async poll(req: PollRequest, waitSeconds: number, signal?: AbortSignal): Promise<PollReply> {
+    const a = await this.#json<Partial<PollReply>>('poll', 'POST', `/v1/worker/poll?wait=${waitSeconds}`, {
       json: req, timeoutMs: (waitSeconds + 15) * 1000, ...(signal ? { signal } : {}),
     });
     return {
@@ -262,13 +182,13 @@ export class WorkerApi {
     await this.#json('phase start', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/start`, { json: { workerId }, timeoutMs: 30_000 });
   }
 
-  phaseState(runId: string, phase: number): Promise<PhaseState> {
+  phaseState(runId: string, phase: number): Promise<PhaseStatus> {
     return this.#json('phase state', 'GET', `/v1/worker/runs/${enc(runId)}/phases/${phase}`, { timeoutMs: 30_000 });
   }
 
   /** Stores one log chunk; resolves with the server's nextSeq. */
   async uploadLogs(runId: string, phase: number, seq: number, bytes: Uint8Array): Promise<number> {
-    const r = await this.#json<{ nextSeq: number }>('log upload', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/logs?seq=${seq}`, { body: bytes, timeoutMs: 60_000 });
+    const r = await this.#json<LogAck>('log upload', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/logs?seq=${seq}`, { body: bytes, timeoutMs: 60_000 });
     return r.nextSeq;
   }
 
@@ -298,7 +218,7 @@ export class WorkerApi {
     const q = new URLSearchParams({ base: meta.base === null ? 'none' : String(meta.base) });
     if (meta.serial !== null) q.set('serial', String(meta.serial));
     if (meta.lineage !== null) q.set('lineage', meta.lineage);
-    const r = await this.#json<{ version: number }>('state upload', 'PUT', `/v1/worker/runs/${enc(runId)}/phases/${phase}/state?${q}`, { body: sealed, ...(signal ? { signal } : {}) });
+    const r = await this.#json<StateAck>('state upload', 'PUT', `/v1/worker/runs/${enc(runId)}/phases/${phase}/state?${q}`, { body: sealed, ...(signal ? { signal } : {}) });
     return r.version;
   }
 

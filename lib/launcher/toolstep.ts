@@ -18,10 +18,12 @@ import { createOpenStream, type Identity, type Recipient } from '../age/index.ts
 import { isNotFound, type DockerClient } from '../docker/client.ts';
 import { getArchive } from '../docker/archive.ts';
 import { DEFAULT_WORKING_DIR, type PhaseOutcome } from '../executor.ts';
-import { summarisePlan, changesText, type PlanSummary } from '../tool/plan.ts';
+import { summarisePlan, changesText } from '../tool/plan.ts';
+import type { PlanSummary } from '../protocol.ts';
 import { readStateHead, stateChanged } from '../tool/state.ts';
 import { OVERRIDE_FILE, PLAN_JSON, STATE_FILE, TOOL_DIR, overrideFile } from '../tool/steps.ts';
-import { ServerError, type Assignment, type WorkerApi } from './api.ts';
+import { ServerError, type WorkerApi } from './api.ts';
+import type { Assignment } from '../protocol.ts';
 import { retryTransient, type RetryOptions } from './retry.ts';
 import { sealAndUpload } from './phase.ts';
 

@@ -8,9 +8,13 @@ import { decodeBase64Strict } from '../keys.ts';
 import { writeFileAtomic } from './blobs.ts';
 import { transaction } from './db.ts';
 import { HttpError, badField, bool, str, stringMap } from './http.ts';
-import { adminTransition, initialState, prioritizedKey, workerStatus, type RunState } from './scheduler.ts';
+import {
+  WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
+  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type WorkerList, type WorkerView,
+} from '../protocol.ts';
+import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
 import { Service, iso, looksSealed, newId, normSerial } from './service.ts';
-import type { KeyRow, PhaseSpec, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
+import type { KeyRow, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
 import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
 import type { Readable } from 'node:stream';
 import { stateVersionJson } from './state.ts';
@@ -38,11 +42,11 @@ export class AdminOps {
     return p;
   }
 
-  poolView(p: PoolRow): Record<string, unknown> {
+  poolView(p: PoolRow): PoolView {
     return poolJson(p, this.store.keys(p.id), this.store.poolCounts(p.id));
   }
 
-  listPools(): Record<string, unknown> {
+  listPools(): PoolList {
     return { pools: this.store.pools().map((p) => this.poolView(p)) };
   }
 
@@ -68,7 +72,7 @@ export class AdminOps {
     return { key, token };
   }
 
-  createPool(body: Record<string, unknown>): { pool: Record<string, unknown>; token: string } {
+  createPool(body: Record<string, unknown>): PoolTokenReply {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
     if (this.store.pool(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
@@ -82,7 +86,7 @@ export class AdminOps {
     return { pool: this.poolView(this.pool(id)), token };
   }
 
-  resetPool(idOrName: string, body: Record<string, unknown>): { pool: Record<string, unknown>; token: string } {
+  resetPool(idOrName: string, body: Record<string, unknown>): PoolTokenReply {
     const p = this.pool(idOrName);
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
@@ -96,7 +100,7 @@ export class AdminOps {
     return { pool: this.poolView(this.pool(p.id)), token };
   }
 
-  cyclePool(idOrName: string): { pool: Record<string, unknown> } {
+  cyclePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
     this.store.run('UPDATE pools SET cycle = cycle + 1 WHERE id = ?', [p.id]);
     this.store.forgetPools();
@@ -104,7 +108,7 @@ export class AdminOps {
     return { pool: this.poolView(this.pool(p.id)) };
   }
 
-  deletePool(idOrName: string): { pool: Record<string, unknown> } {
+  deletePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
     const active = this.store.activeRunCount('pool_id', p.id);
     if (active > 0) throw new HttpError(409, 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
@@ -121,7 +125,7 @@ export class AdminOps {
     return { pool: view };
   }
 
-  addKey(idOrName: string, body: Record<string, unknown>): { key: Record<string, unknown>; token: string } {
+  addKey(idOrName: string, body: Record<string, unknown>): KeyTokenReply {
     const p = this.pool(idOrName);
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
@@ -129,7 +133,7 @@ export class AdminOps {
     return { key: keyJson(key), token };
   }
 
-  retireKey(idOrName: string, keyId: string): { key: Record<string, unknown> } {
+  retireKey(idOrName: string, keyId: string): KeyReply {
     const p = this.pool(idOrName);
     const k = this.store.key(p.id, keyId);
     if (!k) throw new HttpError(404, 'KEY_NOT_FOUND', `Key not found: "${keyId}" in pool ${p.id}`);
@@ -141,7 +145,7 @@ export class AdminOps {
     return { key: keyJson(this.store.key(p.id, k.id)!) };
   }
 
-  queue(idOrName: string): { runs: Record<string, unknown>[] } {
+  queue(idOrName: string): RunList {
     const p = this.pool(idOrName);
     const runs = [...this.store.queued(p.id, 100_000), ...this.store.unconfirmed(p.id)];
     return { runs: runs.map((r) => this.runView(r)) };
@@ -149,23 +153,23 @@ export class AdminOps {
 
   // ------------------------------------------------------------ workers
 
-  workerView(w: WorkerRow): Record<string, unknown> {
+  workerView(w: WorkerRow): WorkerView {
     const seen = this.s.presence.lastSeen.get(w.id);
     return workerJson(w, seen !== undefined && w.offline === 0 ? iso(seen) : w.last_seen);
   }
 
-  listWorkers(q: URLSearchParams): { workers: Record<string, unknown>[] } {
+  listWorkers(q: URLSearchParams): WorkerList {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const meta = metadataPairs(q.getAll('metadata'));
     const status = q.get('status');
-    if (status && !['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'].includes(status)) throw badField('status', 'IDLE, BUSY, DRAINED or OFFLINE');
+    if (status && !(WORKER_STATUSES as readonly string[]).includes(status)) throw badField('status', WORKER_STATUSES.join(', '));
     const rows = this.store.workers(pool?.id).filter((w) => matches(w, meta) &&
       (!status || workerStatus({ offline: w.offline === 1, drained: w.drained === 1, busy: w.current_run !== null }) === status));
     return { workers: rows.map((w) => this.workerView(w)) };
   }
 
-  setDrained(body: Record<string, unknown>, drained: boolean): { workers: Record<string, unknown>[] } {
+  setDrained(body: Record<string, unknown>, drained: boolean): WorkerList {
     let rows: WorkerRow[];
     if (body.ids !== undefined) {
       if (!Array.isArray(body.ids) || body.ids.length === 0 || !body.ids.every((i) => typeof i === 'string')) throw badField('ids', 'a non-empty list of worker ids');
@@ -196,7 +200,7 @@ export class AdminOps {
     return st;
   }
 
-  listStacks(q: URLSearchParams): { stacks: Record<string, unknown>[] } {
+  listStacks(q: URLSearchParams): StackList {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const kind = q.get('kind');
@@ -248,7 +252,7 @@ export class AdminOps {
     if (row.tool === null && phases.length === 0) throw badField('phases', `a list of 1 to ${MAX_PHASES} phases, or a "tool"`);
   }
 
-  createStack(body: Record<string, unknown>): { stack: Record<string, unknown> } {
+  createStack(body: Record<string, unknown>): StackReply {
     const f = this.stackFields(body, false);
     if (this.store.stack(f.name!)) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     const now = iso();
@@ -263,7 +267,7 @@ export class AdminOps {
     return { stack: this.stackView(row) };
   }
 
-  async updateStack(idOrName: string, body: Record<string, unknown>): Promise<{ stack: Record<string, unknown> }> {
+  async updateStack(idOrName: string, body: Record<string, unknown>): Promise<StackReply> {
     const st = this.stack(idOrName);
     const f = this.stackFields(body, true);
     if (f.name && f.name !== st.name) {
@@ -279,13 +283,13 @@ export class AdminOps {
     return { stack: this.stackView(after) };
   }
 
-  stackView(st: StackRow): Record<string, unknown> {
+  stackView(st: StackRow): StackView {
     const cur = this.s.states.rows.current(st.id);
     const holder = this.s.states.holder(st);
     return stackJson(st, { stateVersion: cur?.version ?? null, stateHolder: holder?.id ?? null });
   }
 
-  async deleteStack(idOrName: string, purgeState: boolean): Promise<{ stack: Record<string, unknown>; purgedStateVersions?: number }> {
+  async deleteStack(idOrName: string, purgeState: boolean): Promise<StackReply & { purgedStateVersions?: number }> {
     const st = this.stack(idOrName);
     const active = this.store.activeRunCount('stack_id', st.id);
     if (active > 0) throw new HttpError(409, 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
@@ -305,7 +309,7 @@ export class AdminOps {
     return st;
   }
 
-  stateList(idOrName: string): Record<string, unknown> {
+  stateList(idOrName: string): StateList {
     const st = this.stateStack(idOrName);
     const versions = this.s.states.rows.list(st.id);
     return {
@@ -323,7 +327,7 @@ export class AdminOps {
     };
   }
 
-  async statePush(idOrName: string, body: Readable, declared: number, q: URLSearchParams): Promise<Record<string, unknown>> {
+  async statePush(idOrName: string, body: Readable, declared: number, q: URLSearchParams): Promise<{ version: StateVersionView }> {
     const st = this.stateStack(idOrName);
     const w = stateWriteQuery(q, null, 'push');
     this.notHeld(st, 'push')();
@@ -332,7 +336,7 @@ export class AdminOps {
     return { version: stateVersionJson(row) };
   }
 
-  async stateRollback(idOrName: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async stateRollback(idOrName: string, body: Record<string, unknown>): Promise<{ version: StateVersionView }> {
     const st = this.stateStack(idOrName);
     const v = body.version;
     if (!Number.isInteger(v) || (v as number) < 1) throw badField('version', 'the state version to restore (an integer from 1; see GET /v1/stacks/{id}/state)');
@@ -342,7 +346,7 @@ export class AdminOps {
 
   // ------------------------------------------------------------ runs
 
-  runView(r: RunRow): Record<string, unknown> {
+  runView(r: RunRow): RunView {
     const phases = this.store.phases(r.id);
     let reason = r.reason;
     if (r.state === 'QUEUED' && r.holds_state === 1) {
@@ -360,7 +364,7 @@ export class AdminOps {
   }
 
   /** Creates a run; `workspaceTmp` is a received sealed upload to move into place. */
-  async trigger(stackArg: string, proposedAsked: boolean, workspace: { tmp: string } | Buffer | undefined, source: string | null = null): Promise<{ run: Record<string, unknown> }> {
+  async trigger(stackArg: string, proposedAsked: boolean, workspace: { tmp: string } | Buffer | undefined, source: string | null = null): Promise<RunReply> {
     const st = this.stack(stackArg);
     if (!st.pool_id) throw new HttpError(409, 'STACK_NO_POOL', `Stack ${st.name} is not attached to a worker pool (PATCH /v1/stacks/${st.id} with {"pool": ID})`);
     const pool = this.pool(st.pool_id);
@@ -403,7 +407,7 @@ export class AdminOps {
     return { run: this.runView(this.run(id)) };
   }
 
-  listRuns(q: URLSearchParams): { runs: Record<string, unknown>[] } {
+  listRuns(q: URLSearchParams): RunList {
     const limit = q.get('limit') === null ? 100 : Number(q.get('limit'));
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw badField('limit', 'an integer from 1 to 1000');
     const stackArg = q.get('stack');
@@ -414,7 +418,7 @@ export class AdminOps {
     return { runs: this.store.runs({ stack, pool, state: state?.toUpperCase(), limit }).map((r) => this.runView(r)) };
   }
 
-  act(id: string, action: 'confirm' | 'cancel' | 'discard' | 'prioritize'): { run: Record<string, unknown> } {
+  act(id: string, action: RunAction): RunReply {
     const r = this.run(id);
     const ph = this.store.phase(r.id, r.phase)!;
     const to = adminTransition(r.state, action, ph.started_at !== null);

@@ -14,7 +14,8 @@ import { afterCommit, transaction } from './db.ts';
 import { HttpError, badField } from './http.ts';
 import type { Logger } from './log.ts';
 import type { LogFiles } from './logs.ts';
-import { afterPhase, planAssignments, onWorkerLost, type Outcome, type WorkerView } from './scheduler.ts';
+import type { Assignment, Control, Outcome, PollReply } from '../protocol.ts';
+import { afterPhase, planAssignments, onWorkerLost, type WorkerFacts } from './scheduler.ts';
 import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
 import { phaseState } from './views.ts';
 import { Presence } from './workers.ts';
@@ -22,6 +23,7 @@ import { StackStates } from './state.ts';
 import { STEP_STATUS } from '../tool/steps.ts';
 import type { PlanSummary } from '../tool/plan.ts';
 import type { Step } from '../tool/config.ts';
+import type { ToolAssignment } from '../protocol.ts';
 
 export interface ServiceOptions {
   store: Store;
@@ -37,8 +39,6 @@ export interface ServiceOptions {
   stateDir: string;
 }
 
-export interface Control { drain: boolean; cycle: boolean; cancel: string[] }
-export interface PollReply { assignment: Record<string, unknown> | null; control: Control }
 
 export const DEFAULT_POLL_SECONDS = 25;
 export const MAX_POLL_SECONDS = 60;
@@ -172,7 +172,7 @@ export class Service {
     return new HttpError(409, 'RUN_STATE', `Phase ${ph.idx} of run ${run.id} is not running (run ${run.state}, phase ${phaseState(ph)})`);
   }
 
-  view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerView {
+  view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerFacts {
     return {
       id: w.id, poolId: w.pool_id, deregistered: w.deregistered_at !== null, offline: w.offline === 1,
       drained: w.drained === 1, cycled: w.cycle_gen < pool.cycle, accepting: accept, busy: w.current_run !== null,
@@ -190,13 +190,13 @@ export class Service {
     return { drain: w.drained === 1, cycle: pool ? w.cycle_gen < pool.cycle : true, cancel };
   }
 
-  reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = [], known?: Control, current?: RunRow): PollReply {
+  reply(w: WorkerRow, assignment: Assignment | null, extraCancel: string[] = [], known?: Control, current?: RunRow): PollReply {
     const control = known ?? this.control(w, extraCancel, current);
     this.presence.delivered.set(w.id, JSON.stringify(control));
     return { assignment, control };
   }
 
-  assignmentFor(run: RunRow): Record<string, unknown> {
+  assignmentFor(run: RunRow): Assignment {
     const spec = JSON.parse(run.spec) as RunSpec;
     const ph = spec.phases[run.phase]!;
     const row = this.store.phase(run.id, run.phase);
@@ -217,7 +217,7 @@ export class Service {
    * state is managed, and the stack's current state version (read now: while
    * this run holds the state, nobody else can move it).
    */
-  private toolAssignment(run: RunRow, spec: RunSpec, step: Step): Record<string, unknown> {
+  private toolAssignment(run: RunRow, spec: RunSpec, step: Step): ToolAssignment {
     const t = spec.tool!;
     const cur = t.manageState ? this.states.rows.current(run.stack_id) : undefined;
     return {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { baseMatches, versionsToPrune } from '../tool/state.ts';
+import type { StateVersionView } from '../protocol.ts';
 import { fsyncDir } from './blobs.ts';
 import { transaction } from './db.ts';
 import { HttpError } from './http.ts';
@@ -33,7 +34,7 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
-export function stateVersionJson(v: StateVersionRow): Record<string, unknown> {
+export function stateVersionJson(v: StateVersionRow): StateVersionView {
   return {
     version: v.version, serial: v.serial, lineage: v.lineage, run: v.run_id, source: v.source,
     size: v.size, sha256: v.sha256, createdAt: v.created_at,
@@ -99,6 +100,11 @@ export class StackStates {
       try {
         opts.check?.();
         const cur = this.rows.current(st.id);
+        if (cur && w.runId !== null && cur.run_id === w.runId && cur.serial === w.serial && cur.lineage === w.lineage && !baseMatches(cur.version, w.base)) {
+          // The same upload again (a launcher that restarted before it heard the answer).
+          await this.s.opts.blobs.discard(tmp.tmp);
+          return cur;
+        }
         if (!baseMatches(cur?.version ?? null, w.base)) {
           if (opts.onConflict) await opts.onConflict(tmp, cur?.version ?? null);
           throw new HttpError(409, 'STATE_CONFLICT', `State refused: it was based on version ${w.base ?? 'none'} but the stack's current state is version ${cur?.version ?? 'none'} (someone else wrote it meanwhile; start again from the current version)`, { current: cur?.version ?? null });

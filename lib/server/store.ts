@@ -1,12 +1,11 @@
 // Typed access to the database: rows in, plain objects out. No policy here;
 // service.ts decides, this file only reads and writes.
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import type { Outcome, RunState } from './scheduler.ts';
-import type { Step, ToolName } from '../tool/config.ts';
+import type { KeyState, Outcome, PhaseSpec, RunState, StackKind, ToolName } from '../protocol.ts';
 
 export interface PoolRow { id: string; name: string; cycle: number; created_at: string; deleted_at: string | null }
 export interface KeyRow {
-  id: string; pool_id: string; state: 'active' | 'retired' | 'revoked'; serial: string;
+  id: string; pool_id: string; state: KeyState; serial: string;
   public_key_pem: string; cert_pem: string; not_after: string; created_at: string; retired_at: string | null;
 }
 export interface WorkerRow {
@@ -15,7 +14,7 @@ export interface WorkerRow {
   drained: number; offline: number; offline_since: string | null; cycle_gen: number; deregistered_at: string | null;
 }
 export interface StackRow {
-  id: string; name: string; kind: 'stack' | 'module'; pool_id: string | null; image: string | null;
+  id: string; name: string; kind: StackKind; pool_id: string | null; image: string | null;
   env: string; secret_env: Uint8Array | null; phases: string; created_at: string; updated_at: string; deleted_at: string | null;
   /** JSON ToolConfig (lib/tool/config.ts) or null for a phase stack. */
   tool: string | null; project_root: string; state_history: number;
@@ -43,7 +42,6 @@ export interface PhaseRow {
   outcome: Outcome | null; exit_code: number | null; error: string | null; log_next_seq: number; log_bytes: number;
   step: string | null;
 }
-export interface PhaseSpec { name: string; script: string; confirm: boolean; step?: Step }
 /** What a tool run's worker needs beyond the script (lib/tool/). */
 export interface RunToolSpec { name: ToolName; projectRoot: string; manageState: boolean }
 export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[]; tool?: RunToolSpec }

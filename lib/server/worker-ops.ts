@@ -3,10 +3,12 @@
 // The scheduling core (assignment, dispatch, leases, phase ends) is Service.
 import type { Readable } from 'node:stream';
 import { HttpError, badField } from './http.ts';
-import { REPORTABLE_OUTCOMES, canTakeWork, type Outcome } from './scheduler.ts';
-import { DEFAULT_POLL_SECONDS, iso, newId, type PollReply, type Service } from './service.ts';
+import { REPORTABLE_OUTCOMES, type Assignment, type Empty, type LogAck, type PhaseStatus, type PollReply, type Registration, type ReportableOutcome, type WorkspaceAck } from '../protocol.ts';
+import { canTakeWork } from './scheduler.ts';
+import { DEFAULT_POLL_SECONDS, iso, newId, type Service } from './service.ts';
 import { phaseState } from './views.ts';
-import { parsePlanSummary, type PlanSummary } from '../tool/plan.ts';
+import { parsePlanSummary } from '../tool/plan.ts';
+import type { PlanSummary, StateAck } from '../protocol.ts';
 import type { RunSpec } from './store.ts';
 import type { StateWrite } from './state.ts';
 import type { Waiter } from './workers.ts';
@@ -17,7 +19,7 @@ export class WorkerOps {
   private readonly s: Service;
   constructor(s: Service) { this.s = s; }
 
-  register(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+  register(poolId: string, body: Record<string, unknown>): Registration {
     const pool = this.s.pool(poolId);
     const metadata = plainMap(body.metadata, 'metadata', 256, 4096);
     const host = plainMap(body.host, 'host', 64, 1024);
@@ -60,7 +62,7 @@ export class WorkerOps {
     this.s.touch(w);
 
     // Reconcile what the launcher says it runs with what the server assigned.
-    let resend: Record<string, unknown> | null = null;
+    let resend: Assignment | null = null;
     const extraCancel: string[] = [];
     if (w.current_run) {
       const run = this.s.store.runById(w.current_run);
@@ -119,7 +121,7 @@ export class WorkerOps {
     return w ? this.s.reply(w, null, extraCancel) : undefined;
   }
 
-  startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Record<string, unknown> {
+  startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Empty {
     const w = this.s.poolWorker(poolId, body.workerId);
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w);
     if (ph.started_at !== null && ph.outcome === null) return {};
@@ -130,7 +132,7 @@ export class WorkerOps {
     return {};
   }
 
-  phaseStatus(poolId: string, runId: string, phase: number): Record<string, unknown> {
+  phaseStatus(poolId: string, runId: string, phase: number): PhaseStatus {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     return {
       state: phaseState(ph),
@@ -139,7 +141,7 @@ export class WorkerOps {
     };
   }
 
-  async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<Record<string, unknown>> {
+  async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<LogAck> {
     this.s.assignedPhase(poolId, runId, phase);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
       const ph = this.s.store.phase(runId, phase)!;
@@ -164,7 +166,7 @@ export class WorkerOps {
     return this.s.workspace(run);
   }
 
-  async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<Record<string, unknown>> {
+  async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<WorkspaceAck> {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
     const got = await this.s.receiveWorkspace(body, declared);
@@ -178,9 +180,9 @@ export class WorkerOps {
     return { bytes: got.size };
   }
 
-  async result(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async result(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Promise<Empty> {
     const w = this.s.poolWorker(poolId, body.workerId);
-    const outcome = body.outcome as Outcome;
+    const outcome = body.outcome as ReportableOutcome;
     if (!REPORTABLE_OUTCOMES.includes(outcome)) throw badField('outcome', `one of ${REPORTABLE_OUTCOMES.join(', ')}`);
     const exitCode = body.exitCode === undefined || body.exitCode === null ? null : body.exitCode;
     if (exitCode !== null && !Number.isInteger(exitCode)) throw badField('exitCode', 'an integer or null');
@@ -224,7 +226,7 @@ export class WorkerOps {
    * interrupted one: partial state is real). Accepted only if `base` is still
    * the stack's current version; otherwise kept beside the run and refused.
    */
-  async uploadState(poolId: string, runId: string, phase: number, body: Readable, declared: number, q: URLSearchParams): Promise<Record<string, unknown>> {
+  async uploadState(poolId: string, runId: string, phase: number, body: Readable, declared: number, q: URLSearchParams): Promise<StateAck> {
     const { run } = this.s.assignedPhase(poolId, runId, phase);
     const spec = JSON.parse(run.spec) as RunSpec;
     if (run.proposed === 1 || !spec.tool?.manageState) {
@@ -241,7 +243,7 @@ export class WorkerOps {
     return { version: row.version };
   }
 
-  deregister(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+  deregister(poolId: string, body: Record<string, unknown>): Empty {
     const w = this.s.poolWorker(poolId, body.workerId);
     if (w.current_run) {
       const run = this.s.store.runById(w.current_run);

@@ -1,31 +1,11 @@
 // A stack's tool workflow settings (Terraform or OpenTofu), as the admin API
 // takes them and the server stores them: validated here, with errors that name
 // the field and what would be accepted. Pure: no I/O.
-export type ToolName = 'terraform' | 'tofu';
-export const TOOL_NAMES: readonly ToolName[] = ['terraform', 'tofu'];
-
-/** The built-in steps; a stack runs init → plan → apply, a module init → validate → test. */
-export type Step = 'init' | 'plan' | 'apply' | 'validate' | 'test';
-export const STEPS: readonly Step[] = ['init', 'plan', 'apply', 'validate', 'test'];
-
-export const HOOK_POINTS = ['before-init', 'after-init', 'before-plan', 'after-plan', 'before-apply', 'after-apply'] as const;
-export type HookPoint = typeof HOOK_POINTS[number];
-
-export interface ToolConfig {
-  name: ToolName;
-  /** The tool's executable, a name on PATH or an absolute path in the runner image. */
-  binary: string;
-  /** State sealed to the pool's keys and versioned per stack (default with a tool). */
-  manageState: boolean;
-  /** A tracked run applies without waiting for confirmation. */
-  autodeploy: boolean;
-  /** `-var-file` paths, relative to the project root. */
-  varFiles: string[];
-  /** Shell commands around the steps, in the order given. */
-  hooks: Partial<Record<HookPoint, string[]>>;
-  /** Extra arguments per step, appended to the built-in ones. */
-  args: Partial<Record<Step, string[]>>;
-}
+import { HOOK_POINTS, TOOL_NAMES, TOOL_STEPS, type HookPoint, type ToolConfig, type ToolName, type ToolStep } from '../protocol.ts';
+export type { HookPoint, ToolConfig, ToolName } from '../protocol.ts';
+export { HOOK_POINTS, TOOL_NAMES } from '../protocol.ts';
+export type Step = ToolStep;
+export const STEPS = TOOL_STEPS;
 
 export class ToolConfigError extends Error {
   readonly field: string;

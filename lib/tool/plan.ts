@@ -2,19 +2,8 @@
 // addresses with their actions, never attribute values. This summary is all the
 // server ever learns of a plan. Pure.
 
-export interface PlannedResource { address: string; actions: string[] }
-export interface PlanSummary {
-  add: number;
-  change: number;
-  destroy: number;
-  replace: number;
-  /** Resources with an action other than no-op/read, in plan order. */
-  resources: PlannedResource[];
-  /** More resources changed than the summary lists. */
-  truncated: boolean;
-  /** Something to apply: resource or output changes. */
-  hasChanges: boolean;
-}
+import type { PlanSummary } from '../protocol.ts';
+export type { PlanSummary, PlannedResource } from '../protocol.ts';
 
 export const MAX_RESOURCES = 10_000;
 const MAX_ADDRESS = 1024;
