@@ -139,7 +139,7 @@ export function stackFields(s: StackView, now: number): string {
     ['image', s.image == null ? '(launcher default)' : cell(s.image)],
     ['env', tags(s.env)],
     ['secret env', s.secretEnv ? 'sealed' : '-'],
-    ['project root', cell(s.projectRoot ?? '.')],
+    ...(s.projectRoot && s.projectRoot !== '.' ? [['project root', s.projectRoot] as [string, string]] : []),
     ...toolRows(s),
     ['created', ago(s.createdAt, now)],
     ['updated', ago(s.updatedAt, now)],
