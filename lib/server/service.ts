@@ -14,7 +14,7 @@ import { afterCommit, transaction } from './db.ts';
 import { HttpError, badField } from './http.ts';
 import type { Logger } from './log.ts';
 import type { LogFiles } from './logs.ts';
-import type { Assignment, Control, Outcome, PollReply } from '../protocol.ts';
+import type { Assignment, Control, Outcome, PollReply, RunState } from '../protocol.ts';
 import { afterPhase, planAssignments, onWorkerLost, type WorkerFacts } from './scheduler.ts';
 import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
 import { phaseState } from './views.ts';
@@ -37,6 +37,15 @@ export interface ServiceOptions {
   log: Logger;
   /** Where sealed state versions live (DATA/state). */
   stateDir: string;
+  /** Told as runs are assigned and phases and runs end (lib/metrics/server.ts). */
+  metrics?: RunObserver;
+}
+
+export interface RunObserver {
+  runAssigned(poolId: string, queuedAt: string, now: string): void;
+  phaseEnded(poolId: string, ph: { started_at: string | null; assigned_at: string | null }, outcome: Outcome, endedAt: string): void;
+  runEnded(run: { pool_id: string; created_at: string }, state: RunState, endedAt: string): void;
+  logIngested(poolId: string, bytes: number): void;
 }
 
 
@@ -230,6 +239,8 @@ export class Service {
 
   assign(run: RunRow, workerId: string): void {
     const now = iso();
+    // updated_at of a QUEUED run is when it entered the queue (trigger, confirm, requeue).
+    this.opts.metrics?.runAssigned(run.pool_id, run.updated_at, now);
     transaction(this.store.db, () => {
       this.store.updateRun(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
       this.store.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
@@ -323,6 +334,8 @@ export class Service {
       // A tracked run that applied (or found nothing to apply) leaves no drift behind.
       if (run.proposed === 0 && next.state === 'FINISHED' && spec.tool) this.store.updateStack(run.stack_id, { drifted_run: null });
     });
+    this.opts.metrics?.phaseEnded(run.pool_id, ph, outcome, now);
+    if (ended) this.opts.metrics?.runEnded(run, next.state, now);
     this.log.info('Phase ended', { run: run.id, phase: ph.idx, outcome, state: next.state, worker: workerId ?? undefined });
     void this.opts.logs.exclusive(run.id, ph.idx, () => this.opts.logs.release(run.id, ph.idx));
     this.changed(run.id);
