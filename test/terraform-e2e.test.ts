@@ -14,7 +14,7 @@ import { publicKeyPem, parsePoolPrivateKey } from '../lib/keys.ts';
 import { removeWorkerContainers } from './helpers/docker.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import {
-  createPool, filesContaining, runLogs, sealToKey, seedPoolKey, startLauncher, tarOf, tempDir,
+  createPool, filesContaining, getRun, runLogs, sealToKey, seedPoolKey, startLauncher, tarOf, tempDir,
   trigger, waitRun, ended, type LauncherProcess, type PoolKey,
 } from './helpers/launcher.ts';
 import { TERRAFORM_BIN, TERRAFORM_IMAGE, ensureTerraformImage } from './helpers/terraform.ts';
@@ -236,7 +236,7 @@ test('kill -9 of the launcher during an apply: after the restart the run ends an
       'resource "terraform_data" "slow" {',
       '  input = "slow"',
       '  provisioner "local-exec" {',
-      '    command = "echo apply-started; sleep 6; echo apply-done"',
+      '    command = "echo apply-started; sleep 10; echo apply-done"',
       '  }',
       '}',
       '',
@@ -247,8 +247,10 @@ test('kill -9 of the launcher during an apply: after the restart the run ends an
   for (let i = 0; i < 300 && !(await runLogs(srv, r1)).includes('apply-started'); i++) await new Promise((r) => setTimeout(r, 100));
   l.kill('SIGKILL');
   await l.exitCode();
+  const mid = await getRun(srv, r1);
+  assert.is(mid.status, 'APPLYING', `the launcher was killed during the apply: ${JSON.stringify(mid)}`);
   const again = launch(stateDir);
-  await again.l.waitFor(/Re-attached to the phase container|resum/i, 60_000);
+  await again.l.waitFor(/Re-attached to the phase container/, 60_000);
   const run = await waitRun(srv, r1, ended, 120_000);
   assert.is(run.state, 'FINISHED', JSON.stringify(run));
   const v = await versions(stack);
