@@ -47,7 +47,11 @@ const MIGRATIONS: string[] = [
     log_next_seq INTEGER NOT NULL DEFAULT 0, log_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, idx));
   `,
-  // 2: tool workflows (Terraform/OpenTofu), per-stack sealed state versions, schedules.
+  // 2: retention finds finished runs by when they ended.
+  `
+  CREATE INDEX runs_ended ON runs(ended_at) WHERE ended_at IS NOT NULL;
+  `,
+  // 3: tool workflows (Terraform/OpenTofu), per-stack sealed state versions, schedules.
   `
   ALTER TABLE stacks ADD COLUMN tool TEXT;
   ALTER TABLE stacks ADD COLUMN project_root TEXT NOT NULL DEFAULT '.';
