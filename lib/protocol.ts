@@ -235,6 +235,8 @@ export interface PoolCounts { workers: number; busy: number; pending: number }
 export interface PoolView extends PoolCounts {
   id: string;
   name: string;
+  /** Free text for people (at most 1024 characters); empty when none was given. */
+  description: string;
   createdAt: string;
   cycle: number;
   keys: KeyView[];
@@ -326,7 +328,7 @@ export interface RunView {
 // Requests
 
 /** `POST /v1/pools` */
-export interface CreatePoolRequest { name: string; csr: string }
+export interface CreatePoolRequest { name: string; csr: string; description?: string }
 /** `POST /v1/pools/{id}/reset`, `POST /v1/pools/{id}/keys` */
 export interface CsrRequest { csr: string }
 /** `POST /v1/workers/drain`, `/undrain`: worker ids, or tag values (optionally in one pool). */
@@ -361,3 +363,15 @@ export interface StackList { stacks: StackView[] }
 export interface StackReply { stack: StackView }
 export interface RunList { runs: RunView[] }
 export interface RunReply { run: RunView }
+
+// The web console and run events
+
+/** `GET /v1/runs/{id}/events`: the data of an `event: log` (the run events are RunView). */
+export interface RunLogEvent { phase: number; offset: number; text: string }
+/** One line of DATA/audit.log, as `GET /v1/audit` returns it: these fields, then the ids the action named. */
+export interface AuditEntry { time: string; action: string; status: number; remote: string | null; [id: string]: string | number | boolean | null }
+export interface AuditList { entries: AuditEntry[] }
+/** `POST /console/session` (sign in with the admin token). */
+export interface SignInRequest { token: string }
+/** `GET`, `POST` and `DELETE /console/session`. */
+export interface ConsoleSession { signedIn: boolean; csrf?: string; expiresAt?: string }

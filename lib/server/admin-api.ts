@@ -6,6 +6,7 @@ import type { AdminOps } from './admin-ops.ts';
 import { sealedField } from './admin-ops.ts';
 import { RUN_ACTIONS, isTerminal, type RunReply } from '../protocol.ts';
 import type { Service } from './service.ts';
+import { streamRunEvents } from './run-events.ts';
 import { streamFile } from './worker-api.ts';
 
 export function adminRoutes(s: Service, ops: AdminOps): Router {
@@ -91,6 +92,10 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
   for (const action of RUN_ACTIONS) {
     r.add('POST', `/v1/runs/{run}/${action}`, json(200, (c) => ops.act(p(c, 'run'), action)));
   }
+  r.add('GET', '/v1/runs/{run}/events', async (ctx) => {
+    const id = ops.run(p(ctx, 'run')).id;
+    await streamRunEvents(s, ctx, id, () => ops.runView(ops.run(id)));
+  });
   r.add('GET', '/v1/runs/{run}/workspace', async (ctx) => {
     streamFile(ctx, await s.workspace(ops.run(p(ctx, 'run'))));
   });

@@ -74,11 +74,12 @@ export class AdminOps {
   createPool(body: Record<string, unknown>): PoolTokenReply {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
+    const description = str(body, 'description', { optional: true, max: 1024, hint: 'free text of at most 1024 characters' }) ?? '';
     if (this.store.pool(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
     const id = newId('pool');
     const { key, token } = this.issueKey(id, csr);
     transaction(this.store.db, () => {
-      this.store.run('INSERT INTO pools (id, name, cycle, created_at) VALUES (?, ?, 0, ?)', [id, name, iso()]);
+      this.store.run('INSERT INTO pools (id, name, description, cycle, created_at) VALUES (?, ?, ?, 0, ?)', [id, name, description, iso()]);
       this.store.insertKey(key);
     });
     this.store.forgetPools();

@@ -51,7 +51,9 @@ const MIGRATIONS: string[] = [
   `
   CREATE INDEX runs_ended ON runs(ended_at) WHERE ended_at IS NOT NULL;
   `,
-  // 3: tool workflows (Terraform/OpenTofu), per-stack sealed state versions, schedules.
+  // 3: a pool's description, shown in the console and by pool show.
+  `ALTER TABLE pools ADD COLUMN description TEXT NOT NULL DEFAULT ''`,
+  // 4: tool workflows (Terraform/OpenTofu), per-stack sealed state versions, schedules.
   `
   ALTER TABLE stacks ADD COLUMN tool TEXT;
   ALTER TABLE stacks ADD COLUMN project_root TEXT NOT NULL DEFAULT '.';

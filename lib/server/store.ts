@@ -3,7 +3,7 @@
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import type { KeyState, Outcome, PhaseSpec, RunState, StackKind, ToolName } from '../protocol.ts';
 
-export interface PoolRow { id: string; name: string; cycle: number; created_at: string; deleted_at: string | null }
+export interface PoolRow { id: string; name: string; description: string; cycle: number; created_at: string; deleted_at: string | null }
 export interface KeyRow {
   id: string; pool_id: string; state: KeyState; serial: string;
   public_key_pem: string; cert_pem: string; not_after: string; created_at: string; retired_at: string | null;

@@ -13,7 +13,7 @@ export function keyJson(k: KeyRow): KeyView {
 }
 
 export function poolJson(p: PoolRow, keys: KeyRow[], counts: PoolCounts): PoolView {
-  return { id: p.id, name: p.name, createdAt: p.created_at, cycle: p.cycle, keys: keys.map(keyJson), ...counts };
+  return { id: p.id, name: p.name, description: p.description, createdAt: p.created_at, cycle: p.cycle, keys: keys.map(keyJson), ...counts };
 }
 
 export function workerJson(w: WorkerRow, lastSeen: string): WorkerView {
