@@ -128,7 +128,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   });
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
-    blobs, logs: logFiles, log: o.log, metrics,
+    blobs, logs: logFiles, log: o.log, metrics, stateDir: paths.state,
   });
   presence = service.presence;
   const ops = new AdminOps(service);
