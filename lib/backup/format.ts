@@ -23,6 +23,8 @@ export interface BackupCounts {
   workers: number;
   workspaces: number;
   logs: number;
+  /** Sealed state versions of managed-state stacks (state/STACK/VERSION.age). */
+  stateVersions: number;
 }
 
 export interface BackupManifest {
@@ -51,6 +53,8 @@ const RUN_ID = '[A-Za-z0-9_-]{1,128}';
 const NAME_RULES: RegExp[] = [
   new RegExp(`^workspaces/${RUN_ID}\\.age$`),
   new RegExp(`^logs/${RUN_ID}/\\d{1,6}\\.log$`),
+  new RegExp(`^state/${RUN_ID}/\\d{1,9}\\.age$`),
+  new RegExp(`^state/conflicts/${RUN_ID}-\\d{1,6}\\.age$`),
 ];
 
 /** True for a name a backup may hold (anything else is refused on restore). */

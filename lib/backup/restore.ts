@@ -83,7 +83,7 @@ export async function restoreBackup(o: { file: string; dataDir: string }): Promi
     if (pools !== m.counts.pools || runs !== m.counts.runs) {
       throw invalidBackup(`Damaged backup: the database holds ${pools} pools and ${runs} runs, the manifest says ${m.counts.pools} and ${m.counts.runs}`);
     }
-    for (const sub of ['tmp', 'workspaces', 'logs']) await mkdir(join(staging, sub), { recursive: true, mode: 0o700 });
+    for (const sub of ['tmp', 'workspaces', 'logs', 'state']) await mkdir(join(staging, sub), { recursive: true, mode: 0o700 });
     await rmdir(o.dataDir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
     await rename(staging, o.dataDir);
     await fsyncDir(dirname(o.dataDir));

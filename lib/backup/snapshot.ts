@@ -74,6 +74,8 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
     let unfinishedWorkspaces: string[];
     let finishedWorkspaces: string[];
     let logs: { run_id: string; idx: number; log_bytes: number }[];
+    let states: { stack_id: string; version: number; size: number }[];
+    let conflicts: { run_id: string; phase: number; size: number }[];
     try {
       // One self-contained file (no -wal beside it) for the archive.
       copy.exec('PRAGMA journal_mode = DELETE');
@@ -81,6 +83,9 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
       unfinishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state NOT IN ${TERMINAL} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
       finishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state IN ${TERMINAL} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
       logs = copy.prepare('SELECT run_id, idx, log_bytes FROM phases WHERE log_bytes > 0 ORDER BY run_id, idx').all() as typeof logs;
+      // State versions and kept conflicts are written once under a new name, never replaced.
+      states = copy.prepare('SELECT stack_id, version, size FROM state_versions ORDER BY stack_id, version').all() as typeof states;
+      conflicts = copy.prepare('SELECT run_id, phase, size FROM state_conflicts ORDER BY run_id, phase').all() as typeof conflicts;
       counts = {
         pools: count('SELECT count(*) AS c FROM pools WHERE deleted_at IS NULL'),
         stacks: count('SELECT count(*) AS c FROM stacks WHERE deleted_at IS NULL'),
@@ -88,6 +93,7 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
         workers: count('SELECT count(*) AS c FROM workers WHERE deregistered_at IS NULL'),
         workspaces: unfinishedWorkspaces.length + finishedWorkspaces.length,
         logs: logs.length,
+        stateVersions: states.length,
       };
     } finally {
       copy.close();
@@ -126,6 +132,8 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
     // Stable files, read in place while the archive is written (removals wait).
     for (const id of finishedWorkspaces) entries.push({ name: `workspaces/${id}.age`, path: join(paths.dir, 'workspaces', `${id}.age`) });
     for (const l of logs) entries.push({ name: `logs/${l.run_id}/${l.idx}.log`, path: join(paths.dir, 'logs', l.run_id, `${l.idx}.log`), size: l.log_bytes });
+    for (const v of states) entries.push({ name: `state/${v.stack_id}/${v.version}.age`, path: join(paths.state, v.stack_id, `${v.version}.age`), size: v.size });
+    for (const c of conflicts) entries.push({ name: `state/conflicts/${c.run_id}-${c.phase}.age`, path: join(paths.state, 'conflicts', `${c.run_id}-${c.phase}.age`), size: c.size });
 
     const schemaVersion = (o.db.prepare('SELECT max(version) AS v FROM migrations').get() as { v: number }).v;
     const manifest: BackupManifest = {
