@@ -12,6 +12,7 @@ import { DEFAULT_STATE_HISTORY } from '../tool/state.ts';
 import { ago, cell, fields, json, table, tags } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
 import { recipientsFor, sealSecretEnv } from './seal.ts';
+import { state } from './state.ts';
 
 const KINDS: readonly string[] = STACK_KINDS;
 
@@ -285,4 +286,4 @@ const detach: Command = {
   },
 };
 
-export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach };
+export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach, state };
