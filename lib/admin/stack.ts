@@ -3,10 +3,11 @@
 // is made: the server stores and forwards only the sealed bytes.
 import { ConfigError } from '../errors.ts';
 import { seg, type AdminClient } from './client.ts';
-import { keyValues, list, need, phases, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
+import { keyValues, list, need, phases, str, write, type AdminContext, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
 import { ago, cell, fields, json, table, tags } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
-import { recipientsFor, sealSecretEnv } from './seal.ts';
+import { recipientsFor, sealSecretEnv, sealText } from './seal.ts';
+import { readFileSync } from 'node:fs';
 
 type Obj = Record<string, unknown>;
 
@@ -21,6 +22,12 @@ const STACK_OPTIONS: Record<string, OptionSpec> = {
   phase: { type: 'string', multiple: true, arg: 'NAME=SCRIPT', help: 'a phase, run with sh -c, in the order given (repeatable)' },
   confirm: { type: 'string', multiple: true, arg: 'PHASE', help: 'the phase waits for run confirm before it starts (repeatable)' },
   name: { type: 'string', arg: 'NAME', help: 'new name (update only)' },
+  repo: { type: 'string', arg: 'URL', help: 'Git repository the workers fetch the run\'s commit from (https://, http:// or file:///path; "none" removes it)' },
+  branch: { type: 'string', arg: 'BRANCH', help: 'the branch tracked runs come from (default main)' },
+  'repo-credential': { type: 'string', arg: 'USER:TOKEN', help: 'credential for the repository, sealed locally to the pool\'s keys' },
+  'repo-credential-file': { type: 'string', arg: 'FILE', help: 'the same, read from FILE ("-" for standard input)' },
+  'trigger-path': { type: 'string', multiple: true, arg: 'GLOB', help: 'run on push only when a changed path matches (repeatable; replaces the set)' },
+  'propose-branches': { type: 'string', arg: 'on|off', help: 'pushes to other branches queue proposed runs (default on)' },
 };
 
 /** Seal `secrets` to every active key of `poolRef`, fetched fresh from the server. */
@@ -46,7 +53,40 @@ function fieldsFromFlags(args: Args, usage: string): { fields: Obj; secrets: Rec
   const secrets = args.values.secret === undefined ? undefined : keyValues(list(args, 'secret'), 'secret', { envNames: true, secret: true });
   if (args.values.phase !== undefined) out.phases = phases(list(args, 'phase'), list(args, 'confirm'));
   else if (args.values.confirm !== undefined) throw new ConfigError(`Cannot use --confirm without --phase: give the phases too (usage: launcher admin ${usage})`);
+  const repo = str(args, 'repo');
+  if (repo !== undefined) out.repo = repo === 'none' ? null : repo;
+  const branch = str(args, 'branch');
+  if (branch !== undefined) out.branch = branch;
+  if (args.values['trigger-path'] !== undefined) out.triggerPaths = list(args, 'trigger-path').filter((g) => g !== '');
+  const propose = str(args, 'propose-branches');
+  if (propose !== undefined) {
+    if (!['on', 'off'].includes(propose)) throw new ConfigError(`Cannot use --propose-branches ${propose}: expected on or off`);
+    out.proposeBranches = propose === 'on';
+  }
   return { fields: out, secrets };
+}
+
+/** `--repo-credential USER:TOKEN` or `--repo-credential-file FILE|-`, checked; never echoed. */
+function credentialFromFlags(ctx: AdminContext, args: Args): { username: string; password: string } | undefined {
+  const inline = str(args, 'repo-credential');
+  const file = str(args, 'repo-credential-file');
+  if (inline !== undefined && file !== undefined) throw new ConfigError('Cannot use --repo-credential with --repo-credential-file: give the credential once');
+  let text: string;
+  if (inline !== undefined) text = inline;
+  else if (file === '-') text = readFileSync(0, 'utf8');
+  else if (file !== undefined) text = ctx.readFile(file, 'repo-credential-file');
+  else return undefined;
+  text = text.replace(/\r?\n$/, '');
+  const i = text.indexOf(':');
+  if (i <= 0 || i === text.length - 1 || /[\r\n]/.test(text)) {
+    throw new ConfigError(`Cannot use the repository credential${file !== undefined ? ` in ${file}` : ''} (value not shown): expected USER:TOKEN on one line, e.g. git:ghp_… or oauth2:glpat-…`);
+  }
+  return { username: text.slice(0, i), password: text.slice(i + 1) };
+}
+
+async function sealCredential(client: AdminClient, poolRef: string, c: { username: string; password: string }): Promise<string> {
+  const pool = await getPool(client, poolRef);
+  return sealText(JSON.stringify(c), recipientsFor(String(pool.id), activeKeyPems(pool)));
 }
 
 export function stackFields(s: Obj, now: number): string {
@@ -59,13 +99,19 @@ export function stackFields(s: Obj, now: number): string {
     ['image', s.image == null ? '(launcher default)' : cell(s.image)],
     ['env', tags(s.env)],
     ['secret env', s.secretEnv ? 'sealed' : '-'],
+    ['repository', s.repo == null ? '- (workspace uploaded with each trigger)' : `${cell(s.repo)} (branch ${cell(s.branch)})`],
+    ...(s.repo == null ? [] : [
+      ['credential', s.repoCredential ? 'sealed' : '-'] as [string, string],
+      ['trigger paths', Array.isArray(s.triggerPaths) && s.triggerPaths.length > 0 ? (s.triggerPaths as string[]).join(', ') : '(any change)'] as [string, string],
+      ['proposed runs', s.proposeBranches === false ? 'off' : 'on pushes to other branches'] as [string, string],
+    ]),
     ['created', ago(s.createdAt, now)],
     ['updated', ago(s.updatedAt, now)],
   ]) + '\n' + table(['#', 'PHASE', 'CONFIRM', 'SCRIPT'], ph.map((p, i) => [String(i), cell(p.name), p.confirm ? 'yes' : 'no', cell(p.script).replace(/\n/g, '⏎')]));
 }
 
 const create: Command = {
-  usage: 'stack create NAME --pool ID [--kind stack|module] [--image IMG] [--env K=V]… [--secret K=V]… --phase NAME=SCRIPT… [--confirm PHASE]…',
+  usage: 'stack create NAME --pool ID [--kind stack|module] [--image IMG] [--env K=V]… [--secret K=V]… --phase NAME=SCRIPT… [--confirm PHASE]… [--repo URL [--branch B] [--repo-credential USER:TOKEN] [--trigger-path GLOB]…]',
   summary: 'create a stack or module; --secret values are sealed locally',
   positionals: ['NAME'],
   options: Object.fromEntries(Object.entries(STACK_OPTIONS).filter(([k]) => k !== 'name')),
@@ -74,6 +120,8 @@ const create: Command = {
     if (list(args, 'phase').length === 0) throw new ConfigError(`Missing --phase: give at least one NAME=SCRIPT, e.g. --phase plan='terraform plan' (usage: launcher admin ${this.usage})`);
     const { fields: given, secrets } = fieldsFromFlags(args, this.usage);
     if (secrets !== undefined) given.secretEnv = await sealForPool(ctx.client(), pool, secrets);
+    const credential = credentialFromFlags(ctx, args);
+    if (credential) given.repoCredential = await sealCredential(ctx.client(), pool, credential);
     const answer = await ctx.client().post<{ stack: Obj }>('/v1/stacks', { name: args.positionals[0], pool, ...given });
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `${cell(answer.stack?.id)}\n`);
@@ -107,7 +155,7 @@ const show: Command = {
 };
 
 const update: Command = {
-  usage: 'stack update ID [--name NAME] [--pool ID] [--kind K] [--image IMG] [--env K=V]… [--secret K=V]… [--phase NAME=SCRIPT…] [--confirm PHASE]…',
+  usage: 'stack update ID [--name NAME] [--pool ID] [--kind K] [--image IMG] [--env K=V]… [--secret K=V]… [--phase NAME=SCRIPT…] [--confirm PHASE]… [--repo URL|none] [--branch B] [--repo-credential USER:TOKEN] [--trigger-path GLOB]… [--propose-branches on|off]',
   summary: 'change a stack; --env, --secret and --phase each replace the whole set',
   positionals: ['ID'],
   options: STACK_OPTIONS,
@@ -118,16 +166,18 @@ const update: Command = {
     const name = str(args, 'name');
     if (name !== undefined) patch.name = name;
     if (poolFlag !== undefined) patch.pool = poolFlag;
-    if (Object.keys(patch).length === 0 && secrets === undefined) throw new ConfigError(`Nothing to update: give at least one of --name, --pool, --kind, --image, --env, --secret, --phase`);
-    if (secrets !== undefined) {
+    const credential = credentialFromFlags(ctx, args);
+    if (Object.keys(patch).length === 0 && secrets === undefined && credential === undefined) throw new ConfigError(`Nothing to update: give at least one of --name, --pool, --kind, --image, --env, --secret, --phase, --repo, --branch, --repo-credential, --trigger-path, --propose-branches`);
+    if (secrets !== undefined || credential !== undefined) {
       // Seal to the pool the stack will be attached to after this update.
       let pool = poolFlag;
       if (pool === undefined) {
         const { stack } = await ctx.client().get<{ stack: Obj }>(`/v1/stacks/${seg(id)}`);
-        if (stack.pool == null) throw new ConfigError(`Cannot seal --secret for ${id}: it is not attached to a pool; pass --pool ID`);
+        if (stack.pool == null) throw new ConfigError(`Cannot seal --secret or --repo-credential for ${id}: it is not attached to a pool; pass --pool ID`);
         pool = String(stack.pool);
       }
-      patch.secretEnv = await sealForPool(ctx.client(), pool, secrets);
+      if (secrets !== undefined) patch.secretEnv = await sealForPool(ctx.client(), pool, secrets);
+      if (credential !== undefined) patch.repoCredential = await sealCredential(ctx.client(), pool, credential);
     }
     const answer = await ctx.client().call<{ stack: Obj }>('PATCH', `/v1/stacks/${seg(id)}`, { json: patch });
     if (ctx.json) return write(ctx.out, json(answer));
@@ -143,6 +193,26 @@ const del: Command = {
     const answer = await ctx.client().call<{ stack: Obj }>('DELETE', `/v1/stacks/${seg(args.positionals[0]!)}`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `Deleted ${cell(answer.stack?.kind ?? 'stack')} ${cell(answer.stack?.id ?? args.positionals[0])}\n`);
+  },
+};
+
+const webhook: Command = {
+  usage: 'stack webhook ID',
+  summary: 'the URL and secret to give the Git server for push events (one webhook serves every stack on the repository)',
+  positionals: ['ID'],
+  async run(ctx, args) {
+    const answer = await ctx.client().get<{ webhook: Obj }>(`/v1/stacks/${seg(args.positionals[0]!)}/webhook`);
+    if (ctx.json) return write(ctx.out, json(answer));
+    const w = answer.webhook;
+    return write(ctx.out, fields([
+      ['url', cell(w.url)],
+      ['secret', cell(w.secret)],
+      ['content type', cell(w.contentType)],
+      ['events', Array.isArray(w.events) ? w.events.join(', ') : '-'],
+      ['repository', cell(w.repo)],
+      ['stacks', Array.isArray(w.stacks) ? w.stacks.join(', ') : '-'],
+    ]) + 'GitHub, Gitea, Forgejo: set the secret as the webhook secret (X-Hub-Signature-256). GitLab: set it as the secret token (X-Gitlab-Token).\n' +
+      'The Git server must trust the server\'s CA certificate (DATA/ca.crt) or the URL must go through a proxy it trusts.\n');
   },
 };
 
@@ -175,4 +245,4 @@ const detach: Command = {
   },
 };
 
-export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach };
+export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach, webhook };

@@ -69,9 +69,22 @@ export interface Assignment {
   env: Record<string, string>;
   secretEnv: string | null;
   workspace: boolean;
+  /** Set while the run has no workspace yet and its stack is a Git repository: the worker fetches it. */
+  source?: AssignmentSource | null;
   recipients: string[];
   logs: { nextSeq: number };
 }
+
+export interface AssignmentSource {
+  repo: string;
+  branch: string | null;
+  /** Null: resolve the branch tip and report the SHA. */
+  commit: string | null;
+  /** Base64 of an age file (sealed to the pool keys) holding {"username", "password"}. */
+  credential: string | null;
+}
+
+export interface FetchedCommit { workerId: string; sha: string; author: string | null; message: string | null }
 
 export interface Control {
   drain: boolean;
@@ -241,6 +254,11 @@ export class WorkerApi {
 
   async start(runId: string, phase: number, workerId: string): Promise<void> {
     await this.#json('phase start', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/start`, { json: { workerId }, timeoutMs: 30_000 });
+  }
+
+  /** Tells the server which commit this run's files come from. */
+  async commit(runId: string, phase: number, c: FetchedCommit): Promise<void> {
+    await this.#json('commit report', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/commit`, { json: c, timeoutMs: 30_000 });
   }
 
   phaseState(runId: string, phase: number): Promise<PhaseState> {

@@ -14,12 +14,13 @@ import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
 import { checkpointOnTimer, openDatabase } from './db.ts';
-import { HttpError, Router, bearerToken, sendError, sha256, tokenMatches, type Ctx } from './http.ts';
+import { HttpError, Router, bearerToken, sendError, sendJson, sha256, tokenMatches, type Ctx } from './http.ts';
 import type { Logger } from './log.ts';
 import { LogFiles } from './logs.ts';
 import { Service } from './service.ts';
 import { Store } from './store.ts';
 import { authenticateWorker, workerRoutes } from './worker-api.ts';
+import { HookRefused, receiveGitHook } from './hooks.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -116,6 +117,24 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     const ctx: Ctx = { req, res, params: {}, query: url.searchParams, path: url.pathname };
     try {
       if (dist && dist(req, res)) return;
+      if (ctx.path === '/v1/hooks/git') {
+        // Authenticated by the webhook secret, not by a certificate or the admin token.
+        if (req.method !== 'POST') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${req.method} ${ctx.path} (Git servers POST push events here)`);
+        ctx.route = ctx.path;
+        try {
+          const answer = await receiveGitHook(service, ops, ctx);
+          ctx.audit = answer.audit;
+          writeAudit(o.log, audit, req, answer.status, ctx, ctx.path);
+          sendJson(res, answer.status, answer.body);
+        } catch (e) {
+          if (e instanceof HttpError) {
+            ctx.audit = { ...(e instanceof HookRefused ? e.audit : {}), error: e.code };
+            writeAudit(o.log, audit, req, e.status, ctx, ctx.path);
+          }
+          throw e;
+        }
+        return;
+      }
       if (ctx.path.startsWith('/v1/worker/')) {
         ctx.worker = authenticateWorker(req, service);
         await route(workerRouter, ctx);

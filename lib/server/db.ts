@@ -47,6 +47,26 @@ const MIGRATIONS: string[] = [
     log_next_seq INTEGER NOT NULL DEFAULT 0, log_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, idx));
   `,
+  // 2: stacks from Git (repository, branch, sealed credential, path filters,
+  // webhook secret) and the commit each run records; webhook delivery ids.
+  `
+  ALTER TABLE stacks ADD COLUMN repo TEXT;
+  ALTER TABLE stacks ADD COLUMN repo_key TEXT;
+  ALTER TABLE stacks ADD COLUMN branch TEXT;
+  ALTER TABLE stacks ADD COLUMN repo_credential BLOB;
+  ALTER TABLE stacks ADD COLUMN trigger_paths TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE stacks ADD COLUMN propose_branches INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE stacks ADD COLUMN webhook_secret TEXT;
+  CREATE INDEX stacks_repo ON stacks(repo_key) WHERE deleted_at IS NULL;
+  ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual';
+  ALTER TABLE runs ADD COLUMN commit_repo TEXT;
+  ALTER TABLE runs ADD COLUMN commit_branch TEXT;
+  ALTER TABLE runs ADD COLUMN commit_sha TEXT;
+  ALTER TABLE runs ADD COLUMN commit_author TEXT;
+  ALTER TABLE runs ADD COLUMN commit_message TEXT;
+  CREATE INDEX runs_commit ON runs(stack_id, commit_sha);
+  CREATE TABLE hook_deliveries (id TEXT PRIMARY KEY, received_at TEXT NOT NULL);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

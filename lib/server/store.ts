@@ -16,20 +16,27 @@ export interface WorkerRow {
 export interface StackRow {
   id: string; name: string; kind: 'stack' | 'module'; pool_id: string | null; image: string | null;
   env: string; secret_env: Uint8Array | null; phases: string; created_at: string; updated_at: string; deleted_at: string | null;
+  repo: string | null; repo_key: string | null; branch: string | null; repo_credential: Uint8Array | null;
+  trigger_paths: string; propose_branches: number; webhook_secret: string | null;
 }
 export interface RunRow {
   n: number; id: string; stack_id: string; stack_name: string; stack_kind: string; pool_id: string;
   proposed: number; state: RunState; phase: number; phase_count: number; spec: string; secret_env: Uint8Array | null;
   queue_key: number; worker_id: string | null; cancel_requested: number; has_workspace: number; reason: string | null;
   created_at: string; updated_at: string; ended_at: string | null;
+  trigger: RunTrigger; commit_repo: string | null; commit_branch: string | null; commit_sha: string | null;
+  commit_author: string | null; commit_message: string | null;
 }
+export type RunTrigger = 'manual' | 'push';
 export interface PhaseRow {
   run_id: string; idx: number; name: string; confirm: number; worker_id: string | null;
   assigned_at: string | null; started_at: string | null; ended_at: string | null;
   outcome: Outcome | null; exit_code: number | null; error: string | null; log_next_seq: number; log_bytes: number;
 }
 export interface PhaseSpec { name: string; script: string; confirm: boolean }
-export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[] }
+/** Where a run's files come from when it has no uploaded workspace: fetched by the worker. */
+export interface SourceSpec { repo: string; branch: string | null; commit: string | null; credential: string | null }
+export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[]; source?: SourceSpec }
 
 type Params = Record<string, SQLInputValue>;
 
@@ -140,8 +147,15 @@ export class Store {
   }
   stacks(): StackRow[] { return this.all<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   insertStack(s: StackRow): void {
-    this.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at)
-      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at)`, { ...s });
+    this.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at,
+        repo, repo_key, branch, repo_credential, trigger_paths, propose_branches, webhook_secret)
+      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at,
+        $repo, $repo_key, $branch, $repo_credential, $trigger_paths, $propose_branches, $webhook_secret)`, { ...s });
+  }
+  /** Live stacks whose repository has this comparable form (repo.ts repoKey). */
+  stacksByRepoKey(keys: string[]): StackRow[] {
+    if (keys.length === 0) return [];
+    return this.all<StackRow>(`SELECT * FROM stacks WHERE deleted_at IS NULL AND repo_key IN (${keys.map(() => '?').join(', ')}) ORDER BY created_at, id`, keys);
   }
   updateStack(id: string, fields: Partial<StackRow>): void {
     const keys = Object.keys(fields);
@@ -152,9 +166,11 @@ export class Store {
   // runs and phases
   runById(id: string): RunRow | undefined { return this.get<RunRow>('SELECT * FROM runs WHERE id = ?', [id]); }
   insertRun(r: Omit<RunRow, 'n' | 'queue_key'>, phases: PhaseSpec[]): void {
-    this.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at)
+    this.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at,
+        trigger, commit_repo, commit_branch, commit_sha, commit_author, commit_message)
       VALUES ($id, $stack_id, $stack_name, $stack_kind, $pool_id, $proposed, $state, $phase, $phase_count, $spec, $secret_env,
-        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at)`, { ...r });
+        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at,
+        $trigger, $commit_repo, $commit_branch, $commit_sha, $commit_author, $commit_message)`, { ...r });
     phases.forEach((p, i) => this.run('INSERT INTO phases (run_id, idx, name, confirm) VALUES (?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0]));
   }
   updateRun(id: string, fields: Partial<RunRow>): void {
@@ -179,6 +195,14 @@ export class Store {
   }
   activeQueueKeys(poolId: string): number[] {
     return this.all<{ k: number }>("SELECT queue_key AS k FROM runs WHERE pool_id = ? AND state IN ('QUEUED', 'UNCONFIRMED')", [poolId]).map((r) => r.k);
+  }
+  /** A run a push already queued for this stack, commit and kind (webhook dedupe). */
+  pushRun(stackId: string, sha: string, proposed: boolean): RunRow | undefined {
+    return this.get<RunRow>("SELECT * FROM runs WHERE stack_id = ? AND commit_sha = ? AND proposed = ? AND trigger = 'push' LIMIT 1", [stackId, sha, proposed ? 1 : 0]);
+  }
+  /** Records a webhook delivery id; false when it was seen before. */
+  addDelivery(id: string, now: string): boolean {
+    return this.run('INSERT INTO hook_deliveries (id, received_at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING', [id, now]) === 1;
   }
   runningRuns(): RunRow[] { return this.all<RunRow>("SELECT * FROM runs WHERE state = 'RUNNING'"); }
   phase(runId: string, idx: number): PhaseRow | undefined { return this.get<PhaseRow>('SELECT * FROM phases WHERE run_id = ? AND idx = ?', [runId, idx]); }

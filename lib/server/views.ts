@@ -30,6 +30,9 @@ export function stackJson(s: StackRow): Record<string, unknown> {
     env: JSON.parse(s.env) as unknown,
     secretEnv: s.secret_env ? Buffer.from(s.secret_env).toString('base64') : null,
     phases: JSON.parse(s.phases) as unknown,
+    repo: s.repo, branch: s.branch,
+    repoCredential: s.repo_credential ? Buffer.from(s.repo_credential).toString('base64') : null,
+    triggerPaths: JSON.parse(s.trigger_paths) as unknown, proposeBranches: s.propose_branches === 1,
     createdAt: s.created_at, updatedAt: s.updated_at,
   };
 }
@@ -46,6 +49,10 @@ export function runJson(r: RunRow, phases: PhaseRow[]): Record<string, unknown> 
     id: r.id, stack: r.stack_id, stackName: r.stack_name, kind: r.stack_kind, pool: r.pool_id,
     proposed: r.proposed === 1, state: r.state, phase: r.phase, phaseCount: r.phase_count,
     reason: r.reason, worker: r.worker_id, cancelRequested: r.cancel_requested === 1, workspace: r.has_workspace === 1,
+    trigger: r.trigger,
+    commit: r.commit_repo === null ? null : {
+      repo: r.commit_repo, branch: r.commit_branch, sha: r.commit_sha, author: r.commit_author, message: r.commit_message,
+    },
     createdAt: r.created_at, updatedAt: r.updated_at, endedAt: r.ended_at,
     phases: phases.map((p) => ({
       index: p.idx, name: p.name, confirm: p.confirm === 1, state: phaseState(p), worker: p.worker_id,
