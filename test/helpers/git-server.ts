@@ -169,3 +169,47 @@ export async function startGitServer(o: { username?: string; password?: string }
     },
   };
 }
+
+export interface PushOptions {
+  branch?: string;
+  /** The commit before the push (default: the pushed commit's parent, or zeros for a new branch). */
+  before?: string;
+  deleted?: boolean;
+}
+
+/**
+ * The body GitHub sends for a push to `repo` (and Gitea/Forgejo, which copy
+ * its shape): ref, before/after, repository URLs, head commit, and every
+ * pushed commit with its added/modified/removed paths, read from the repo.
+ */
+export function githubPushPayload(repo: GitRepo, sha: string, o: PushOptions = {}): Record<string, unknown> {
+  const zero = '0'.repeat(40);
+  const branch = o.branch ?? 'main';
+  if (o.deleted) {
+    return { ref: `refs/heads/${branch}`, before: sha, after: zero, created: false, deleted: true, forced: false, repository: repoJson(repo), head_commit: null, commits: [] };
+  }
+  const parent = repo.git('rev-list', '--parents', '-n', '1', sha).split(' ')[1];
+  const before = o.before ?? parent ?? zero;
+  const range = before === zero ? [sha] : repo.git('rev-list', '--reverse', `${before}..${sha}`).split('\n').filter(Boolean);
+  const commits = range.map((c) => commitJson(repo, c));
+  return {
+    ref: `refs/heads/${branch}`, before, after: sha, created: before === zero, deleted: false, forced: false,
+    repository: repoJson(repo), head_commit: commits[commits.length - 1] ?? null, commits,
+  };
+}
+
+function repoJson(repo: GitRepo): Record<string, unknown> {
+  return { name: repo.name, full_name: `tests/${repo.name}`, clone_url: repo.url, html_url: repo.url.replace(/\.git$/, ''), ssh_url: `git@127.0.0.1:tests/${repo.name}.git` };
+}
+
+function commitJson(repo: GitRepo, sha: string): Record<string, unknown> {
+  const [name, email, ...msg] = repo.git('show', '-s', '--format=%an%n%ae%n%B', sha).split('\n');
+  const added: string[] = [];
+  const modified: string[] = [];
+  const removed: string[] = [];
+  for (const line of repo.git('diff-tree', '--no-commit-id', '--root', '--name-status', '-r', sha).split('\n').filter(Boolean)) {
+    const [st, path] = line.split('\t');
+    (st === 'A' ? added : st === 'D' ? removed : modified).push(path!);
+  }
+  return { id: sha, message: msg.join('\n').trim(), author: { name, email }, added, modified, removed };
+}
