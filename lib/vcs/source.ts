@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import { existsSync } from 'node:fs';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as git from 'isomorphic-git';
+import type * as Git from 'isomorphic-git';
 import { LauncherError } from '../errors.ts';
 import { firstLine } from './webhook.ts';
 import { SHA_RE } from './repo.ts';
@@ -54,6 +54,11 @@ export class SourceError extends LauncherError {
   }
 }
 
+// Loaded on the first fetch: a launcher that never runs a Git stack never
+// initialises the Git client (the executable's idle memory stays as it was).
+let gitModule: Promise<typeof Git> | undefined;
+const loadGit = (): Promise<typeof Git> => (gitModule ??= import('isomorphic-git'));
+
 const LFS_POINTER = 'version https://git-lfs.github.com/spec/v1';
 const WRITERS = 16;
 
@@ -64,6 +69,7 @@ function describe(spec: SourceSpec): string {
 /** Fetches the commit and writes its tree into `opts.dir`. */
 export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise<Fetched> {
   if (spec.commit !== null && !SHA_RE.test(spec.commit)) throw new SourceError('SOURCE_COMMIT_INVALID', `Cannot fetch ${spec.repo}: commit "${spec.commit}" is not a 40-character SHA`);
+  const git = await loadGit();
   const cache = {};
   const url = new URL(spec.repo);
   let gitdir: string;
@@ -94,14 +100,14 @@ export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise
       throw fetchError(spec, e);
     }
   }
-  let commit: Awaited<ReturnType<typeof git.readCommit>>;
+  let commit: Awaited<ReturnType<typeof Git.readCommit>>;
   try {
     commit = await git.readCommit({ fs, cache, gitdir, oid: sha });
   } catch (e) {
     throw new SourceError('SOURCE_COMMIT_NOT_FOUND', `Cannot fetch ${describe(spec)}: commit ${sha} is not in the repository (or not reachable from a branch)`, e);
   }
   const a = commit.commit.author;
-  const stats = await checkout({ gitdir, cache, tree: commit.commit.tree, dir: opts.dir, ...(opts.signal ? { signal: opts.signal } : {}) });
+  const stats = await checkout(git, { gitdir, cache, tree: commit.commit.tree, dir: opts.dir, ...(opts.signal ? { signal: opts.signal } : {}) });
   return {
     sha,
     author: a ? (a.email ? `${a.name} <${a.email}>` : a.name) : null,
@@ -134,7 +140,7 @@ function fetchError(spec: SourceSpec, e: unknown): SourceError {
 interface CheckoutOptions { gitdir: string; cache: object; tree: string; dir: string; signal?: AbortSignal }
 
 /** Writes the tree into `dir`: files with their modes, symlinks; submodules and LFS are refused. */
-async function checkout(o: CheckoutOptions): Promise<{ files: number; bytes: number }> {
+async function checkout(git: typeof Git, o: CheckoutOptions): Promise<{ files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
   const writes = new Set<Promise<void>>();
