@@ -22,6 +22,7 @@ import { getArchive, putArchive } from './docker/archive.ts';
 import { Demuxer, type StdStream } from './docker/stream.ts';
 import { safeArchive } from './workspace.ts';
 import { isLauncherError } from './errors.ts';
+import type { ReportableOutcome } from './protocol.ts';
 
 /** Every container the launcher creates carries labels under this prefix. */
 export const LABEL_PREFIX = 'io.spacelift.launcher.';
@@ -37,7 +38,8 @@ export const DEFAULT_KILL_GRACE_MS = 10_000;
 export const DEFAULT_CLEANUP_TIMEOUT_MS = 30_000;
 
 export type PullPolicy = 'if-not-present' | 'always';
-export type PhaseOutcome = 'succeeded' | 'failed' | 'logs-timeout' | 'run-timeout' | 'canceled' | 'system-error';
+/** A phase's result as the launcher reports it (the wire's reportable outcomes). */
+export type PhaseOutcome = ReportableOutcome;
 
 export interface PhaseMount {
   hostPath: string;

@@ -2,6 +2,7 @@
 // Secret values are sealed here to the pool's active keys before the request
 // is made: the server stores and forwards only the sealed bytes.
 import { ConfigError } from '../errors.ts';
+import { STACK_KINDS, type StackKind, type StackList, type StackReply, type StackRequest, type StackView, type WebhookReply } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
 import { keyValues, list, need, phases, str, write, type AdminContext, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
 import { ago, cell, fields, json, table, tags } from './format.ts';
@@ -9,9 +10,7 @@ import { activeKeyPems, getPool } from './pool.ts';
 import { recipientsFor, sealSecretEnv, sealText } from './seal.ts';
 import { readFileSync } from 'node:fs';
 
-type Obj = Record<string, unknown>;
-
-const KINDS = ['stack', 'module'];
+const KINDS: readonly string[] = STACK_KINDS;
 
 const STACK_OPTIONS: Record<string, OptionSpec> = {
   pool: { type: 'string', arg: 'ID', help: 'the worker pool that runs it (id or name)' },
@@ -33,18 +32,18 @@ const STACK_OPTIONS: Record<string, OptionSpec> = {
 /** Seal `secrets` to every active key of `poolRef`, fetched fresh from the server. */
 export async function sealForPool(client: AdminClient, poolRef: string, secrets: Record<string, string>): Promise<string> {
   const pool = await getPool(client, poolRef);
-  return sealSecretEnv(secrets, recipientsFor(String(pool.id), activeKeyPems(pool)));
+  return sealSecretEnv(secrets, recipientsFor(pool.id, activeKeyPems(pool)));
 }
 
-function kindOf(args: Args): string | undefined {
+function kindOf(args: Args): StackKind | undefined {
   const kind = str(args, 'kind');
   if (kind !== undefined && !KINDS.includes(kind)) throw new ConfigError(`Cannot use --kind ${kind}: expected stack or module`);
-  return kind;
+  return kind as StackKind | undefined;
 }
 
 /** Fields common to create and update, from flags that were given; no I/O. */
-function fieldsFromFlags(args: Args, usage: string): { fields: Obj; secrets: Record<string, string> | undefined } {
-  const out: Obj = {};
+function fieldsFromFlags(args: Args, usage: string): { fields: StackRequest; secrets: Record<string, string> | undefined } {
+  const out: StackRequest = {};
   const kind = kindOf(args);
   if (kind !== undefined) out.kind = kind;
   const image = str(args, 'image');
@@ -89,8 +88,8 @@ async function sealCredential(client: AdminClient, poolRef: string, c: { usernam
   return sealText(JSON.stringify(c), recipientsFor(String(pool.id), activeKeyPems(pool)));
 }
 
-export function stackFields(s: Obj, now: number): string {
-  const ph = Array.isArray(s.phases) ? (s.phases as Obj[]) : [];
+export function stackFields(s: StackView, now: number): string {
+  const ph = s.phases;
   return fields([
     ['id', cell(s.id)],
     ['name', cell(s.name)],
@@ -122,7 +121,8 @@ const create: Command = {
     if (secrets !== undefined) given.secretEnv = await sealForPool(ctx.client(), pool, secrets);
     const credential = credentialFromFlags(ctx, args);
     if (credential) given.repoCredential = await sealCredential(ctx.client(), pool, credential);
-    const answer = await ctx.client().post<{ stack: Obj }>('/v1/stacks', { name: args.positionals[0], pool, ...given });
+    const request: StackRequest = { name: args.positionals[0]!, pool, ...given };
+    const answer = await ctx.client().post<StackReply>('/v1/stacks', request);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `${cell(answer.stack?.id)}\n`);
   },
@@ -133,11 +133,11 @@ const listCmd: Command = {
   summary: 'stacks and modules',
   options: { pool: STACK_OPTIONS.pool!, kind: STACK_OPTIONS.kind! },
   async run(ctx, args) {
-    const answer = await ctx.client().get<{ stacks: Obj[] }>('/v1/stacks', { pool: str(args, 'pool'), kind: kindOf(args) });
+    const answer = await ctx.client().get<StackList>('/v1/stacks', { pool: str(args, 'pool'), kind: kindOf(args) });
     if (ctx.json) return write(ctx.out, json(answer));
     const rows = (answer.stacks ?? []).map((s) => [
       cell(s.id), cell(s.name), cell(s.kind), cell(s.pool), s.image == null ? '(default)' : cell(s.image),
-      String(Array.isArray(s.phases) ? s.phases.length : 0), s.secretEnv ? 'yes' : 'no',
+      String(s.phases.length), s.secretEnv ? 'yes' : 'no',
     ]);
     return write(ctx.out, table(['ID', 'NAME', 'KIND', 'POOL', 'IMAGE', 'PHASES', 'SECRETS'], rows));
   },
@@ -148,7 +148,7 @@ const show: Command = {
   summary: 'one stack with its phases (secret values are sealed and not shown)',
   positionals: ['ID'],
   async run(ctx, args) {
-    const answer = await ctx.client().get<{ stack: Obj }>(`/v1/stacks/${seg(args.positionals[0]!)}`);
+    const answer = await ctx.client().get<StackReply>(`/v1/stacks/${seg(args.positionals[0]!)}`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, stackFields(answer.stack, ctx.now()));
   },
@@ -172,14 +172,14 @@ const update: Command = {
       // Seal to the pool the stack will be attached to after this update.
       let pool = poolFlag;
       if (pool === undefined) {
-        const { stack } = await ctx.client().get<{ stack: Obj }>(`/v1/stacks/${seg(id)}`);
+        const { stack } = await ctx.client().get<StackReply>(`/v1/stacks/${seg(id)}`);
         if (stack.pool == null) throw new ConfigError(`Cannot seal --secret or --repo-credential for ${id}: it is not attached to a pool; pass --pool ID`);
-        pool = String(stack.pool);
+        pool = stack.pool;
       }
       if (secrets !== undefined) patch.secretEnv = await sealForPool(ctx.client(), pool, secrets);
       if (credential !== undefined) patch.repoCredential = await sealCredential(ctx.client(), pool, credential);
     }
-    const answer = await ctx.client().call<{ stack: Obj }>('PATCH', `/v1/stacks/${seg(id)}`, { json: patch });
+    const answer = await ctx.client().call<StackReply>('PATCH', `/v1/stacks/${seg(id)}`, { json: patch });
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, stackFields(answer.stack, ctx.now()));
   },
@@ -190,7 +190,7 @@ const del: Command = {
   summary: 'delete a stack (refused while it has active runs)',
   positionals: ['ID'],
   async run(ctx, args) {
-    const answer = await ctx.client().call<{ stack: Obj }>('DELETE', `/v1/stacks/${seg(args.positionals[0]!)}`);
+    const answer = await ctx.client().call<StackReply>('DELETE', `/v1/stacks/${seg(args.positionals[0]!)}`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `Deleted ${cell(answer.stack?.kind ?? 'stack')} ${cell(answer.stack?.id ?? args.positionals[0])}\n`);
   },
@@ -201,16 +201,16 @@ const webhook: Command = {
   summary: 'the URL and secret to give the Git server for push events (one webhook serves every stack on the repository)',
   positionals: ['ID'],
   async run(ctx, args) {
-    const answer = await ctx.client().get<{ webhook: Obj }>(`/v1/stacks/${seg(args.positionals[0]!)}/webhook`);
+    const answer = await ctx.client().get<WebhookReply>(`/v1/stacks/${seg(args.positionals[0]!)}/webhook`);
     if (ctx.json) return write(ctx.out, json(answer));
     const w = answer.webhook;
     return write(ctx.out, fields([
       ['url', cell(w.url)],
       ['secret', cell(w.secret)],
       ['content type', cell(w.contentType)],
-      ['events', Array.isArray(w.events) ? w.events.join(', ') : '-'],
+      ['events', w.events.join(', ')],
       ['repository', cell(w.repo)],
-      ['stacks', Array.isArray(w.stacks) ? w.stacks.join(', ') : '-'],
+      ['stacks', w.stacks.join(', ')],
     ]) + 'GitHub, Gitea, Forgejo: set the secret as the webhook secret (X-Hub-Signature-256). GitLab: set it as the secret token (X-Gitlab-Token).\n' +
       'The Git server must trust the server\'s CA certificate (DATA/ca.crt) or the URL must go through a proxy it trusts.\n');
   },
@@ -224,7 +224,7 @@ const attach: Command = {
   async run(ctx, args) {
     const pool = need(args, 'pool', 'the pool to attach to', this.usage);
     const id = args.positionals[0]!;
-    const answer = await ctx.client().call<{ stack: Obj }>('PATCH', `/v1/stacks/${seg(id)}`, { json: { pool } });
+    const answer = await ctx.client().call<StackReply>('PATCH', `/v1/stacks/${seg(id)}`, { json: { pool } satisfies StackRequest });
     if (answer.stack?.secretEnv) {
       // Secrets were sealed to the old pool's keys; the new pool cannot open them.
       ctx.err.write(`Warning: the secret env of ${id} is sealed to the keys of the pool it was created for; run launcher admin stack update ${id} --secret K=V… to seal it to this pool\n`);
@@ -239,7 +239,7 @@ const detach: Command = {
   summary: 'detach a stack from its pool (triggers are refused until attached)',
   positionals: ['ID'],
   async run(ctx, args) {
-    const answer = await ctx.client().call<{ stack: Obj }>('PATCH', `/v1/stacks/${seg(args.positionals[0]!)}`, { json: { pool: null } });
+    const answer = await ctx.client().call<StackReply>('PATCH', `/v1/stacks/${seg(args.positionals[0]!)}`, { json: { pool: null } satisfies StackRequest });
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `Detached ${cell(answer.stack?.id)}\n`);
   },

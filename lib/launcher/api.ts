@@ -10,6 +10,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { LauncherError } from '../errors.ts';
+import type { CommitReport, LogAck, PhaseReport, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
 
 export const EXIT_REFUSED = 3;
 
@@ -36,81 +37,6 @@ export function isTransient(e: unknown): boolean {
 }
 export function isPermanent(e: unknown): boolean {
   return e instanceof ServerError && e.permanent;
-}
-
-export interface HostFacts {
-  hostname: string;
-  os: string;
-  arch: string;
-  docker: string;
-}
-
-export interface RegisterRequest {
-  workerId: string | null;
-  metadata: Record<string, string>;
-  version: string;
-  host: HostFacts;
-}
-export interface Registration {
-  workerId: string;
-  pollSeconds: number;
-  leaseSeconds: number;
-}
-
-export interface Assignment {
-  runId: string;
-  phase: number;
-  phaseName: string;
-  phaseCount: number;
-  stack: { id: string; name: string; kind: string };
-  proposed: boolean;
-  image: string | null;
-  script: string;
-  env: Record<string, string>;
-  secretEnv: string | null;
-  workspace: boolean;
-  /** Set while the run has no workspace yet and its stack is a Git repository: the worker fetches it. */
-  source?: AssignmentSource | null;
-  recipients: string[];
-  logs: { nextSeq: number };
-}
-
-export interface AssignmentSource {
-  repo: string;
-  branch: string | null;
-  /** Null: resolve the branch tip and report the SHA. */
-  commit: string | null;
-  /** Base64 of an age file (sealed to the pool keys) holding {"username", "password"}. */
-  credential: string | null;
-}
-
-export interface FetchedCommit { workerId: string; sha: string; author: string | null; message: string | null }
-
-export interface Control {
-  drain: boolean;
-  cycle: boolean;
-  cancel: string[];
-}
-
-export interface PollAnswer {
-  assignment: Assignment | null;
-  control: Control;
-}
-
-export interface PhaseState {
-  state: string;
-  cancel: boolean;
-  logs: { nextSeq: number; bytes: number };
-}
-
-export interface PhaseReport {
-  workerId: string;
-  outcome: string;
-  exitCode: number | null;
-  /** A sentence for people: what went wrong on this host (the code leads it). */
-  error: string | null;
-  logSeq: number;
-  workspaceUploaded: boolean;
 }
 
 export interface WorkerApiOptions {
@@ -242,8 +168,8 @@ export class WorkerApi {
   }
 
   /** The long-poll (also the heartbeat); bounded a little past `waitSeconds`. */
-  async poll(req: { workerId: string; accept: boolean; runId: string | null }, waitSeconds: number, signal?: AbortSignal): Promise<PollAnswer> {
-    const a = await this.#json<Partial<PollAnswer>>('poll', 'POST', `/v1/worker/poll?wait=${waitSeconds}`, {
+  async poll(req: PollRequest, waitSeconds: number, signal?: AbortSignal): Promise<PollReply> {
+    const a = await this.#json<Partial<PollReply>>('poll', 'POST', `/v1/worker/poll?wait=${waitSeconds}`, {
       json: req, timeoutMs: (waitSeconds + 15) * 1000, ...(signal ? { signal } : {}),
     });
     return {
@@ -257,17 +183,17 @@ export class WorkerApi {
   }
 
   /** Tells the server which commit this run's files come from. */
-  async commit(runId: string, phase: number, c: FetchedCommit): Promise<void> {
+  async commit(runId: string, phase: number, c: CommitReport): Promise<void> {
     await this.#json('commit report', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/commit`, { json: c, timeoutMs: 30_000 });
   }
 
-  phaseState(runId: string, phase: number): Promise<PhaseState> {
+  phaseState(runId: string, phase: number): Promise<PhaseStatus> {
     return this.#json('phase state', 'GET', `/v1/worker/runs/${enc(runId)}/phases/${phase}`, { timeoutMs: 30_000 });
   }
 
   /** Stores one log chunk; resolves with the server's nextSeq. */
   async uploadLogs(runId: string, phase: number, seq: number, bytes: Uint8Array): Promise<number> {
-    const r = await this.#json<{ nextSeq: number }>('log upload', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/logs?seq=${seq}`, { body: bytes, timeoutMs: 60_000 });
+    const r = await this.#json<LogAck>('log upload', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/logs?seq=${seq}`, { body: bytes, timeoutMs: 60_000 });
     return r.nextSeq;
   }
 

@@ -12,7 +12,8 @@ import { createOpenStream, createSealStream, openBuffer, sshRsaIdentity, sshRsaR
 import type { DockerClient } from '../docker/client.ts';
 import { resumePhase, runPhase, type PhaseMount, type PhaseResult, type PullPolicy } from '../executor.ts';
 import { Masker, type Secret } from '../mask.ts';
-import { isPermanent, isTransient, type Assignment, type PhaseReport, type WorkerApi } from './api.ts';
+import type { Assignment, PhaseReport } from '../protocol.ts';
+import { isPermanent, isTransient, type WorkerApi } from './api.ts';
 import { LogShipper } from './logship.ts';
 import { packDirectory } from '../workspace.ts';
 import { fetchSource, type RepoCredential } from '../vcs/source.ts';

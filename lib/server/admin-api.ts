@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { Router, badField, readJson, sendJson, type Ctx } from './http.ts';
 import type { AdminOps } from './admin-ops.ts';
 import { sealedField } from './admin-ops.ts';
-import { isTerminal } from './scheduler.ts';
+import { RUN_ACTIONS, isTerminal, type RunReply } from '../protocol.ts';
 import type { Service } from './service.ts';
 import { stackJson } from './views.ts';
 import { streamFile } from './worker-api.ts';
@@ -46,7 +46,7 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
 
   r.add('POST', '/v1/stacks/{stack}/runs', async (ctx) => {
     const type = String(ctx.req.headers['content-type'] ?? '');
-    let out: { run: Record<string, unknown> };
+    let out: RunReply;
     if (/^application\/octet-stream\b/i.test(type)) {
       const proposed = flag(ctx.query.get('proposed'), 'proposed');
       ops.stack(p(ctx, 'stack'));
@@ -74,13 +74,13 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
         ...(commit !== undefined ? { commit } : {}), ...(branch !== undefined ? { branch } : {}),
       });
     }
-    ctx.audit = { ...ctx.audit, run: String(out.run.id) };
+    ctx.audit = { ...ctx.audit, run: out.run.id };
     sendJson(ctx.res, 201, out);
   });
 
   r.add('GET', '/v1/runs', json(200, (c) => ops.listRuns(c.query)));
   r.add('GET', '/v1/runs/{run}', json(200, (c) => ({ run: ops.runView(ops.run(p(c, 'run'))) })));
-  for (const action of ['confirm', 'cancel', 'discard', 'prioritize'] as const) {
+  for (const action of RUN_ACTIONS) {
     r.add('POST', `/v1/runs/{run}/${action}`, json(200, (c) => ops.act(p(c, 'run'), action)));
   }
   r.add('GET', '/v1/runs/{run}/workspace', async (ctx) => {

@@ -5,12 +5,15 @@ import { isLauncherError } from '../errors.ts';
 import { inspectCsr, issuePoolCertificate } from '../pki.ts';
 import { encodeToken } from '../token.ts';
 import { decodeBase64Strict } from '../keys.ts';
-import { writeFileAtomic } from './blobs.ts';
 import { transaction } from './db.ts';
 import { HttpError, badField, bool, str, stringMap } from './http.ts';
-import { adminTransition, initialState, prioritizedKey, workerStatus, type RunState } from './scheduler.ts';
+import {
+  WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
+  type RunAction, type RunList, type RunReply, type RunState, type RunTrigger, type RunView, type StackList, type StackReply, type WebhookReply, type WorkerList, type WorkerView,
+} from '../protocol.ts';
+import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
 import { iso, looksSealed, newId, normSerial, type Service } from './service.ts';
-import type { KeyRow, PhaseSpec, PoolRow, RunRow, RunSpec, RunTrigger, StackRow, WorkerRow } from './store.ts';
+import type { KeyRow, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
 import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
 import { randomBytes } from 'node:crypto';
 import { REPO_URL_HINT, SHA_RE, branchProblem, repoKey, repoUrlProblem } from '../vcs/repo.ts';
@@ -50,11 +53,11 @@ export class AdminOps {
     return p;
   }
 
-  poolView(p: PoolRow): Record<string, unknown> {
+  poolView(p: PoolRow): PoolView {
     return poolJson(p, this.store.keys(p.id), this.store.poolCounts(p.id));
   }
 
-  listPools(): Record<string, unknown> {
+  listPools(): PoolList {
     return { pools: this.store.pools().map((p) => this.poolView(p)) };
   }
 
@@ -80,7 +83,7 @@ export class AdminOps {
     return { key, token };
   }
 
-  createPool(body: Record<string, unknown>): { pool: Record<string, unknown>; token: string } {
+  createPool(body: Record<string, unknown>): PoolTokenReply {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
     if (this.store.pool(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
@@ -94,7 +97,7 @@ export class AdminOps {
     return { pool: this.poolView(this.pool(id)), token };
   }
 
-  resetPool(idOrName: string, body: Record<string, unknown>): { pool: Record<string, unknown>; token: string } {
+  resetPool(idOrName: string, body: Record<string, unknown>): PoolTokenReply {
     const p = this.pool(idOrName);
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
@@ -108,7 +111,7 @@ export class AdminOps {
     return { pool: this.poolView(this.pool(p.id)), token };
   }
 
-  cyclePool(idOrName: string): { pool: Record<string, unknown> } {
+  cyclePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
     this.store.run('UPDATE pools SET cycle = cycle + 1 WHERE id = ?', [p.id]);
     this.store.forgetPools();
@@ -116,7 +119,7 @@ export class AdminOps {
     return { pool: this.poolView(this.pool(p.id)) };
   }
 
-  deletePool(idOrName: string): { pool: Record<string, unknown> } {
+  deletePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
     const active = this.store.activeRunCount('pool_id', p.id);
     if (active > 0) throw new HttpError(409, 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
@@ -133,7 +136,7 @@ export class AdminOps {
     return { pool: view };
   }
 
-  addKey(idOrName: string, body: Record<string, unknown>): { key: Record<string, unknown>; token: string } {
+  addKey(idOrName: string, body: Record<string, unknown>): KeyTokenReply {
     const p = this.pool(idOrName);
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
@@ -141,7 +144,7 @@ export class AdminOps {
     return { key: keyJson(key), token };
   }
 
-  retireKey(idOrName: string, keyId: string): { key: Record<string, unknown> } {
+  retireKey(idOrName: string, keyId: string): KeyReply {
     const p = this.pool(idOrName);
     const k = this.store.key(p.id, keyId);
     if (!k) throw new HttpError(404, 'KEY_NOT_FOUND', `Key not found: "${keyId}" in pool ${p.id}`);
@@ -153,7 +156,7 @@ export class AdminOps {
     return { key: keyJson(this.store.key(p.id, k.id)!) };
   }
 
-  queue(idOrName: string): { runs: Record<string, unknown>[] } {
+  queue(idOrName: string): RunList {
     const p = this.pool(idOrName);
     const runs = [...this.store.queued(p.id, 100_000), ...this.store.unconfirmed(p.id)];
     return { runs: runs.map((r) => this.runView(r)) };
@@ -161,23 +164,23 @@ export class AdminOps {
 
   // ------------------------------------------------------------ workers
 
-  workerView(w: WorkerRow): Record<string, unknown> {
+  workerView(w: WorkerRow): WorkerView {
     const seen = this.s.presence.lastSeen.get(w.id);
     return workerJson(w, seen !== undefined && w.offline === 0 ? iso(seen) : w.last_seen);
   }
 
-  listWorkers(q: URLSearchParams): { workers: Record<string, unknown>[] } {
+  listWorkers(q: URLSearchParams): WorkerList {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const meta = metadataPairs(q.getAll('metadata'));
     const status = q.get('status');
-    if (status && !['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'].includes(status)) throw badField('status', 'IDLE, BUSY, DRAINED or OFFLINE');
+    if (status && !(WORKER_STATUSES as readonly string[]).includes(status)) throw badField('status', WORKER_STATUSES.join(', '));
     const rows = this.store.workers(pool?.id).filter((w) => matches(w, meta) &&
       (!status || workerStatus({ offline: w.offline === 1, drained: w.drained === 1, busy: w.current_run !== null }) === status));
     return { workers: rows.map((w) => this.workerView(w)) };
   }
 
-  setDrained(body: Record<string, unknown>, drained: boolean): { workers: Record<string, unknown>[] } {
+  setDrained(body: Record<string, unknown>, drained: boolean): WorkerList {
     let rows: WorkerRow[];
     if (body.ids !== undefined) {
       if (!Array.isArray(body.ids) || body.ids.length === 0 || !body.ids.every((i) => typeof i === 'string')) throw badField('ids', 'a non-empty list of worker ids');
@@ -208,7 +211,7 @@ export class AdminOps {
     return st;
   }
 
-  listStacks(q: URLSearchParams): { stacks: Record<string, unknown>[] } {
+  listStacks(q: URLSearchParams): StackList {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const kind = q.get('kind');
@@ -274,7 +277,7 @@ export class AdminOps {
     }
   }
 
-  createStack(body: Record<string, unknown>): { stack: Record<string, unknown> } {
+  createStack(body: Record<string, unknown>): StackReply {
     const f = this.stackFields(body, false);
     this.sourceFields(f, undefined);
     if (this.store.stack(f.name!)) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
@@ -289,7 +292,7 @@ export class AdminOps {
     return { stack: stackJson(row) };
   }
 
-  updateStack(idOrName: string, body: Record<string, unknown>): { stack: Record<string, unknown> } {
+  updateStack(idOrName: string, body: Record<string, unknown>): StackReply {
     const st = this.stack(idOrName);
     const f = this.stackFields(body, true);
     this.sourceFields(f, st);
@@ -302,14 +305,14 @@ export class AdminOps {
   }
 
   /** Where a Git server sends pushes for this stack, and the secret it signs them with. */
-  webhook(idOrName: string): { webhook: Record<string, unknown> } {
+  webhook(idOrName: string): WebhookReply {
     const st = this.stack(idOrName);
     if (!st.repo || !st.webhook_secret) throw new HttpError(409, 'STACK_NO_REPO', `Stack ${st.name} has no repository: set one with PATCH /v1/stacks/${st.id} {"repo": URL, "branch": BRANCH}`);
     const shared = this.store.stacksByRepoKey([st.repo_key!]).filter((s) => s.webhook_secret === st.webhook_secret).map((s) => s.name);
     return { webhook: { url: `${this.s.serverUrl}/v1/hooks/git`, secret: st.webhook_secret, contentType: 'application/json', events: ['push'], repo: st.repo, stacks: shared } };
   }
 
-  deleteStack(idOrName: string): { stack: Record<string, unknown> } {
+  deleteStack(idOrName: string): StackReply {
     const st = this.stack(idOrName);
     const active = this.store.activeRunCount('stack_id', st.id);
     if (active > 0) throw new HttpError(409, 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
@@ -319,7 +322,7 @@ export class AdminOps {
 
   // ------------------------------------------------------------ runs
 
-  runView(r: RunRow): Record<string, unknown> {
+  runView(r: RunRow): RunView {
     return runJson(r, this.store.phases(r.id));
   }
 
@@ -330,7 +333,7 @@ export class AdminOps {
   }
 
   /** Creates a run; `workspaceTmp` is a received sealed upload to move into place. */
-  async trigger(stackArg: string, proposed: boolean, workspace: { tmp: string } | Buffer | undefined, o: TriggerOptions = {}): Promise<{ run: Record<string, unknown> }> {
+  async trigger(stackArg: string, proposed: boolean, workspace: { tmp: string } | Buffer | undefined, o: TriggerOptions = {}): Promise<RunReply> {
     const st = this.stack(stackArg);
     const pool = this.triggerPool(st);
     const commit = this.runCommit(st, proposed, workspace !== undefined, o);
@@ -339,7 +342,7 @@ export class AdminOps {
     if (workspace) {
       const dest = blobs.workspacePath(id);
       if (Buffer.isBuffer(workspace)) {
-        await writeFileAtomic(dest, workspace, 0o600);
+        await blobs.store(dest, workspace);
       } else {
         await blobs.commit(workspace.tmp, dest);
       }
@@ -396,7 +399,7 @@ export class AdminOps {
     this.s.log.debug('Run triggered', { run: id, stack: st.id, pool: pool.id, state, commit: commit?.sha ?? undefined });
   }
 
-  listRuns(q: URLSearchParams): { runs: Record<string, unknown>[] } {
+  listRuns(q: URLSearchParams): RunList {
     const limit = q.get('limit') === null ? 100 : Number(q.get('limit'));
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw badField('limit', 'an integer from 1 to 1000');
     const stackArg = q.get('stack');
@@ -407,7 +410,7 @@ export class AdminOps {
     return { runs: this.store.runs({ stack, pool, state: state?.toUpperCase(), limit }).map((r) => this.runView(r)) };
   }
 
-  act(id: string, action: 'confirm' | 'cancel' | 'discard' | 'prioritize'): { run: Record<string, unknown> } {
+  act(id: string, action: RunAction): RunReply {
     const r = this.run(id);
     const ph = this.store.phase(r.id, r.phase)!;
     const to = adminTransition(r.state, action, ph.started_at !== null);
@@ -432,7 +435,11 @@ export class AdminOps {
           this.store.updateWorker(r.worker_id, { current_run: null, idle_since: now });
         }
       });
-      if (r.state === 'RUNNING' && r.worker_id) this.s.wake(r.worker_id);
+      if (r.state === 'RUNNING' && r.worker_id) {
+        this.s.opts.metrics?.phaseEnded(r.pool_id, ph, 'canceled', now);
+        this.s.wake(r.worker_id);
+      }
+      if (ended) this.s.opts.metrics?.runEnded(r, state, now);
       if (state === 'QUEUED') this.s.dispatch(r.pool_id);
     }
     this.s.changed(r.id);

@@ -47,7 +47,11 @@ const MIGRATIONS: string[] = [
     log_next_seq INTEGER NOT NULL DEFAULT 0, log_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, idx));
   `,
-  // 2: stacks from Git (repository, branch, sealed credential, path filters,
+  // 2: retention finds finished runs by when they ended.
+  `
+  CREATE INDEX runs_ended ON runs(ended_at) WHERE ended_at IS NOT NULL;
+  `,
+  // 3: stacks from Git (repository, branch, sealed credential, path filters,
   // webhook secret) and the commit each run records; webhook delivery ids.
   `
   ALTER TABLE stacks ADD COLUMN repo TEXT;

@@ -8,6 +8,7 @@ import { transaction } from './db.ts';
 import { HttpError, readBody, sendJson, type Ctx } from './http.ts';
 import { iso, newId, type Service } from './service.ts';
 import type { StackRow } from './store.ts';
+import type { HookReply } from '../protocol.ts';
 import { pathsMatch } from '../vcs/paths.ts';
 import { repoKey } from '../vcs/repo.ts';
 import { PayloadError, deliveryOf, isPushEvent, parsePush, signatureOf, verifySignature } from '../vcs/webhook.ts';
@@ -16,7 +17,7 @@ export const HOOK_BODY_LIMIT = 1024 * 1024;
 
 export interface HookAnswer {
   status: number;
-  body: Record<string, unknown>;
+  body: HookReply;
   /** Fields for the audit line (never the secret or the payload). */
   audit: Record<string, string | number | boolean | null>;
 }
@@ -68,8 +69,8 @@ export async function receiveGitHook(s: Service, ops: AdminOps, ctx: Ctx): Promi
   audit.ref = push.ref;
   audit.commit = push.after ?? null;
 
-  const runs: Record<string, unknown>[] = [];
-  const skipped: Array<{ stack: string; reason: string }> = [];
+  const runs: HookReply['runs'] = [];
+  const skipped: HookReply['skipped'] = [];
   const now = iso();
   transaction(s.store.db, () => {
     if (delivery.id !== undefined && !s.store.addDelivery(`${delivery.sender}:${delivery.id}`, now)) {
@@ -88,10 +89,10 @@ export async function receiveGitHook(s: Service, ops: AdminOps, ctx: Ctx): Promi
       ops.insertRun(id, st, ops.triggerPool(st), proposed, false, {
         repo: st.repo!, branch: push.branch!, sha: push.after!, author: push.head?.author ?? null, message: push.head?.message ?? null,
       }, 'push');
-      runs.push({ id, stack: st.id, stackName: st.name, proposed, commit: push.after });
+      runs.push({ id, stack: st.id, stackName: st.name, proposed, commit: push.after! });
     }
   });
-  audit.runs = runs.map((r) => String(r.id)).join(',');
+  audit.runs = runs.map((r) => r.id).join(',');
   s.log.info('Git push received', { repo: audit.repo as string, ref: push.ref, commit: push.after ?? null, runs: runs.length, skipped: skipped.length });
   return { status: 202, body: { message: runs.length > 0 ? `queued ${runs.length} run(s)` : 'nothing queued', runs, skipped }, audit: { ...audit, outcome: `queued ${runs.length}` } };
 }

@@ -14,7 +14,8 @@ import { afterCommit, transaction } from './db.ts';
 import { HttpError, badField } from './http.ts';
 import type { Logger } from './log.ts';
 import type { LogFiles } from './logs.ts';
-import { afterPhase, planAssignments, onWorkerLost, type Outcome, type WorkerView } from './scheduler.ts';
+import type { Assignment, Control, Outcome, PollReply, RunState } from '../protocol.ts';
+import { afterPhase, planAssignments, onWorkerLost, type WorkerFacts } from './scheduler.ts';
 import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
 import { phaseState } from './views.ts';
 import { Presence } from './workers.ts';
@@ -29,10 +30,17 @@ export interface ServiceOptions {
   blobs: BlobStore;
   logs: LogFiles;
   log: Logger;
+  /** Told as runs are assigned and phases and runs end (lib/metrics/server.ts). */
+  metrics?: RunObserver;
 }
 
-export interface Control { drain: boolean; cycle: boolean; cancel: string[] }
-export interface PollReply { assignment: Record<string, unknown> | null; control: Control }
+export interface RunObserver {
+  runAssigned(poolId: string, queuedAt: string, now: string): void;
+  phaseEnded(poolId: string, ph: { started_at: string | null; assigned_at: string | null }, outcome: Outcome, endedAt: string): void;
+  runEnded(run: { pool_id: string; created_at: string }, state: RunState, endedAt: string): void;
+  logIngested(poolId: string, bytes: number): void;
+}
+
 
 export const DEFAULT_POLL_SECONDS = 25;
 export const MAX_POLL_SECONDS = 60;
@@ -163,7 +171,7 @@ export class Service {
     return new HttpError(409, 'RUN_STATE', `Phase ${ph.idx} of run ${run.id} is not running (run ${run.state}, phase ${phaseState(ph)})`);
   }
 
-  view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerView {
+  view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerFacts {
     return {
       id: w.id, poolId: w.pool_id, deregistered: w.deregistered_at !== null, offline: w.offline === 1,
       drained: w.drained === 1, cycled: w.cycle_gen < pool.cycle, accepting: accept, busy: w.current_run !== null,
@@ -181,13 +189,13 @@ export class Service {
     return { drain: w.drained === 1, cycle: pool ? w.cycle_gen < pool.cycle : true, cancel };
   }
 
-  reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = [], known?: Control, current?: RunRow): PollReply {
+  reply(w: WorkerRow, assignment: Assignment | null, extraCancel: string[] = [], known?: Control, current?: RunRow): PollReply {
     const control = known ?? this.control(w, extraCancel, current);
     this.presence.delivered.set(w.id, JSON.stringify(control));
     return { assignment, control };
   }
 
-  assignmentFor(run: RunRow): Record<string, unknown> {
+  assignmentFor(run: RunRow): Assignment {
     const spec = JSON.parse(run.spec) as RunSpec;
     const ph = spec.phases[run.phase]!;
     const row = this.store.phase(run.id, run.phase);
@@ -210,6 +218,8 @@ export class Service {
 
   assign(run: RunRow, workerId: string): void {
     const now = iso();
+    // updated_at of a QUEUED run is when it entered the queue (trigger, confirm, requeue).
+    this.opts.metrics?.runAssigned(run.pool_id, run.updated_at, now);
     transaction(this.store.db, () => {
       this.store.updateRun(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
       this.store.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
@@ -291,6 +301,8 @@ export class Service {
       });
       if (workerId) this.store.releaseWorker(workerId, run.id, now);
     });
+    this.opts.metrics?.phaseEnded(run.pool_id, ph, outcome, now);
+    if (ended) this.opts.metrics?.runEnded(run, next.state, now);
     this.log.info('Phase ended', { run: run.id, phase: ph.idx, outcome, state: next.state, worker: workerId ?? undefined });
     void this.opts.logs.exclusive(run.id, ph.idx, () => this.opts.logs.release(run.id, ph.idx));
     this.changed(run.id);

@@ -1,11 +1,11 @@
 // Typed access to the database: rows in, plain objects out. No policy here;
 // service.ts decides, this file only reads and writes.
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import type { Outcome, RunState } from './scheduler.ts';
+import type { KeyState, Outcome, PhaseSpec, RunState, RunTrigger, StackKind } from '../protocol.ts';
 
 export interface PoolRow { id: string; name: string; cycle: number; created_at: string; deleted_at: string | null }
 export interface KeyRow {
-  id: string; pool_id: string; state: 'active' | 'retired' | 'revoked'; serial: string;
+  id: string; pool_id: string; state: KeyState; serial: string;
   public_key_pem: string; cert_pem: string; not_after: string; created_at: string; retired_at: string | null;
 }
 export interface WorkerRow {
@@ -14,7 +14,7 @@ export interface WorkerRow {
   drained: number; offline: number; offline_since: string | null; cycle_gen: number; deregistered_at: string | null;
 }
 export interface StackRow {
-  id: string; name: string; kind: 'stack' | 'module'; pool_id: string | null; image: string | null;
+  id: string; name: string; kind: StackKind; pool_id: string | null; image: string | null;
   env: string; secret_env: Uint8Array | null; phases: string; created_at: string; updated_at: string; deleted_at: string | null;
   repo: string | null; repo_key: string | null; branch: string | null; repo_credential: Uint8Array | null;
   trigger_paths: string; propose_branches: number; webhook_secret: string | null;
@@ -27,13 +27,11 @@ export interface RunRow {
   trigger: RunTrigger; commit_repo: string | null; commit_branch: string | null; commit_sha: string | null;
   commit_author: string | null; commit_message: string | null;
 }
-export type RunTrigger = 'manual' | 'push';
 export interface PhaseRow {
   run_id: string; idx: number; name: string; confirm: number; worker_id: string | null;
   assigned_at: string | null; started_at: string | null; ended_at: string | null;
   outcome: Outcome | null; exit_code: number | null; error: string | null; log_next_seq: number; log_bytes: number;
 }
-export interface PhaseSpec { name: string; script: string; confirm: boolean }
 /** Where a run's files come from when it has no uploaded workspace: fetched by the worker. */
 export interface SourceSpec { repo: string; branch: string | null; commit: string | null; credential: string | null }
 export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[]; source?: SourceSpec }

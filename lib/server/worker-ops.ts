@@ -3,8 +3,9 @@
 // The scheduling core (assignment, dispatch, leases, phase ends) is Service.
 import type { Readable } from 'node:stream';
 import { HttpError, badField } from './http.ts';
-import { REPORTABLE_OUTCOMES, canTakeWork, type Outcome } from './scheduler.ts';
-import { DEFAULT_POLL_SECONDS, iso, newId, type PollReply, type Service } from './service.ts';
+import { REPORTABLE_OUTCOMES, type Assignment, type Empty, type LogAck, type PhaseStatus, type PollReply, type Registration, type ReportableOutcome, type WorkspaceAck } from '../protocol.ts';
+import { canTakeWork } from './scheduler.ts';
+import { DEFAULT_POLL_SECONDS, iso, newId, type Service } from './service.ts';
 import { phaseState } from './views.ts';
 import type { Waiter } from './workers.ts';
 
@@ -14,7 +15,7 @@ export class WorkerOps {
   private readonly s: Service;
   constructor(s: Service) { this.s = s; }
 
-  register(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+  register(poolId: string, body: Record<string, unknown>): Registration {
     const pool = this.s.pool(poolId);
     const metadata = plainMap(body.metadata, 'metadata', 256, 4096);
     const host = plainMap(body.host, 'host', 64, 1024);
@@ -57,7 +58,7 @@ export class WorkerOps {
     this.s.touch(w);
 
     // Reconcile what the launcher says it runs with what the server assigned.
-    let resend: Record<string, unknown> | null = null;
+    let resend: Assignment | null = null;
     const extraCancel: string[] = [];
     if (w.current_run) {
       const run = this.s.store.runById(w.current_run);
@@ -116,7 +117,7 @@ export class WorkerOps {
     return w ? this.s.reply(w, null, extraCancel) : undefined;
   }
 
-  startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Record<string, unknown> {
+  startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Empty {
     const w = this.s.poolWorker(poolId, body.workerId);
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w);
     if (ph.started_at !== null && ph.outcome === null) return {};
@@ -132,7 +133,7 @@ export class WorkerOps {
    * confirms the one asked for, with the author and message it read). A
    * different SHA than the one recorded is refused: a run never changes commit.
    */
-  recordCommit(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Record<string, unknown> {
+  recordCommit(poolId: string, runId: string, phase: number, body: Record<string, unknown>): { sha: string } {
     const w = this.s.poolWorker(poolId, body.workerId);
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w);
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
@@ -159,7 +160,7 @@ export class WorkerOps {
     return { sha };
   }
 
-  phaseStatus(poolId: string, runId: string, phase: number): Record<string, unknown> {
+  phaseStatus(poolId: string, runId: string, phase: number): PhaseStatus {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     return {
       state: phaseState(ph),
@@ -168,7 +169,7 @@ export class WorkerOps {
     };
   }
 
-  async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<Record<string, unknown>> {
+  async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<LogAck> {
     this.s.assignedPhase(poolId, runId, phase);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
       const ph = this.s.store.phase(runId, phase)!;
@@ -180,6 +181,7 @@ export class WorkerOps {
       if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
       await this.s.opts.logs.write(runId, phase, ph.log_bytes, chunk);
       this.s.store.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + chunk.length });
+      this.s.opts.metrics?.logIngested(poolId, chunk.length);
       this.s.changed(runId);
       return { nextSeq: seq + 1 };
     });
@@ -193,7 +195,7 @@ export class WorkerOps {
     return this.s.workspace(run);
   }
 
-  async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<Record<string, unknown>> {
+  async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<WorkspaceAck> {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
     const got = await this.s.receiveWorkspace(body, declared);
@@ -207,9 +209,9 @@ export class WorkerOps {
     return { bytes: got.size };
   }
 
-  async result(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async result(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Promise<Empty> {
     const w = this.s.poolWorker(poolId, body.workerId);
-    const outcome = body.outcome as Outcome;
+    const outcome = body.outcome as ReportableOutcome;
     if (!REPORTABLE_OUTCOMES.includes(outcome)) throw badField('outcome', `one of ${REPORTABLE_OUTCOMES.join(', ')}`);
     const exitCode = body.exitCode === undefined || body.exitCode === null ? null : body.exitCode;
     if (exitCode !== null && !Number.isInteger(exitCode)) throw badField('exitCode', 'an integer or null');
@@ -233,7 +235,7 @@ export class WorkerOps {
     });
   }
 
-  deregister(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+  deregister(poolId: string, body: Record<string, unknown>): Empty {
     const w = this.s.poolWorker(poolId, body.workerId);
     if (w.current_run) {
       const run = this.s.store.runById(w.current_run);
