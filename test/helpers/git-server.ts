@@ -1,20 +1,19 @@
-// A real Git server for tests: Debian's `git http-backend` (Git smart HTTP, the
-// CGI program every Git hosting setup wraps) behind a small loopback HTTP
-// server that asks for basic auth, serving bare repositories the tests create
-// with real commits (the host's git CLI makes them; the launcher never uses it).
+// A real Git server for tests: Debian's `git http-backend` behind a small
+// loopback HTTP server with basic auth (scripts/git-http-server.ts), serving
+// bare repositories the tests create with real commits (the host's git CLI
+// makes them; the launcher never uses it).
 //
 //   const gs = await startGitServer({ username: 'ci', password: 's3cret' });
 //   const repo = gs.createRepo('infra');               // bare infra.git + a working copy
 //   const sha = repo.commit({ 'main.tf': '…' }, 'first'); // commit and push to main
 //   repo.url                                            // http://127.0.0.1:PORT/infra.git
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { HTTP_BACKEND, startGitHttpServer } from '../../scripts/git-http-server.ts';
 
-export const HTTP_BACKEND = '/usr/lib/git-core/git-http-backend';
+export { HTTP_BACKEND };
 
 export interface GitServer {
   port: number;
@@ -51,73 +50,8 @@ export async function startGitServer(o: { username?: string; password?: string }
   const root = mkdtempSync(join(tmpdir(), 'launcher-git-server-'));
   const username = o.username ?? 'ci';
   const password = o.password ?? 'git-pa55word';
-  const expected = `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
-  const stats = { requests: 0, refused: 0 };
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    stats.requests++;
-    if (req.headers.authorization !== expected) {
-      stats.refused++;
-      res.writeHead(401, { 'www-authenticate': 'Basic realm="git"', 'content-type': 'text/plain' });
-      res.end('authentication required\n');
-      req.resume();
-      return;
-    }
-    const u = new URL(req.url ?? '/', 'http://git.invalid');
-    const cgi = spawn(HTTP_BACKEND, [], {
-      env: {
-        GIT_PROJECT_ROOT: root,
-        GIT_HTTP_EXPORT_ALL: '1',
-        PATH_INFO: decodeURIComponent(u.pathname),
-        QUERY_STRING: u.search.replace(/^\?/, ''),
-        REQUEST_METHOD: req.method ?? 'GET',
-        CONTENT_TYPE: String(req.headers['content-type'] ?? ''),
-        ...(req.headers['content-length'] ? { CONTENT_LENGTH: String(req.headers['content-length']) } : {}),
-        ...(req.headers['content-encoding'] ? { HTTP_CONTENT_ENCODING: String(req.headers['content-encoding']) } : {}),
-        ...(req.headers['git-protocol'] ? { GIT_PROTOCOL: String(req.headers['git-protocol']) } : {}),
-        REMOTE_USER: username,
-        REMOTE_ADDR: req.socket.remoteAddress ?? '127.0.0.1',
-        PATH: '/usr/bin:/bin',
-      },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    req.pipe(cgi.stdin);
-    let head = Buffer.alloc(0);
-    let headerDone = false;
-    cgi.stdout.on('data', (chunk: Buffer) => {
-      if (headerDone) { res.write(chunk); return; }
-      head = Buffer.concat([head, chunk]);
-      let end = head.indexOf('\r\n\r\n');
-      let sep = 4;
-      if (end === -1) { end = head.indexOf('\n\n'); sep = 2; }
-      if (end === -1) return;
-      headerDone = true;
-      let status = 200;
-      const headers: Record<string, string> = {};
-      for (const line of head.subarray(0, end).toString('latin1').split(/\r?\n/)) {
-        const i = line.indexOf(':');
-        if (i <= 0) continue;
-        const k = line.slice(0, i).trim();
-        const v = line.slice(i + 1).trim();
-        if (k.toLowerCase() === 'status') status = Number.parseInt(v, 10);
-        else headers[k] = v;
-      }
-      res.writeHead(status, headers);
-      res.write(head.subarray(end + sep));
-    });
-    let stderr = '';
-    cgi.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
-    cgi.on('close', (code) => {
-      if (!headerDone) {
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end(`git http-backend exited ${code}: ${stderr}`);
-        return;
-      }
-      res.end();
-    });
-  };
-  const server: Server = createServer(handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
+  const http = await startGitHttpServer({ root, username, password });
+  const { port, stats } = http;
   const url = (name: string): string => `http://127.0.0.1:${port}/${name}.git`;
 
   const createRepo = (name: string, opts: { branch?: string } = {}): GitRepo => {
@@ -163,8 +97,7 @@ export async function startGitServer(o: { username?: string; password?: string }
   return {
     port, root, username, password, stats, url, createRepo,
     async stop() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await http.close();
       rmSync(root, { recursive: true, force: true });
     },
   };
