@@ -229,6 +229,9 @@ const attach: Command = {
       // Secrets were sealed to the old pool's keys; the new pool cannot open them.
       ctx.err.write(`Warning: the secret env of ${id} is sealed to the keys of the pool it was created for; run launcher admin stack update ${id} --secret K=V… to seal it to this pool\n`);
     }
+    if (answer.stack?.repoCredential) {
+      ctx.err.write(`Warning: the repository credential of ${id} is sealed to the keys of the pool it was created for; run launcher admin stack update ${id} --repo-credential USER:TOKEN to seal it to this pool\n`);
+    }
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `Attached ${cell(answer.stack?.id)} to pool ${cell(answer.stack?.pool)}\n`);
   },
