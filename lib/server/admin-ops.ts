@@ -9,12 +9,18 @@ import { transaction } from './db.ts';
 import { HttpError, badField, bool, str, stringMap } from './http.ts';
 import {
   WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
-  type RunAction, type RunList, type RunReply, type RunState, type RunTrigger, type RunView, type StackList, type StackReply, type WebhookReply, type WorkerList, type WorkerView,
+  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type WebhookReply, type WorkerList, type WorkerView,
 } from '../protocol.ts';
 import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
-import { iso, looksSealed, newId, normSerial, type Service } from './service.ts';
+import { Service, iso, looksSealed, newId, normSerial } from './service.ts';
 import type { KeyRow, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
 import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
+import type { Readable } from 'node:stream';
+import { stateVersionJson } from './state.ts';
+import { stateWriteQuery } from './worker-ops.ts';
+import { ToolConfigError, parseToolConfig, relativePath } from '../tool/config.ts';
+import { inProjectRoot, toolPhases } from '../tool/steps.ts';
+import { DEFAULT_STATE_HISTORY, MAX_STATE_HISTORY } from '../tool/state.ts';
 import { randomBytes } from 'node:crypto';
 import { REPO_URL_HINT, SHA_RE, branchProblem, repoKey, repoUrlProblem } from '../vcs/repo.ts';
 import { GLOB_HINT, globProblem } from '../vcs/paths.ts';
@@ -33,7 +39,8 @@ export interface TriggerOptions {
   commit?: string;
   /** A branch other than the stack's (proposed runs only). */
   branch?: string;
-  trigger?: RunTrigger;
+  /** What queued it: null (an admin), "push", "schedule:ID". */
+  trigger?: string | null;
   /** Commit details already known (from a push payload). */
   author?: string | null;
   message?: string | null;
@@ -86,11 +93,12 @@ export class AdminOps {
   createPool(body: Record<string, unknown>): PoolTokenReply {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
+    const description = str(body, 'description', { optional: true, max: 1024, hint: 'free text of at most 1024 characters' }) ?? '';
     if (this.store.pool(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
     const id = newId('pool');
     const { key, token } = this.issueKey(id, csr);
     transaction(this.store.db, () => {
-      this.store.run('INSERT INTO pools (id, name, cycle, created_at) VALUES (?, ?, 0, ?)', [id, name, iso()]);
+      this.store.run('INSERT INTO pools (id, name, description, cycle, created_at) VALUES (?, ?, ?, 0, ?)', [id, name, description, iso()]);
       this.store.insertKey(key);
     });
     this.store.forgetPools();
@@ -215,7 +223,7 @@ export class AdminOps {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const kind = q.get('kind');
-    return { stacks: this.store.stacks().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map(stackJson) };
+    return { stacks: this.store.stacks().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map((s) => this.stackView(s)) };
   }
 
   private stackFields(body: Record<string, unknown>, partial: boolean): Partial<StackRow> {
@@ -230,7 +238,29 @@ export class AdminOps {
     if ('image' in body) out.image = str(body, 'image', { optional: true, max: 512, hint: 'an image reference or null' }) ?? null;
     if ('env' in body || !partial) out.env = JSON.stringify(stringMap(body, 'env', ENV_NAME, 'variable names ([A-Za-z_][A-Za-z0-9_]*) with string values') ?? {});
     if ('secretEnv' in body) out.secret_env = sealedField(body, 'secretEnv', 1024 * 1024);
-    if ('phases' in body || !partial) out.phases = JSON.stringify(phasesField(body.phases));
+    if ('tool' in body) {
+      try {
+        const tool = parseToolConfig(body.tool);
+        out.tool = tool ? JSON.stringify(tool) : null;
+      } catch (e) {
+        if (e instanceof ToolConfigError) throw new HttpError(400, 'INVALID_FIELD', e.message);
+        throw e;
+      }
+    }
+    const hasTool = out.tool !== undefined ? out.tool !== null : false;
+    if ('phases' in body && body.phases !== null) out.phases = JSON.stringify(phasesField(body.phases));
+    else if (!partial) {
+      if (!hasTool) throw badField('phases', `a list of 1 to ${MAX_PHASES} phases {"name", "script", "confirm"?}, or a "tool" ({"name": "terraform"}) whose steps are the phases`);
+      out.phases = '[]';
+    }
+    if ('projectRoot' in body) {
+      try { out.project_root = relativePath(body.projectRoot, 'projectRoot'); } catch (e) { throw new HttpError(400, 'INVALID_FIELD', (e as Error).message); }
+    }
+    if ('stateHistory' in body) {
+      const n = body.stateHistory;
+      if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > MAX_STATE_HISTORY) throw badField('stateHistory', `how many state versions to keep, an integer from 1 to ${MAX_STATE_HISTORY} (default ${DEFAULT_STATE_HISTORY})`);
+      out.state_history = n as number;
+    }
     if ('repo' in body) {
       if (body.repo === null || body.repo === '') {
         Object.assign(out, { repo: null, repo_key: null, branch: null, repo_credential: null });
@@ -277,6 +307,13 @@ export class AdminOps {
     }
   }
 
+  /** A stack has either phases or a tool, never both and never neither. */
+  private checkShape(row: { tool: string | null; phases: string }): void {
+    const phases = JSON.parse(row.phases) as unknown[];
+    if (row.tool !== null && phases.length > 0) throw badField('phases', 'no phases on a stack with a "tool": its steps are the phases (set "tool": null to use phases)');
+    if (row.tool === null && phases.length === 0) throw badField('phases', `a list of 1 to ${MAX_PHASES} phases, or a "tool"`);
+  }
+
   createStack(body: Record<string, unknown>): StackReply {
     const f = this.stackFields(body, false);
     this.sourceFields(f, undefined);
@@ -287,12 +324,15 @@ export class AdminOps {
       env: f.env!, secret_env: f.secret_env ?? null, phases: f.phases!, created_at: now, updated_at: now, deleted_at: null,
       repo: f.repo ?? null, repo_key: f.repo_key ?? null, branch: f.branch ?? null, repo_credential: f.repo_credential ?? null,
       trigger_paths: f.trigger_paths ?? '[]', propose_branches: f.propose_branches ?? 1, webhook_secret: f.webhook_secret ?? null,
+      tool: f.tool ?? null, project_root: f.project_root ?? '.', state_history: f.state_history ?? DEFAULT_STATE_HISTORY,
+      state_holder: null, drifted_run: null,
     };
+    this.checkShape(row);
     this.store.insertStack(row);
-    return { stack: stackJson(row) };
+    return { stack: this.stackView(row) };
   }
 
-  updateStack(idOrName: string, body: Record<string, unknown>): StackReply {
+  async updateStack(idOrName: string, body: Record<string, unknown>): Promise<StackReply> {
     const st = this.stack(idOrName);
     const f = this.stackFields(body, true);
     this.sourceFields(f, st);
@@ -300,8 +340,13 @@ export class AdminOps {
       const other = this.store.stack(f.name);
       if (other && other.id !== st.id) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     }
+    // Switching to a tool drops the phases, and back again needs phases.
+    if (f.tool !== undefined && f.tool !== null && f.phases === undefined) f.phases = '[]';
+    this.checkShape({ tool: f.tool !== undefined ? f.tool : st.tool, phases: f.phases ?? st.phases });
     this.store.updateStack(st.id, { ...f, updated_at: iso() });
-    return { stack: stackJson(this.store.stack(st.id)!) };
+    const after = this.store.stack(st.id)!;
+    if (f.state_history !== undefined) await this.s.states.prune(after);
+    return { stack: this.stackView(after) };
   }
 
   /** Where a Git server sends pushes for this stack, and the secret it signs them with. */
@@ -312,18 +357,78 @@ export class AdminOps {
     return { webhook: { url: `${this.s.serverUrl}/v1/hooks/git`, secret: st.webhook_secret, contentType: 'application/json', events: ['push'], repo: st.repo, stacks: shared } };
   }
 
-  deleteStack(idOrName: string): StackReply {
+  stackView(st: StackRow): StackView {
+    const cur = this.s.states.rows.current(st.id);
+    const holder = this.s.states.holder(st);
+    return stackJson(st, { stateVersion: cur?.version ?? null, stateHolder: holder?.id ?? null });
+  }
+
+  async deleteStack(idOrName: string, purgeState: boolean): Promise<StackReply & { purgedStateVersions?: number }> {
     const st = this.stack(idOrName);
     const active = this.store.activeRunCount('stack_id', st.id);
     if (active > 0) throw new HttpError(409, 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
     this.store.updateStack(st.id, { deleted_at: iso() });
-    return { stack: stackJson(st) };
+    this.store.run('UPDATE schedules SET deleted_at = ? WHERE stack_id = ? AND deleted_at IS NULL', [iso(), st.id]);
+    const view = this.stackView(st);
+    if (!purgeState) return { stack: view };
+    return { stack: view, purgedStateVersions: await this.s.states.purge(st.id) };
+  }
+
+  // ------------------------------------------------------------ managed state
+
+  /** A live stack by id or name, or a deleted one by id (its state is kept until purged). */
+  stateStack(idOrName: string): StackRow {
+    const st = this.store.stack(idOrName) ?? this.store.stackAny(idOrName);
+    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks; a deleted stack's state is reachable by its id)`);
+    return st;
+  }
+
+  stateList(idOrName: string): StateList {
+    const st = this.stateStack(idOrName);
+    const versions = this.s.states.rows.list(st.id);
+    return {
+      stack: st.id, current: versions[0]?.version ?? null, holder: this.s.states.holder(st)?.id ?? null,
+      history: st.state_history, versions: versions.map(stateVersionJson),
+    };
+  }
+
+  /** Writers other than the holding run wait until it ends. */
+  private notHeld(st: StackRow, what: string): () => void {
+    return () => {
+      const fresh = this.store.stackAny(st.id) ?? st;
+      const h = this.s.states.holder(fresh);
+      if (h) throw new HttpError(409, 'STATE_LOCKED', `Cannot ${what} the state of ${st.name}: run ${h.id} holds it until it ends (wait for it, or cancel it)`, { holder: h.id });
+    };
+  }
+
+  async statePush(idOrName: string, body: Readable, declared: number, q: URLSearchParams): Promise<{ version: StateVersionView }> {
+    const st = this.stateStack(idOrName);
+    const w = stateWriteQuery(q, null, 'push');
+    this.notHeld(st, 'push')();
+    const got = await this.s.states.receive(body, declared);
+    const row = await this.s.states.commit(st, got, w, { check: this.notHeld(st, 'push') });
+    return { version: stateVersionJson(row) };
+  }
+
+  async stateRollback(idOrName: string, body: Record<string, unknown>): Promise<{ version: StateVersionView }> {
+    const st = this.stateStack(idOrName);
+    const v = body.version;
+    if (!Number.isInteger(v) || (v as number) < 1) throw badField('version', 'the state version to restore (an integer from 1; see GET /v1/stacks/{id}/state)');
+    const row = await this.s.states.rollback(st, v as number, this.notHeld(st, 'roll back'));
+    return { version: stateVersionJson(row) };
   }
 
   // ------------------------------------------------------------ runs
 
   runView(r: RunRow): RunView {
-    return runJson(r, this.store.phases(r.id));
+    const phases = this.store.phases(r.id);
+    let reason = r.reason;
+    if (r.state === 'QUEUED' && r.holds_state === 1) {
+      const st = this.store.stackAny(r.stack_id);
+      const holder = st ? this.s.states.holder(st) : undefined;
+      if (holder && holder.id !== r.id) reason = `waiting: run ${holder.id} holds the stack's state until it ends`;
+    }
+    return runJson({ ...r, reason }, phases, Service.status(r, phases[r.phase]));
   }
 
   run(id: string): RunRow {
@@ -333,10 +438,11 @@ export class AdminOps {
   }
 
   /** Creates a run; `workspaceTmp` is a received sealed upload to move into place. */
-  async trigger(stackArg: string, proposed: boolean, workspace: { tmp: string } | Buffer | undefined, o: TriggerOptions = {}): Promise<RunReply> {
+  async trigger(stackArg: string, proposedAsked: boolean, workspace: { tmp: string } | Buffer | undefined, opts: TriggerOptions | string | null = {}): Promise<RunReply> {
+    const o: TriggerOptions = typeof opts === 'string' || opts === null ? { trigger: opts } : opts;
     const st = this.stack(stackArg);
     const pool = this.triggerPool(st);
-    const commit = this.runCommit(st, proposed, workspace !== undefined, o);
+    const commit = this.runCommit(st, proposedAsked, workspace !== undefined, o);
     const id = newId('run');
     const blobs = this.s.opts.blobs;
     if (workspace) {
@@ -347,7 +453,7 @@ export class AdminOps {
         await blobs.commit(workspace.tmp, dest);
       }
     }
-    this.insertRun(id, st, pool, proposed, workspace !== undefined, commit, o.trigger ?? 'manual');
+    this.insertRun(id, st, pool, proposedAsked, workspace !== undefined, commit, o.trigger ?? null);
     return { run: this.runView(this.run(id)) };
   }
 
@@ -372,9 +478,18 @@ export class AdminOps {
   }
 
   /** Inserts a run (and hands it to a waiting worker) in one transaction. */
-  insertRun(id: string, st: StackRow, pool: PoolRow, proposed: boolean, hasWorkspace: boolean, commit: RunCommit | null, trigger: RunTrigger): void {
-    const phases = JSON.parse(st.phases) as PhaseSpec[];
-    const spec: RunSpec = { image: st.image, env: JSON.parse(st.env) as Record<string, string>, phases };
+  insertRun(id: string, st: StackRow, pool: PoolRow, proposedAsked: boolean, hasWorkspace: boolean, commit: RunCommit | null, trigger: string | null): void {
+    const tool = st.tool ? parseToolConfig(JSON.parse(st.tool)) : null;
+    // A module's run only checks (init, validate, test): it is always proposed.
+    const proposed = proposedAsked || (tool !== null && st.kind === 'module');
+    const phases: PhaseSpec[] = tool
+      ? toolPhases(tool, { kind: st.kind, proposed, projectRoot: st.project_root })
+      : (JSON.parse(st.phases) as PhaseSpec[]).map((p) => ({ ...p, script: inProjectRoot(st.project_root, p.script) }));
+    const manageState = tool !== null && tool.manageState && st.kind === 'stack';
+    const spec: RunSpec = {
+      image: st.image, env: JSON.parse(st.env) as Record<string, string>, phases,
+      ...(tool ? { tool: { name: tool.name, projectRoot: st.project_root, manageState } } : {}),
+    };
     if (commit && !hasWorkspace) {
       spec.source = {
         repo: commit.repo, branch: commit.branch, commit: commit.sha,
@@ -389,7 +504,8 @@ export class AdminOps {
         state, phase: 0, phase_count: phases.length, spec: JSON.stringify(spec), secret_env: st.secret_env,
         worker_id: null, cancel_requested: 0, has_workspace: hasWorkspace ? 1 : 0, reason: null,
         created_at: now, updated_at: now, ended_at: null,
-        trigger, commit_repo: commit?.repo ?? null, commit_branch: commit?.branch ?? null, commit_sha: commit?.sha ?? null,
+        holds_state: manageState && !proposed ? 1 : 0, trigger,
+        commit_repo: commit?.repo ?? null, commit_branch: commit?.branch ?? null, commit_sha: commit?.sha ?? null,
         commit_author: commit?.author ?? null, commit_message: commit?.message ?? null,
       }, phases);
       // In the same transaction: a waiting launcher gets the run with one
@@ -440,7 +556,8 @@ export class AdminOps {
         this.s.wake(r.worker_id);
       }
       if (ended) this.s.opts.metrics?.runEnded(r, state, now);
-      if (state === 'QUEUED') this.s.dispatch(r.pool_id);
+      // QUEUED again, or ended while holding the stack's state: waiting runs may go.
+      if (state === 'QUEUED' || (ended && r.holds_state === 1)) this.s.dispatch(r.pool_id);
     }
     this.s.changed(r.id);
     return { run: this.runView(this.run(r.id)) };

@@ -51,7 +51,34 @@ const MIGRATIONS: string[] = [
   `
   CREATE INDEX runs_ended ON runs(ended_at) WHERE ended_at IS NOT NULL;
   `,
-  // 3: stacks from Git (repository, branch, sealed credential, path filters,
+  // 3: a pool's description, shown in the console and by pool show.
+  `ALTER TABLE pools ADD COLUMN description TEXT NOT NULL DEFAULT ''`,
+  // 4: tool workflows (Terraform/OpenTofu), per-stack sealed state versions, schedules.
+  `
+  ALTER TABLE stacks ADD COLUMN tool TEXT;
+  ALTER TABLE stacks ADD COLUMN project_root TEXT NOT NULL DEFAULT '.';
+  ALTER TABLE stacks ADD COLUMN state_history INTEGER NOT NULL DEFAULT 100;
+  ALTER TABLE stacks ADD COLUMN state_holder TEXT;
+  ALTER TABLE stacks ADD COLUMN drifted_run TEXT;
+  ALTER TABLE runs ADD COLUMN holds_state INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE runs ADD COLUMN changes TEXT;
+  ALTER TABLE runs ADD COLUMN drifted INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE runs ADD COLUMN trigger TEXT;
+  ALTER TABLE phases ADD COLUMN step TEXT;
+  CREATE TABLE state_versions (
+    stack_id TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT, source TEXT NOT NULL,
+    serial INTEGER, lineage TEXT, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (stack_id, version));
+  CREATE TABLE state_conflicts (
+    run_id TEXT NOT NULL, phase INTEGER NOT NULL, stack_id TEXT NOT NULL, base INTEGER, current INTEGER,
+    serial INTEGER, lineage TEXT, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, phase));
+  CREATE TABLE schedules (
+    id TEXT PRIMARY KEY, stack_id TEXT NOT NULL, cron TEXT NOT NULL, reconcile INTEGER NOT NULL,
+    last_slot TEXT, created_at TEXT NOT NULL, deleted_at TEXT);
+  CREATE INDEX schedules_stack ON schedules(stack_id);
+  `,
+  // 5: stacks from Git (repository, branch, sealed credential, path filters,
   // webhook secret) and the commit each run records; webhook delivery ids.
   `
   ALTER TABLE stacks ADD COLUMN repo TEXT;
@@ -62,7 +89,6 @@ const MIGRATIONS: string[] = [
   ALTER TABLE stacks ADD COLUMN propose_branches INTEGER NOT NULL DEFAULT 1;
   ALTER TABLE stacks ADD COLUMN webhook_secret TEXT;
   CREATE INDEX stacks_repo ON stacks(repo_key) WHERE deleted_at IS NULL;
-  ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual';
   ALTER TABLE runs ADD COLUMN commit_repo TEXT;
   ALTER TABLE runs ADD COLUMN commit_branch TEXT;
   ALTER TABLE runs ADD COLUMN commit_sha TEXT;
