@@ -187,6 +187,21 @@ export interface AssignmentSource {
 /** `POST /v1/worker/runs/{run}/phases/{phase}/commit`: the commit the worker fetched. */
 export interface CommitReport { workerId: string; sha: string; author: string | null; message: string | null }
 
+/** `GET /v1/stacks/{id}/schedules`: drift detection on a cron schedule (UTC). */
+export interface ScheduleView {
+  id: string;
+  stack: string;
+  cron: string;
+  /** A run that finds drift queues a tracked run. */
+  reconcile: boolean;
+  /** The last slot handled (fired or skipped). */
+  lastSlot: string | null;
+  nextSlot: string | null;
+  createdAt: string;
+}
+export interface ScheduleList { schedules: ScheduleView[] }
+export interface ScheduleReply { schedule: ScheduleView }
+
 export interface Control {
   drain: boolean;
   cycle: boolean;

@@ -13,6 +13,8 @@ import { ago, cell, fields, json, table, tags } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
 import { recipientsFor, sealSecretEnv, sealText } from './seal.ts';
 import { readFileSync } from 'node:fs';
+import { state } from './state.ts';
+import { schedule } from './schedule.ts';
 
 const KINDS: readonly string[] = STACK_KINDS;
 
@@ -358,4 +360,4 @@ const detach: Command = {
   },
 };
 
-export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach, webhook };
+export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach, webhook, state, schedule };

@@ -9,7 +9,7 @@ import { transaction } from './db.ts';
 import { HttpError, badField, bool, str, stringMap } from './http.ts';
 import {
   WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
-  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type WebhookReply, type WorkerList, type WorkerView,
+  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type ScheduleList, type ScheduleReply, type WebhookReply, type WorkerList, type WorkerView,
 } from '../protocol.ts';
 import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
 import { Service, iso, looksSealed, newId, normSerial } from './service.ts';
@@ -17,6 +17,7 @@ import type { KeyRow, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './st
 import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
 import type { Readable } from 'node:stream';
 import { stateVersionJson } from './state.ts';
+import { Schedules, scheduleJson } from './schedules.ts';
 import { stateWriteQuery } from './worker-ops.ts';
 import { ToolConfigError, parseToolConfig, relativePath } from '../tool/config.ts';
 import { inProjectRoot, toolPhases } from '../tool/steps.ts';
@@ -48,7 +49,27 @@ export interface TriggerOptions {
 
 export class AdminOps {
   private readonly s: Service;
-  constructor(s: Service) { this.s = s; }
+  /** Drift detection: scheduled proposed runs of tool stacks. */
+  readonly schedules: Schedules;
+  constructor(s: Service, now: () => number = Date.now) {
+    this.s = s;
+    this.schedules = new Schedules(s, (stack, proposed, ws, source) => this.trigger(stack, proposed, ws, source), now);
+  }
+
+  listSchedules(stackArg: string): ScheduleList {
+    const st = this.stack(stackArg);
+    const now = this.schedules.now();
+    return { schedules: this.schedules.list(st.id).map((r) => scheduleJson(r, now)) };
+  }
+
+  addSchedule(stackArg: string, body: Record<string, unknown>): ScheduleReply {
+    const row = this.schedules.add(this.stack(stackArg), body);
+    return { schedule: scheduleJson(row, this.schedules.now()) };
+  }
+
+  deleteSchedule(id: string): ScheduleReply {
+    return { schedule: scheduleJson(this.schedules.delete(id), this.schedules.now()) };
+  }
 
   private get store() { return this.s.store; }
 
