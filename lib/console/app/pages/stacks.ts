@@ -7,6 +7,7 @@ import { sealSecretEnv } from '../age.ts';
 import { Badge, ErrorNote, Loading, Page, Time, html, navigate, setFlash, takeFlash, useAction, useGet } from '../ui.ts';
 import { poolKeys } from './pools.ts';
 import { RunsTable } from './runs.ts';
+import { NO_TOOL, Schedules, StateVersions, ToolFields, toolField, toolForm, type ToolForm } from './tool.ts';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -39,7 +40,7 @@ export function StacksPage({ kind }: { kind: 'stack' | 'module' }) {
         const r = lastTracked.get(s.id);
         return html`<tr data-stack=${s.id}><td><a href=${`/stacks/${enc(s.id)}`}>${s.name}</a></td>
           <td>${s.pool ? html`<a href=${`/pools/${enc(s.pool)}`}>${poolName(s.pool)}</a>` : html`<span class="muted">detached</span>`}</td>
-          <td>${r ? html`<a href=${`/runs/${enc(r.id)}`}><${Badge} state=${r.state} /></a> <${Time} iso=${r.createdAt} />` : html`<span class="muted">none</span>`}</td>
+          <td>${r ? html`<a href=${`/runs/${enc(r.id)}`}><${Badge} state=${r.state} /></a> <${Time} iso=${r.createdAt} />` : html`<span class="muted">none</span>`}${s.drifted ? html` <${Badge} state="DRIFTED" />` : null}</td>
           <td><${Time} iso=${s.updatedAt} /></td></tr>`;
       })}</tbody></table></div>`}
   </${Page}>`;
@@ -101,6 +102,9 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
   const [secrets, setSecrets] = useState<Pair[]>([]);
   const [clearSecrets, setClearSecrets] = useState(false);
   const [phases, setPhases] = useState<PhaseRow[]>([{ name: 'plan', script: '', confirm: false }]);
+  const [tool, setTool] = useState<ToolForm>(NO_TOOL);
+  const [projectRoot, setProjectRoot] = useState('.');
+  const [stateHistory, setStateHistory] = useState('');
   const [saved, setSaved] = useState(takeFlash);
   const act = useAction();
   const s = stack.data?.stack;
@@ -109,7 +113,11 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
     if (!s) return;
     setName(s.name); setKind(s.kind); setPool(s.pool ?? ''); setImage(s.image ?? '');
     setEnv(Object.entries(s.env ?? {}).map(([k, v]) => ({ name: k, value: String(v) })));
-    setPhases((s.phases as Obj[]).map((p) => ({ name: p.name, script: p.script, confirm: !!p.confirm })));
+    const ph = (s.phases as Obj[]).map((p) => ({ name: p.name, script: p.script, confirm: !!p.confirm }));
+    setPhases(ph.length ? ph : [{ name: 'plan', script: '', confirm: false }]);
+    setTool(toolForm(s.tool));
+    setProjectRoot(s.projectRoot ?? '.');
+    setStateHistory(s.stateHistory ? String(s.stateHistory) : '');
     setSecrets([]); setClearSecrets(false);
   }, [s?.id, s?.updatedAt]);
 
@@ -124,8 +132,12 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
       const body: Obj = {
         name: name.trim(), kind, pool: pool || null, image: image.trim() || null,
         env: Object.fromEntries(env.map((p) => [p.name, p.value])),
-        phases: phases.map((p) => ({ name: p.name.trim(), script: p.script, confirm: p.confirm })),
+        phases: tool.workflow === 'phases' ? phases.map((p) => ({ name: p.name.trim(), script: p.script, confirm: p.confirm })) : null,
       };
+      // Servers without tool workflows do not know these fields: send them only when used.
+      if (tool.workflow !== 'phases' || s?.tool) body.tool = toolField(tool);
+      if (projectRoot.trim() !== (s?.projectRoot ?? '.')) body.projectRoot = projectRoot.trim() || '.';
+      if (stateHistory.trim() && Number(stateHistory) !== s?.stateHistory) body.stateHistory = Number(stateHistory);
       let note = '';
       if (secrets.length > 0) {
         if (!pool) throw new Error('Secrets are sealed to the worker pool\'s keys: attach a worker pool first');
@@ -180,12 +192,20 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
           ${s ? html`<p class="sealed-status" aria-live="polite">${sealedTo ? `Stored secrets: sealed to ${sealedTo} key${sealedTo === 1 ? '' : 's'}.` : 'No secrets stored.'}</p>` : null}
           ${s && sealedTo ? html`<label class="check"><input type="checkbox" checked=${clearSecrets} onChange=${(e: Event) => setClearSecrets((e.target as HTMLInputElement).checked)} /> Remove the stored secrets</label>` : null}
         </div>
-        <${Phases} rows=${phases} set=${setPhases} />
+        <${ToolFields} f=${tool} set=${setTool} kind=${kind} />
+        ${tool.workflow === 'phases' ? html`<${Phases} rows=${phases} set=${setPhases} />` : null}
+        <div class="field"><label for="stack-root">Project root (the directory inside the source where scripts and steps run)</label>
+          <input id="stack-root" spellcheck="false" placeholder="." value=${projectRoot} onInput=${(e: Event) => setProjectRoot((e.target as HTMLInputElement).value)} /></div>
+        ${tool.workflow !== 'phases' && tool.manageState && kind === 'stack' ? html`<div class="field"><label for="stack-history">State versions to keep</label>
+          <input id="stack-history" type="number" min="1" inputmode="numeric" placeholder="server default" value=${stateHistory} onInput=${(e: Event) => setStateHistory((e.target as HTMLInputElement).value)} /></div>` : null}
       </section>
       <${ErrorNote} error=${act.error} />
       ${saved ? html`<p class="ok" role="status">${saved}</p>` : null}
       <button type="submit" disabled=${act.busy}>${s ? 'Save' : `Create ${kind}`}</button>
     </form>
+    ${s?.drifted ? html`<p class="warning" role="status">Drifted: a scheduled plan found changes no tracked run has applied yet${s.driftedRun ? html` (<a href=${`/runs/${enc(s.driftedRun)}`}>${s.driftedRun}</a>)` : ''}.</p>` : null}
+    ${s?.tool && s.kind === 'stack' && s.tool.manageState ? html`<h2>State versions</h2><${StateVersions} stack=${s} />` : null}
+    ${s?.tool && s.kind === 'stack' ? html`<h2>Drift detection</h2><${Schedules} stack=${s} />` : null}
     ${s ? html`<h2>Runs</h2>${runs.data ? html`<${RunsTable} runs=${runs.data.runs} showStack=${false} />` : html`<${Loading} what="runs" />`}` : null}
   </${Page}>`;
 }
