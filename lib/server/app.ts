@@ -27,6 +27,7 @@ import { ServerMetrics } from '../metrics/server.ts';
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from '../metrics/registry.ts';
 import { Store } from './store.ts';
 import { authenticateWorker, workerRoutes } from './worker-api.ts';
+import { HookRefused, receiveGitHook } from './hooks.ts';
 import { loadConsoleAssets } from '../console/assets.ts';
 import { setBaseHeaders } from '../console/headers.ts';
 import { checkCsrf, handleConsole, isConsolePath, sessionOf, type ConsoleDeps } from '../console/serve.ts';
@@ -177,6 +178,24 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     setBaseHeaders(res);
     try {
       if (dist && dist(req, res)) return;
+      if (ctx.path === '/v1/hooks/git') {
+        // Authenticated by the webhook secret, not by a certificate or the admin token.
+        if (req.method !== 'POST') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${req.method} ${ctx.path} (Git servers POST push events here)`);
+        ctx.route = ctx.path;
+        try {
+          const answer = await receiveGitHook(service, ops, ctx);
+          ctx.audit = answer.audit;
+          writeAudit(o.log, audit, req, answer.status, { ...ctx.audit }, ctx.path);
+          sendJson(res, answer.status, answer.body);
+        } catch (e) {
+          if (e instanceof HttpError) {
+            ctx.audit = { ...(e instanceof HookRefused ? e.audit : {}), error: e.code };
+            writeAudit(o.log, audit, req, e.status, { ...ctx.audit }, ctx.path);
+          }
+          throw e;
+        }
+        return;
+      }
       if (isConsolePath(ctx.path)) {
         await handleConsole(consoleDeps, req, res, ctx.path);
         return;
