@@ -39,7 +39,7 @@ export function PoolsPage() {
 function CsrField({ id, value, onInput }: { id: string; value: string; onInput: (v: string) => void }) {
   return html`<div class="field">
     <label for=${id}>Certificate request (CSR)</label>
-    <textarea id=${id} name="csr" rows="6" spellcheck="false" placeholder="-----BEGIN CERTIFICATE REQUEST-----" value=${value}
+    <textarea id=${id} name="csr" rows="6" spellcheck=${false} placeholder="-----BEGIN CERTIFICATE REQUEST-----" value=${value}
       onInput=${(e: Event) => onInput((e.target as HTMLTextAreaElement).value)}></textarea>
     <label class="file">Or choose the CSR file
       <input type="file" name="csr-file" accept=".csr,.pem,.req,text/plain"
@@ -53,7 +53,7 @@ export function TokenPanel({ token, poolName, what, id = 'pool-token' }: { token
     <h2>${what}</h2>
     <p class="warning">This token is shown once. Copy or download it now: the server keeps only the certificate.</p>
     <label for=${id}>Token</label>
-    <textarea id=${id} readonly rows="4" spellcheck="false" value=${token}></textarea>
+    <textarea id=${id} readonly rows="4" spellcheck=${false} value=${token}></textarea>
     <div class="actions">
       <${Copy} text=${token} label="Copy token" />
       <button type="button" class="secondary" onClick=${() => download(`${poolName}.token`, token + '\n')}>Download token</button>

@@ -8,6 +8,7 @@ import { LogLines } from '../logstore.ts';
 import { LogView } from '../logview.ts';
 import { Badge, ErrorNote, Loading, Page, Time, html, navigate, useAction, useGet, useLocation } from '../ui.ts';
 import { Changes } from './tool.ts';
+import { CommitFacts } from './source.ts';
 
 export const RUN_STATES = ['QUEUED', 'RUNNING', 'UNCONFIRMED', 'FINISHED', 'FAILED', 'CANCELED', 'DISCARDED'];
 const ENDED = new Set(['FINISHED', 'FAILED', 'CANCELED', 'DISCARDED']);
@@ -139,7 +140,7 @@ export function RunPage({ id }: { id: string }) {
       <dt>Type</dt><dd>${run.proposed ? 'proposed (read-only)' : 'tracked'}</dd>
       <dt>Phase</dt><dd>${phaseLabel(run)}</dd>
       <dt>Worker</dt><dd>${run.worker ?? '–'}</dd>
-      ${run.commit ? html`<dt>Commit</dt><dd><code>${String(run.commit.sha ?? run.commit).slice(0, 12)}</code> ${run.commit.message ?? ''}</dd>` : null}
+      <${CommitFacts} commit=${run.commit} />
       ${run.trigger && run.trigger !== 'manual' ? html`<dt>Triggered by</dt><dd>${run.trigger}</dd>` : null}
       ${run.drifted ? html`<dt>Drift</dt><dd><${Badge} state="DRIFTED" /> the plan found changes</dd>` : null}
       ${run.cancelRequested && !ENDED.has(run.state) ? html`<dt>Cancel</dt><dd>requested; waiting for the worker</dd>` : null}

@@ -55,17 +55,17 @@ export function ToolFields({ f, set, kind }: { f: ToolForm; set: (f: ToolForm) =
       </select></div>
     ${f.workflow === 'phases' ? null : html`
       <div class="field"><label for="tool-binary">Executable in the runner image</label>
-        <input id="tool-binary" placeholder=${f.workflow} spellcheck="false" value=${f.binary} onInput=${(e: Event) => up({ binary: (e.target as HTMLInputElement).value })} /></div>
+        <input id="tool-binary" placeholder=${f.workflow} spellcheck=${false} value=${f.binary} onInput=${(e: Event) => up({ binary: (e.target as HTMLInputElement).value })} /></div>
       ${kind === 'module' ? null : html`
         <label class="check"><input type="checkbox" checked=${f.manageState} onChange=${(e: Event) => up({ manageState: (e.target as HTMLInputElement).checked })} /> Manage the state (sealed to the pool's keys, versioned here)</label>
         <label class="check"><input type="checkbox" checked=${f.autodeploy} onChange=${(e: Event) => up({ autodeploy: (e.target as HTMLInputElement).checked })} /> Autodeploy: apply tracked runs without waiting for confirmation</label>`}
       <details><summary>Var files, hooks and extra arguments</summary>
         <div class="field"><label for="tool-varfiles">Var files (one path per line, relative to the project root)</label>
-          <textarea id="tool-varfiles" rows="2" spellcheck="false" value=${f.varFiles} onInput=${(e: Event) => up({ varFiles: (e.target as HTMLTextAreaElement).value })}></textarea></div>
+          <textarea id="tool-varfiles" rows="2" spellcheck=${false} value=${f.varFiles} onInput=${(e: Event) => up({ varFiles: (e.target as HTMLTextAreaElement).value })}></textarea></div>
         ${HOOK_POINTS.map((p) => html`<div class="field"><label for=${`hook-${p}`}>Hook ${p} (one command per line)</label>
-          <textarea id=${`hook-${p}`} rows="1" spellcheck="false" value=${f.hooks[p] ?? ''} onInput=${(e: Event) => up({ hooks: { ...f.hooks, [p]: (e.target as HTMLTextAreaElement).value } })}></textarea></div>`)}
+          <textarea id=${`hook-${p}`} rows="1" spellcheck=${false} value=${f.hooks[p] ?? ''} onInput=${(e: Event) => up({ hooks: { ...f.hooks, [p]: (e.target as HTMLTextAreaElement).value } })}></textarea></div>`)}
         ${steps.map((s) => html`<div class="field"><label for=${`args-${s}`}>Extra arguments for ${s} (one per line)</label>
-          <textarea id=${`args-${s}`} rows="1" spellcheck="false" value=${f.args[s as ToolStep] ?? ''} onInput=${(e: Event) => up({ args: { ...f.args, [s]: (e.target as HTMLTextAreaElement).value } })}></textarea></div>`)}
+          <textarea id=${`args-${s}`} rows="1" spellcheck=${false} value=${f.args[s as ToolStep] ?? ''} onInput=${(e: Event) => up({ args: { ...f.args, [s]: (e.target as HTMLTextAreaElement).value } })}></textarea></div>`)}
       </details>`}
   </fieldset>`;
 }
@@ -111,7 +111,7 @@ export function Schedules({ stack }: { stack: Obj }) {
         <td>${s.lastSlot ?? '–'}</td><td>${s.nextSlot ?? '–'}</td>
         <td><button type="button" class="secondary small" aria-label=${`Delete schedule ${s.cron}`} onClick=${() => act.run(async () => { await api('DELETE', `/v1/schedules/${enc(s.id)}`); list.reload(); })}>Delete</button></td></tr>`)}</tbody></table></div>` : html`<p class="muted">No schedules.</p>`}
     <form class="filters" onSubmit=${add} aria-label="Add a schedule">
-      <div class="field"><label for="schedule-cron">Cron (UTC)</label><input id="schedule-cron" required placeholder="0 3 * * *" spellcheck="false" value=${cron} onInput=${(e: Event) => setCron((e.target as HTMLInputElement).value)} /></div>
+      <div class="field"><label for="schedule-cron">Cron (UTC)</label><input id="schedule-cron" required placeholder="0 3 * * *" spellcheck=${false} value=${cron} onInput=${(e: Event) => setCron((e.target as HTMLInputElement).value)} /></div>
       <label class="check"><input type="checkbox" checked=${reconcile} onChange=${(e: Event) => setReconcile((e.target as HTMLInputElement).checked)} /> Reconcile: queue a tracked run when drift is found</label>
       <button type="submit" class="secondary" disabled=${act.busy}>Add schedule</button>
     </form>
