@@ -44,6 +44,9 @@ const RUN_ID = '[A-Za-z0-9_-]{1,128}';
 const NAME_RULES: RegExp[] = [
   new RegExp(`^workspaces/${RUN_ID}\\.age$`),
   new RegExp(`^logs/${RUN_ID}/\\d{1,6}\\.log$`),
+  // Sealed state versions of managed-state stacks, and uploads refused for a conflict (lib/server/state.ts).
+  new RegExp(`^state/${RUN_ID}/\\d{1,12}\\.age$`),
+  new RegExp(`^state/conflicts/${RUN_ID}-\\d{1,6}\\.age$`),
 ];
 
 /** True for a name a backup may hold (anything else is refused on restore). */

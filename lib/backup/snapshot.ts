@@ -68,6 +68,7 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
     let unfinishedWorkspaces: string[];
     let finishedWorkspaces: string[];
     let logs: { run_id: string; idx: number; log_bytes: number }[];
+    let stateFiles: string[];
     try {
       // One self-contained file (no -wal beside it) for the archive.
       copy.exec('PRAGMA journal_mode = DELETE');
@@ -75,6 +76,13 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
       unfinishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state NOT IN ${TERMINAL}`).all() as { id: string }[]).map((r) => r.id);
       finishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state IN ${TERMINAL}`).all() as { id: string }[]).map((r) => r.id);
       logs = copy.prepare('SELECT run_id, idx, log_bytes FROM phases WHERE log_bytes > 0 ORDER BY run_id, idx').all() as typeof logs;
+      // State versions and kept conflicts are written once and never change: read in place.
+      stateFiles = [
+        ...(copy.prepare('SELECT stack_id, version FROM state_versions ORDER BY stack_id, version').all() as { stack_id: string; version: number }[])
+          .map((v) => `state/${v.stack_id}/${v.version}.age`),
+        ...(copy.prepare('SELECT run_id, phase FROM state_conflicts ORDER BY run_id, phase').all() as { run_id: string; phase: number }[])
+          .map((c) => `state/conflicts/${c.run_id}-${c.phase}.age`),
+      ];
       counts = {
         pools: count('SELECT count(*) AS c FROM pools WHERE deleted_at IS NULL'),
         stacks: count('SELECT count(*) AS c FROM stacks WHERE deleted_at IS NULL'),
@@ -121,6 +129,14 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
     const stable: SnapshotEntry[] = [];
     await each(finishedWorkspaces, 16, async (id) => {
       const name = `workspaces/${id}.age`;
+      try {
+        stable.push({ name, path: join(paths.dir, name), size: (await stat(join(paths.dir, name))).size });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        problems.push(`${name}: missing`);
+      }
+    });
+    await each(stateFiles, 16, async (name) => {
       try {
         stable.push({ name, path: join(paths.dir, name), size: (await stat(join(paths.dir, name))).size });
       } catch (e) {
