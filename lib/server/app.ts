@@ -123,7 +123,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const adminHash = Buffer.from(tokenHash, 'hex');
 
   const logFiles = new LogFiles(paths.logs);
-  const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces });
+  const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces, stateDir: paths.state });
   // Sealed bytes already stored, counted in the background for /metrics.
   blobs.scanStored().catch((e: Error) => o.log.warn('Cannot count the stored sealed workspaces', { error: e.message }));
   let presence: Service['presence'] | undefined;
@@ -149,7 +149,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   });
   addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log, metrics });
   const collector = new Collector({
-    db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, blobs, log: o.log,
+    db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, stateDir: paths.state, blobs, log: o.log,
     onWorkerRemoved: (id) => service.presence.forget(id),
   }, { retainRunsMs: o.retainRunsMs, retainOfflineWorkersMs: o.retainOfflineWorkersMs });
   addGcRoutes(adminRouter, collector);
