@@ -255,11 +255,11 @@ test('the product flow in the browser: sign in, pool from a CSR file, launcher, 
   await waitText(page, 'table.workers tbody tr', 'IDLE');
   const workerId = await page.locator('table.workers tbody tr').first().getAttribute('data-worker');
   // By tag (every worker with instance_id=i-console), then one by one.
-  await page.getByRole('button', { name: 'Drain all with instance_id=i-console' }).click();
+  await page.getByRole('button', { name: 'Drain all with instance_id=i-console', exact: true }).click();
   await waitText(page, 'table.workers tbody tr', 'DRAINED');
-  await page.getByRole('button', { name: `Undrain ${workerId}` }).click();
+  await page.getByRole('button', { name: `Undrain ${workerId}`, exact: true }).click();
   await waitText(page, 'table.workers tbody tr', 'IDLE');
-  await page.getByRole('button', { name: `Drain ${workerId}` }).click();
+  await page.getByRole('button', { name: `Drain ${workerId}`, exact: true }).click();
   await waitText(page, 'table.workers tbody tr', 'DRAINED');
   await shot(page, 'workers');
   const w = (await adminApi('GET', '/v1/workers?metadata=instance_id=i-console')).body.workers[0];
