@@ -1,6 +1,7 @@
 // Wiring: data directory, database, CA and certificates, the HTTPS listener,
 // and the three audiences on it (distribution files, worker API over mutual
 // TLS, admin API with the bearer token). Returns a handle to stop it.
+import { createPublicKey } from 'node:crypto';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -19,7 +20,10 @@ import type { Logger } from './log.ts';
 import { LogFiles } from './logs.ts';
 import { Service } from './service.ts';
 import { Store } from './store.ts';
-import { authenticateWorker, workerRoutes } from './worker-api.ts';
+import { authenticateWorker, settleFailedVerification, workerRoutes } from './worker-api.ts';
+import { ConnectionGuard, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_PENDING_PER_ADDRESS, defaultMaxConnections, raiseFileLimit, type ConnectionLimits } from './limits.ts';
+import { cleanTmp } from './blobs.ts';
+import type { Quotas } from './quotas.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -32,6 +36,10 @@ export interface ServerOptions {
   maxWorkspaceBytes: number;
   /** Directory served at /install.sh, /SHA256SUMS, /launcher-linux-*; default DATA/dist. */
   distDir?: string;
+  /** Connection limits; unset fields get defaults (max connections from the open-file limit). */
+  limits?: Partial<ConnectionLimits>;
+  /** Per-run log cap, uploads per worker, free-disk floor; unset fields get defaults. */
+  quotas?: Partial<Quotas>;
   log: Logger;
   /** Where the admin token is shown once, on first start. */
   stdout: Writable;
@@ -41,6 +49,7 @@ export interface RunningServer {
   url: string;
   port: number;
   service: Service;
+  guard: ConnectionGuard;
   close(): Promise<void>;
 }
 
@@ -76,6 +85,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   prepareDataDir(paths);
   const db = openLocked(paths);
   writePidFile(paths);
+  // Uploads that were in flight when the last server stopped never finished.
+  const leftovers = await cleanTmp(paths.tmp);
+  if (leftovers.files > 0) o.log.info('Removed unfinished uploads from tmp/', leftovers);
   const stopCheckpoints = checkpointOnTimer(db, 1000, (e) => o.log.warn('WAL checkpoint failed', { error: e.message }));
   const store = new Store(db);
   const { ca, created } = await loadOrCreateCa(paths);
@@ -100,7 +112,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
     blobs: createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces }),
-    logs: logFiles, log: o.log,
+    logs: logFiles, log: o.log, quotas: o.quotas, tmpDir: paths.tmp,
   });
   const ops = new AdminOps(service);
   const workerRouter = workerRoutes(service);
@@ -110,10 +122,30 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const audit = openSync(paths.audit, 'a', 0o600);
   const dist = await distributionHandler(o.distDir ?? paths.dist, o.url);
 
+  const fdLimit = raiseFileLimit(o.log);
+  const limits: ConnectionLimits = {
+    maxConnections: o.limits?.maxConnections ?? defaultMaxConnections(fdLimit),
+    maxPendingPerAddress: o.limits?.maxPendingPerAddress ?? DEFAULT_PENDING_PER_ADDRESS,
+    handshakeTimeoutMs: o.limits?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    headersTimeoutMs: o.limits?.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
+    bodyTimeoutMs: o.limits?.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+  };
+  const guard = new ConnectionGuard(limits, o.log);
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL;
     try { url = new URL(req.url ?? '/', 'https://server.invalid'); } catch { url = new URL('https://server.invalid/'); }
-    const ctx: Ctx = { req, res, params: {}, query: url.searchParams, path: url.pathname };
+    // Read now: once a refused body has torn the socket down it is gone.
+    const remote = req.socket.remoteAddress ?? null;
+    const ctx: Ctx = { req, res, params: {}, query: url.searchParams, path: url.pathname, remote };
+    // Uploads may be slow but must keep moving; every other body arrives whole in time.
+    const upload = req.method === 'PUT' || /^application\/octet-stream\b/i.test(String(req.headers['content-type'] ?? ''));
+    guard.watchBody(req, upload ? 'stream' : 'whole', () => {
+      if (!res.headersSent) res.setHeader('connection', 'close');
+      sendError(res, new HttpError(408, 'BODY_TIMEOUT', upload
+        ? `Request body stalled: no bytes for ${limits.bodyTimeoutMs} ms`
+        : `Request body too slow: it must arrive within ${limits.bodyTimeoutMs} ms`));
+    });
     try {
       if (dist && dist(req, res)) return;
       if (ctx.path.startsWith('/v1/worker/')) {
@@ -123,6 +155,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         const token = bearerToken(req);
         if (token === undefined) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token)');
         if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
+        guard.authenticated(req.socket);
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           // Audit as the status goes out (before the client can see the answer).
           const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
@@ -137,7 +170,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       }
     } catch (e) {
       if (e instanceof HttpError && (e.status === 401 || e.status === 403)) {
-        o.log.warn('Request refused', { code: e.code, method: req.method, path: ctx.path, remote: req.socket.remoteAddress ?? null });
+        o.log.warn('Request refused', { code: e.code, method: req.method, path: ctx.path, remote });
       }
       fail(o.log, ctx, e);
     }
@@ -146,15 +179,33 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const server: Server = createServer({
     key: tls.keyPem, cert: tls.certPem, ca: [ca.certPem],
     requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2',
-  }, (req, res) => { void handle(req, res); });
-  // Long-polls hold requests open for up to a minute; uploads can be large.
-  server.headersTimeout = 30_000;
+    // Also closes TCP connections that never start a handshake.
+    handshakeTimeout: limits.handshakeTimeoutMs,
+  }, (req, res) => {
+    // A handler that throws past fail() must not take the process down.
+    handle(req, res).catch((e: unknown) => {
+      o.log.error('Request handler failed', { method: req.method, path: req.url?.split('?')[0], error: (e as Error)?.message ?? String(e) });
+      if (!res.headersSent) sendError(res, new HttpError(500, 'INTERNAL', 'Internal server error: see the server log'));
+      else res.destroy();
+    });
+  });
+  guard.attach(server);
+  // Long-polls hold the response (not the request) for up to a minute, and
+  // uploads are watched by the guard above, so Node's whole-request timer is off.
+  server.headersTimeout = limits.headersTimeoutMs;
   server.requestTimeout = 0;
   server.keepAliveTimeout = 75_000;
   server.maxRequestsPerSocket = 0;
-  server.on('tlsClientError', (e) => o.log.debug('TLS handshake failed', { error: e.message }));
+  server.on('tlsClientError', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') guard.stats.handshakeTimeouts++;
+    o.log.debug('TLS handshake failed', { error: e.message });
+  });
   // A connection keeps the certificate it was opened with (see worker-api.ts).
-  server.on('secureConnection', (sock) => sock.disableRenegotiation());
+  const caPublicKey = createPublicKey(ca.certPem);
+  server.on('secureConnection', (sock) => {
+    sock.disableRenegotiation();
+    if (!sock.authorized) settleFailedVerification(sock, caPublicKey);
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => reject(new LauncherError('LISTEN_FAILED', `Cannot listen on ${o.listenHost}:${o.listenPort}: ${e.code ?? e.message}`, { exitCode: 1, cause: e })));
@@ -175,13 +226,14 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     rmSync(paths.pid, { force: true });
     throw new LauncherError('DATA_DIR_INVALID', `Cannot write ${paths.url}: ${(e as Error).message}`, { exitCode: 1, cause: e });
   }
-  o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir });
+  o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir, fileLimit: fdLimit, ...limits });
 
   let closed = false;
   return {
     url: service.serverUrl,
     port,
     service,
+    guard,
     async close() {
       if (closed) return;
       closed = true;
@@ -216,7 +268,12 @@ function fail(log: Logger, ctx: Ctx, e: unknown): void {
   const { req, res } = ctx;
   let err: HttpError;
   if (e instanceof HttpError) err = e;
-  else {
+  else if (clientWentAway(req, e)) {
+    // Not the server's fault and nothing to answer: the client hung up.
+    log.debug('Client went away', { method: req.method, path: ctx.path, remote: ctx.remote ?? null });
+    if (!res.destroyed) res.destroy();
+    return;
+  } else {
     log.error('Request failed', { method: req.method, path: ctx.path, error: (e as Error)?.message ?? String(e), code: isLauncherError(e) ? e.code : undefined });
     err = new HttpError(500, 'INTERNAL', 'Internal server error: see the server log');
   }
@@ -226,7 +283,7 @@ function fail(log: Logger, ctx: Ctx, e: unknown): void {
     // read and drop what the client is still sending, so it gets to read the
     // answer instead of a reset; one that keeps sending past a bound is cut off.
     let dropped = 0;
-    const cut = (): void => { req.socket.destroy(); };
+    const cut = (): void => { req.socket?.destroy(); };
     const timer = setTimeout(cut, DRAIN_MS);
     timer.unref();
     req.on('data', (c: Buffer) => { dropped += c.length; if (dropped > DRAIN_BYTES) cut(); });
@@ -237,11 +294,18 @@ function fail(log: Logger, ctx: Ctx, e: unknown): void {
   sendError(res, err);
 }
 
+/** The request failed because the client closed the connection (aborted, reset), not because of us. */
+function clientWentAway(req: IncomingMessage, e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE') return true;
+  return (e as Error | undefined)?.message === 'aborted' || (req.destroyed && !req.complete);
+}
+
 function writeAudit(log: Logger, out: number, req: IncomingMessage, status: number, ctx: Ctx, pattern: string): void {
   const fields = {
     action: `${req.method} ${pattern}`,
     status,
-    remote: req.socket.remoteAddress ?? null,
+    remote: ctx.remote ?? null,
     ...ctx.params,
     ...ctx.audit,
   };
