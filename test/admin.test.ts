@@ -190,10 +190,10 @@ test('table aligns columns; tags and ago format for people', () => {
 
 test('activeKeyPems seals to active keys only', () => {
   const pool = { id: 'pool_1', keys: [
-    { id: 'k1', state: 'revoked', publicKeyPem: 'A' },
-    { id: 'k2', state: 'active', publicKeyPem: 'B' },
-    { id: 'k3', state: 'retired', publicKeyPem: 'C' },
-    { id: 'k4', state: 'active', publicKeyPem: 'D' },
+    { id: 'k1', state: 'revoked' as const, publicKeyPem: 'A' },
+    { id: 'k2', state: 'active' as const, publicKeyPem: 'B' },
+    { id: 'k3', state: 'retired' as const, publicKeyPem: 'C' },
+    { id: 'k4', state: 'active' as const, publicKeyPem: 'D' },
   ] };
   assert.equal(activeKeyPems(pool), ['B', 'D']);
 });

@@ -3,10 +3,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   adminTransition, afterPhase, canTakeWork, initialState, onWorkerLost, planAssignments, prioritizedKey, workerStatus,
-  type WorkerView,
+  type WorkerFacts,
 } from '../lib/server/scheduler.ts';
 
-const worker = (id: string, poolId = 'pool_a', over: Partial<WorkerView> = {}): WorkerView => ({
+const worker = (id: string, poolId = 'pool_a', over: Partial<WorkerFacts> = {}): WorkerFacts => ({
   id, poolId, deregistered: false, offline: false, drained: false, cycled: false, accepting: true, busy: false, ...over,
 });
 const run = (id: string, queueKey: number, poolId = 'pool_a') => ({ id, poolId, queueKey });

@@ -135,7 +135,7 @@ export class AdminClient {
   }
 
   /** A JSON call; resolves to the parsed answer (`{}` for an empty body). */
-  async call<T = Record<string, unknown>>(method: Dispatcher.HttpMethod, path: string, opts: RequestOptions = {}): Promise<T> {
+  async call<T>(method: Dispatcher.HttpMethod, path: string, opts: RequestOptions = {}): Promise<T> {
     const res = await this.#send(method, path, opts);
     const text = await res.body.text();
     if (text.trim() === '') return {} as T;
@@ -146,17 +146,17 @@ export class AdminClient {
     }
   }
 
-  get<T = Record<string, unknown>>(path: string, query?: Query): Promise<T> {
+  get<T>(path: string, query?: Query): Promise<T> {
     return this.call<T>('GET', path, { query });
   }
 
-  post<T = Record<string, unknown>>(path: string, json: unknown = {}): Promise<T> {
+  post<T>(path: string, json: unknown = {}): Promise<T> {
     return this.call<T>('POST', path, { json });
   }
 
-  /** A streamed answer (logs, workspace): the caller consumes the body. */
-  async stream(path: string, opts: RequestOptions = {}): Promise<Readable> {
-    const res = await this.#send('GET', path, opts);
+  /** A streamed answer (logs, workspace, backup): the caller consumes the body. */
+  async stream(path: string, opts: RequestOptions = {}, method: Dispatcher.HttpMethod = 'GET'): Promise<Readable> {
+    const res = await this.#send(method, path, opts);
     return res.body;
   }
 

@@ -2,18 +2,10 @@
 // `TOKEN=$(launcher admin pool create …)` works), list, show, reset, cycle,
 // delete, and key rotation.
 import { ConfigError } from '../errors.ts';
+import type { CreatePoolRequest, CsrRequest, KeyReply, KeyTokenReply, KeyView, PoolList, PoolReply, PoolTokenReply, PoolView } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
-import { need, write, type AdminContext, type Args, type Command, type Noun } from './command.ts';
+import { need, str, write, type AdminContext, type Args, type Command, type Noun } from './command.ts';
 import { ago, cell, fields, json, table } from './format.ts';
-
-type Obj = Record<string, unknown>;
-
-export interface PoolKey {
-  id: string;
-  state?: string;
-  publicKey?: string;
-  serial?: string;
-}
 
 const CSR_OPTION = { csr: { type: 'string', arg: 'FILE', help: 'the pool\'s CSR (PEM), from launcher keygen or openssl req' } } as const;
 
@@ -26,35 +18,22 @@ function readCsr(ctx: AdminContext, args: Args, usage: string): string {
   return text;
 }
 
-/** The pool's keys whatever the server calls the public PEM field. */
-export function poolKeys(pool: Obj): PoolKey[] {
-  const keys = Array.isArray(pool.keys) ? (pool.keys as Obj[]) : [];
-  return keys.map((k) => ({
-    id: String(k.id ?? ''),
-    state: typeof k.state === 'string' ? k.state : undefined,
-    publicKey: [k.publicKeyPem, k.publicKey].find((v): v is string => typeof v === 'string'),
-    serial: typeof k.serial === 'string' ? k.serial : undefined,
-  }));
-}
-
 /** Public PEMs of the active keys: what secrets and workspaces are sealed to. */
-export function activeKeyPems(pool: Obj): string[] {
-  return poolKeys(pool)
-    .filter((k) => k.state === 'active')
-    .map((k) => k.publicKey)
-    .filter((p): p is string => p !== undefined);
+export function activeKeyPems(pool: { keys: Pick<KeyView, 'state' | 'publicKeyPem'>[] }): string[] {
+  return pool.keys.filter((k) => k.state === 'active').map((k) => k.publicKeyPem);
 }
 
-export async function getPool(client: AdminClient, id: string): Promise<Obj> {
-  const { pool } = await client.get<{ pool: Obj }>(`/v1/pools/${seg(id)}`);
+export async function getPool(client: AdminClient, id: string): Promise<PoolView> {
+  const { pool } = await client.get<PoolReply>(`/v1/pools/${seg(id)}`);
   return pool;
 }
 
-function poolFields(p: Obj, now: number): string {
-  const keys = poolKeys(p);
+function poolFields(p: PoolView, now: number): string {
+  const keys = p.keys;
   return fields([
     ['id', cell(p.id)],
     ['name', cell(p.name)],
+    ['description', p.description ? cell(p.description) : '-'],
     ['workers', cell(p.workers)],
     ['busy', cell(p.busy)],
     ['pending', cell(p.pending)],
@@ -63,23 +42,25 @@ function poolFields(p: Obj, now: number): string {
   ]) + '\n' + table(['KEY', 'STATE', 'SERIAL'], keys.map((k) => [k.id, cell(k.state), cell(k.serial)]));
 }
 
-async function printToken(ctx: AdminContext, answer: Obj): Promise<void> {
+async function printToken(ctx: AdminContext, answer: { token: string }): Promise<void> {
   if (ctx.json) return write(ctx.out, json(answer));
   if (typeof answer.token !== 'string') throw new ConfigError('The server answered without a token');
   return write(ctx.out, answer.token + '\n');
 }
 
 const create: Command = {
-  usage: 'pool create NAME --csr FILE',
+  usage: 'pool create NAME --csr FILE [--description TEXT]',
   summary: 'create a pool from a CSR; prints only its token',
   positionals: ['NAME'],
-  options: CSR_OPTION,
+  options: { ...CSR_OPTION, description: { type: 'string', arg: 'TEXT', help: 'what the pool is for (shown by pool show and in the console)' } },
   async run(ctx, args) {
     const [name] = args.positionals;
     const csr = readCsr(ctx, args, this.usage);
-    const answer = await ctx.client().post<Obj>('/v1/pools', { name, csr });
+    const description = str(args, 'description');
+    const request: CreatePoolRequest = { name: name!, csr, ...(description !== undefined ? { description } : {}) };
+    const answer = await ctx.client().post<PoolTokenReply>('/v1/pools', request);
     await printToken(ctx, answer);
-    const pool = answer.pool as Obj | undefined;
+    const pool = answer.pool;
     if (!ctx.json && pool) ctx.err.write(`Created pool ${cell(pool.id)} (${cell(pool.name)}); the token above goes into SPACELIFT_TOKEN\n`);
   },
 };
@@ -88,9 +69,9 @@ const listCmd: Command = {
   usage: 'pool list',
   summary: 'pools with their worker, busy and pending-run counts',
   async run(ctx) {
-    const answer = await ctx.client().get<{ pools: Obj[] }>('/v1/pools');
+    const answer = await ctx.client().get<PoolList>('/v1/pools');
     if (ctx.json) return write(ctx.out, json(answer));
-    const rows = (answer.pools ?? []).map((p) => [cell(p.id), cell(p.name), cell(p.workers), cell(p.busy), cell(p.pending), String(poolKeys(p).filter((k) => k.state === 'active').length)]);
+    const rows = (answer.pools ?? []).map((p) => [cell(p.id), cell(p.name), cell(p.workers), cell(p.busy), cell(p.pending), String(activeKeyPems(p).length)]);
     return write(ctx.out, table(['ID', 'NAME', 'WORKERS', 'BUSY', 'PENDING', 'KEYS'], rows));
   },
 };
@@ -101,7 +82,7 @@ const show: Command = {
   positionals: ['ID'],
   async run(ctx, args) {
     const id = args.positionals[0]!;
-    const answer = await ctx.client().get<{ pool: Obj }>(`/v1/pools/${seg(id)}`);
+    const answer = await ctx.client().get<PoolReply>(`/v1/pools/${seg(id)}`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, poolFields(answer.pool, ctx.now()));
   },
@@ -115,7 +96,7 @@ const reset: Command = {
   async run(ctx, args) {
     const csr = readCsr(ctx, args, this.usage);
     const id = args.positionals[0]!;
-    const answer = await ctx.client().post<Obj>(`/v1/pools/${seg(id)}/reset`, { csr });
+    const answer = await ctx.client().post<PoolTokenReply>(`/v1/pools/${seg(id)}/reset`, { csr } satisfies CsrRequest);
     await printToken(ctx, answer);
     if (!ctx.json) ctx.err.write(`Reset pool ${id}: launchers need the new token and the new key; older certificates are refused from now on\n`);
   },
@@ -127,7 +108,7 @@ const cycle: Command = {
   positionals: ['ID'],
   async run(ctx, args) {
     const id = args.positionals[0]!;
-    const answer = await ctx.client().post<{ pool: Obj }>(`/v1/pools/${seg(id)}/cycle`);
+    const answer = await ctx.client().post<PoolReply>(`/v1/pools/${seg(id)}/cycle`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `Cycling pool ${id}: every worker exits after its current run (cycle ${cell(answer.pool?.cycle)})\n`);
   },
@@ -139,7 +120,7 @@ const del: Command = {
   positionals: ['ID'],
   async run(ctx, args) {
     const id = args.positionals[0]!;
-    const answer = await ctx.client().call<Obj>('DELETE', `/v1/pools/${seg(id)}`);
+    const answer = await ctx.client().call<PoolReply>('DELETE', `/v1/pools/${seg(id)}`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `Deleted pool ${id}\n`);
   },
@@ -156,16 +137,16 @@ const key: Command = {
       if (keyId !== undefined) throw new ConfigError(`Cannot use "${keyId}" with pool key add: expected launcher admin pool key add ID --csr FILE`);
       const csr = readCsr(ctx, args, 'pool key add ID --csr FILE');
       const id = ref!;
-      const answer = await ctx.client().post<Obj>(`/v1/pools/${seg(id)}/keys`, { csr });
+      const answer = await ctx.client().post<KeyTokenReply>(`/v1/pools/${seg(id)}/keys`, { csr } satisfies CsrRequest);
       await printToken(ctx, answer);
-      const k = answer.key as Obj | undefined;
+      const k = answer.key;
       if (!ctx.json && k) ctx.err.write(`Added key ${cell(k.id)} to pool ${id}; sealing now uses every active key\n`);
       return;
     }
     if (action === 'retire') {
       if (keyId === undefined) throw new ConfigError('Missing KEYID: expected launcher admin pool key retire ID KEYID (key ids are in launcher admin pool show ID)');
       const id = ref!;
-      const answer = await ctx.client().post<Obj>(`/v1/pools/${seg(id)}/keys/${seg(keyId)}/retire`);
+      const answer = await ctx.client().post<KeyReply>(`/v1/pools/${seg(id)}/keys/${seg(keyId)}/retire`);
       if (ctx.json) return write(ctx.out, json(answer));
       return write(ctx.out, `Retired key ${keyId} of pool ${id}: its certificate is refused and sealing no longer uses it\n`);
     }

@@ -5,42 +5,39 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ConfigError } from '../errors.ts';
+import { RUN_STATES, type RunAction, type RunList, type RunReply, type RunView, type StackReply, type TriggerRequest } from '../protocol.ts';
 import { seg } from './client.ts';
+import { actionOf, changesText } from '../tool/plan.ts';
 import { flag, str, write, type Command, type Noun } from './command.ts';
 import { ago, cell, fields, json, table } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
 import { recipientsFor, sealedWorkspace } from './seal.ts';
 
-type Obj = Record<string, unknown>;
+const STATES: readonly string[] = RUN_STATES;
 
-const STATES = ['QUEUED', 'RUNNING', 'UNCONFIRMED', 'FINISHED', 'FAILED', 'CANCELED', 'DISCARDED'];
-
-export function runRows(runs: Obj[], now: number): string {
+export function runRows(runs: RunView[], now: number): string {
   return table(
-    ['ID', 'STACK', 'POOL', 'STATE', 'PHASE', 'MODE', 'WORKER', 'CREATED', 'REASON'],
+    ['ID', 'STACK', 'POOL', 'STATE', 'PHASE', 'MODE', 'CHANGES', 'WORKER', 'CREATED', 'REASON'],
     runs.map((r) => [
-      cell(r.id), cell(r.stackName ?? r.stack), cell(r.pool), cell(r.state), phaseText(r), r.proposed ? 'proposed' : 'tracked',
-      cell(r.worker), ago(r.createdAt, now), cell(r.reason),
+      cell(r.id), cell(r.stackName ?? r.stack), cell(r.pool), cell(r.status ?? r.state), phaseText(r), r.proposed ? 'proposed' : 'tracked',
+      r.changes ? changesText(r.changes) + (r.drifted ? ' drift' : '') : '-', cell(r.worker), ago(r.createdAt, now), cell(r.reason),
     ]),
   );
 }
 
-function phaseText(r: Obj): string {
-  const phases = Array.isArray(r.phases) ? (r.phases as Obj[]) : [];
-  const i = typeof r.phase === 'number' ? r.phase : undefined;
-  const name = i === undefined ? undefined : phases[i]?.name;
-  const count = typeof r.phaseCount === 'number' ? r.phaseCount : phases.length;
-  if (i === undefined) return '-';
-  return `${i}${name ? ` ${String(name)}` : ''} (of ${count})`;
+function phaseText(r: RunView): string {
+  const name = r.phases[r.phase]?.name;
+  return `${r.phase}${name ? ` ${name}` : ''} (of ${r.phaseCount})`;
 }
 
-export function runFields(r: Obj, now: number): string {
-  const phases = Array.isArray(r.phases) ? (r.phases as Obj[]) : [];
+export function runFields(r: RunView, now: number): string {
+  const phases = r.phases;
   return fields([
     ['id', cell(r.id)],
     ['stack', `${cell(r.stackName)} (${cell(r.stack)})`],
     ['pool', cell(r.pool)],
-    ['state', cell(r.state) + (r.cancelRequested && r.state === 'RUNNING' ? ' (cancel requested)' : '')],
+    ['state', cell(r.status ?? r.state) + (r.cancelRequested && r.state === 'RUNNING' ? ' (cancel requested)' : '')],
+    ['changes', r.changes ? `${changesText(r.changes)}${r.changes.hasChanges ? '' : ' (no changes)'}${r.drifted ? ' (drift: found by a scheduled run)' : ''}` : '-'],
     ['phase', phaseText(r)],
     ['mode', r.proposed ? 'proposed (read-only)' : 'tracked (write)'],
     ['worker', cell(r.worker)],
@@ -51,7 +48,15 @@ export function runFields(r: Obj, now: number): string {
   ]) + '\n' + table(
     ['#', 'PHASE', 'STATE', 'WORKER', 'EXIT', 'LOG BYTES', 'ERROR'],
     phases.map((p, i) => [String(p.index ?? i), cell(p.name) + (p.confirm ? ' (confirm)' : ''), cell(p.state), cell(p.worker), cell(p.exitCode), cell(p.logBytes), cell(p.error)]),
-  );
+  ) + resourceRows(r);
+}
+
+/** The planned resource addresses with their actions (never values). */
+function resourceRows(r: RunView): string {
+  const list = r.changes?.resources ?? [];
+  if (list.length === 0) return '';
+  return '\n' + table(['ACTION', 'RESOURCE'], list.map((x) => [actionOf(x.actions), x.address])) +
+    (r.changes?.truncated ? '(more resources changed than listed)\n' : '');
 }
 
 const trigger: Command = {
@@ -66,18 +71,18 @@ const trigger: Command = {
     const stackRef = args.positionals[0]!;
     const proposed = flag(args, 'proposed');
     const dirArg = str(args, 'workspace');
-    let answer: { run: Obj };
+    let answer: RunReply;
     if (dirArg === undefined) {
-      answer = await ctx.client().post<{ run: Obj }>(`/v1/stacks/${seg(stackRef)}/runs`, { proposed, workspace: null });
+      answer = await ctx.client().post<RunReply>(`/v1/stacks/${seg(stackRef)}/runs`, { proposed, workspace: null } satisfies TriggerRequest);
     } else {
       const dir = resolve(ctx.cwd, dirArg);
       const st = await stat(dir).catch(() => undefined);
       if (!st?.isDirectory()) throw new ConfigError(`Cannot use --workspace ${dirArg}: no directory there; expected a directory to tar and seal`);
-      const { stack } = await ctx.client().get<{ stack: Obj }>(`/v1/stacks/${seg(stackRef)}`);
+      const { stack } = await ctx.client().get<StackReply>(`/v1/stacks/${seg(stackRef)}`);
       if (stack.pool == null) throw new ConfigError(`Cannot trigger ${stackRef}: it is not attached to a pool; attach it with launcher admin stack attach ${stackRef} --pool ID`);
-      const pool = await getPool(ctx.client(), String(stack.pool));
-      const recipients = recipientsFor(String(pool.id), activeKeyPems(pool));
-      answer = await ctx.client().call<{ run: Obj }>('POST', `/v1/stacks/${seg(String(stack.id))}/runs`, {
+      const pool = await getPool(ctx.client(), stack.pool);
+      const recipients = recipientsFor(pool.id, activeKeyPems(pool));
+      answer = await ctx.client().call<RunReply>('POST', `/v1/stacks/${seg(stack.id)}/runs`, {
         query: { proposed: proposed ? '1' : '0' },
         body: sealedWorkspace(dir, recipients),
       });
@@ -101,7 +106,7 @@ const listCmd: Command = {
     if (state !== undefined && !STATES.includes(state)) throw new ConfigError(`Cannot use --state ${str(args, 'state')}: expected one of ${STATES.join(', ')}`);
     const limit = str(args, 'limit');
     if (limit !== undefined && !/^[1-9][0-9]{0,3}$/.test(limit)) throw new ConfigError(`Cannot use --limit ${limit}: expected a whole number from 1 to 1000`);
-    const answer = await ctx.client().get<{ runs: Obj[] }>('/v1/runs', { stack: str(args, 'stack'), pool: str(args, 'pool'), state, limit });
+    const answer = await ctx.client().get<RunList>('/v1/runs', { stack: str(args, 'stack'), pool: str(args, 'pool'), state, limit });
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, runRows(answer.runs ?? [], ctx.now()));
   },
@@ -112,7 +117,7 @@ const show: Command = {
   summary: 'one run with its phases and results',
   positionals: ['RUN'],
   async run(ctx, args) {
-    const answer = await ctx.client().get<{ run: Obj }>(`/v1/runs/${seg(args.positionals[0]!)}`);
+    const answer = await ctx.client().get<RunReply>(`/v1/runs/${seg(args.positionals[0]!)}`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, runFields(answer.run, ctx.now()));
   },
@@ -141,15 +146,15 @@ const logs: Command = {
   },
 };
 
-function action(verb: 'confirm' | 'cancel' | 'discard' | 'prioritize', summary: string, noun = 'run'): Command {
+function action(verb: RunAction, summary: string, noun = 'run'): Command {
   return {
     usage: `${noun} ${verb} RUN`,
     summary,
     positionals: ['RUN'],
     async run(ctx, args) {
-      const answer = await ctx.client().post<{ run: Obj }>(`/v1/runs/${seg(args.positionals[0]!)}/${verb}`);
+      const answer = await ctx.client().post<RunReply>(`/v1/runs/${seg(args.positionals[0]!)}/${verb}`);
       if (ctx.json) return write(ctx.out, json(answer));
-      const r = answer.run ?? {};
+      const r = answer.run;
       return write(ctx.out, `${cell(r.id)} ${cell(r.state)}${r.cancelRequested && r.state === 'RUNNING' ? ' (cancel requested: the worker stops the phase)' : ''}\n`);
     },
   };
@@ -167,7 +172,7 @@ const queueList: Command = {
   summary: 'the pool\'s waiting runs in assignment order',
   positionals: ['POOL'],
   async run(ctx, args) {
-    const answer = await ctx.client().get<{ runs: Obj[] }>(`/v1/pools/${seg(args.positionals[0]!)}/queue`);
+    const answer = await ctx.client().get<RunList>(`/v1/pools/${seg(args.positionals[0]!)}/queue`);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, runRows(answer.runs ?? [], ctx.now()));
   },

@@ -3,11 +3,11 @@
 // and `--wait` until the drained workers have finished their runs.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../errors.ts';
+import type { WorkerList, WorkerSelector, WorkerView } from '../protocol.ts';
 import type { AdminClient } from './client.ts';
 import { flag, keyValues, list, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
 import { ago, cell, json, table, tags } from './format.ts';
 
-type Obj = Record<string, unknown>;
 
 /**
  * How often `drain --wait` looks again. The admin API has no long-poll for
@@ -16,14 +16,14 @@ type Obj = Record<string, unknown>;
  */
 export const DRAIN_WAIT_INTERVAL_MS = 1000;
 
-function hostText(host: unknown): string {
+function hostText(host: WorkerView['host'] | null): string {
   if (host === null || typeof host !== 'object') return cell(host);
-  const h = host as Obj;
-  return [h.hostname, h.os && h.arch ? `${String(h.os)}/${String(h.arch)}` : undefined, h.docker ? `docker ${String(h.docker)}` : undefined]
+  const h = host;
+  return [h.hostname, h.os && h.arch ? `${h.os}/${h.arch}` : undefined, h.docker ? `docker ${h.docker}` : undefined]
     .filter(Boolean).join(' ') || '-';
 }
 
-export function workerRows(workers: Obj[], now: number): string {
+export function workerRows(workers: WorkerView[], now: number): string {
   return table(
     ['ID', 'POOL', 'STATUS', 'TAGS', 'VERSION', 'HOST', 'REGISTERED', 'LAST SEEN', 'IDLE SINCE', 'RUN'],
     workers.map((w) => [
@@ -45,7 +45,7 @@ const listCmd: Command = {
     const metadata = keyValues(list(args, 'metadata'), 'metadata');
     const poolRef = str(args, 'pool');
     const pool = poolRef;
-    const answer = await ctx.client().get<{ workers: Obj[] }>('/v1/workers', {
+    const answer = await ctx.client().get<WorkerList>('/v1/workers', {
       pool, metadata: Object.entries(metadata).map(([k, v]) => `${k}=${v}`),
     });
     if (ctx.json) return write(ctx.out, json(answer));
@@ -54,7 +54,7 @@ const listCmd: Command = {
 };
 
 /** The drain/undrain body: ids, or a metadata selector with an optional pool. */
-function selector(args: Args, verb: string): Obj {
+function selector(args: Args, verb: string): WorkerSelector {
   const ids = args.positionals;
   const metadata = keyValues(list(args, 'metadata'), 'metadata');
   const hasMeta = Object.keys(metadata).length > 0;
@@ -70,21 +70,21 @@ function selector(args: Args, verb: string): Obj {
 
 /** Wait until none of `ids` is BUSY; `onWait` hears which ones are still busy. */
 export async function waitUntilNotBusy(
-  client: AdminClient, ids: string[], opts: { signal?: AbortSignal; intervalMs?: number; onWait?: (busy: Obj[]) => void } = {},
-): Promise<Obj[]> {
+  client: AdminClient, ids: string[], opts: { signal?: AbortSignal; intervalMs?: number; onWait?: (busy: WorkerView[]) => void } = {},
+): Promise<WorkerView[]> {
   const want = new Set(ids);
   let announced = '';
   for (;;) {
     // Only BUSY workers come back, so a large fleet costs little per look.
-    const { workers: busyNow } = await client.get<{ workers: Obj[] }>('/v1/workers', { status: 'BUSY' });
-    const busy = (busyNow ?? []).filter((w) => want.has(String(w.id)) && w.status === 'BUSY');
+    const { workers: busyNow } = await client.get<WorkerList>('/v1/workers', { status: 'BUSY' });
+    const busy = (busyNow ?? []).filter((w) => want.has(w.id) && w.status === 'BUSY');
     if (busy.length === 0) break;
-    const key = busy.map((w) => String(w.id)).join(',');
+    const key = busy.map((w) => w.id).join(',');
     if (key !== announced) { opts.onWait?.(busy); announced = key; }
     await sleep(opts.intervalMs ?? DRAIN_WAIT_INTERVAL_MS, undefined, { signal: opts.signal });
   }
-  const { workers } = await client.get<{ workers: Obj[] }>('/v1/workers');
-  return (workers ?? []).filter((w) => want.has(String(w.id)));
+  const { workers } = await client.get<WorkerList>('/v1/workers');
+  return (workers ?? []).filter((w) => want.has(w.id));
 }
 
 function drainCommand(verb: 'drain' | 'undrain'): Command {
@@ -101,10 +101,10 @@ function drainCommand(verb: 'drain' | 'undrain'): Command {
     } as Record<string, OptionSpec>,
     async run(ctx, args) {
       const body = selector(args, verb);
-      const answer = await ctx.client().post<{ workers: Obj[] }>(`/v1/workers/${verb}`, body);
+      const answer = await ctx.client().post<WorkerList>(`/v1/workers/${verb}`, body);
       const affected = answer.workers ?? [];
       if (verb === 'drain' && flag(args, 'wait') && affected.length > 0) {
-        const final = await waitUntilNotBusy(ctx.client(), affected.map((w) => String(w.id)), {
+        const final = await waitUntilNotBusy(ctx.client(), affected.map((w) => w.id), {
           signal: ctx.signal,
           onWait: (busy) => ctx.err.write(`Waiting for ${busy.length} busy worker(s) to finish: ${busy.map((w) => `${cell(w.id)} (${cell(w.currentRun)})`).join(', ')}\n`),
         });

@@ -5,12 +5,14 @@ import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
 import { parseDuration } from '../duration.ts';
+import { parseRetention } from '../retention/policy.ts';
 import { rotateAdminToken, startServer } from '../server/app.ts';
 import { createServerLogger } from '../server/log.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
 
 const USAGE = `Usage: launcher server --data DIR [OPTIONS]
+       launcher server restore FILE --data DIR
 
 Runs the control plane: pools, workers, stacks, runs, logs and sealed state.
 The first start initialises DIR (CA, server certificate, admin token).
@@ -23,6 +25,14 @@ Options:
   --worker-lease DURATION    a silent worker becomes OFFLINE after this (default 30s)
   --worker-grace DURATION    an OFFLINE worker's running phase fails after this (default 2m)
   --max-workspace-size SIZE  largest sealed workspace accepted (default 1GiB)
+  --retain-runs DURATION     remove runs that ended longer ago than this, with their logs
+                             and sealed workspaces (e.g. 30d or 720h; default: keep forever)
+  --retain-offline-workers DURATION
+                             remove workers OFFLINE (or deregistered) longer than this
+                             (e.g. 24h; default: keep them listed)
+  --metrics-listen HOST:PORT also serve GET /metrics over plain HTTP here, without the admin
+                             token, for scrapers (bind it to loopback or a private network;
+                             /metrics on the main listener always needs the admin token)
   --dist DIR                 files served at /install.sh, /SHA256SUMS, /launcher-linux-*
                              (default DIR/dist under the data directory)
 
@@ -52,10 +62,11 @@ DIR, cannot listen), 2 bad flags.
 `;
 
 /** "HOST:PORT", "[::1]:PORT" or ":PORT" (all interfaces). */
-export function parseListen(text: string): { host: string; port: number } {
+export function parseListen(text: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new ConfigError(`Invalid --listen: "${text}" is not HOST:PORT (try 127.0.0.1:8443, 0.0.0.0:8443 or [::1]:8443)`);
+  const eg = flag === '--listen' ? 8443 : 9464;
+  if (!m || port > 65535) throw new ConfigError(`Invalid ${flag}: "${text}" is not HOST:PORT (try 127.0.0.1:${eg}, 0.0.0.0:${eg} or [::1]:${eg})`);
   const host = m[1] ?? m[2] ?? '';
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
@@ -91,6 +102,13 @@ function count(text: string | undefined, flag: string): number | undefined {
   return Number(text);
 }
 
+function retention(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  try { return parseRetention(text, flag, parseDuration); } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+}
+
 export function parseServerArgs(argv: string[], cwd: string) {
   let values;
   try {
@@ -113,6 +131,9 @@ export function parseServerArgs(argv: string[], cwd: string) {
         'max-uploads-per-worker': { type: 'string' },
         'max-uploads': { type: 'string' },
         'min-free-disk': { type: 'string' },
+        'metrics-listen': { type: 'string' },
+        'retain-runs': { type: 'string' },
+        'retain-offline-workers': { type: 'string' },
         debug: { type: 'boolean', default: false },
         'rotate-admin-token': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -157,12 +178,16 @@ export function parseServerArgs(argv: string[], cwd: string) {
       maxUploads: count(values['max-uploads'], '--max-uploads'),
       minFreeDiskBytes: values['min-free-disk'] === undefined ? undefined : parseSize(values['min-free-disk'], '--min-free-disk'),
     },
+    retainRunsMs: retention(values['retain-runs'], '--retain-runs'),
+    retainOfflineWorkersMs: retention(values['retain-offline-workers'], '--retain-offline-workers'),
+    metricsListen: values['metrics-listen'] === undefined ? undefined : parseListen(values['metrics-listen'], '--metrics-listen'),
     debug: values.debug!,
     rotateAdminToken: values['rotate-admin-token']!,
   };
 }
 
 export async function run(io: CommandIo): Promise<number> {
+  if (io.argv[0] === 'restore') return (await import('./restore.ts')).run({ ...io, argv: io.argv.slice(1) });
   const args = parseServerArgs(io.argv, io.cwd);
   if (args.help) { io.stdout.write(USAGE); return 0; }
   if (args.rotateAdminToken) {

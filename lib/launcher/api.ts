@@ -10,6 +10,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { LauncherError } from '../errors.ts';
+import type { LogAck, PhaseReport, StateAck, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
 
 export const EXIT_REFUSED = 3;
 
@@ -36,68 +37,6 @@ export function isTransient(e: unknown): boolean {
 }
 export function isPermanent(e: unknown): boolean {
   return e instanceof ServerError && e.permanent;
-}
-
-export interface HostFacts {
-  hostname: string;
-  os: string;
-  arch: string;
-  docker: string;
-}
-
-export interface RegisterRequest {
-  workerId: string | null;
-  metadata: Record<string, string>;
-  version: string;
-  host: HostFacts;
-}
-export interface Registration {
-  workerId: string;
-  pollSeconds: number;
-  leaseSeconds: number;
-}
-
-export interface Assignment {
-  runId: string;
-  phase: number;
-  phaseName: string;
-  phaseCount: number;
-  stack: { id: string; name: string; kind: string };
-  proposed: boolean;
-  image: string | null;
-  script: string;
-  env: Record<string, string>;
-  secretEnv: string | null;
-  workspace: boolean;
-  recipients: string[];
-  logs: { nextSeq: number };
-}
-
-export interface Control {
-  drain: boolean;
-  cycle: boolean;
-  cancel: string[];
-}
-
-export interface PollAnswer {
-  assignment: Assignment | null;
-  control: Control;
-}
-
-export interface PhaseState {
-  state: string;
-  cancel: boolean;
-  logs: { nextSeq: number; bytes: number };
-}
-
-export interface PhaseReport {
-  workerId: string;
-  outcome: string;
-  exitCode: number | null;
-  /** A sentence for people: what went wrong on this host (the code leads it). */
-  error: string | null;
-  logSeq: number;
-  workspaceUploaded: boolean;
 }
 
 export interface WorkerApiOptions {
@@ -229,8 +168,8 @@ export class WorkerApi {
   }
 
   /** The long-poll (also the heartbeat); bounded a little past `waitSeconds`. */
-  async poll(req: { workerId: string; accept: boolean; runId: string | null }, waitSeconds: number, signal?: AbortSignal): Promise<PollAnswer> {
-    const a = await this.#json<Partial<PollAnswer>>('poll', 'POST', `/v1/worker/poll?wait=${waitSeconds}`, {
+  async poll(req: PollRequest, waitSeconds: number, signal?: AbortSignal): Promise<PollReply> {
+    const a = await this.#json<Partial<PollReply>>('poll', 'POST', `/v1/worker/poll?wait=${waitSeconds}`, {
       json: req, timeoutMs: (waitSeconds + 15) * 1000, ...(signal ? { signal } : {}),
     });
     return {
@@ -243,7 +182,7 @@ export class WorkerApi {
     await this.#json('phase start', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/start`, { json: { workerId }, timeoutMs: 30_000 });
   }
 
-  phaseState(runId: string, phase: number): Promise<PhaseState> {
+  phaseState(runId: string, phase: number): Promise<PhaseStatus> {
     return this.#json('phase state', 'GET', `/v1/worker/runs/${enc(runId)}/phases/${phase}`, { timeoutMs: 30_000 });
   }
 
@@ -252,7 +191,7 @@ export class WorkerApi {
    * the run's logs reached the server's cap (--max-run-log): sending more is wasted.
    */
   async uploadLogs(runId: string, phase: number, seq: number, bytes: Uint8Array): Promise<{ nextSeq: number; stop: boolean }> {
-    const r = await this.#json<{ nextSeq: number; truncated?: boolean }>('log upload', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/logs?seq=${seq}`, { body: bytes, timeoutMs: 60_000 });
+    const r = await this.#json<LogAck>('log upload', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/logs?seq=${seq}`, { body: bytes, timeoutMs: 60_000 });
     return { nextSeq: r.nextSeq, stop: r.truncated === true };
   }
 
@@ -269,6 +208,21 @@ export class WorkerApi {
   async uploadWorkspace(runId: string, phase: number, sealed: Readable, signal?: AbortSignal): Promise<void> {
     const res = await this.#call('workspace upload', 'PUT', `/v1/worker/runs/${enc(runId)}/phases/${phase}/workspace`, { body: sealed, ...(signal ? { signal } : {}) });
     await res.body.dump();
+  }
+
+  /** One sealed state version of the run's stack (the one its assignment named). */
+  async downloadState(runId: string, version: number, signal?: AbortSignal): Promise<Readable> {
+    const res = await this.#call('state download', 'GET', `/v1/worker/runs/${enc(runId)}/state/${version}`, { ...(signal ? { signal } : {}) });
+    return res.body;
+  }
+
+  /** Uploads a step's new sealed state, naming the version it started from; resolves with the new version. */
+  async uploadState(runId: string, phase: number, sealed: Readable, meta: { base: number | null; serial: number | null; lineage: string | null }, signal?: AbortSignal): Promise<number> {
+    const q = new URLSearchParams({ base: meta.base === null ? 'none' : String(meta.base) });
+    if (meta.serial !== null) q.set('serial', String(meta.serial));
+    if (meta.lineage !== null) q.set('lineage', meta.lineage);
+    const r = await this.#json<StateAck>('state upload', 'PUT', `/v1/worker/runs/${enc(runId)}/phases/${phase}/state?${q}`, { body: sealed, ...(signal ? { signal } : {}) });
+    return r.version;
   }
 
   async result(runId: string, phase: number, report: PhaseReport): Promise<void> {

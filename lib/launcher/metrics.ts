@@ -4,6 +4,7 @@
 // carries no secrets, but it is for the host's own monitoring agent.
 import { createServer, type Server } from 'node:http';
 import { LauncherError } from '../errors.ts';
+import { REPORTABLE_OUTCOMES } from '../protocol.ts';
 
 export class Metrics {
   runs = new Map<string, number>();
@@ -30,7 +31,7 @@ export class Metrics {
   render(): string {
     const out: string[] = [];
     out.push('# HELP launcher_phases_total Phases this launcher finished, by result.', '# TYPE launcher_phases_total counter');
-    for (const outcome of ['succeeded', 'failed', 'logs-timeout', 'run-timeout', 'canceled', 'system-error']) {
+    for (const outcome of REPORTABLE_OUTCOMES) {
       out.push(`launcher_phases_total{result="${outcome}"} ${this.runs.get(outcome) ?? 0}`);
     }
     for (const [k, v] of this.runs) if (!out.some((l) => l.includes(`"${k}"`))) out.push(`launcher_phases_total{result="${k}"} ${v}`);

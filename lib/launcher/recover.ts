@@ -10,7 +10,8 @@
 // - any other container labelled with this worker: removed.
 import { removeContainer } from '../docker/containers.ts';
 import { listManagedContainers } from '../executor.ts';
-import { isPermanent, ServerError, type Assignment } from './api.ts';
+import type { Assignment, PhaseReport } from '../protocol.ts';
+import { isPermanent, ServerError } from './api.ts';
 import type { InFlight, Logger, PhaseContext, ResumeFrom } from './phase.ts';
 import { retryTransient } from './retry.ts';
 
@@ -61,7 +62,7 @@ export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable
     state.clearSpill();
     return { assignment: a, from: { containerId: mine.id, storedBytes: st.logs.bytes, nextSeq: st.logs.nextSeq } };
   }
-  const report = inflight.stage === 'finished' && inflight.result
+  const report: PhaseReport = inflight.stage === 'finished' && inflight.result
     ? { ...inflight.result, logSeq: st.logs.nextSeq }
     : {
         workerId, outcome: 'system-error', exitCode: null, logSeq: st.logs.nextSeq, workspaceUploaded: false,

@@ -13,7 +13,8 @@
 // offered the next run at once instead of after the poll's wait.
 import { hostname } from 'node:os';
 import { Backoff, sleep } from './backoff.ts';
-import { isPermanent, ServerError, type Assignment, type Control, type HostFacts, type WorkerApi } from './api.ts';
+import type { Assignment, Control, HostFacts } from '../protocol.ts';
+import { isPermanent, ServerError, type WorkerApi } from './api.ts';
 import { runAssignment, type InFlight, type PhaseContext, type ResumeFrom } from './phase.ts';
 import { recover } from './recover.ts';
 import { retryTransient } from './retry.ts';

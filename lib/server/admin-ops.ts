@@ -5,13 +5,22 @@ import { isLauncherError } from '../errors.ts';
 import { inspectCsr, issuePoolCertificate } from '../pki.ts';
 import { encodeToken } from '../token.ts';
 import { decodeBase64Strict } from '../keys.ts';
-import { writeFileAtomic } from './blobs.ts';
 import { transaction } from './db.ts';
 import { HttpError, badField, bool, str, stringMap } from './http.ts';
-import { adminTransition, initialState, prioritizedKey, workerStatus, type RunState } from './scheduler.ts';
-import { iso, looksSealed, newId, normSerial, type Service } from './service.ts';
-import type { KeyRow, PhaseSpec, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
+import {
+  WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
+  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type WorkerList, type WorkerView,
+} from '../protocol.ts';
+import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
+import { Service, iso, looksSealed, newId, normSerial } from './service.ts';
+import type { KeyRow, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
 import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
+import type { Readable } from 'node:stream';
+import { stateVersionJson } from './state.ts';
+import { stateWriteQuery } from './worker-ops.ts';
+import { ToolConfigError, parseToolConfig, relativePath } from '../tool/config.ts';
+import { inProjectRoot, toolPhases } from '../tool/steps.ts';
+import { DEFAULT_STATE_HISTORY, MAX_STATE_HISTORY } from '../tool/state.ts';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const NAME_HINT = '1 to 64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
@@ -32,11 +41,11 @@ export class AdminOps {
     return p;
   }
 
-  poolView(p: PoolRow): Record<string, unknown> {
+  poolView(p: PoolRow): PoolView {
     return poolJson(p, this.store.keys(p.id), this.store.poolCounts(p.id));
   }
 
-  listPools(): Record<string, unknown> {
+  listPools(): PoolList {
     return { pools: this.store.pools().map((p) => this.poolView(p)) };
   }
 
@@ -62,21 +71,22 @@ export class AdminOps {
     return { key, token };
   }
 
-  createPool(body: Record<string, unknown>): { pool: Record<string, unknown>; token: string } {
+  createPool(body: Record<string, unknown>): PoolTokenReply {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
+    const description = str(body, 'description', { optional: true, max: 1024, hint: 'free text of at most 1024 characters' }) ?? '';
     if (this.store.pool(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
     const id = newId('pool');
     const { key, token } = this.issueKey(id, csr);
     transaction(this.store.db, () => {
-      this.store.run('INSERT INTO pools (id, name, cycle, created_at) VALUES (?, ?, 0, ?)', [id, name, iso()]);
+      this.store.run('INSERT INTO pools (id, name, description, cycle, created_at) VALUES (?, ?, ?, 0, ?)', [id, name, description, iso()]);
       this.store.insertKey(key);
     });
     this.store.forgetPools();
     return { pool: this.poolView(this.pool(id)), token };
   }
 
-  resetPool(idOrName: string, body: Record<string, unknown>): { pool: Record<string, unknown>; token: string } {
+  resetPool(idOrName: string, body: Record<string, unknown>): PoolTokenReply {
     const p = this.pool(idOrName);
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
@@ -90,7 +100,7 @@ export class AdminOps {
     return { pool: this.poolView(this.pool(p.id)), token };
   }
 
-  cyclePool(idOrName: string): { pool: Record<string, unknown> } {
+  cyclePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
     this.store.run('UPDATE pools SET cycle = cycle + 1 WHERE id = ?', [p.id]);
     this.store.forgetPools();
@@ -98,7 +108,7 @@ export class AdminOps {
     return { pool: this.poolView(this.pool(p.id)) };
   }
 
-  deletePool(idOrName: string): { pool: Record<string, unknown> } {
+  deletePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
     const active = this.store.activeRunCount('pool_id', p.id);
     if (active > 0) throw new HttpError(409, 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
@@ -115,7 +125,7 @@ export class AdminOps {
     return { pool: view };
   }
 
-  addKey(idOrName: string, body: Record<string, unknown>): { key: Record<string, unknown>; token: string } {
+  addKey(idOrName: string, body: Record<string, unknown>): KeyTokenReply {
     const p = this.pool(idOrName);
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
@@ -123,7 +133,7 @@ export class AdminOps {
     return { key: keyJson(key), token };
   }
 
-  retireKey(idOrName: string, keyId: string): { key: Record<string, unknown> } {
+  retireKey(idOrName: string, keyId: string): KeyReply {
     const p = this.pool(idOrName);
     const k = this.store.key(p.id, keyId);
     if (!k) throw new HttpError(404, 'KEY_NOT_FOUND', `Key not found: "${keyId}" in pool ${p.id}`);
@@ -135,7 +145,7 @@ export class AdminOps {
     return { key: keyJson(this.store.key(p.id, k.id)!) };
   }
 
-  queue(idOrName: string): { runs: Record<string, unknown>[] } {
+  queue(idOrName: string): RunList {
     const p = this.pool(idOrName);
     const runs = [...this.store.queued(p.id, 100_000), ...this.store.unconfirmed(p.id)];
     return { runs: runs.map((r) => this.runView(r)) };
@@ -143,23 +153,23 @@ export class AdminOps {
 
   // ------------------------------------------------------------ workers
 
-  workerView(w: WorkerRow): Record<string, unknown> {
+  workerView(w: WorkerRow): WorkerView {
     const seen = this.s.presence.lastSeen.get(w.id);
     return workerJson(w, seen !== undefined && w.offline === 0 ? iso(seen) : w.last_seen);
   }
 
-  listWorkers(q: URLSearchParams): { workers: Record<string, unknown>[] } {
+  listWorkers(q: URLSearchParams): WorkerList {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const meta = metadataPairs(q.getAll('metadata'));
     const status = q.get('status');
-    if (status && !['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'].includes(status)) throw badField('status', 'IDLE, BUSY, DRAINED or OFFLINE');
+    if (status && !(WORKER_STATUSES as readonly string[]).includes(status)) throw badField('status', WORKER_STATUSES.join(', '));
     const rows = this.store.workers(pool?.id).filter((w) => matches(w, meta) &&
       (!status || workerStatus({ offline: w.offline === 1, drained: w.drained === 1, busy: w.current_run !== null }) === status));
     return { workers: rows.map((w) => this.workerView(w)) };
   }
 
-  setDrained(body: Record<string, unknown>, drained: boolean): { workers: Record<string, unknown>[] } {
+  setDrained(body: Record<string, unknown>, drained: boolean): WorkerList {
     let rows: WorkerRow[];
     if (body.ids !== undefined) {
       if (!Array.isArray(body.ids) || body.ids.length === 0 || !body.ids.every((i) => typeof i === 'string')) throw badField('ids', 'a non-empty list of worker ids');
@@ -190,11 +200,11 @@ export class AdminOps {
     return st;
   }
 
-  listStacks(q: URLSearchParams): { stacks: Record<string, unknown>[] } {
+  listStacks(q: URLSearchParams): StackList {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const kind = q.get('kind');
-    return { stacks: this.store.stacks().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map(stackJson) };
+    return { stacks: this.store.stacks().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map((s) => this.stackView(s)) };
   }
 
   private stackFields(body: Record<string, unknown>, partial: boolean): Partial<StackRow> {
@@ -209,45 +219,142 @@ export class AdminOps {
     if ('image' in body) out.image = str(body, 'image', { optional: true, max: 512, hint: 'an image reference or null' }) ?? null;
     if ('env' in body || !partial) out.env = JSON.stringify(stringMap(body, 'env', ENV_NAME, 'variable names ([A-Za-z_][A-Za-z0-9_]*) with string values') ?? {});
     if ('secretEnv' in body) out.secret_env = sealedField(body, 'secretEnv', 1024 * 1024);
-    if ('phases' in body || !partial) out.phases = JSON.stringify(phasesField(body.phases));
+    if ('tool' in body) {
+      try {
+        const tool = parseToolConfig(body.tool);
+        out.tool = tool ? JSON.stringify(tool) : null;
+      } catch (e) {
+        if (e instanceof ToolConfigError) throw new HttpError(400, 'INVALID_FIELD', e.message);
+        throw e;
+      }
+    }
+    const hasTool = out.tool !== undefined ? out.tool !== null : false;
+    if ('phases' in body && body.phases !== null) out.phases = JSON.stringify(phasesField(body.phases));
+    else if (!partial) {
+      if (!hasTool) throw badField('phases', `a list of 1 to ${MAX_PHASES} phases {"name", "script", "confirm"?}, or a "tool" ({"name": "terraform"}) whose steps are the phases`);
+      out.phases = '[]';
+    }
+    if ('projectRoot' in body) {
+      try { out.project_root = relativePath(body.projectRoot, 'projectRoot'); } catch (e) { throw new HttpError(400, 'INVALID_FIELD', (e as Error).message); }
+    }
+    if ('stateHistory' in body) {
+      const n = body.stateHistory;
+      if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > MAX_STATE_HISTORY) throw badField('stateHistory', `how many state versions to keep, an integer from 1 to ${MAX_STATE_HISTORY} (default ${DEFAULT_STATE_HISTORY})`);
+      out.state_history = n as number;
+    }
     return out;
   }
 
-  createStack(body: Record<string, unknown>): { stack: Record<string, unknown> } {
+  /** A stack has either phases or a tool, never both and never neither. */
+  private checkShape(row: { tool: string | null; phases: string }): void {
+    const phases = JSON.parse(row.phases) as unknown[];
+    if (row.tool !== null && phases.length > 0) throw badField('phases', 'no phases on a stack with a "tool": its steps are the phases (set "tool": null to use phases)');
+    if (row.tool === null && phases.length === 0) throw badField('phases', `a list of 1 to ${MAX_PHASES} phases, or a "tool"`);
+  }
+
+  createStack(body: Record<string, unknown>): StackReply {
     const f = this.stackFields(body, false);
     if (this.store.stack(f.name!)) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     const now = iso();
     const row: StackRow = {
       id: newId('stk'), name: f.name!, kind: f.kind!, pool_id: f.pool_id ?? null, image: f.image ?? null,
       env: f.env!, secret_env: f.secret_env ?? null, phases: f.phases!, created_at: now, updated_at: now, deleted_at: null,
+      tool: f.tool ?? null, project_root: f.project_root ?? '.', state_history: f.state_history ?? DEFAULT_STATE_HISTORY,
+      state_holder: null, drifted_run: null,
     };
+    this.checkShape(row);
     this.store.insertStack(row);
-    return { stack: stackJson(row) };
+    return { stack: this.stackView(row) };
   }
 
-  updateStack(idOrName: string, body: Record<string, unknown>): { stack: Record<string, unknown> } {
+  async updateStack(idOrName: string, body: Record<string, unknown>): Promise<StackReply> {
     const st = this.stack(idOrName);
     const f = this.stackFields(body, true);
     if (f.name && f.name !== st.name) {
       const other = this.store.stack(f.name);
       if (other && other.id !== st.id) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     }
+    // Switching to a tool drops the phases, and back again needs phases.
+    if (f.tool !== undefined && f.tool !== null && f.phases === undefined) f.phases = '[]';
+    this.checkShape({ tool: f.tool !== undefined ? f.tool : st.tool, phases: f.phases ?? st.phases });
     this.store.updateStack(st.id, { ...f, updated_at: iso() });
-    return { stack: stackJson(this.store.stack(st.id)!) };
+    const after = this.store.stack(st.id)!;
+    if (f.state_history !== undefined) await this.s.states.prune(after);
+    return { stack: this.stackView(after) };
   }
 
-  deleteStack(idOrName: string): { stack: Record<string, unknown> } {
+  stackView(st: StackRow): StackView {
+    const cur = this.s.states.rows.current(st.id);
+    const holder = this.s.states.holder(st);
+    return stackJson(st, { stateVersion: cur?.version ?? null, stateHolder: holder?.id ?? null });
+  }
+
+  async deleteStack(idOrName: string, purgeState: boolean): Promise<StackReply & { purgedStateVersions?: number }> {
     const st = this.stack(idOrName);
     const active = this.store.activeRunCount('stack_id', st.id);
     if (active > 0) throw new HttpError(409, 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
     this.store.updateStack(st.id, { deleted_at: iso() });
-    return { stack: stackJson(st) };
+    this.store.run('UPDATE schedules SET deleted_at = ? WHERE stack_id = ? AND deleted_at IS NULL', [iso(), st.id]);
+    const view = this.stackView(st);
+    if (!purgeState) return { stack: view };
+    return { stack: view, purgedStateVersions: await this.s.states.purge(st.id) };
+  }
+
+  // ------------------------------------------------------------ managed state
+
+  /** A live stack by id or name, or a deleted one by id (its state is kept until purged). */
+  stateStack(idOrName: string): StackRow {
+    const st = this.store.stack(idOrName) ?? this.store.stackAny(idOrName);
+    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks; a deleted stack's state is reachable by its id)`);
+    return st;
+  }
+
+  stateList(idOrName: string): StateList {
+    const st = this.stateStack(idOrName);
+    const versions = this.s.states.rows.list(st.id);
+    return {
+      stack: st.id, current: versions[0]?.version ?? null, holder: this.s.states.holder(st)?.id ?? null,
+      history: st.state_history, versions: versions.map(stateVersionJson),
+    };
+  }
+
+  /** Writers other than the holding run wait until it ends. */
+  private notHeld(st: StackRow, what: string): () => void {
+    return () => {
+      const fresh = this.store.stackAny(st.id) ?? st;
+      const h = this.s.states.holder(fresh);
+      if (h) throw new HttpError(409, 'STATE_LOCKED', `Cannot ${what} the state of ${st.name}: run ${h.id} holds it until it ends (wait for it, or cancel it)`, { holder: h.id });
+    };
+  }
+
+  async statePush(idOrName: string, body: Readable, declared: number, q: URLSearchParams): Promise<{ version: StateVersionView }> {
+    const st = this.stateStack(idOrName);
+    const w = stateWriteQuery(q, null, 'push');
+    this.notHeld(st, 'push')();
+    const got = await this.s.states.receive(body, declared);
+    const row = await this.s.states.commit(st, got, w, { check: this.notHeld(st, 'push') });
+    return { version: stateVersionJson(row) };
+  }
+
+  async stateRollback(idOrName: string, body: Record<string, unknown>): Promise<{ version: StateVersionView }> {
+    const st = this.stateStack(idOrName);
+    const v = body.version;
+    if (!Number.isInteger(v) || (v as number) < 1) throw badField('version', 'the state version to restore (an integer from 1; see GET /v1/stacks/{id}/state)');
+    const row = await this.s.states.rollback(st, v as number, this.notHeld(st, 'roll back'));
+    return { version: stateVersionJson(row) };
   }
 
   // ------------------------------------------------------------ runs
 
-  runView(r: RunRow): Record<string, unknown> {
-    return runJson(r, this.store.phases(r.id));
+  runView(r: RunRow): RunView {
+    const phases = this.store.phases(r.id);
+    let reason = r.reason;
+    if (r.state === 'QUEUED' && r.holds_state === 1) {
+      const st = this.store.stackAny(r.stack_id);
+      const holder = st ? this.s.states.holder(st) : undefined;
+      if (holder && holder.id !== r.id) reason = `waiting: run ${holder.id} holds the stack's state until it ends`;
+    }
+    return runJson({ ...r, reason }, phases, Service.status(r, phases[r.phase]));
   }
 
   run(id: string): RunRow {
@@ -257,18 +364,27 @@ export class AdminOps {
   }
 
   /** Creates a run; `workspaceTmp` is a received sealed upload to move into place. */
-  async trigger(stackArg: string, proposed: boolean, workspace: { tmp: string } | Buffer | undefined): Promise<{ run: Record<string, unknown> }> {
+  async trigger(stackArg: string, proposedAsked: boolean, workspace: { tmp: string } | Buffer | undefined, source: string | null = null): Promise<RunReply> {
     const st = this.stack(stackArg);
     if (!st.pool_id) throw new HttpError(409, 'STACK_NO_POOL', `Stack ${st.name} is not attached to a worker pool (PATCH /v1/stacks/${st.id} with {"pool": ID})`);
     const pool = this.pool(st.pool_id);
-    const phases = JSON.parse(st.phases) as PhaseSpec[];
-    const spec: RunSpec = { image: st.image, env: JSON.parse(st.env) as Record<string, string>, phases };
+    const tool = st.tool ? parseToolConfig(JSON.parse(st.tool)) : null;
+    // A module's run only checks (init, validate, test): it is always proposed.
+    const proposed = proposedAsked || (tool !== null && st.kind === 'module');
+    const phases: PhaseSpec[] = tool
+      ? toolPhases(tool, { kind: st.kind, proposed, projectRoot: st.project_root })
+      : (JSON.parse(st.phases) as PhaseSpec[]).map((p) => ({ ...p, script: inProjectRoot(st.project_root, p.script) }));
+    const manageState = tool !== null && tool.manageState && st.kind === 'stack';
+    const spec: RunSpec = {
+      image: st.image, env: JSON.parse(st.env) as Record<string, string>, phases,
+      ...(tool ? { tool: { name: tool.name, projectRoot: st.project_root, manageState } } : {}),
+    };
     const id = newId('run');
     const blobs = this.s.opts.blobs;
     if (workspace) {
       const dest = blobs.workspacePath(id);
       if (Buffer.isBuffer(workspace)) {
-        await writeFileAtomic(dest, workspace, 0o600);
+        await blobs.store(dest, workspace);
       } else {
         await blobs.commit(workspace.tmp, dest);
       }
@@ -281,6 +397,7 @@ export class AdminOps {
         state, phase: 0, phase_count: phases.length, spec: JSON.stringify(spec), secret_env: st.secret_env,
         worker_id: null, cancel_requested: 0, has_workspace: workspace ? 1 : 0, reason: null,
         created_at: now, updated_at: now, ended_at: null,
+        holds_state: manageState && !proposed ? 1 : 0, trigger: source,
       }, phases);
       // In the same transaction: a waiting launcher gets the run with one
       // commit, and its answer leaves only after it (afterCommit).
@@ -290,7 +407,7 @@ export class AdminOps {
     return { run: this.runView(this.run(id)) };
   }
 
-  listRuns(q: URLSearchParams): { runs: Record<string, unknown>[] } {
+  listRuns(q: URLSearchParams): RunList {
     const limit = q.get('limit') === null ? 100 : Number(q.get('limit'));
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw badField('limit', 'an integer from 1 to 1000');
     const stackArg = q.get('stack');
@@ -301,7 +418,7 @@ export class AdminOps {
     return { runs: this.store.runs({ stack, pool, state: state?.toUpperCase(), limit }).map((r) => this.runView(r)) };
   }
 
-  act(id: string, action: 'confirm' | 'cancel' | 'discard' | 'prioritize'): { run: Record<string, unknown> } {
+  act(id: string, action: RunAction): RunReply {
     const r = this.run(id);
     const ph = this.store.phase(r.id, r.phase)!;
     const to = adminTransition(r.state, action, ph.started_at !== null);
@@ -326,8 +443,13 @@ export class AdminOps {
           this.store.updateWorker(r.worker_id, { current_run: null, idle_since: now });
         }
       });
-      if (r.state === 'RUNNING' && r.worker_id) this.s.wake(r.worker_id);
-      if (state === 'QUEUED') this.s.dispatch(r.pool_id);
+      if (r.state === 'RUNNING' && r.worker_id) {
+        this.s.opts.metrics?.phaseEnded(r.pool_id, ph, 'canceled', now);
+        this.s.wake(r.worker_id);
+      }
+      if (ended) this.s.opts.metrics?.runEnded(r, state, now);
+      // QUEUED again, or ended while holding the stack's state: waiting runs may go.
+      if (state === 'QUEUED' || (ended && r.holds_state === 1)) this.s.dispatch(r.pool_id);
     }
     this.s.changed(r.id);
     return { run: this.runView(this.run(r.id)) };

@@ -4,26 +4,36 @@
 import { createPublicKey } from 'node:crypto';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Writable } from 'node:stream';
 import { LauncherError, isLauncherError } from '../errors.ts';
 import { AdminOps } from './admin-ops.ts';
 import { adminRoutes } from './admin-api.ts';
+import { addBackupRoutes } from './backup-api.ts';
+import { addGcRoutes } from './gc-api.ts';
+import { Collector } from '../retention/collector.ts';
 import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
 import { checkpointOnTimer, openDatabase } from './db.ts';
-import { HttpError, Router, bearerToken, sendError, sha256, tokenMatches, type Ctx } from './http.ts';
+import { HttpError, Router, badField, bearerToken, sendError, sendJson, sha256, tokenMatches, type Ctx } from './http.ts';
+import { auditTail } from './audit.ts';
 import type { Logger } from './log.ts';
 import { LogFiles } from './logs.ts';
 import { Service } from './service.ts';
+import { ServerMetrics } from '../metrics/server.ts';
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from '../metrics/registry.ts';
 import { Store } from './store.ts';
 import { authenticateWorker, settleFailedVerification, workerRoutes } from './worker-api.ts';
 import { ConnectionGuard, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_PENDING_PER_ADDRESS, defaultMaxConnections, raiseFileLimit, type ConnectionLimits } from './limits.ts';
 import { cleanTmp } from './blobs.ts';
 import type { Quotas } from './quotas.ts';
+import { loadConsoleAssets } from '../console/assets.ts';
+import { setBaseHeaders } from '../console/headers.ts';
+import { checkCsrf, handleConsole, isConsolePath, sessionOf, type ConsoleDeps } from '../console/serve.ts';
+import { Sessions } from '../console/session.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -41,6 +51,12 @@ export interface ServerOptions {
   /** Per-run log cap, uploads per worker, free-disk floor; unset fields get defaults. */
   quotas?: Partial<Quotas>;
   log: Logger;
+  /** Finished runs older than this are removed with their logs and workspaces (undefined: kept forever). */
+  retainRunsMs?: number | undefined;
+  /** Workers OFFLINE (or deregistered) longer than this are removed (undefined: kept). */
+  retainOfflineWorkersMs?: number | undefined;
+  /** A second, plain-HTTP listener that serves only GET /metrics, without the admin token (for scrapers). */
+  metricsListen?: { host: string; port: number };
   /** Where the admin token is shown once, on first start. */
   stdout: Writable;
 }
@@ -48,6 +64,8 @@ export interface ServerOptions {
 export interface RunningServer {
   url: string;
   port: number;
+  /** The plain metrics listener's port, when --metrics-listen is given. */
+  metricsPort?: number;
   service: Service;
   guard: ConnectionGuard;
   close(): Promise<void>;
@@ -109,18 +127,53 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const adminHash = Buffer.from(tokenHash, 'hex');
 
   const logFiles = new LogFiles(paths.logs);
+  const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces });
+  // Sealed bytes already stored, counted in the background for /metrics.
+  blobs.scanStored().catch((e: Error) => o.log.warn('Cannot count the stored sealed workspaces', { error: e.message }));
+  let presence: Service['presence'] | undefined;
+  const metrics = new ServerMetrics({
+    db,
+    presence: { heldCount: () => presence?.heldCount() ?? 0, acceptingByPool: () => presence?.acceptingByPool() ?? new Map() },
+    sealed: () => blobs.stored(),
+    poolName: (id) => store.poolAny(id)?.name ?? id,
+    meta: { get: (k) => store.meta(k), set: (k, v) => store.setMeta(k, v) },
+  });
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
-    blobs: createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces }),
-    logs: logFiles, log: o.log, quotas: o.quotas, tmpDir: paths.tmp,
+    blobs, logs: logFiles, log: o.log, metrics, stateDir: paths.state, quotas: o.quotas, tmpDir: paths.tmp,
   });
+  presence = service.presence;
   const ops = new AdminOps(service);
   const workerRouter = workerRoutes(service);
   const adminRouter = adminRoutes(service, ops);
+  adminRouter.add('GET', '/v1/audit', async (ctx) => {
+    const limit = ctx.query.get('limit') === null ? 100 : Number(ctx.query.get('limit'));
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw badField('limit', 'an integer from 1 to 10000');
+    sendJson(ctx.res, 200, { entries: await auditTail(paths.audit, limit) });
+  });
+  addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log, metrics });
+  const collector = new Collector({
+    db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, blobs, log: o.log,
+    onWorkerRemoved: (id) => service.presence.forget(id),
+  }, { retainRunsMs: o.retainRunsMs, retainOfflineWorkersMs: o.retainOfflineWorkersMs });
+  addGcRoutes(adminRouter, collector);
+  const sendMetrics = (res: ServerResponse): void => {
+    const text = metrics.render();
+    res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+    res.end(text);
+  };
   // Written synchronously: one small line per change, visible at once to
   // anyone tailing the file, and never lost to a buffered stream on kill -9.
   const audit = openSync(paths.audit, 'a', 0o600);
   const dist = await distributionHandler(o.distDir ?? paths.dist, o.url);
+  const sessions = new Sessions();
+  const consoleDeps: ConsoleDeps = {
+    assets: await loadConsoleAssets(),
+    sessions,
+    adminHash,
+    audit: (req, status, action) => writeAudit(o.log, audit, req, status, {}, action, req.socket?.remoteAddress ?? null),
+    warn: (msg, fields) => o.log.warn(msg, fields),
+  };
 
   const fdLimit = raiseFileLimit(o.log);
   const limits: ConnectionLimits = {
@@ -140,6 +193,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     const ctx: Ctx = { req, res, params: {}, query: url.searchParams, path: url.pathname, remote };
     // Uploads may be slow but must keep moving; every other body arrives whole in time.
     const upload = req.method === 'PUT' || /^application\/octet-stream\b/i.test(String(req.headers['content-type'] ?? ''));
+    setBaseHeaders(res);
     guard.watchBody(req, upload ? 'stream' : 'whole', () => {
       if (!res.headersSent) res.setHeader('connection', 'close');
       sendError(res, new HttpError(408, 'BODY_TIMEOUT', upload
@@ -148,19 +202,35 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     });
     try {
       if (dist && dist(req, res)) return;
+      if (isConsolePath(ctx.path)) {
+        await handleConsole(consoleDeps, req, res, ctx.path);
+        return;
+      }
       if (ctx.path.startsWith('/v1/worker/')) {
         ctx.worker = authenticateWorker(req, service);
         await route(workerRouter, ctx);
+      } else if (ctx.path === '/metrics') {
+        requireAdmin(req, adminHash);
+        if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${req.method} /metrics (use GET)`);
+        sendMetrics(res);
       } else if (ctx.path.startsWith('/v1/')) {
         const token = bearerToken(req);
-        if (token === undefined) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token)');
-        if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
-        guard.authenticated(req.socket);
+        if (token !== undefined) {
+          if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
+          guard.authenticated(req.socket);
+        } else {
+          // The console's session cookie stands in for the token; what changes
+          // something must also prove it comes from the console's own page.
+          const session = sessionOf(req, sessions);
+          if (!session) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token), or sign in to the console');
+          if (req.method !== 'GET' && req.method !== 'HEAD') checkCsrf(req, session);
+          guard.authenticated(req.socket);
+        }
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           // Audit as the status goes out (before the client can see the answer).
           const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
           res.writeHead = ((...args: unknown[]) => {
-            writeAudit(o.log, audit, req, args[0] as number, ctx, ctx.route ?? ctx.path);
+            writeAudit(o.log, audit, req, args[0] as number, { ...ctx.params, ...ctx.audit }, ctx.route ?? ctx.path, remote);
             return writeHead(...args);
           }) as typeof res.writeHead;
         }
@@ -215,29 +285,41 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const host = wildcard ? hostname() : o.listenHost;
   service.serverUrl = o.url ?? `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   service.recover();
+  let metricsServer: HttpServer | undefined;
   try {
+    if (o.metricsListen) metricsServer = await listenForMetrics(o.metricsListen.host, o.metricsListen.port, sendMetrics);
     await writeServerUrlFile(paths, service.serverUrl);
   } catch (e) {
+    metricsServer?.close();
     server.close();
     service.close();
     closeSync(audit);
     stopCheckpoints();
     db.close();
     rmSync(paths.pid, { force: true });
+    if (isLauncherError(e)) throw e;
     throw new LauncherError('DATA_DIR_INVALID', `Cannot write ${paths.url}: ${(e as Error).message}`, { exitCode: 1, cause: e });
   }
+  const metricsPort = metricsServer ? (metricsServer.address() as AddressInfo).port : undefined;
+  if (metricsServer) o.log.info('Metrics listening', { listen: `${o.metricsListen!.host}:${metricsPort}`, metricsPort, path: '/metrics' });
+  const stopRetention = collector.start();
   o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir, fileLimit: fdLimit, ...limits });
 
   let closed = false;
   return {
     url: service.serverUrl,
     port,
+    ...(metricsPort === undefined ? {} : { metricsPort }),
     service,
     guard,
     async close() {
       if (closed) return;
       closed = true;
+      stopRetention();
       service.close();
+      sessions.clear();
+      metricsServer?.close();
+      metricsServer?.closeAllConnections();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
@@ -250,6 +332,29 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       rmSync(paths.pid, { force: true });
     },
   };
+}
+
+function requireAdmin(req: IncomingMessage, adminHash: Buffer): void {
+  const token = bearerToken(req);
+  if (token === undefined) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token)');
+  if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
+}
+
+/** The plain listener for scrapers: GET /metrics and nothing else. */
+async function listenForMetrics(host: string, port: number, send: (res: ServerResponse) => void): Promise<HttpServer> {
+  const server = createHttpServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics') return sendError(res, new HttpError(404, 'NOT_FOUND', `Not found: ${req.method} ${path} (this listener serves only GET /metrics)`));
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${req.method} /metrics (use GET)`));
+    send(res);
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 10_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new LauncherError('LISTEN_FAILED', `Cannot listen on ${host}:${port} for metrics: ${e.code ?? e.message}`, { exitCode: 1, cause: e })));
+    server.listen(port, host, () => resolve());
+  });
+  return server;
 }
 
 async function route(router: Router, ctx: Ctx): Promise<void> {
@@ -301,13 +406,12 @@ function clientWentAway(req: IncomingMessage, e: unknown): boolean {
   return (e as Error | undefined)?.message === 'aborted' || (req.destroyed && !req.complete);
 }
 
-function writeAudit(log: Logger, out: number, req: IncomingMessage, status: number, ctx: Ctx, pattern: string): void {
+function writeAudit(log: Logger, out: number, req: IncomingMessage, status: number, extra: Record<string, string | number | boolean | null | undefined>, pattern: string, remote: string | null = null): void {
   const fields = {
-    action: `${req.method} ${pattern}`,
+    action: pattern.includes(' ') ? pattern : `${req.method} ${pattern}`,
     status,
-    remote: ctx.remote ?? null,
-    ...ctx.params,
-    ...ctx.audit,
+    remote,
+    ...extra,
   };
   log.info('audit', fields);
   try {

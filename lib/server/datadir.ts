@@ -26,6 +26,8 @@ export interface DataPaths {
   workspaces: string;
   logs: string;
   dist: string;
+  /** Sealed state versions of managed-state stacks: state/STACK/VERSION.age. */
+  state: string;
 }
 
 export function dataPaths(dir: string): DataPaths {
@@ -44,6 +46,7 @@ export function dataPaths(dir: string): DataPaths {
     workspaces: join(dir, 'workspaces'),
     logs: join(dir, 'logs'),
     dist: join(dir, 'dist'),
+    state: join(dir, 'state'),
   };
 }
 
@@ -59,7 +62,7 @@ export function prepareDataDir(p: DataPaths): void {
     mkdirSync(p.dir, { recursive: true, mode: 0o700 });
     if (!statSync(p.dir).isDirectory()) throw new Error('not a directory');
     chmodSync(p.dir, 0o700);
-    for (const d of [p.tmp, p.workspaces, p.logs]) {
+    for (const d of [p.tmp, p.workspaces, p.logs, p.state]) {
       mkdirSync(d, { recursive: true, mode: 0o700 });
       chmodSync(d, 0o700);
     }

@@ -2,19 +2,9 @@
 // run goes to which waiting worker, and how a run moves through its states.
 // No clock, database or socket here, so every rule is unit-tested directly.
 
-export type RunState = 'QUEUED' | 'RUNNING' | 'UNCONFIRMED' | 'FINISHED' | 'FAILED' | 'CANCELED' | 'DISCARDED';
-export type WorkerStatus = 'IDLE' | 'BUSY' | 'DRAINED' | 'OFFLINE';
-export type Outcome = 'succeeded' | 'failed' | 'logs-timeout' | 'run-timeout' | 'canceled' | 'system-error' | 'worker-lost';
+import type { Outcome, RunAction, RunState, WorkerStatus } from '../protocol.ts';
 
-export const OUTCOMES: readonly Outcome[] = ['succeeded', 'failed', 'logs-timeout', 'run-timeout', 'canceled', 'system-error', 'worker-lost'];
-/** Outcomes a launcher may report; `worker-lost` is decided by the server only. */
-export const REPORTABLE_OUTCOMES: readonly Outcome[] = OUTCOMES.filter((o) => o !== 'worker-lost');
-export const ACTIVE_STATES: readonly RunState[] = ['QUEUED', 'RUNNING', 'UNCONFIRMED'];
-export const TERMINAL_STATES: readonly RunState[] = ['FINISHED', 'FAILED', 'CANCELED', 'DISCARDED'];
-
-export const isTerminal = (s: RunState): boolean => TERMINAL_STATES.includes(s);
-
-export interface WorkerView {
+export interface WorkerFacts {
   id: string;
   poolId: string;
   deregistered: boolean;
@@ -29,7 +19,7 @@ export interface WorkerView {
 }
 
 /** Only live, registered, undrained, uncycled, accepting, idle workers take work. */
-export function canTakeWork(w: WorkerView): boolean {
+export function canTakeWork(w: WorkerFacts): boolean {
   return !w.deregistered && !w.offline && !w.drained && !w.cycled && w.accepting && !w.busy;
 }
 
@@ -48,8 +38,8 @@ export interface QueuedRun { id: string; poolId: string; queueKey: number }
  * order they started waiting (longest-waiting first), one run per worker, and
  * only to a worker of the run's own pool that can take work.
  */
-export function planAssignments(queued: readonly QueuedRun[], waiting: readonly WorkerView[]): { runId: string; workerId: string }[] {
-  const free = new Map<string, WorkerView[]>();
+export function planAssignments(queued: readonly QueuedRun[], waiting: readonly WorkerFacts[]): { runId: string; workerId: string }[] {
+  const free = new Map<string, WorkerFacts[]>();
   for (const w of waiting) {
     if (!canTakeWork(w)) continue;
     const list = free.get(w.poolId) ?? [];
@@ -109,13 +99,11 @@ export function afterPhase(
   }
 }
 
-export type AdminAction = 'confirm' | 'cancel' | 'discard' | 'prioritize';
-
 /**
  * What an admin action does in a state: the new state, `request-cancel` (a
  * running phase must be stopped by its worker first), or undefined (refused).
  */
-export function adminTransition(state: RunState, action: AdminAction, started: boolean): RunState | 'request-cancel' | 'same' | undefined {
+export function adminTransition(state: RunState, action: RunAction, started: boolean): RunState | 'request-cancel' | 'same' | undefined {
   switch (action) {
     case 'confirm': return state === 'UNCONFIRMED' ? 'QUEUED' : undefined;
     case 'discard': return state === 'UNCONFIRMED' ? 'DISCARDED' : undefined;

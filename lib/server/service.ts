@@ -14,11 +14,17 @@ import { afterCommit, transaction } from './db.ts';
 import { HttpError, badField } from './http.ts';
 import type { Logger } from './log.ts';
 import type { LogFiles } from './logs.ts';
-import { afterPhase, planAssignments, onWorkerLost, type Outcome, type WorkerView } from './scheduler.ts';
+import type { Assignment, Control, Outcome, PollReply, RunState } from '../protocol.ts';
+import { afterPhase, planAssignments, onWorkerLost, type WorkerFacts } from './scheduler.ts';
 import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
 import { phaseState } from './views.ts';
 import { Presence } from './workers.ts';
 import { checkDiskFloor, DEFAULT_QUOTAS, UploadSlots, type Quotas } from './quotas.ts';
+import { StackStates } from './state.ts';
+import { STEP_STATUS } from '../tool/steps.ts';
+import type { PlanSummary } from '../tool/plan.ts';
+import type { Step } from '../tool/config.ts';
+import type { ToolAssignment } from '../protocol.ts';
 
 export interface ServiceOptions {
   store: Store;
@@ -34,10 +40,19 @@ export interface ServiceOptions {
   quotas?: Partial<Quotas> | undefined;
   /** Where uploads land first (the free-disk floor is measured there). */
   tmpDir?: string;
+  /** Where sealed state versions live (DATA/state). */
+  stateDir: string;
+  /** Told as runs are assigned and phases and runs end (lib/metrics/server.ts). */
+  metrics?: RunObserver;
 }
 
-export interface Control { drain: boolean; cycle: boolean; cancel: string[] }
-export interface PollReply { assignment: Record<string, unknown> | null; control: Control }
+export interface RunObserver {
+  runAssigned(poolId: string, queuedAt: string, now: string): void;
+  phaseEnded(poolId: string, ph: { started_at: string | null; assigned_at: string | null }, outcome: Outcome, endedAt: string): void;
+  runEnded(run: { pool_id: string; created_at: string }, state: RunState, endedAt: string): void;
+  logIngested(poolId: string, bytes: number): void;
+}
+
 
 export const DEFAULT_POLL_SECONDS = 25;
 export const MAX_POLL_SECONDS = 60;
@@ -67,6 +82,8 @@ export class Service {
   readonly log: Logger;
   readonly quotas: Quotas;
   readonly uploads: UploadSlots;
+  /** Sealed state versions of managed-state stacks. */
+  readonly states: StackStates;
 
   constructor(opts: ServiceOptions) {
     this.opts = opts;
@@ -77,6 +94,7 @@ export class Service {
     this.serverUrl = opts.serverUrl;
     this.log = opts.log;
     this.events.setMaxListeners(0);
+    this.states = new StackStates(this, opts.stateDir);
     this.presence = new Presence({
       leaseMs: opts.leaseMs,
       graceMs: opts.graceMs,
@@ -172,7 +190,7 @@ export class Service {
     return new HttpError(409, 'RUN_STATE', `Phase ${ph.idx} of run ${run.id} is not running (run ${run.state}, phase ${phaseState(ph)})`);
   }
 
-  view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerView {
+  view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerFacts {
     return {
       id: w.id, poolId: w.pool_id, deregistered: w.deregistered_at !== null, offline: w.offline === 1,
       drained: w.drained === 1, cycled: w.cycle_gen < pool.cycle, accepting: accept, busy: w.current_run !== null,
@@ -190,13 +208,13 @@ export class Service {
     return { drain: w.drained === 1, cycle: pool ? w.cycle_gen < pool.cycle : true, cancel };
   }
 
-  reply(w: WorkerRow, assignment: Record<string, unknown> | null, extraCancel: string[] = [], known?: Control, current?: RunRow): PollReply {
+  reply(w: WorkerRow, assignment: Assignment | null, extraCancel: string[] = [], known?: Control, current?: RunRow): PollReply {
     const control = known ?? this.control(w, extraCancel, current);
     this.presence.delivered.set(w.id, JSON.stringify(control));
     return { assignment, control };
   }
 
-  assignmentFor(run: RunRow): Record<string, unknown> {
+  assignmentFor(run: RunRow): Assignment {
     const spec = JSON.parse(run.spec) as RunSpec;
     const ph = spec.phases[run.phase]!;
     const row = this.store.phase(run.id, run.phase);
@@ -208,15 +226,36 @@ export class Service {
       workspace: run.has_workspace === 1,
       recipients: this.store.recipients(run.pool_id),
       logs: { nextSeq: row?.log_next_seq ?? 0 },
+      ...(spec.tool ? { tool: this.toolAssignment(run, spec, ph.step ?? 'init') } : {}),
+    };
+  }
+
+  /**
+   * What the worker needs to run a tool step: where the project is, whether
+   * state is managed, and the stack's current state version (read now: while
+   * this run holds the state, nobody else can move it).
+   */
+  private toolAssignment(run: RunRow, spec: RunSpec, step: Step): ToolAssignment {
+    const t = spec.tool!;
+    const cur = t.manageState ? this.states.rows.current(run.stack_id) : undefined;
+    return {
+      name: t.name, step, projectRoot: t.projectRoot, manageState: t.manageState,
+      firstStep: run.phase === 0,
+      writesState: t.manageState && run.proposed === 0,
+      state: cur ? { version: cur.version, serial: cur.serial, lineage: cur.lineage } : null,
     };
   }
 
   assign(run: RunRow, workerId: string): void {
     const now = iso();
+    // updated_at of a QUEUED run is when it entered the queue (trigger, confirm, requeue).
+    this.opts.metrics?.runAssigned(run.pool_id, run.updated_at, now);
     transaction(this.store.db, () => {
       this.store.updateRun(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
       this.store.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
       this.store.updateWorker(workerId, { current_run: run.id, idle_since: null, last_seen: now });
+      // From its first step to its end, a tracked run holds the stack's state.
+      if (run.holds_state === 1) this.store.updateStack(run.stack_id, { state_holder: run.id });
     });
     run.state = 'RUNNING';
     run.worker_id = workerId;
@@ -278,10 +317,16 @@ export class Service {
   }
 
   /** Records a phase's end and moves the run on (next phase, confirmation, or an end state). */
-  endPhase(run: RunRow, ph: PhaseRow, outcome: Outcome, detail: { exitCode?: number | null; error?: string | null }, workerId: string | null): void {
+  endPhase(run: RunRow, ph: PhaseRow, outcome: Outcome, detail: { exitCode?: number | null; error?: string | null; plan?: PlanSummary }, workerId: string | null): void {
     const now = iso();
     const spec = JSON.parse(run.spec) as RunSpec;
     let next = afterPhase({ phase: run.phase, phases: spec.phases }, outcome, detail);
+    const plan = ph.step === 'plan' && outcome === 'succeeded' ? detail.plan : undefined;
+    if (plan && !plan.hasChanges && next.state !== 'FINISHED') {
+      // A tracked run whose plan has no changes ends here, without an apply.
+      next = { state: 'FINISHED', phase: run.phase, reason: 'no changes: nothing to apply' };
+    }
+    const drifted = plan !== undefined && plan.hasChanges && run.proposed === 1 && (run.trigger ?? '').startsWith('schedule:');
     if (run.cancel_requested === 1 && !['FAILED', 'CANCELED', 'FINISHED'].includes(next.state)) {
       next = { state: 'CANCELED', phase: run.phase, reason: 'canceled' };
     }
@@ -293,11 +338,28 @@ export class Service {
         ended_at: ended ? now : null,
       });
       if (workerId) this.store.releaseWorker(workerId, run.id, now);
+      if (plan) this.store.updateRun(run.id, { changes: JSON.stringify(plan), drifted: drifted ? 1 : 0 });
+      if (drifted) this.store.updateStack(run.stack_id, { drifted_run: run.id });
+      // A tracked run that applied (or found nothing to apply) leaves no drift behind.
+      if (run.proposed === 0 && next.state === 'FINISHED' && spec.tool) this.store.updateStack(run.stack_id, { drifted_run: null });
     });
+    this.opts.metrics?.phaseEnded(run.pool_id, ph, outcome, now);
+    if (ended) this.opts.metrics?.runEnded(run, next.state, now);
     this.log.info('Phase ended', { run: run.id, phase: ph.idx, outcome, state: next.state, worker: workerId ?? undefined });
     void this.opts.logs.exclusive(run.id, ph.idx, () => this.opts.logs.release(run.id, ph.idx));
     this.changed(run.id);
-    if (next.state === 'QUEUED') this.dispatch(run.pool_id);
+    if (drifted) this.onDrift?.(run);
+    // The stack's waiting tracked runs may start now.
+    if (next.state === 'QUEUED' || (ended && run.holds_state === 1)) this.dispatch(run.pool_id);
+  }
+
+  /** Set by the schedules: a scheduled proposed run found changes (drift). */
+  onDrift?: (run: RunRow) => void;
+
+  /** The run's state as users see it: a running tool step shows as INITIALIZING, PLANNING, APPLYING, … */
+  static status(run: RunRow, ph: PhaseRow | undefined): string {
+    if (run.state === 'RUNNING' && ph?.step) return STEP_STATUS[ph.step as Step] ?? run.state;
+    return run.state;
   }
 
   /** A worker holding `run` is gone for good (deregistered, grace over, or missing after a restart). */

@@ -1,11 +1,11 @@
 // Typed access to the database: rows in, plain objects out. No policy here;
 // service.ts decides, this file only reads and writes.
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import type { Outcome, RunState } from './scheduler.ts';
+import type { KeyState, Outcome, PhaseSpec, RunState, StackKind, ToolName } from '../protocol.ts';
 
-export interface PoolRow { id: string; name: string; cycle: number; created_at: string; deleted_at: string | null }
+export interface PoolRow { id: string; name: string; description: string; cycle: number; created_at: string; deleted_at: string | null }
 export interface KeyRow {
-  id: string; pool_id: string; state: 'active' | 'retired' | 'revoked'; serial: string;
+  id: string; pool_id: string; state: KeyState; serial: string;
   public_key_pem: string; cert_pem: string; not_after: string; created_at: string; retired_at: string | null;
 }
 export interface WorkerRow {
@@ -14,24 +14,54 @@ export interface WorkerRow {
   drained: number; offline: number; offline_since: string | null; cycle_gen: number; deregistered_at: string | null;
 }
 export interface StackRow {
-  id: string; name: string; kind: 'stack' | 'module'; pool_id: string | null; image: string | null;
+  id: string; name: string; kind: StackKind; pool_id: string | null; image: string | null;
   env: string; secret_env: Uint8Array | null; phases: string; created_at: string; updated_at: string; deleted_at: string | null;
+  /** JSON ToolConfig (lib/tool/config.ts) or null for a phase stack. */
+  tool: string | null; project_root: string; state_history: number;
+  /** The tracked run that holds the stack's state (meaningful while that run is active). */
+  state_holder: string | null;
+  /** The scheduled proposed run that last found drift, until a tracked run applies. */
+  drifted_run: string | null;
 }
 export interface RunRow {
   n: number; id: string; stack_id: string; stack_name: string; stack_kind: string; pool_id: string;
   proposed: number; state: RunState; phase: number; phase_count: number; spec: string; secret_env: Uint8Array | null;
   queue_key: number; worker_id: string | null; cancel_requested: number; has_workspace: number; reason: string | null;
   created_at: string; updated_at: string; ended_at: string | null;
+  /** A tracked run of a managed-state stack: it takes the stack's state when it starts. */
+  holds_state: number;
+  /** JSON PlanSummary (lib/tool/plan.ts): counts and addresses, never values. */
+  changes: string | null;
+  drifted: number;
+  /** What queued it: null (an admin), "schedule:ID", "hook", … */
+  trigger: string | null;
 }
 export interface PhaseRow {
   run_id: string; idx: number; name: string; confirm: number; worker_id: string | null;
   assigned_at: string | null; started_at: string | null; ended_at: string | null;
   outcome: Outcome | null; exit_code: number | null; error: string | null; log_next_seq: number; log_bytes: number;
+  step: string | null;
 }
-export interface PhaseSpec { name: string; script: string; confirm: boolean }
-export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[] }
+/** What a tool run's worker needs beyond the script (lib/tool/). */
+export interface RunToolSpec { name: ToolName; projectRoot: string; manageState: boolean }
+export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[]; tool?: RunToolSpec }
+export interface StateVersionRow {
+  stack_id: string; version: number; run_id: string | null; source: string;
+  serial: number | null; lineage: string | null; size: number; sha256: string; created_at: string;
+}
 
 type Params = Record<string, SQLInputValue>;
+
+/** Of several queued tracked runs of one managed-state stack, only the first may start now. */
+function firstPerStack(): (r: RunRow) => boolean {
+  const seen = new Set<string>();
+  return (r) => {
+    if (r.holds_state !== 1) return true;
+    if (seen.has(r.stack_id)) return false;
+    seen.add(r.stack_id);
+    return true;
+  };
+}
 
 export class Store {
   readonly db: DatabaseSync;
@@ -138,10 +168,12 @@ export class Store {
     return this.get<StackRow>('SELECT * FROM stacks WHERE id = ? AND deleted_at IS NULL', [idOrName]) ??
       this.get<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL AND name = ?', [idOrName]);
   }
+  /** By id, deleted or not (a deleted stack's state is kept until purged). */
+  stackAny(id: string): StackRow | undefined { return this.get<StackRow>('SELECT * FROM stacks WHERE id = ?', [id]); }
   stacks(): StackRow[] { return this.all<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   insertStack(s: StackRow): void {
-    this.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at)
-      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at)`, { ...s });
+    this.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at, tool, project_root, state_history, state_holder, drifted_run)
+      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at, $tool, $project_root, $state_history, $state_holder, $drifted_run)`, { ...s });
   }
   updateStack(id: string, fields: Partial<StackRow>): void {
     const keys = Object.keys(fields);
@@ -151,11 +183,12 @@ export class Store {
 
   // runs and phases
   runById(id: string): RunRow | undefined { return this.get<RunRow>('SELECT * FROM runs WHERE id = ?', [id]); }
-  insertRun(r: Omit<RunRow, 'n' | 'queue_key'>, phases: PhaseSpec[]): void {
-    this.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at)
+  insertRun(r: Omit<RunRow, 'n' | 'queue_key' | 'holds_state' | 'changes' | 'drifted' | 'trigger'> & Partial<Pick<RunRow, 'holds_state' | 'trigger'>>, phases: PhaseSpec[]): void {
+    this.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at, holds_state, trigger)
       VALUES ($id, $stack_id, $stack_name, $stack_kind, $pool_id, $proposed, $state, $phase, $phase_count, $spec, $secret_env,
-        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at)`, { ...r });
-    phases.forEach((p, i) => this.run('INSERT INTO phases (run_id, idx, name, confirm) VALUES (?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0]));
+        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at, $holds_state, $trigger)`,
+    { holds_state: 0, trigger: null, ...r });
+    phases.forEach((p, i) => this.run('INSERT INTO phases (run_id, idx, name, confirm, step) VALUES (?, ?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0, p.step ?? null]));
   }
   updateRun(id: string, fields: Partial<RunRow>): void {
     const keys = Object.keys(fields);
@@ -172,7 +205,12 @@ export class Store {
   }
   /** QUEUED runs of a pool in assignment order. */
   queued(poolId: string, limit: number): RunRow[] {
-    return this.all<RunRow>("SELECT * FROM runs WHERE pool_id = ? AND state = 'QUEUED' ORDER BY queue_key LIMIT ?", [poolId, limit]);
+    // A tracked run of a managed-state stack waits while another active run of
+    // the stack holds the state (lib/server/state.ts); proposed runs never wait.
+    return this.all<RunRow>(`SELECT * FROM runs r WHERE pool_id = ? AND state = 'QUEUED' AND (holds_state = 0 OR NOT EXISTS (
+        SELECT 1 FROM stacks s JOIN runs h ON h.id = s.state_holder
+        WHERE s.id = r.stack_id AND h.id != r.id AND h.state IN ('QUEUED', 'RUNNING', 'UNCONFIRMED')))
+      ORDER BY queue_key LIMIT ?`, [poolId, limit]).filter(firstPerStack());
   }
   unconfirmed(poolId: string): RunRow[] {
     return this.all<RunRow>("SELECT * FROM runs WHERE pool_id = ? AND state = 'UNCONFIRMED' ORDER BY queue_key", [poolId]);
@@ -188,4 +226,32 @@ export class Store {
     if (keys.length === 0) return;
     this.run(`UPDATE phases SET ${keys.map((k) => `${k} = $${k}`).join(', ')} WHERE run_id = $run_id AND idx = $idx`, { ...(fields as Params), run_id: runId, idx });
   }
+}
+
+// ------------------------------------------------------------ state versions (lib/server/state.ts)
+export class StateRows {
+  private readonly s: Store;
+  constructor(s: Store) { this.s = s; }
+  current(stackId: string): StateVersionRow | undefined {
+    return this.s.get<StateVersionRow>('SELECT * FROM state_versions WHERE stack_id = ? ORDER BY version DESC LIMIT 1', [stackId]);
+  }
+  version(stackId: string, version: number): StateVersionRow | undefined {
+    return this.s.get<StateVersionRow>('SELECT * FROM state_versions WHERE stack_id = ? AND version = ?', [stackId, version]);
+  }
+  list(stackId: string): StateVersionRow[] {
+    return this.s.all<StateVersionRow>('SELECT * FROM state_versions WHERE stack_id = ? ORDER BY version DESC', [stackId]);
+  }
+  insert(v: StateVersionRow): void {
+    this.s.run(`INSERT INTO state_versions (stack_id, version, run_id, source, serial, lineage, size, sha256, created_at)
+      VALUES ($stack_id, $version, $run_id, $source, $serial, $lineage, $size, $sha256, $created_at)`, { ...v });
+  }
+  delete(stackId: string, version: number): void {
+    this.s.run('DELETE FROM state_versions WHERE stack_id = ? AND version = ?', [stackId, version]);
+  }
+  /** The highest version ever given (deleted ones included: numbers are never reused). */
+  maxVersion(stackId: string): number {
+    const r = this.s.get<{ v: number | null }>("SELECT value AS v FROM meta WHERE key = ?", [`state-max:${stackId}`]);
+    return r?.v === undefined || r.v === null ? 0 : Number(r.v);
+  }
+  setMaxVersion(stackId: string, v: number): void { this.s.setMeta(`state-max:${stackId}`, String(v)); }
 }

@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { KeyObject } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { HttpError, Router, decimal, readBody, readJson, sendJson, type Ctx } from './http.ts';
+import { HttpError, Router, badField, decimal, readBody, readJson, sendJson, type Ctx } from './http.ts';
 import { DEFAULT_POLL_SECONDS, LOG_CHUNK_LIMIT, MAX_POLL_SECONDS, type Service } from './service.ts';
 import { WorkerOps } from './worker-ops.ts';
 
@@ -112,6 +112,18 @@ export function workerRoutes(s: Service): Router {
     const phase = phaseParam(ctx);
     const declared = Number(ctx.req.headers['content-length'] ?? NaN);
     sendJson(ctx.res, 200, await ops.uploadWorkspace(auth(ctx).poolId, ctx.params.run!, phase, ctx.req, declared));
+  });
+
+  r.add('GET', '/v1/worker/runs/{run}/state/{version}', async (ctx) => {
+    const v = decimal(ctx.params.version, 'version', Number.MAX_SAFE_INTEGER, 'a state version number from 1 (decimal digits)');
+    if (v < 1) throw badField('version', 'a state version number from 1 (decimal digits)');
+    streamFile(ctx, await ops.downloadState(auth(ctx).poolId, ctx.params.run!, v));
+  });
+
+  r.add('PUT', '/v1/worker/runs/{run}/phases/{phase}/state', async (ctx) => {
+    const phase = phaseParam(ctx);
+    const declared = Number(ctx.req.headers['content-length'] ?? NaN);
+    sendJson(ctx.res, 200, await ops.uploadState(auth(ctx).poolId, ctx.params.run!, phase, ctx.req, declared, ctx.query));
   });
 
   r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/result', async (ctx) => {

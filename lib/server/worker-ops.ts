@@ -3,9 +3,14 @@
 // The scheduling core (assignment, dispatch, leases, phase ends) is Service.
 import type { Readable } from 'node:stream';
 import { HttpError, badField, isExitCode } from './http.ts';
-import { REPORTABLE_OUTCOMES, canTakeWork, type Outcome } from './scheduler.ts';
-import { DEFAULT_POLL_SECONDS, iso, newId, type PollReply, type Service } from './service.ts';
+import { REPORTABLE_OUTCOMES, type Assignment, type Empty, type LogAck, type PhaseStatus, type PollReply, type Registration, type ReportableOutcome, type WorkspaceAck } from '../protocol.ts';
+import { canTakeWork } from './scheduler.ts';
+import { DEFAULT_POLL_SECONDS, iso, newId, type Service } from './service.ts';
 import { phaseState } from './views.ts';
+import { parsePlanSummary } from '../tool/plan.ts';
+import type { PlanSummary, StateAck } from '../protocol.ts';
+import type { RunSpec } from './store.ts';
+import type { StateWrite } from './state.ts';
 import { capChunk } from './quotas.ts';
 import type { Waiter } from './workers.ts';
 
@@ -15,7 +20,7 @@ export class WorkerOps {
   private readonly s: Service;
   constructor(s: Service) { this.s = s; }
 
-  register(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+  register(poolId: string, body: Record<string, unknown>): Registration {
     const pool = this.s.pool(poolId);
     const metadata = plainMap(body.metadata, 'metadata', 256, 4096);
     const host = plainMap(body.host, 'host', 64, 1024);
@@ -58,7 +63,7 @@ export class WorkerOps {
     this.s.touch(w);
 
     // Reconcile what the launcher says it runs with what the server assigned.
-    let resend: Record<string, unknown> | null = null;
+    let resend: Assignment | null = null;
     const extraCancel: string[] = [];
     if (w.current_run) {
       const run = this.s.store.runById(w.current_run);
@@ -117,7 +122,7 @@ export class WorkerOps {
     return w ? this.s.reply(w, null, extraCancel) : undefined;
   }
 
-  startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Record<string, unknown> {
+  startPhase(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Empty {
     const w = this.s.poolWorker(poolId, body.workerId);
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w);
     if (ph.started_at !== null && ph.outcome === null) return {};
@@ -128,7 +133,7 @@ export class WorkerOps {
     return {};
   }
 
-  phaseStatus(poolId: string, runId: string, phase: number): Record<string, unknown> {
+  phaseStatus(poolId: string, runId: string, phase: number): PhaseStatus {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     return {
       state: phaseState(ph),
@@ -137,7 +142,7 @@ export class WorkerOps {
     };
   }
 
-  async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<Record<string, unknown>> {
+  async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<LogAck> {
     this.s.assignedPhase(poolId, runId, phase);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
       const ph = this.s.store.phase(runId, phase)!;
@@ -156,6 +161,7 @@ export class WorkerOps {
       if (store.length > 0) await this.s.opts.logs.write(runId, phase, ph.log_bytes, store);
       this.s.store.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + store.length });
       if (truncated && store.length > 0) this.s.log.warn('Run log truncated', { run: runId, phase, limit });
+      if (store.length > 0) this.s.opts.metrics?.logIngested(poolId, store.length);
       this.s.changed(runId);
       return truncated ? { nextSeq: seq + 1, truncated: true } : { nextSeq: seq + 1 };
     });
@@ -169,7 +175,7 @@ export class WorkerOps {
     return this.s.workspace(run);
   }
 
-  async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<Record<string, unknown>> {
+  async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<WorkspaceAck> {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
     const got = await this.s.receiveWorkspace(body, declared, run.worker_id ?? 'unknown');
@@ -183,15 +189,19 @@ export class WorkerOps {
     return { bytes: got.size };
   }
 
-  async result(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async result(poolId: string, runId: string, phase: number, body: Record<string, unknown>): Promise<Empty> {
     const w = this.s.poolWorker(poolId, body.workerId);
-    const outcome = body.outcome as Outcome;
+    const outcome = body.outcome as ReportableOutcome;
     if (!REPORTABLE_OUTCOMES.includes(outcome)) throw badField('outcome', `one of ${REPORTABLE_OUTCOMES.join(', ')}`);
     const exitCode = body.exitCode === undefined || body.exitCode === null ? null : body.exitCode;
     if (exitCode !== null && !isExitCode(exitCode)) throw badField('exitCode', 'a 32-bit integer or null');
     const error = body.error === undefined || body.error === null ? null : String(body.error).slice(0, 4096);
     const logSeq = body.logSeq === undefined ? null : body.logSeq;
     if (logSeq !== null && (!Number.isSafeInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
+    let plan: PlanSummary | undefined;
+    if (body.plan !== undefined && body.plan !== null) {
+      try { plan = parsePlanSummary(body.plan); } catch (e) { throw new HttpError(400, 'INVALID_FIELD', (e as Error).message); }
+    }
     this.s.assignedPhase(poolId, runId, phase, w);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
       const run = this.s.store.runById(runId)!;
@@ -204,12 +214,45 @@ export class WorkerOps {
       if (logSeq !== null && (logSeq as number) > ph.log_next_seq) {
         throw new HttpError(409, 'LOG_SEQ_GAP', `Phase result refused: the server has log chunks up to seq ${ph.log_next_seq - 1} but the result says ${logSeq as number} were sent (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
       }
-      this.s.endPhase(run, ph, outcome, { exitCode: exitCode as number | null, error }, w.id);
+      this.s.endPhase(run, ph, outcome, { exitCode: exitCode as number | null, error, ...(plan ? { plan } : {}) }, w.id);
       return {};
     });
   }
 
-  deregister(poolId: string, body: Record<string, unknown>): Record<string, unknown> {
+  /** A sealed state version for a run of this pool: the stack's version the assignment named. */
+  async downloadState(poolId: string, runId: string, version: number): Promise<{ stream: Readable; size: number }> {
+    const run = this.s.store.runById(runId);
+    if (!run || run.pool_id !== poolId) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
+    this.s.assignedPhase(poolId, runId, run.phase);
+    const st = this.s.store.stackAny(run.stack_id);
+    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack of run ${runId} not found`);
+    const f = await this.s.states.openVersion(st, version);
+    return { stream: f.stream, size: f.size };
+  }
+
+  /**
+   * A tracked run's new state after a step (also a failed, canceled or
+   * interrupted one: partial state is real). Accepted only if `base` is still
+   * the stack's current version; otherwise kept beside the run and refused.
+   */
+  async uploadState(poolId: string, runId: string, phase: number, body: Readable, declared: number, q: URLSearchParams): Promise<StateAck> {
+    const { run } = this.s.assignedPhase(poolId, runId, phase);
+    const spec = JSON.parse(run.spec) as RunSpec;
+    if (run.proposed === 1 || !spec.tool?.manageState) {
+      throw new HttpError(409, 'STATE_READ_ONLY', `State refused: run ${runId} is ${run.proposed === 1 ? 'a proposed run, which never writes state' : 'not a managed-state run'}`);
+    }
+    const w = stateWriteQuery(q, runId);
+    const st = this.s.store.stackAny(run.stack_id);
+    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack of run ${runId} not found`);
+    const got = await this.s.states.receive(body, declared);
+    const row = await this.s.states.commit(st, got, w, {
+      onConflict: (tmp, current) => this.s.states.keepConflict(run, phase, tmp, w, current),
+    });
+    this.s.changed(runId);
+    return { version: row.version };
+  }
+
+  deregister(poolId: string, body: Record<string, unknown>): Empty {
     const w = this.s.poolWorker(poolId, body.workerId);
     if (w.current_run) {
       const run = this.s.store.runById(w.current_run);
@@ -234,4 +277,22 @@ function plainMap(v: unknown, name: string, maxKeys: number, maxLen: number): Re
     out[k] = String(val).slice(0, maxLen);
   }
   return out;
+}
+
+/** base, serial and lineage of a state upload, from its query string. */
+export function stateWriteQuery(q: URLSearchParams, runId: string | null, source = 'run'): StateWrite {
+  const baseArg = q.get('base');
+  let base: number | null = null;
+  if (baseArg !== null && baseArg !== '' && baseArg !== 'none') {
+    base = Number(baseArg);
+    if (!Number.isInteger(base) || base < 1) throw badField('base', 'the state version the new state started from (an integer from 1), or "none"');
+  } else if (baseArg === null) {
+    throw badField('base', 'the state version the new state started from, or "none" for a stack without state');
+  }
+  const serialArg = q.get('serial');
+  const serial = serialArg === null || serialArg === '' ? null : Number(serialArg);
+  if (serial !== null && (!Number.isInteger(serial) || serial < 0)) throw badField('serial', 'the Terraform state serial (an integer from 0)');
+  const lineage = q.get('lineage') || null;
+  if (lineage !== null && !/^[A-Za-z0-9._-]{1,128}$/.test(lineage)) throw badField('lineage', 'the Terraform state lineage (a UUID)');
+  return { base, serial, lineage, runId, source };
 }

@@ -16,8 +16,15 @@ import { LABEL_PREFIX } from '../../lib/executor.ts';
 
 export const TEST_IMAGE = 'launcher-test/busybox:latest';
 
-/** A rootfs tar: /bin/busybox, one symlink per applet, /workspace and /tmp. */
-export function busyboxRootfs(): Readable {
+/** A file added to a test rootfs (e.g. /usr/local/bin/terraform). */
+export interface RootfsFile {
+  name: string; // path inside the image, without the leading slash
+  mode: number;
+  data: Buffer;
+}
+
+/** A rootfs tar: /bin/busybox, one symlink per applet, /workspace and /tmp, plus `extra` files. */
+export function busyboxRootfs(extra: RootfsFile[] = []): Readable {
   const p = pack();
   const busybox = readFileSync('/bin/busybox');
   const applets = execFileSync('/bin/busybox', ['--list-full'], { encoding: 'utf8' }).split('\n').filter(Boolean);
@@ -29,6 +36,14 @@ export function busyboxRootfs(): Readable {
   for (const a of applets) {
     if (a === 'bin/busybox') continue;
     p.entry({ name: a, type: 'symlink', linkname: '/bin/busybox', mode: 0o777 });
+  }
+  for (const f of extra) {
+    const parts = f.name.split('/').slice(0, -1);
+    for (let i = 1; i <= parts.length; i++) {
+      const d = parts.slice(0, i).join('/');
+      if (!dirs.has(d)) { dirs.add(d); p.entry({ name: d, type: 'directory', mode: 0o755 }); }
+    }
+    p.entry({ name: f.name, mode: f.mode, size: f.data.length }, f.data);
   }
   p.finalize();
   return Readable.from(p, { objectMode: false });
