@@ -211,7 +211,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     let succeeded = 0;
     for (const t of triggered) {
       const run = await srv.admin.ok('GET', `/v1/runs/${t.id}`);
-      if (run.run.state === 'SUCCEEDED') succeeded++; else notFinished.push(`${t.id}:${run.run.state}`);
+      if (run.run.state === 'FINISHED') succeeded++; else notFinished.push(`${t.id}:${run.run.state}`);
       const logs = await srv.admin.call('GET', `/v1/runs/${t.id}/logs`);
       if (logs.text !== expectedLog(t.id, o.linesPerRun)) mismatched.push(t.id);
     }
