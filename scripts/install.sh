@@ -215,7 +215,10 @@ if [ -n "$want_cron" ]; then
       # A random name beside the target (not NAME.tmp.PID, which anyone could
       # predict and plant a symlink at), created by mktemp with mode 0600.
       staged=$(mktemp "$crontab_file.XXXXXX") || die "Cannot write beside \"$crontab_file\""
-      cat "$work/crontab.new" >"$staged" && chmod 644 "$staged" && mv -f "$staged" "$crontab_file" || { rm -f "$staged"; die "Cannot write \"$crontab_file\""; }
+      if ! { cat "$work/crontab.new" >"$staged" && chmod 644 "$staged" && mv -f "$staged" "$crontab_file"; }; then
+        rm -f "$staged"
+        die "Cannot write \"$crontab_file\""
+      fi
     else
       crontab "$work/crontab.new"
     fi
@@ -246,7 +249,10 @@ EOF
   else
     mkdir -p "$systemd_dir"
     staged=$(mktemp "$unit.XXXXXX") || die "Cannot write beside \"$unit\""
-    cat "$work/launcher.service" >"$staged" && chmod 644 "$staged" && mv -f "$staged" "$unit" || { rm -f "$staged"; die "Cannot write \"$unit\""; }
+    if ! { cat "$work/launcher.service" >"$staged" && chmod 644 "$staged" && mv -f "$staged" "$unit"; }; then
+      rm -f "$staged"
+      die "Cannot write \"$unit\""
+    fi
     say "wrote $unit"
     if [ "$systemd_dir" = /etc/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
       systemctl daemon-reload || say "systemctl daemon-reload failed; run it by hand"

@@ -168,7 +168,12 @@ test('a stalled workspace upload gets 408, its slot is freed and tmp/ is left em
   assert.match(text, /^HTTP\/1\.1 408/);
   assert.match(text, /BODY_TIMEOUT/);
   await until('tmp/ to be empty', () => readdirSync(join(srv.dataDir, 'tmp')).length === 0, 5000);
-  const ok = await srv.worker(cert, 'PUT', `/v1/worker/runs/${runId}/phases/0/workspace`, SEALED);
+  // The slot is given back as the refused upload's handler unwinds.
+  let ok = await srv.worker(cert, 'PUT', `/v1/worker/runs/${runId}/phases/0/workspace`, SEALED);
+  for (let i = 0; i < 20 && ok.status === 429; i++) {
+    await sleep(100);
+    ok = await srv.worker(cert, 'PUT', `/v1/worker/runs/${runId}/phases/0/workspace`, SEALED);
+  }
   assert.is(ok.status, 200, ok.text);
 });
 

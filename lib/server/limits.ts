@@ -87,15 +87,45 @@ export class ConnectionGuard {
   get open(): number { return this.#open.size; }
   get pending(): number { return this.#pending; }
 
-  /** Hooks the guard into a TLS server: every accepted TCP connection passes through it. */
+  /**
+   * Hooks the guard into a TLS server: every accepted TCP connection passes
+   * through it. The TLS state of a connection (an OpenSSL session, buffers,
+   * a TLSSocket) is only created once the client has sent its first bytes: a
+   * connection that never speaks costs a plain socket and a timer, nothing
+   * more. One deadline runs from accept to the end of the handshake.
+   */
   attach(server: Server): void {
-    server.on('connection', (sock: Socket) => this.#accept(sock));
+    // tls.Server wraps each TCP connection in TLS from its own 'connection'
+    // listener; the guard calls it itself, once there is something to wrap.
+    const wrap = server.listeners('connection') as Array<(sock: Socket) => void>;
+    server.removeAllListeners('connection');
+    server.on('connection', (sock: Socket) => {
+      if (!this.#accept(sock)) return;
+      sock.on('error', () => {}); // a reset before TLS is not worth a log line
+      const deadline = setTimeout(() => {
+        this.stats.handshakeTimeouts++;
+        sock.destroy();
+      }, this.limits.handshakeTimeoutMs);
+      deadline.unref();
+      this.#deadlines.set(sock, deadline);
+      sock.once('close', () => clearTimeout(deadline));
+      sock.once('data', (first: Buffer) => {
+        sock.pause();
+        sock.unshift(first); // TLSSocket reads what is buffered on the socket first
+        for (const l of wrap) l.call(server, sock);
+      });
+    });
     server.on('secureConnection', (sock: TLSSocket) => {
+      const raw = this.#raw(sock);
+      clearTimeout(this.#deadlines.get(raw));
+      this.#deadlines.delete(raw);
       // A client certificate issued by this server's CA: a launcher. Whether
       // its pool still accepts it is checked per request (revocation).
       if (sock.authorized) this.authenticated(sock);
     });
   }
+
+  readonly #deadlines = new WeakMap<Socket, NodeJS.Timeout>();
 
   /** Marks a connection as belonging to an authenticated client (launcher or admin). */
   authenticated(sock: Socket): void {
@@ -112,7 +142,8 @@ export class ConnectionGuard {
     return this.#tlsToRaw.get(sock) ?? (sock as unknown as { _parent?: Socket })._parent ?? sock;
   }
 
-  #accept(sock: Socket): void {
+  /** Admits a new connection (true) or closes it (false), evicting an idle stranger at the cap. */
+  #accept(sock: Socket): boolean {
     const address = sock.remoteAddress ?? 'unknown';
     if (this.#open.size >= this.limits.maxConnections) {
       const victim = this.#oldestPending();
@@ -120,7 +151,7 @@ export class ConnectionGuard {
         this.stats.refused++;
         this.#warn('Connection refused: at the connection limit and every connection is authenticated', { max: this.limits.maxConnections });
         sock.destroy();
-        return;
+        return false;
       }
       this.stats.evicted++;
       this.#warn('Connection limit reached: closing the oldest unauthenticated connection', { max: this.limits.maxConnections });
@@ -132,12 +163,13 @@ export class ConnectionGuard {
       this.stats.pendingCapped++;
       this.#warn('Connection refused: too many unauthenticated connections from one address', { remote: address, max: this.limits.maxPendingPerAddress });
       sock.destroy();
-      return;
+      return false;
     }
     this.#open.set(sock, { sock, address, authed: false });
     this.#pendingByAddress.set(address, pendingHere + 1);
     this.#pending++;
     sock.once('close', () => this.#forget(sock));
+    return true;
   }
 
   #oldestPending(): Tracked | undefined {
