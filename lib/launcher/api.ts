@@ -10,7 +10,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { LauncherError } from '../errors.ts';
-import type { LogAck, PhaseReport, StateAck, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
+import type { CommitReport, LogAck, PhaseReport, StateAck, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
 
 export const EXIT_REFUSED = 3;
 
@@ -180,6 +180,11 @@ export class WorkerApi {
 
   async start(runId: string, phase: number, workerId: string): Promise<void> {
     await this.#json('phase start', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/start`, { json: { workerId }, timeoutMs: 30_000 });
+  }
+
+  /** Tells the server which commit this run's files come from. */
+  async commit(runId: string, phase: number, c: CommitReport): Promise<void> {
+    await this.#json('commit report', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/commit`, { json: c, timeoutMs: 30_000 });
   }
 
   phaseState(runId: string, phase: number): Promise<PhaseStatus> {

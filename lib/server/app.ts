@@ -14,6 +14,7 @@ import { adminRoutes } from './admin-api.ts';
 import { addBackupRoutes } from './backup-api.ts';
 import { addGcRoutes } from './gc-api.ts';
 import { Collector } from '../retention/collector.ts';
+import type { Schedules } from './schedules.ts';
 import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
@@ -30,6 +31,7 @@ import { authenticateWorker, settleFailedVerification, workerRoutes } from './wo
 import { ConnectionGuard, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_PENDING_PER_ADDRESS, defaultMaxConnections, raiseFileLimit, type ConnectionLimits } from './limits.ts';
 import { cleanTmp } from './blobs.ts';
 import type { Quotas } from './quotas.ts';
+import { HookRefused, receiveGitHook } from './hooks.ts';
 import { loadConsoleAssets } from '../console/assets.ts';
 import { setBaseHeaders } from '../console/headers.ts';
 import { checkCsrf, handleConsole, isConsolePath, sessionOf, type ConsoleDeps } from '../console/serve.ts';
@@ -55,6 +57,10 @@ export interface ServerOptions {
   retainRunsMs?: number | undefined;
   /** Workers OFFLINE (or deregistered) longer than this are removed (undefined: kept). */
   retainOfflineWorkersMs?: number | undefined;
+  /** The clock schedules read their slots from (tests step it; default Date.now). */
+  now?: () => number;
+  /** How often due schedules are looked for (default 1 s). */
+  scheduleTickMs?: number;
   /** A second, plain-HTTP listener that serves only GET /metrics, without the admin token (for scrapers). */
   metricsListen?: { host: string; port: number };
   /** Where the admin token is shown once, on first start. */
@@ -68,6 +74,8 @@ export interface RunningServer {
   metricsPort?: number;
   service: Service;
   guard: ConnectionGuard;
+  /** Drift-detection schedules (tests call tick() after stepping the clock). */
+  schedules: Schedules;
   close(): Promise<void>;
 }
 
@@ -127,7 +135,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const adminHash = Buffer.from(tokenHash, 'hex');
 
   const logFiles = new LogFiles(paths.logs);
-  const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces });
+  const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces, stateDir: paths.state });
   // Sealed bytes already stored, counted in the background for /metrics.
   blobs.scanStored().catch((e: Error) => o.log.warn('Cannot count the stored sealed workspaces', { error: e.message }));
   let presence: Service['presence'] | undefined;
@@ -143,7 +151,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     blobs, logs: logFiles, log: o.log, metrics, stateDir: paths.state, quotas: o.quotas, tmpDir: paths.tmp,
   });
   presence = service.presence;
-  const ops = new AdminOps(service);
+  const ops = new AdminOps(service, o.now);
   const workerRouter = workerRoutes(service);
   const adminRouter = adminRoutes(service, ops);
   adminRouter.add('GET', '/v1/audit', async (ctx) => {
@@ -153,7 +161,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   });
   addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log, metrics });
   const collector = new Collector({
-    db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, blobs, log: o.log,
+    db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, stateDir: paths.state, blobs, log: o.log,
     onWorkerRemoved: (id) => service.presence.forget(id),
   }, { retainRunsMs: o.retainRunsMs, retainOfflineWorkersMs: o.retainOfflineWorkersMs });
   addGcRoutes(adminRouter, collector);
@@ -202,6 +210,24 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     });
     try {
       if (dist && dist(req, res)) return;
+      if (ctx.path === '/v1/hooks/git') {
+        // Authenticated by the webhook secret, not by a certificate or the admin token.
+        if (req.method !== 'POST') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${req.method} ${ctx.path} (Git servers POST push events here)`);
+        ctx.route = ctx.path;
+        try {
+          const answer = await receiveGitHook(service, ops, ctx);
+          ctx.audit = answer.audit;
+          writeAudit(o.log, audit, req, answer.status, { ...ctx.audit }, ctx.path, remote);
+          sendJson(res, answer.status, answer.body);
+        } catch (e) {
+          if (e instanceof HttpError) {
+            ctx.audit = { ...(e instanceof HookRefused ? e.audit : {}), error: e.code };
+            writeAudit(o.log, audit, req, e.status, { ...ctx.audit }, ctx.path, remote);
+          }
+          throw e;
+        }
+        return;
+      }
       if (isConsolePath(ctx.path)) {
         await handleConsole(consoleDeps, req, res, ctx.path);
         return;
@@ -303,6 +329,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const metricsPort = metricsServer ? (metricsServer.address() as AddressInfo).port : undefined;
   if (metricsServer) o.log.info('Metrics listening', { listen: `${o.metricsListen!.host}:${metricsPort}`, metricsPort, path: '/metrics' });
   const stopRetention = collector.start();
+  const stopSchedules = ops.schedules.start(o.scheduleTickMs);
   o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir, fileLimit: fdLimit, ...limits });
 
   let closed = false;
@@ -312,10 +339,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     ...(metricsPort === undefined ? {} : { metricsPort }),
     service,
     guard,
+    schedules: ops.schedules,
     async close() {
       if (closed) return;
       closed = true;
       stopRetention();
+      stopSchedules();
       service.close();
       sessions.clear();
       metricsServer?.close();

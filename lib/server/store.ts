@@ -22,6 +22,8 @@ export interface StackRow {
   state_holder: string | null;
   /** The scheduled proposed run that last found drift, until a tracked run applies. */
   drifted_run: string | null;
+  repo: string | null; repo_key: string | null; branch: string | null; repo_credential: Uint8Array | null;
+  trigger_paths: string; propose_branches: number; webhook_secret: string | null;
 }
 export interface RunRow {
   n: number; id: string; stack_id: string; stack_name: string; stack_kind: string; pool_id: string;
@@ -33,8 +35,10 @@ export interface RunRow {
   /** JSON PlanSummary (lib/tool/plan.ts): counts and addresses, never values. */
   changes: string | null;
   drifted: number;
-  /** What queued it: null (an admin), "schedule:ID", "hook", … */
+  /** What queued it: null (an admin), "push" (a Git webhook), "schedule:ID" */
   trigger: string | null;
+  commit_repo: string | null; commit_branch: string | null; commit_sha: string | null;
+  commit_author: string | null; commit_message: string | null;
 }
 export interface PhaseRow {
   run_id: string; idx: number; name: string; confirm: number; worker_id: string | null;
@@ -44,7 +48,9 @@ export interface PhaseRow {
 }
 /** What a tool run's worker needs beyond the script (lib/tool/). */
 export interface RunToolSpec { name: ToolName; projectRoot: string; manageState: boolean }
-export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[]; tool?: RunToolSpec }
+/** Where a run's files come from when it has no uploaded workspace: fetched by the worker. */
+export interface SourceSpec { repo: string; branch: string | null; commit: string | null; credential: string | null }
+export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[]; tool?: RunToolSpec; source?: SourceSpec }
 export interface StateVersionRow {
   stack_id: string; version: number; run_id: string | null; source: string;
   serial: number | null; lineage: string | null; size: number; sha256: string; created_at: string;
@@ -172,8 +178,15 @@ export class Store {
   stackAny(id: string): StackRow | undefined { return this.get<StackRow>('SELECT * FROM stacks WHERE id = ?', [id]); }
   stacks(): StackRow[] { return this.all<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   insertStack(s: StackRow): void {
-    this.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at, tool, project_root, state_history, state_holder, drifted_run)
-      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at, $tool, $project_root, $state_history, $state_holder, $drifted_run)`, { ...s });
+    this.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at, tool, project_root, state_history, state_holder, drifted_run,
+        repo, repo_key, branch, repo_credential, trigger_paths, propose_branches, webhook_secret)
+      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at, $tool, $project_root, $state_history, $state_holder, $drifted_run,
+        $repo, $repo_key, $branch, $repo_credential, $trigger_paths, $propose_branches, $webhook_secret)`, { ...s });
+  }
+  /** Live stacks whose repository has this comparable form (repo.ts repoKey). */
+  stacksByRepoKey(keys: string[]): StackRow[] {
+    if (keys.length === 0) return [];
+    return this.all<StackRow>(`SELECT * FROM stacks WHERE deleted_at IS NULL AND repo_key IN (${keys.map(() => '?').join(', ')}) ORDER BY created_at, id`, keys);
   }
   updateStack(id: string, fields: Partial<StackRow>): void {
     const keys = Object.keys(fields);
@@ -183,11 +196,14 @@ export class Store {
 
   // runs and phases
   runById(id: string): RunRow | undefined { return this.get<RunRow>('SELECT * FROM runs WHERE id = ?', [id]); }
-  insertRun(r: Omit<RunRow, 'n' | 'queue_key' | 'holds_state' | 'changes' | 'drifted' | 'trigger'> & Partial<Pick<RunRow, 'holds_state' | 'trigger'>>, phases: PhaseSpec[]): void {
-    this.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at, holds_state, trigger)
+  insertRun(r: Omit<RunRow, 'n' | 'queue_key' | 'holds_state' | 'changes' | 'drifted' | 'trigger' | 'commit_repo' | 'commit_branch' | 'commit_sha' | 'commit_author' | 'commit_message'>
+    & Partial<Pick<RunRow, 'holds_state' | 'trigger' | 'commit_repo' | 'commit_branch' | 'commit_sha' | 'commit_author' | 'commit_message'>>, phases: PhaseSpec[]): void {
+    this.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at, holds_state, trigger,
+        commit_repo, commit_branch, commit_sha, commit_author, commit_message)
       VALUES ($id, $stack_id, $stack_name, $stack_kind, $pool_id, $proposed, $state, $phase, $phase_count, $spec, $secret_env,
-        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at, $holds_state, $trigger)`,
-    { holds_state: 0, trigger: null, ...r });
+        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at, $holds_state, $trigger,
+        $commit_repo, $commit_branch, $commit_sha, $commit_author, $commit_message)`,
+    { holds_state: 0, trigger: null, commit_repo: null, commit_branch: null, commit_sha: null, commit_author: null, commit_message: null, ...r });
     phases.forEach((p, i) => this.run('INSERT INTO phases (run_id, idx, name, confirm, step) VALUES (?, ?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0, p.step ?? null]));
   }
   updateRun(id: string, fields: Partial<RunRow>): void {
@@ -217,6 +233,14 @@ export class Store {
   }
   activeQueueKeys(poolId: string): number[] {
     return this.all<{ k: number }>("SELECT queue_key AS k FROM runs WHERE pool_id = ? AND state IN ('QUEUED', 'UNCONFIRMED')", [poolId]).map((r) => r.k);
+  }
+  /** A run a push already queued for this stack, commit and kind (webhook dedupe). */
+  pushRun(stackId: string, sha: string, proposed: boolean): RunRow | undefined {
+    return this.get<RunRow>("SELECT * FROM runs WHERE stack_id = ? AND commit_sha = ? AND proposed = ? AND trigger = 'push' LIMIT 1", [stackId, sha, proposed ? 1 : 0]);
+  }
+  /** Records a webhook delivery id; false when it was seen before. */
+  addDelivery(id: string, now: string): boolean {
+    return this.run('INSERT INTO hook_deliveries (id, received_at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING', [id, now]) === 1;
   }
   runningRuns(): RunRow[] { return this.all<RunRow>("SELECT * FROM runs WHERE state = 'RUNNING'"); }
   phase(runId: string, idx: number): PhaseRow | undefined { return this.get<PhaseRow>('SELECT * FROM phases WHERE run_id = ? AND idx = ?', [runId, idx]); }
