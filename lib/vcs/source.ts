@@ -3,23 +3,21 @@
 // git binary on the host or in the runner image.
 //
 // - http(s):// sources: Git smart HTTP (smart-http.ts) asks for the one commit
-//   at depth 1, and the pack is indexed and read in memory (pack.ts) with
-//   node:zlib and node:crypto. Nothing is written but the checked-out files:
+//   at depth 1, and the pack is indexed while it arrives and read in memory
+//   (pack.ts) with node:zlib and node:crypto. Nothing is written but the checked-out files:
 //   the credential (sent as a header) cannot land in the workspace, and the
 //   sealed workspace does not carry the pack a second time.
 // - file:///path sources are read in place on the worker host (a bare
 //   repository or a working copy's .git, loose objects and many packs) with
 //   isomorphic-git, loaded on first use.
 import * as fs from 'node:fs';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as Git from 'isomorphic-git';
 import { LauncherError } from '../errors.ts';
 import { firstLine } from './webhook.ts';
 import { SHA_RE } from './repo.ts';
-import { indexPack, parseCommit, parseTree, PackError } from './pack.ts';
+import { PackIndexer, parseCommit, parseTree, PackError, type PackIndex } from './pack.ts';
 import { SmartHttpError, discoverRefs, fetchPack } from './smart-http.ts';
 
 export interface SourceSpec {
@@ -46,8 +44,6 @@ export interface Fetched {
 export interface FetchOptions {
   /** Where the tree is written (created; should be empty). */
   dir: string;
-  /** A private directory for the received pack while it is read (default: a new one under the OS temp dir); removed after. */
-  scratch?: string;
   credential?: RepoCredential | undefined;
   signal?: AbortSignal;
 }
@@ -65,7 +61,6 @@ let gitModule: Promise<typeof Git> | undefined;
 const loadGit = (): Promise<typeof Git> => (gitModule ??= import('isomorphic-git'));
 
 const LFS_POINTER = 'version https://git-lfs.github.com/spec/v1';
-const WRITERS = 16;
 
 function describe(spec: SourceSpec): string {
   return `${spec.repo} at ${spec.commit ?? `the tip of ${spec.branch ?? 'HEAD'}`}`;
@@ -102,7 +97,7 @@ async function httpReader(spec: SourceSpec, opts: FetchOptions): Promise<ObjectR
   if (opts.credential) headers.authorization = `Basic ${Buffer.from(`${opts.credential.username}:${opts.credential.password}`).toString('base64')}`;
   const o = { headers, ...(opts.signal ? { signal: opts.signal } : {}) };
   let sha: string;
-  let pack: ReturnType<typeof indexPack>;
+  let pack: PackIndex;
   try {
     const adv = await discoverRefs(spec.repo, o);
     if (spec.commit !== null) {
@@ -117,20 +112,10 @@ async function httpReader(spec: SourceSpec, opts: FetchOptions): Promise<ObjectR
       }
       sha = tip;
     }
-    // The pack goes to a file as it arrives and is read back as one buffer:
-    // one copy in memory instead of the frames plus their concatenation.
-    const scratch = opts.scratch ?? mkdtempSync(join(tmpdir(), 'launcher-fetch-'));
-    mkdirSync(scratch, { recursive: true, mode: 0o700 });
-    const file = join(scratch, 'fetch.pack');
-    const fd = openSync(file, 'w', 0o600);
-    try {
-      await fetchPack(spec.repo, sha, adv.capabilities, o, (b) => { writeSync(fd, b); });
-      closeSync(fd);
-      pack = indexPack(readFileSync(file));
-    } finally {
-      try { closeSync(fd); } catch { /* closed */ }
-      rmSync(opts.scratch ? file : scratch, { recursive: true, force: true });
-    }
+    // Indexed while it arrives: inflating and hashing overlap the download.
+    const indexer = new PackIndexer();
+    await fetchPack(spec.repo, sha, adv.capabilities, o, (b) => indexer.push(b));
+    pack = indexer.end();
   } catch (e) {
     throw fetchError(spec, e);
   }
@@ -187,14 +172,10 @@ function fetchError(spec: SourceSpec, e: unknown): SourceError {
 async function checkout(reader: ObjectReader, rootTree: string, dir: string, signal: AbortSignal | undefined): Promise<{ files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
-  const writes = new Set<Promise<void>>();
-  let failed: unknown;
-  const schedule = async (p: Promise<void>): Promise<void> => {
-    const tracked = p.catch((e: unknown) => { failed ??= e; }).finally(() => writes.delete(tracked));
-    writes.add(tracked);
-    if (writes.size >= WRITERS) await Promise.race(writes);
-    if (failed) throw failed;
-  };
+  // Synchronous writes, with a turn of the event loop every few hundred
+  // files: on a busy host, handing each of 10,000 small writes to the thread
+  // pool costs more in scheduling than the writes themselves.
+  let sinceYield = 0;
   const walk = async (oid: string, rel: string): Promise<void> => {
     const tree = await reader.tree(oid);
     for (const e of tree) {
@@ -208,7 +189,7 @@ async function checkout(reader: ObjectReader, rootTree: string, dir: string, sig
         throw new SourceError('SOURCE_SUBMODULE', `Cannot check out the repository: ${path} is a Git submodule (commit ${e.oid}), and submodules are not supported yet; vendor that code into the repository or fetch it in a phase script`);
       }
       if (e.type === 'tree') {
-        await mkdir(abs, { recursive: true });
+        mkdirSync(abs, { recursive: true });
         await walk(e.oid, `${path}/`);
         continue;
       }
@@ -221,16 +202,15 @@ async function checkout(reader: ObjectReader, rootTree: string, dir: string, sig
       }
       files++;
       bytes += blob.length;
-      if (e.mode === '120000') {
-        await schedule(symlink(Buffer.from(blob).toString('utf8'), abs));
-      } else {
-        await schedule(writeFile(abs, blob, { mode: e.mode === '100755' ? 0o755 : 0o644 }));
+      if (e.mode === '120000') symlinkSync(Buffer.from(blob).toString('utf8'), abs);
+      else writeFileSync(abs, blob, { mode: e.mode === '100755' ? 0o755 : 0o644 });
+      if (++sinceYield >= 256) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
     }
   };
-  await mkdir(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   await walk(rootTree, '');
-  await Promise.all(writes);
-  if (failed) throw failed;
   return { files, bytes };
 }
