@@ -135,6 +135,12 @@ export class PackIndexer {
   #cache = new Map<number, GitObject>();
   #cached = 0;
   #budget = 64 * 1024 * 1024;
+  readonly #onObject: ((oid: string, obj: GitObject) => void) | undefined;
+
+  /** `onObject` hears of every object as soon as its id is known (a checkout can start early). */
+  constructor(onObject?: (oid: string, obj: GitObject) => void) {
+    this.#onObject = onObject;
+  }
 
   push(chunk: Buffer): void {
     if (this.#len + chunk.length > this.#buf.length) {
@@ -162,7 +168,9 @@ export class PackIndexer {
     if (this.#at !== pack.length - 20) throw new PackError(`Corrupt pack: ${pack.length - 20 - this.#at} bytes follow its last object`);
     for (const d of this.#deferred) {
       const obj = this.#resolve(d);
-      this.#byOid.set(oidOf(obj.type, obj.data), d);
+      const oid = oidOf(obj.type, obj.data);
+      this.#byOid.set(oid, d);
+      this.#onObject?.(oid, obj);
     }
     this.#deferred = [];
     this.#cache = new Map();
@@ -262,9 +270,13 @@ export class PackIndexer {
         const base = this.#resolve(baseAt);
         const obj = { type: base.type, data: applyDelta(base.data, data) };
         this.#remember(start, obj);
-        this.#byOid.set(oidOf(obj.type, obj.data), start);
+        const oid = oidOf(obj.type, obj.data);
+        this.#byOid.set(oid, start);
+        this.#onObject?.(oid, obj);
       } else {
-        this.#byOid.set(oidOf(TYPES[kind]!, data), start);
+        const oid = oidOf(TYPES[kind]!, data);
+        this.#byOid.set(oid, start);
+        this.#onObject?.(oid, { type: TYPES[kind]!, data });
       }
     }
   }
