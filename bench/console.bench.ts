@@ -8,13 +8,16 @@
 //      phase prints a numbered line every 50 ms, "stored" is when the line is
 //      in the server's log file (fs.watch), "painted" the animation frame in
 //      which its row entered the page; peer: `launcher admin run logs --follow`,
-//      stored → printed on its stdout. Target p50 ≤ 100 ms.
+//      stored → printed on its stdout. Target p50 ≤ 100 ms. The page adds rows
+//      in an animation frame callback; the time taken is when the row enters the
+//      DOM in that callback, i.e. the frame that paints it (not its end).
 //   3. a run with 100,000 log lines: the run page's time to first log row
 //      painted, to the last line painted (following the tail), JS heap and
 //      DOM nodes; peer: `launcher admin run logs RUN` to a pipe: time and peak
 //      RSS (/usr/bin/time).
 //
 //   node_modules/.bin/node --import tsx bench/console.bench.ts [rounds=5] [lines=100000]
+//   CONSOLE_BENCH_HOLD=1 …   keeps the server up at the end to time the peer from outside
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, watch } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -120,7 +123,10 @@ try {
     new MutationObserver((ms) => {
       const seen = [];
       for (const m of ms) for (const n of m.addedNodes) { const t = /tick (\\d+)/.exec(n.textContent || ''); if (t && !(t[1] in window.__painted)) seen.push(t[1]); }
-      if (seen.length) requestAnimationFrame(() => { const at = performance.timeOrigin + performance.now(); for (const s of seen) if (!(s in window.__painted)) window.__painted[s] = at; });
+      // The page changes its rows inside an animation frame callback, so the frame
+      // being prepared now is the one that paints them: record the time here.
+      const at = performance.timeOrigin + performance.now();
+      for (const s of seen) window.__painted[s] = at;
     }).observe(document, { childList: true, subtree: true, characterData: true });`);
   const run = (await api('POST', '/v1/stacks/ticks/runs', { proposed: false })).run;
   const stored: Record<string, number> = {};
@@ -200,6 +206,12 @@ try {
   console.log(`peer: stored → printed by run logs --follow (${toPrint.length} lines): p50 ${f(median(toPrint))} ms, p90 ${f(pct(toPrint, 0.9))} ms, max ${f(Math.max(...toPrint))} ms`);
   console.log(`${bigLines}-line run page: first log row ${f(median(pages.map((x) => x.first)))} ms, last line painted ${f(median(pages.map((x) => x.last)))} ms, JS heap ${f(median(pages.map((x) => x.heapMB)))} MB, DOM nodes ${median(pages.map((x) => x.nodes))}`);
   console.log(`peer: launcher admin run logs > pipe: ${f(median(terminal.map((x) => x.ms)))} ms, peak RSS ${f(median(terminal.map((x) => x.rssMB)))} MB`);
+  if (process.env.CONSOLE_BENCH_HOLD) {
+    // Keep the server up so the terminal peer can be timed from outside, e.g.
+    // /usr/bin/time -v <binary> admin run logs RUN --data DATA > /dev/null
+    console.log(`holding: ${binary} admin run logs ${big.id} --data ${data}   (Ctrl-C or SIGTERM ends it)`);
+    await new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
+  }
 } finally {
   for (const c of children.reverse()) if (c.exitCode === null) c.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 1500));

@@ -3,7 +3,7 @@
 // for hosts without openssl. The key is written with mode 0600 and never printed.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, rename, rm, writeFile } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
@@ -32,15 +32,34 @@ export function parseBits(value: string): number {
   return bits;
 }
 
-/** Writes `data` to `path` through a temporary file and a rename, so a crash never leaves half a key. */
-async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+/**
+ * Writes each file to a random temporary name beside it (created exclusively,
+ * never following a planted link), fsyncs it, and only once every one is
+ * complete renames them into place and fsyncs the directory: a crash or a
+ * full disk never leaves half a key, nor a new key beside an old CSR.
+ */
+async function writeAllAtomic(files: Array<{ path: string; data: string; mode: number }>): Promise<void> {
+  const tmps: string[] = [];
   try {
-    await writeFile(tmp, data, { mode, flag: 'wx' });
-    await chmod(tmp, mode); // the umask may have narrowed or the flag ignored it
-    await rename(tmp, path);
+    for (const f of files) {
+      const tmp = join(dirname(f.path), `.${basename(f.path)}.${randomBytes(6).toString('hex')}.tmp`);
+      tmps.push(tmp);
+      const fh = await open(tmp, 'wx', f.mode);
+      try {
+        await fh.writeFile(f.data);
+        await fh.chmod(f.mode); // the umask may have narrowed it
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    for (let i = 0; i < files.length; i++) await rename(tmps[i]!, files[i]!.path);
+    for (const d of new Set(files.map((f) => dirname(f.path)))) {
+      const dh = await open(d, 'r');
+      try { await dh.sync(); } finally { await dh.close(); }
+    }
   } catch (e) {
-    await rm(tmp, { force: true });
+    for (const t of tmps) await rm(t, { force: true });
     throw e;
   }
 }
@@ -83,8 +102,7 @@ export async function run(io: CommandIo): Promise<number> {
 
   const key = generatePoolKey(bits);
   const csr = createCsr(key.privateKeyPem, { commonName: values.cn ?? undefined });
-  await writeAtomic(keyPath, key.privateKeyPem, 0o600);
-  await writeAtomic(csrPath, csr, 0o644);
+  await writeAllAtomic([{ path: keyPath, data: key.privateKeyPem, mode: 0o600 }, { path: csrPath, data: csr, mode: 0o644 }]);
 
   const q = (s: string) => (/^[\w./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
   io.stdout.write(

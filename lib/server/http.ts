@@ -23,6 +23,22 @@ export class HttpError extends Error {
 export const badField = (name: string, expected: string): HttpError =>
   new HttpError(400, 'INVALID_FIELD', `Invalid field "${name}": expected ${expected}`);
 
+/**
+ * A whole number written plainly in decimal (a query or path parameter):
+ * "0x0", "2.0", "1e0", " 1" and "+1" are refused, not read as numbers.
+ */
+export function decimal(text: string | null | undefined, name: string, max: number, expected: string): number {
+  if (typeof text !== 'string' || !/^(0|[1-9][0-9]{0,15})$/.test(text)) throw badField(name, expected);
+  const n = Number(text);
+  if (n > max) throw badField(name, expected);
+  return n;
+}
+
+/** Exit codes as processes have them: a 32-bit signed integer. */
+export function isExitCode(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647;
+}
+
 export interface Ctx {
   req: IncomingMessage;
   res: ServerResponse;
@@ -33,6 +49,8 @@ export interface Ctx {
   route?: string;
   /** Set for /v1/worker/*: the pool (and key) of the client certificate. */
   worker?: { poolId: string; keyId: string };
+  /** The client's address, read when the request arrived (the socket may be gone later). */
+  remote?: string | null;
   /** Extra fields for this request's audit line (ids, never secrets). */
   audit?: Record<string, string | number | boolean | null | undefined>;
 }

@@ -19,6 +19,7 @@ import { afterPhase, planAssignments, onWorkerLost, type WorkerFacts } from './s
 import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
 import { phaseState } from './views.ts';
 import { Presence } from './workers.ts';
+import { checkDiskFloor, DEFAULT_QUOTAS, UploadSlots, type Quotas } from './quotas.ts';
 import { StackStates } from './state.ts';
 import { STEP_STATUS } from '../tool/steps.ts';
 import type { PlanSummary } from '../tool/plan.ts';
@@ -35,6 +36,10 @@ export interface ServiceOptions {
   blobs: BlobStore;
   logs: LogFiles;
   log: Logger;
+  /** Unset fields get DEFAULT_QUOTAS. */
+  quotas?: Partial<Quotas> | undefined;
+  /** Where uploads land first (the free-disk floor is measured there). */
+  tmpDir?: string;
   /** Where sealed state versions live (DATA/state). */
   stateDir: string;
   /** Told as runs are assigned and phases and runs end (lib/metrics/server.ts). */
@@ -75,11 +80,15 @@ export class Service {
   /** Emits the run id whenever a run's state or logs change (log followers wait on it). */
   readonly events = new EventEmitter();
   readonly log: Logger;
+  readonly quotas: Quotas;
+  readonly uploads: UploadSlots;
   /** Sealed state versions of managed-state stacks. */
   readonly states: StackStates;
 
   constructor(opts: ServiceOptions) {
     this.opts = opts;
+    this.quotas = { ...DEFAULT_QUOTAS, ...Object.fromEntries(Object.entries(opts.quotas ?? {}).filter(([, v]) => v !== undefined)) };
+    this.uploads = new UploadSlots(this.quotas);
     this.store = opts.store;
     this.ca = opts.ca;
     this.serverUrl = opts.serverUrl;
@@ -404,10 +413,27 @@ export class Service {
   }
 
   /** Streams a sealed workspace upload into place (temp, fsync, rename). */
-  async receiveWorkspace(body: Readable, declared: number): Promise<{ tmp: string; size: number } | undefined> {
+  /**
+   * Receives a sealed workspace into tmp/ for `owner` (a worker id, or
+   * "admin"): within the per-worker and total upload slots and above the
+   * free-disk floor. Whatever fails, nothing is left in tmp/.
+   */
+  async receiveWorkspace(body: Readable, declared: number, owner = 'admin'): Promise<{ tmp: string; size: number } | undefined> {
     const limit = this.opts.maxWorkspaceBytes;
     if (Number.isFinite(declared) && declared > limit) throw workspaceTooLarge(limit);
-    const got = await this.opts.blobs.receive(body, limit);
+    const release = this.uploads.acquire(owner);
+    try {
+      return await this.#receive(body, declared, limit);
+    } finally {
+      release();
+    }
+  }
+
+  async #receive(body: Readable, declared: number, limit: number): Promise<{ tmp: string; size: number } | undefined> {
+    const floor = this.quotas.minFreeDiskBytes;
+    const dir = this.opts.tmpDir;
+    if (dir !== undefined) await checkDiskFloor(dir, Number.isFinite(declared) ? declared : 0, floor);
+    const got = await this.opts.blobs.receive(body, limit, dir === undefined ? undefined : (n) => checkDiskFloor(dir, Number.isFinite(declared) ? Math.max(0, declared - n) : 0, floor));
     if (got.size === 0) { await this.opts.blobs.discard(got.tmp); return undefined; }
     const fh = await open(got.tmp, 'r');
     const head = Buffer.alloc(40);
