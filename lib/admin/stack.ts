@@ -4,7 +4,8 @@
 import { ConfigError } from '../errors.ts';
 import { STACK_KINDS, type StackKind, type StackList, type StackReply, type StackRequest, type StackView } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
-import { keyValues, list, need, phases, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
+import { keyValues } from '../key-values.ts';
+import { list, need, phases, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
 import { ago, cell, fields, json, table, tags } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
 import { recipientsFor, sealSecretEnv } from './seal.ts';

@@ -9,11 +9,12 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
-import { maskedValues, parseLauncherConfig, whitelistedEnv, type LauncherConfig } from '../config.ts';
+import { keyValues } from '../key-values.ts';
+import { maskedValues, parseLauncherConfig, phaseMounts, whitelistedEnv } from '../config.ts';
 import { Masker, MAX_DIRECTIVE_BYTES } from '../mask.ts';
 import { DockerClient } from '../docker/client.ts';
 import { loadDockerConfig, registryAuthHeader } from '../docker/auth.ts';
-import { runPhase, type PhaseMount, type PhaseResult } from '../executor.ts';
+import { runPhase, type PhaseResult } from '../executor.ts';
 import { extractToDirectory, packDirectory } from '../workspace.ts';
 import type { StdStream } from '../docker/stream.ts';
 
@@ -38,21 +39,6 @@ Exit code: the script's; 124 when the logs or run timeout stopped it;
 /** Exit code for a phase stopped by a launcher timeout, as timeout(1) uses. */
 export const TIMEOUT_EXIT_CODE = 124;
 
-function keyValues(flag: string, values: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const kv of values) {
-    const eq = kv.indexOf('=');
-    const key = eq < 0 ? '' : kv.slice(0, eq);
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
-      // Never echo a --secret value.
-      const shown = flag === '--secret' ? (eq < 0 ? '(no "=")' : `"${key}=…"`) : `"${kv}"`;
-      throw new ConfigError(`Cannot parse ${flag} ${shown}: expected NAME=VALUE with a variable name, e.g. ${flag} TF_VAR_region=eu-west-1`);
-    }
-    out[key] = kv.slice(eq + 1);
-  }
-  return out;
-}
-
 function parse(argv: string[]) {
   try {
     return parseArgs({
@@ -72,11 +58,6 @@ function parse(argv: string[]) {
   } catch (e) {
     throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')}: see launcher exec --help`);
   }
-}
-
-function mountsFor(config: LauncherConfig, readOnly: boolean): PhaseMount[] {
-  return [...config.extraMounts, ...(readOnly ? config.roExtraMounts : config.woExtraMounts)]
-    .map((m) => ({ hostPath: m.hostPath, containerPath: m.containerPath }));
 }
 
 /**
@@ -121,8 +102,8 @@ export async function run(io: CommandIo): Promise<number> {
   const say = (m: string) => io.stderr.write(`launcher exec: ${m}\n`);
   for (const w of warnings) say(`warning: ${w}`);
 
-  const phaseEnv = keyValues('--env', opts.env ?? []);
-  const secretEnv = keyValues('--secret', opts.secret ?? []);
+  const phaseEnv = keyValues(opts.env ?? [], 'env', { envNames: true });
+  const secretEnv = keyValues(opts.secret ?? [], 'secret', { envNames: true, secret: true });
   const readOnly = opts['read-only'] === true;
   const image = opts.image ?? config.defaultRunnerImage;
   const workspace = opts.workspace === undefined ? undefined : resolve(io.cwd, opts.workspace);
@@ -162,7 +143,7 @@ export async function run(io: CommandIo): Promise<number> {
       script,
       env: { ...whitelistedEnv(config, io.env, readOnly), ...phaseEnv, ...secretEnv },
       readOnly,
-      mounts: mountsFor(config, readOnly),
+      mounts: phaseMounts(config, readOnly),
       network: config.workerNetwork,
       ...(config.runtime ? { runtime: config.runtime } : {}),
       pullPolicy: config.pullPolicy,

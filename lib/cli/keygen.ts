@@ -1,12 +1,11 @@
 // `launcher keygen`: the pool's RSA key and CSR, the same result as the seed's
 // `openssl req -new -newkey rsa:4096 -nodes -keyout spacelift.key -out spacelift.csr`
 // for hosts without openssl. The key is written with mode 0600 and never printed.
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { CommandIo } from './io.ts';
+import { writeFileAtomic } from '../atomic-file.ts';
 import { ConfigError, LauncherError } from '../errors.ts';
 import { createCsr } from '../csr.ts';
 import { MAX_POOL_KEY_BITS, MIN_POOL_KEY_BITS, generatePoolKey } from '../keys.ts';
@@ -30,19 +29,6 @@ export function parseBits(value: string): number {
     throw new ConfigError(`Cannot use --bits ${JSON.stringify(value)}: expected ${MIN_POOL_KEY_BITS} to ${MAX_POOL_KEY_BITS} in steps of 1024 (e.g. --bits 4096)`);
   }
   return bits;
-}
-
-/** Writes `data` to `path` through a temporary file and a rename, so a crash never leaves half a key. */
-async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    await writeFile(tmp, data, { mode, flag: 'wx' });
-    await chmod(tmp, mode); // the umask may have narrowed or the flag ignored it
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
 }
 
 export async function run(io: CommandIo): Promise<number> {
@@ -83,8 +69,8 @@ export async function run(io: CommandIo): Promise<number> {
 
   const key = generatePoolKey(bits);
   const csr = createCsr(key.privateKeyPem, { commonName: values.cn ?? undefined });
-  await writeAtomic(keyPath, key.privateKeyPem, 0o600);
-  await writeAtomic(csrPath, csr, 0o644);
+  await writeFileAtomic(keyPath, key.privateKeyPem, 0o600);
+  await writeFileAtomic(csrPath, csr, 0o644);
 
   const q = (s: string) => (/^[\w./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
   io.stdout.write(

@@ -11,7 +11,7 @@
 import { parseArgs } from 'node:util';
 import type { Server } from 'node:http';
 import type { CommandIo } from './io.ts';
-import { parseLauncherConfig, whitelistedEnv, maskedValues, type LauncherConfig } from '../config.ts';
+import { parseLauncherConfig, phaseMounts, whitelistedEnv, maskedValues, type LauncherConfig } from '../config.ts';
 import { ConfigError, LauncherError, isLauncherError } from '../errors.ts';
 import { assertKeyMatchesCertificate, parsePoolPrivateKey } from '../keys.ts';
 import { decodeToken } from '../token.ts';
@@ -23,7 +23,8 @@ import { Metrics, serveMetrics } from '../launcher/metrics.ts';
 import { createLogger } from '../log.ts';
 import { Masker } from '../mask.ts';
 import { handleSignals } from '../launcher/signals.ts';
-import { EXIT_DOCKER, Worker } from '../launcher/worker.ts';
+import { EXIT_DOCKER } from '../launcher/exit-codes.ts';
+import { Worker } from '../launcher/worker.ts';
 import type { PhaseSettings } from '../launcher/phase.ts';
 import { VERSION } from '../version.ts';
 
@@ -46,7 +47,7 @@ export function phaseSettings(config: LauncherConfig, env: Record<string, string
     logsTimeoutMs: config.logsTimeoutMs,
     runTimeoutMs: config.runTimeoutMs,
     pullPolicy: config.pullPolicy,
-    mounts: (readOnly) => [...config.extraMounts, ...(readOnly ? config.roExtraMounts : config.woExtraMounts)],
+    mounts: (readOnly) => phaseMounts(config, readOnly),
     env: (readOnly) => whitelistedEnv(config, env, readOnly),
     masks: maskedValues(config, env),
     registryAuth: (image) => registryAuthHeader(auths, image),

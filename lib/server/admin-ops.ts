@@ -5,7 +5,7 @@ import { isLauncherError } from '../errors.ts';
 import { inspectCsr, issuePoolCertificate } from '../pki.ts';
 import { encodeToken } from '../token.ts';
 import { decodeBase64Strict } from '../keys.ts';
-import { writeFileAtomic } from './blobs.ts';
+import { writeFileAtomic } from '../atomic-file.ts';
 import { transaction } from './db.ts';
 import { HttpError, badField, bool, str, stringMap } from './http.ts';
 import {

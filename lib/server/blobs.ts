@@ -8,6 +8,7 @@ import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { fsyncDir } from '../atomic-file.ts';
 import { HttpError } from './http.ts';
 
 export interface BlobStore {
@@ -18,11 +19,6 @@ export interface BlobStore {
   discard(tmp: string): Promise<void>;
   workspacePath(runId: string): string;
   open(path: string): Promise<{ stream: ReadStream; size: number } | undefined>;
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try { await fh.sync(); } finally { await fh.close(); }
 }
 
 export function workspaceTooLarge(limit: number): HttpError {
@@ -78,18 +74,4 @@ export function createBlobStore(opts: { tmpDir: string; workspacesDir: string })
       }
     },
   };
-}
-
-/** Writes a small whole file atomically with the given mode (keys, certificates, tokens). */
-export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'wx', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  await fsyncDir(dirname(path));
 }
