@@ -150,9 +150,9 @@ export class AdminClient {
     return this.call<T>('POST', path, { json });
   }
 
-  /** A streamed answer (logs, workspace): the caller consumes the body. */
-  async stream(path: string, opts: RequestOptions = {}): Promise<Readable> {
-    const res = await this.#send('GET', path, opts);
+  /** A streamed answer (logs, workspace, backup): the caller consumes the body. */
+  async stream(path: string, opts: RequestOptions = {}, method: Dispatcher.HttpMethod = 'GET'): Promise<Readable> {
+    const res = await this.#send(method, path, opts);
     return res.body;
   }
 

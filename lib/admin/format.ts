@@ -54,3 +54,13 @@ export function cell(v: unknown): string {
 export function json(v: unknown): string {
   return JSON.stringify(v, null, 2) + '\n';
 }
+
+/** "512 B", "3.4 KiB", "12.0 MiB", "1.20 GiB". */
+export function byteSize(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v < 10 ? v.toFixed(2) : v.toFixed(1)} ${units[i]}`;
+}

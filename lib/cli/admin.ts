@@ -13,8 +13,13 @@ import { pool } from '../admin/pool.ts';
 import { worker } from '../admin/worker.ts';
 import { stack } from '../admin/stack.ts';
 import { queue, run as runs } from '../admin/run.ts';
+import { backup } from '../admin/backup.ts';
 
-export const NOUNS: Record<string, Noun> = { pool, worker, stack, run: runs, queue };
+/** Nouns with verbs, and commands that are one word (`launcher admin backup -o FILE`). */
+export const NOUNS: Record<string, Noun | Command> = { pool, worker, stack, run: runs, queue, backup };
+
+const isCommand = (n: Noun | Command): n is Command => typeof (n as Command).run === 'function' && typeof (n as Command).usage === 'string';
+const commandsOf = (n: Noun | Command): Command[] => (isCommand(n) ? [n] : Object.values(n));
 
 export const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   server: { type: 'string', arg: 'URL', help: 'server URL, https://HOST:PORT (env LAUNCHER_SERVER)' },
@@ -32,7 +37,7 @@ function optionLines(opts: Record<string, OptionSpec>): string {
 }
 
 export function usage(): string {
-  const lines = Object.entries(NOUNS).flatMap(([, noun]) => Object.values(noun).map((c) => `  launcher admin ${c.usage}`));
+  const lines = Object.values(NOUNS).flatMap((noun) => commandsOf(noun).map((c) => `  launcher admin ${c.usage}`));
   return `Usage: launcher admin NOUN VERB [ARGS] [OPTIONS]\n\nCommands:\n${lines.join('\n')}\n\nConnection and output (every command):\n${optionLines(GLOBAL_OPTIONS)}\nRun 'launcher admin NOUN VERB --help' for a command's options.\n`;
 }
 
@@ -54,7 +59,7 @@ function parseFailure(e: unknown, c: Command, allowed: Record<string, OptionSpec
   const m = /'(?:-\w, )?(-{1,2}[^' ,]+)/.exec(err.message ?? '');
   const flagName = m?.[1] ?? 'an option';
   if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    return new ConfigError(`Unknown option ${flagName} for launcher admin ${c.usage.split(' ').slice(0, 2).join(' ')}: expected one of ${accepted}`, { code: 'USAGE' });
+    return new ConfigError(`Unknown option ${flagName} for launcher admin ${c.usage.split(' ').filter((w) => /^[a-z]+$/.test(w)).slice(0, 2).join(' ')}: expected one of ${accepted}`, { code: 'USAGE' });
   }
   if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
     const o = allowed[flagName.replace(/^-+/, '')];
@@ -93,13 +98,20 @@ export function parseCommand(argv: string[]): { command: Command | null; help: s
     i += takesValue ? 2 : 1;
   }
   const [nounName, verbName, ...afterVerb] = argv.slice(i);
-  const rest = [...afterVerb, ...leading];
   if (nounName === undefined || nounName === '--help' || nounName === '-h' || nounName === 'help') return { command: null, help: usage(), args: empty };
-  const noun = NOUNS[nounName];
+  const noun = Object.hasOwn(NOUNS, nounName) ? NOUNS[nounName] : undefined;
   if (!noun) throw new ConfigError(`Unknown admin command "${nounName}": expected one of ${Object.keys(NOUNS).join(', ')}`, { code: 'USAGE' });
-  if (verbName === undefined || verbName === '--help' || verbName === '-h') return { command: null, help: nounUsage(nounName, noun), args: empty };
-  const command = Object.hasOwn(noun, verbName) ? noun[verbName] : undefined;
-  if (!command) throw new ConfigError(`Unknown command "${nounName} ${verbName}": expected one of ${Object.keys(noun).map((v) => `${nounName} ${v}`).join(', ')}`, { code: 'USAGE' });
+  let command: Command | undefined;
+  let rest: string[];
+  if (isCommand(noun)) {
+    command = noun;
+    rest = [...argv.slice(i + 1), ...leading];
+  } else {
+    rest = [...afterVerb, ...leading];
+    if (verbName === undefined || verbName === '--help' || verbName === '-h') return { command: null, help: nounUsage(nounName, noun), args: empty };
+    command = Object.hasOwn(noun, verbName) ? noun[verbName] : undefined;
+    if (!command) throw new ConfigError(`Unknown command "${nounName} ${verbName}": expected one of ${Object.keys(noun).map((v) => `${nounName} ${v}`).join(', ')}`, { code: 'USAGE' });
+  }
   const allowed = { ...GLOBAL_OPTIONS, ...command.options };
   let parsed: Args;
   try {

@@ -11,6 +11,7 @@ import { createServerLogger } from '../server/log.ts';
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
 
 const USAGE = `Usage: launcher server --data DIR [OPTIONS]
+       launcher server restore FILE --data DIR
 
 Runs the control plane: pools, workers, stacks, runs, logs and sealed state.
 The first start initialises DIR (CA, server certificate, admin token).
@@ -116,6 +117,7 @@ export function parseServerArgs(argv: string[], cwd: string) {
 }
 
 export async function run(io: CommandIo): Promise<number> {
+  if (io.argv[0] === 'restore') return (await import('./restore.ts')).run({ ...io, argv: io.argv.slice(1) });
   const args = parseServerArgs(io.argv, io.cwd);
   if (args.help) { io.stdout.write(USAGE); return 0; }
   if (args.rotateAdminToken) {

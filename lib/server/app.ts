@@ -10,6 +10,7 @@ import type { Writable } from 'node:stream';
 import { LauncherError, isLauncherError } from '../errors.ts';
 import { AdminOps } from './admin-ops.ts';
 import { adminRoutes } from './admin-api.ts';
+import { addBackupRoutes } from './backup-api.ts';
 import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
@@ -97,14 +98,15 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const adminHash = Buffer.from(tokenHash, 'hex');
 
   const logFiles = new LogFiles(paths.logs);
+  const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces });
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
-    blobs: createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces }),
-    logs: logFiles, log: o.log,
+    blobs, logs: logFiles, log: o.log,
   });
   const ops = new AdminOps(service);
   const workerRouter = workerRoutes(service);
   const adminRouter = adminRoutes(service, ops);
+  addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log });
   // Written synchronously: one small line per change, visible at once to
   // anyone tailing the file, and never lost to a buffered stream on kill -9.
   const audit = openSync(paths.audit, 'a', 0o600);

@@ -19,14 +19,74 @@ export interface BlobStore {
   discard(tmp: string): Promise<void>;
   workspacePath(runId: string): string;
   open(path: string): Promise<{ stream: ReadStream; size: number } | undefined>;
+  /**
+   * Stops stored files from being replaced (a workspace upload's rename) until
+   * the returned function is called. A backup holds this while it copies the
+   * database and hard-links the workspaces of unfinished runs, so the copy and
+   * the files agree; `commit` waits for it (seconds at most). Resolves once
+   * commits already under way have finished, and the database write that
+   * follows each of them in the same tick has run.
+   */
+  holdReplacements(): Promise<() => void>;
+  /** Stops stored files from being removed (retention, gc) until released: a backup holds it while it streams. */
+  holdRemovals(): () => void;
+  /** True while something holds removals (gc reports it instead of waiting). */
+  removalsHeld(): boolean;
+  /** Removes a stored file or directory tree (retention, gc); waits while a backup holds removals. */
+  remove(path: string): Promise<void>;
 }
 
 export function workspaceTooLarge(limit: number): HttpError {
   return new HttpError(413, 'WORKSPACE_TOO_LARGE', `Sealed workspace too large: the server's limit is ${limit} bytes (--max-workspace-size)`);
 }
 
+/** Counted holds: `passed()` resolves when none is held. */
+class Gate {
+  private count = 0;
+  private open: Promise<void> = Promise.resolve();
+  private release: () => void = () => {};
+  get held(): boolean { return this.count > 0; }
+  hold(): () => void {
+    if (this.count++ === 0) this.open = new Promise<void>((r) => { this.release = r; });
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--this.count === 0) this.release();
+    };
+  }
+  /** Resolves when the current holds are all released. */
+  released(): Promise<void> { return this.open; }
+  async passed(): Promise<void> {
+    while (this.count > 0) await this.open;
+  }
+}
+
 export function createBlobStore(opts: { tmpDir: string; workspacesDir: string }): BlobStore {
+  const replacements = new Gate();
+  const removals = new Gate();
+  // Commits past their wait, renaming now: a hold waits for them to finish.
+  let inflight = 0;
+  let idle: (() => void)[] = [];
+  const finished = (): void => {
+    if (--inflight > 0) return;
+    const list = idle;
+    idle = [];
+    // After the caller's continuation (its database write) has run too.
+    setImmediate(() => { for (const f of list) f(); });
+  };
   return {
+    async holdReplacements() {
+      const free = replacements.hold();
+      if (inflight > 0) await new Promise<void>((r) => idle.push(r));
+      return free;
+    },
+    holdRemovals: () => removals.hold(),
+    removalsHeld: () => removals.held,
+    async remove(path) {
+      await removals.passed();
+      await rm(path, { recursive: true, force: true });
+    },
     async receive(body, limit) {
       await mkdir(opts.tmpDir, { recursive: true });
       const tmp = join(opts.tmpDir, `upload-${randomBytes(8).toString('hex')}`);
@@ -55,8 +115,15 @@ export function createBlobStore(opts: { tmpDir: string; workspacesDir: string })
     },
     async commit(tmp, dest) {
       await mkdir(dirname(dest), { recursive: true });
-      await rename(tmp, dest);
-      await fsyncDir(dirname(dest));
+      // Checked and counted in one synchronous step, so no hold slips between.
+      while (replacements.held) await replacements.released();
+      inflight++;
+      try {
+        await rename(tmp, dest);
+        await fsyncDir(dirname(dest));
+      } finally {
+        finished();
+      }
     },
     async discard(tmp) {
       await unlink(tmp).catch(() => {});
