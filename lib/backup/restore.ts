@@ -12,7 +12,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { LauncherError } from '../errors.ts';
-import { fsyncDir } from '../server/blobs.ts';
+import { fsyncDir } from '../atomic-file.ts';
 import { SCHEMA_VERSION } from '../server/db.ts';
 import { readArchive } from './archive.ts';
 import { DATABASE_NAME, entryMode, invalidBackup, type BackupManifest } from './format.ts';
