@@ -164,7 +164,8 @@ export async function run(io: CommandIo): Promise<number> {
       out: io.stdout,
       err: io.stderr,
       cwd: io.cwd,
-      signal: io.signal,
+      // No signal: Ctrl-C ends an admin command the default way, at once.
+      signal: undefined,
       now: () => Date.now(),
       readFile(path, flagName) {
         const text = readText(resolve(io.cwd, path));

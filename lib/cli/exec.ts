@@ -11,7 +11,7 @@ import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
 import { keyValues } from '../key-values.ts';
 import { maskedValues, parseLauncherConfig, phaseMounts, whitelistedEnv } from '../config.ts';
-import { Masker, MAX_DIRECTIVE_BYTES } from '../mask.ts';
+import { Masker } from '../mask.ts';
 import { DockerClient } from '../docker/client.ts';
 import { loadDockerConfig, registryAuthHeader } from '../docker/auth.ts';
 import { runPhase, type PhaseResult } from '../executor.ts';
@@ -60,35 +60,6 @@ function parse(argv: string[]) {
   }
 }
 
-/**
- * One masker per output stream keeps stdout and stderr apart; a
- * `::add-mask::VALUE` line on one stream must also mask VALUE on the other,
- * so complete directive lines are sniffed here and handed across.
- */
-class DirectiveSniffer {
-  #atLineStart = true;
-  #line: number[] | undefined;
-  #onValue: (v: string) => void;
-  constructor(onValue: (v: string) => void) { this.#onValue = onValue; }
-  push(chunk: Uint8Array): void {
-    for (const b of chunk) {
-      if (this.#atLineStart) this.#line = [];
-      this.#atLineStart = b === 10;
-      if (!this.#line) continue;
-      if (b === 10) {
-        const text = new TextDecoder().decode(new Uint8Array(this.#line)).replace(/\r$/, '');
-        this.#line = undefined;
-        if (text.startsWith('::add-mask::') && text.length > '::add-mask::'.length) this.#onValue(text.slice('::add-mask::'.length));
-        continue;
-      }
-      this.#line.push(b);
-      const prefix = '::add-mask::';
-      const n = this.#line.length;
-      if ((n <= prefix.length && b !== prefix.charCodeAt(n - 1)) || n > MAX_DIRECTIVE_BYTES) this.#line = undefined;
-    }
-  }
-}
-
 export async function run(io: CommandIo): Promise<number> {
   const { values: opts, positionals } = parse(io.argv);
   if (opts.help) {
@@ -116,21 +87,19 @@ export async function run(io: CommandIo): Promise<number> {
 
   const secrets = [...maskedValues(config, io.env), ...Object.entries(secretEnv).map(([name, value]) => ({ name, value }))];
   const onWarning = (m: string) => say(`warning: ${m}`);
+  // One masker per output stream keeps stdout and stderr apart; a value an
+  // `::add-mask::` line adds on one stream is masked on the other too (the
+  // masker's own onAdd hook: it alone reads directives).
   const maskers: Record<StdStream, Masker> = {
-    stdout: new Masker({ secrets, onWarning }),
-    stderr: new Masker({ secrets, onWarning: () => {} }), // same secrets: warn once
-  };
-  const sniffers: Record<StdStream, DirectiveSniffer> = {
-    stdout: new DirectiveSniffer((v) => maskers.stderr.add(v)),
-    stderr: new DirectiveSniffer((v) => maskers.stdout.add(v)),
+    stdout: new Masker({ secrets, onWarning, onAdd: (v) => maskers.stderr.add(v, 'a value added on stdout') }),
+    stderr: new Masker({ secrets, onWarning: () => {}, onAdd: (v) => maskers.stdout.add(v, 'a value added on stderr') }), // same secrets: warn once
   };
   const sinks = { stdout: io.stdout, stderr: io.stderr };
 
   const ac = new AbortController();
   const onSignal = () => ac.abort();
-  io.signal?.addEventListener('abort', onSignal);
-  const ownSignals = io.signal === undefined;
-  if (ownSignals) { process.once('SIGINT', onSignal); process.once('SIGTERM', onSignal); }
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
 
   const docker = new DockerClient({ host: config.dockerHost });
   let result: PhaseResult;
@@ -153,7 +122,6 @@ export async function run(io: CommandIo): Promise<number> {
       signal: ac.signal,
       onPullProgress: (line) => say(`pull: ${line}`),
       onOutput: (chunk, stream) => {
-        sniffers[stream].push(chunk);
         const out = maskers[stream].write(chunk);
         if (out.length > 0) sinks[stream].write(out);
       },
@@ -165,8 +133,8 @@ export async function run(io: CommandIo): Promise<number> {
       const rest = maskers[s].end();
       if (rest.length > 0) sinks[s].write(rest);
     }
-    io.signal?.removeEventListener('abort', onSignal);
-    if (ownSignals) { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); }
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await docker.close();
   }
   return exitCodeFor(result, say);

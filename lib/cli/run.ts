@@ -110,13 +110,7 @@ export async function run(io: CommandIo): Promise<number> {
       state.unlock();
       process.exit(code);
     });
-    const onAbort = () => worker.stop('graceful');
-    io.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await worker.run();
-    } finally {
-      io.signal?.removeEventListener('abort', onAbort);
-    }
+    return await worker.run();
   } finally {
     unhandle();
     metricsServer?.close();

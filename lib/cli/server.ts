@@ -127,14 +127,10 @@ export async function run(io: CommandIo): Promise<number> {
   }
   const log = createServerLogger({ stream: io.stderr, debug: args.debug || io.env.SPACELIFT_DEBUG === 'true' || io.env.SPACELIFT_DEBUG === '1' });
   const server = await startServer({ ...args, log, stdout: io.stdout });
+  // The server owns its process signals (the entry installs none).
   await new Promise<void>((done) => {
-    if (io.signal) {
-      if (io.signal.aborted) done();
-      io.signal.addEventListener('abort', () => done(), { once: true });
-    } else {
-      process.once('SIGINT', () => done());
-      process.once('SIGTERM', () => done());
-    }
+    process.once('SIGINT', () => done());
+    process.once('SIGTERM', () => done());
   });
   log.info('Server stopping');
   await server.close();
