@@ -31,17 +31,17 @@ export class AdminOps {
   // ------------------------------------------------------------ pools
 
   pool(idOrName: string): PoolRow {
-    const p = this.store.pool(idOrName);
+    const p = this.store.pools.find(idOrName);
     if (!p) throw new HttpError(404, 'POOL_NOT_FOUND', `Pool not found: "${idOrName}" (list pools with GET /v1/pools)`);
     return p;
   }
 
   poolView(p: PoolRow): PoolView {
-    return poolJson(p, this.store.keys(p.id), this.store.poolCounts(p.id));
+    return poolJson(p, this.store.pools.keys(p.id), this.store.pools.counts(p.id));
   }
 
   listPools(): PoolList {
-    return { pools: this.store.pools().map((p) => this.poolView(p)) };
+    return { pools: this.store.pools.list().map((p) => this.poolView(p)) };
   }
 
   private csr(body: Record<string, unknown>): string {
@@ -69,14 +69,14 @@ export class AdminOps {
   createPool(body: Record<string, unknown>): PoolTokenReply {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
-    if (this.store.pool(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
+    if (this.store.pools.find(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
     const id = newId('pool');
     const { key, token } = this.issueKey(id, csr);
     transaction(this.store.db, () => {
-      this.store.run('INSERT INTO pools (id, name, cycle, created_at) VALUES (?, ?, 0, ?)', [id, name, iso()]);
-      this.store.insertKey(key);
+      this.store.pools.insert({ id, name, createdAt: iso() });
+      this.store.pools.insertKey(key);
     });
-    this.store.forgetPools();
+    this.store.pools.forget();
     return { pool: this.poolView(this.pool(id)), token };
   }
 
@@ -85,10 +85,10 @@ export class AdminOps {
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
     transaction(this.store.db, () => {
-      this.store.run("UPDATE pool_keys SET state = 'revoked', retired_at = coalesce(retired_at, ?) WHERE pool_id = ? AND state != 'revoked'", [iso(), p.id]);
-      this.store.insertKey(key);
+      this.store.pools.revokeKeys(p.id, iso());
+      this.store.pools.insertKey(key);
     });
-    this.store.forgetPools();
+    this.store.pools.forget();
     // Polls held on the old certificate end now; their next request gets 403.
     this.s.presence.releaseWhere((w) => w.poolId === p.id);
     return { pool: this.poolView(this.pool(p.id)), token };
@@ -96,8 +96,7 @@ export class AdminOps {
 
   cyclePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
-    this.store.run('UPDATE pools SET cycle = cycle + 1 WHERE id = ?', [p.id]);
-    this.store.forgetPools();
+    this.store.pools.bumpCycle(p.id);
     for (const w of this.store.workers(p.id)) this.s.wake(w.id);
     return { pool: this.poolView(this.pool(p.id)) };
   }
@@ -110,11 +109,11 @@ export class AdminOps {
     const workers = this.store.workers(p.id);
     const now = iso();
     transaction(this.store.db, () => {
-      this.store.run('UPDATE pools SET deleted_at = ? WHERE id = ?', [now, p.id]);
-      this.store.run('UPDATE stacks SET pool_id = NULL, updated_at = ? WHERE pool_id = ?', [now, p.id]);
-      this.store.run('UPDATE workers SET deregistered_at = ? WHERE pool_id = ? AND deregistered_at IS NULL', [now, p.id]);
+      this.store.pools.markDeleted(p.id, now);
+      this.store.detachStacksFrom(p.id, now);
+      this.store.deregisterWorkersOf(p.id, now);
     });
-    this.store.forgetPools();
+    this.store.pools.forget();
     for (const w of workers) this.s.presence.forget(w.id);
     return { pool: view };
   }
@@ -123,20 +122,19 @@ export class AdminOps {
     const p = this.pool(idOrName);
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
-    this.store.insertKey(key);
+    this.store.pools.insertKey(key);
     return { key: keyJson(key), token };
   }
 
   retireKey(idOrName: string, keyId: string): KeyReply {
     const p = this.pool(idOrName);
-    const k = this.store.key(p.id, keyId);
+    const k = this.store.pools.key(p.id, keyId);
     if (!k) throw new HttpError(404, 'KEY_NOT_FOUND', `Key not found: "${keyId}" in pool ${p.id}`);
     if (k.state !== 'active') throw new HttpError(409, 'KEY_STATE', `Key ${k.id} is ${k.state}, not active`);
-    if (this.store.activeKeys(p.id).length <= 1) throw new HttpError(409, 'LAST_KEY', `Key ${k.id} is the pool's last active key: add a new key first (POST /v1/pools/${p.id}/keys)`);
-    this.store.run("UPDATE pool_keys SET state = 'retired', retired_at = ? WHERE id = ?", [iso(), k.id]);
-    this.store.forgetPools();
+    if (this.store.pools.activeKeys(p.id).length <= 1) throw new HttpError(409, 'LAST_KEY', `Key ${k.id} is the pool's last active key: add a new key first (POST /v1/pools/${p.id}/keys)`);
+    this.store.pools.retireKey(k.id, iso());
     this.s.presence.releaseWhere((w) => w.keyId === k.id);
-    return { key: keyJson(this.store.key(p.id, k.id)!) };
+    return { key: keyJson(this.store.pools.key(p.id, k.id)!) };
   }
 
   queue(idOrName: string): RunList {

@@ -105,11 +105,11 @@ export class Service {
 
   /** The pool a client certificate (by serial) belongs to; 403 when revoked, retired or unknown. */
   poolForSerial(serial: string): { poolId: string; keyId: string } {
-    const key = this.store.keyBySerial(normSerial(serial));
+    const key = this.store.pools.keyBySerial(normSerial(serial));
     if (!key || key.state !== 'active') {
       throw new HttpError(403, 'CERT_REVOKED', 'Client certificate refused: it was revoked by a pool reset or key retirement (use the pool\'s current token)');
     }
-    const pool = this.store.poolAny(key.pool_id);
+    const pool = this.store.pools.any(key.pool_id);
     if (!pool || pool.deleted_at) throw new HttpError(403, 'POOL_DELETED', 'Client certificate refused: its worker pool was deleted');
     return { poolId: pool.id, keyId: key.id };
   }
@@ -117,7 +117,7 @@ export class Service {
   // ------------------------------------------------------------ helpers
 
   pool(id: string): PoolRow {
-    const p = this.store.poolAny(id);
+    const p = this.store.pools.any(id);
     if (!p) throw notFound('Pool', id, 'POOL_NOT_FOUND');
     return p;
   }
@@ -171,7 +171,7 @@ export class Service {
 
   /** `current`: the worker's current run when the caller holds it (saves a read). */
   control(w: WorkerRow, extraCancel: string[] = [], current?: RunRow): Control {
-    const pool = this.store.poolAny(w.pool_id);
+    const pool = this.store.pools.any(w.pool_id);
     const cancel = [...extraCancel];
     if (w.current_run) {
       const r = current?.id === w.current_run ? current : this.store.runById(w.current_run);
@@ -196,7 +196,7 @@ export class Service {
       proposed: run.proposed === 1, image: spec.image, script: ph.script, env: spec.env,
       secretEnv: run.secret_env ? Buffer.from(run.secret_env).toString('base64') : null,
       workspace: run.has_workspace === 1,
-      recipients: this.store.recipients(run.pool_id),
+      recipients: this.store.pools.recipients(run.pool_id),
       logs: { nextSeq: row?.log_next_seq ?? 0 },
     };
   }

@@ -1,13 +1,12 @@
 // Typed access to the database: rows in, plain objects out. No policy here;
 // service.ts decides, this file only reads and writes.
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import type { KeyState, Outcome, PhaseSpec, RunState, StackKind } from '../protocol.ts';
+import type { Outcome, PhaseSpec, RunState, StackKind } from '../protocol.ts';
+import { PoolStore } from './store/pools.ts';
+import { Queries, type Params } from './store/queries.ts';
 
-export interface PoolRow { id: string; name: string; cycle: number; created_at: string; deleted_at: string | null }
-export interface KeyRow {
-  id: string; pool_id: string; state: KeyState; serial: string;
-  public_key_pem: string; cert_pem: string; not_after: string; created_at: string; retired_at: string | null;
-}
+export type { KeyRow, PoolRow } from './store/pools.ts';
+
 export interface WorkerRow {
   id: string; pool_id: string; metadata: string; version: string | null; host: string;
   registered_at: string; last_seen: string; idle_since: string | null; current_run: string | null;
@@ -30,83 +29,26 @@ export interface PhaseRow {
 }
 export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[] }
 
-type Params = Record<string, SQLInputValue>;
-
 export class Store {
   readonly db: DatabaseSync;
-  private cache = new Map<string, ReturnType<DatabaseSync['prepare']>>();
-  constructor(db: DatabaseSync) { this.db = db; }
+  private readonly q: Queries;
+  /** Pools and their keys. */
+  readonly pools: PoolStore;
+  constructor(db: DatabaseSync) {
+    this.db = db;
+    this.q = new Queries(db);
+    this.pools = new PoolStore(this.q);
+  }
 
-  private st(sql: string): ReturnType<DatabaseSync['prepare']> {
-    let s = this.cache.get(sql);
-    if (!s) { s = this.db.prepare(sql); this.cache.set(sql, s); }
-    return s;
-  }
-  get<T>(sql: string, p: Params | SQLInputValue[] = []): T | undefined {
-    return (Array.isArray(p) ? this.st(sql).get(...p) : this.st(sql).get(p)) as T | undefined;
-  }
-  all<T>(sql: string, p: Params | SQLInputValue[] = []): T[] {
-    return (Array.isArray(p) ? this.st(sql).all(...p) : this.st(sql).all(p)) as T[];
-  }
-  run(sql: string, p: Params | SQLInputValue[] = []): number {
-    const r = Array.isArray(p) ? this.st(sql).run(...p) : this.st(sql).run(p);
-    return Number(r.changes);
-  }
+  private get<T>(sql: string, p: Params | SQLInputValue[] = []): T | undefined { return this.q.get<T>(sql, p); }
+  private all<T>(sql: string, p: Params | SQLInputValue[] = []): T[] { return this.q.all<T>(sql, p); }
+  private run(sql: string, p: Params | SQLInputValue[] = []): number { return this.q.run(sql, p); }
 
   // meta
   meta(key: string): string | undefined { return this.get<{ value: string }>('SELECT value FROM meta WHERE key = ?', [key])?.value; }
   setMeta(key: string, value: string): void { this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', [key, value]); }
 
-  // pools and keys
-  // Pools and keys are read on every worker request and change rarely: they
-  // are cached here, and every write to them goes through forgetPools().
-  private poolCache = new Map<string, PoolRow | undefined>();
-  private serialCache = new Map<string, KeyRow | undefined>();
-  private recipientsCache = new Map<string, string[]>();
-  forgetPools(): void { this.poolCache.clear(); this.serialCache.clear(); this.recipientsCache.clear(); }
-
-  pool(idOrName: string): PoolRow | undefined {
-    const byId = this.poolAny(idOrName);
-    if (byId && !byId.deleted_at) return byId;
-    return this.get<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL AND name = ?', [idOrName]);
-  }
-  poolAny(id: string): PoolRow | undefined {
-    if (this.poolCache.has(id)) return this.poolCache.get(id);
-    const row = this.get<PoolRow>('SELECT * FROM pools WHERE id = ?', [id]);
-    if (this.poolCache.size > 10_000) this.poolCache.clear();
-    this.poolCache.set(id, row);
-    return row;
-  }
-  pools(): PoolRow[] { return this.all<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL ORDER BY created_at, id'); }
-  keys(poolId: string): KeyRow[] { return this.all<KeyRow>('SELECT * FROM pool_keys WHERE pool_id = ? ORDER BY created_at, id', [poolId]); }
-  activeKeys(poolId: string): KeyRow[] { return this.all<KeyRow>("SELECT * FROM pool_keys WHERE pool_id = ? AND state = 'active' ORDER BY created_at, id", [poolId]); }
-  /** Public keys of a pool's active keys (what new sealed state is sealed to), cached like pools. */
-  recipients(poolId: string): string[] {
-    let r = this.recipientsCache.get(poolId);
-    if (!r) {
-      r = this.activeKeys(poolId).map((k) => k.public_key_pem);
-      if (this.recipientsCache.size > 10_000) this.recipientsCache.clear();
-      this.recipientsCache.set(poolId, r);
-    }
-    return r;
-  }
-  keyBySerial(serial: string): KeyRow | undefined {
-    if (this.serialCache.has(serial)) return this.serialCache.get(serial);
-    const row = this.get<KeyRow>('SELECT * FROM pool_keys WHERE serial = ?', [serial]);
-    if (this.serialCache.size > 10_000) this.serialCache.clear();
-    this.serialCache.set(serial, row);
-    return row;
-  }
-  key(poolId: string, id: string): KeyRow | undefined { return this.get<KeyRow>('SELECT * FROM pool_keys WHERE pool_id = ? AND id = ?', [poolId, id]); }
-  insertKey(k: KeyRow): void {
-    this.forgetPools();
-    this.run('INSERT INTO pool_keys (id, pool_id, state, serial, public_key_pem, cert_pem, not_after, created_at, retired_at) VALUES ($id, $pool_id, $state, $serial, $public_key_pem, $cert_pem, $not_after, $created_at, $retired_at)', { ...k });
-  }
-  poolCounts(poolId: string): { workers: number; busy: number; pending: number } {
-    const w = this.get<{ workers: number; busy: number }>('SELECT count(*) AS workers, count(current_run) AS busy FROM workers WHERE pool_id = ? AND deregistered_at IS NULL AND offline = 0', [poolId])!;
-    const r = this.get<{ pending: number }>("SELECT count(*) AS pending FROM runs WHERE pool_id = ? AND state IN ('QUEUED', 'UNCONFIRMED')", [poolId])!;
-    return { workers: w.workers, busy: w.busy, pending: r.pending };
-  }
+  // runs holding a pool or stack
   activeRunCount(col: 'pool_id' | 'stack_id', id: string): number {
     return this.get<{ c: number }>(`SELECT count(*) AS c FROM runs WHERE ${col} = ? AND state IN ('QUEUED', 'RUNNING', 'UNCONFIRMED')`, [id])!.c;
   }
@@ -132,6 +74,11 @@ export class Store {
     this.run(`UPDATE workers SET ${keys.map((k) => `${k} = $${k}`).join(', ')} WHERE id = $id`, { ...(fields as Params), id });
   }
 
+  /** A deleted pool's workers leave the list. */
+  deregisterWorkersOf(poolId: string, now: string): void {
+    this.run('UPDATE workers SET deregistered_at = ? WHERE pool_id = ? AND deregistered_at IS NULL', [now, poolId]);
+  }
+
   // stacks
   stack(idOrName: string): StackRow | undefined {
     return this.get<StackRow>('SELECT * FROM stacks WHERE id = ? AND deleted_at IS NULL', [idOrName]) ??
@@ -146,6 +93,11 @@ export class Store {
     const keys = Object.keys(fields);
     if (keys.length === 0) return;
     this.run(`UPDATE stacks SET ${keys.map((k) => `${k} = $${k}`).join(', ')} WHERE id = $id`, { ...(fields as Params), id });
+  }
+
+  /** A deleted pool's stacks stay, detached (triggers are refused until they are attached again). */
+  detachStacksFrom(poolId: string, now: string): void {
+    this.run('UPDATE stacks SET pool_id = NULL, updated_at = ? WHERE pool_id = ?', [now, poolId]);
   }
 
   // runs and phases
