@@ -97,7 +97,7 @@ export class AdminOps {
   cyclePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
     this.store.pools.bumpCycle(p.id);
-    for (const w of this.store.workers(p.id)) this.s.wake(w.id);
+    for (const w of this.store.workers.list(p.id)) this.s.wake(w.id);
     return { pool: this.poolView(this.pool(p.id)) };
   }
 
@@ -106,12 +106,12 @@ export class AdminOps {
     const active = this.store.activeRunCount('pool_id', p.id);
     if (active > 0) throw new HttpError(409, 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
     const view = this.poolView(p);
-    const workers = this.store.workers(p.id);
+    const workers = this.store.workers.list(p.id);
     const now = iso();
     transaction(this.store.db, () => {
       this.store.pools.markDeleted(p.id, now);
       this.store.detachStacksFrom(p.id, now);
-      this.store.deregisterWorkersOf(p.id, now);
+      this.store.workers.deregisterPool(p.id, now);
     });
     this.store.pools.forget();
     for (const w of workers) this.s.presence.forget(w.id);
@@ -156,7 +156,7 @@ export class AdminOps {
     const meta = metadataPairs(q.getAll('metadata'));
     const status = q.get('status');
     if (status && !(WORKER_STATUSES as readonly string[]).includes(status)) throw badField('status', WORKER_STATUSES.join(', '));
-    const rows = this.store.workers(pool?.id).filter((w) => matches(w, meta) &&
+    const rows = this.store.workers.list(pool?.id).filter((w) => matches(w, meta) &&
       (!status || workerStatus({ offline: w.offline === 1, drained: w.drained === 1, busy: w.current_run !== null }) === status));
     return { workers: rows.map((w) => this.workerView(w)) };
   }
@@ -166,22 +166,22 @@ export class AdminOps {
     if (body.ids !== undefined) {
       if (!Array.isArray(body.ids) || body.ids.length === 0 || !body.ids.every((i) => typeof i === 'string')) throw badField('ids', 'a non-empty list of worker ids');
       const ids = new Set(body.ids as string[]);
-      rows = this.store.workers().filter((w) => ids.has(w.id));
+      rows = this.store.workers.list().filter((w) => ids.has(w.id));
     } else if (body.metadata !== undefined) {
       const meta = stringMap(body, 'metadata', /^.{1,256}$/, 'string values');
       if (!meta || Object.keys(meta).length === 0) throw badField('metadata', 'a non-empty object of tag values');
       const poolArg = str(body, 'pool', { optional: true });
       const pool = poolArg ? this.pool(poolArg) : undefined;
-      rows = this.store.workers(pool?.id).filter((w) => matches(w, Object.entries(meta)));
+      rows = this.store.workers.list(pool?.id).filter((w) => matches(w, Object.entries(meta)));
     } else {
       throw badField('ids', 'a list of worker ids, or "metadata" with tag values to match');
     }
     for (const w of rows) {
-      this.store.updateWorker(w.id, { drained: drained ? 1 : 0 });
+      this.store.workers.update(w.id, { drained: drained ? 1 : 0 });
       this.s.wake(w.id);
     }
     if (!drained) for (const pool of new Set(rows.map((w) => w.pool_id))) this.s.dispatch(pool);
-    return { workers: rows.map((w) => this.workerView(this.store.worker(w.id)!)) };
+    return { workers: rows.map((w) => this.workerView(this.store.workers.get(w.id)!)) };
   }
 
   // ------------------------------------------------------------ stacks
@@ -325,7 +325,7 @@ export class AdminOps {
         });
         if (r.state === 'RUNNING' && r.worker_id) {
           this.store.updatePhase(r.id, r.phase, { outcome: 'canceled', ended_at: now });
-          this.store.updateWorker(r.worker_id, { current_run: null, idle_since: now });
+          this.store.workers.update(r.worker_id, { current_run: null, idle_since: now });
         }
       });
       if (r.state === 'RUNNING' && r.worker_id) this.s.wake(r.worker_id);

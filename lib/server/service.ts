@@ -87,7 +87,7 @@ export class Service {
   /** After a restart: leases restart for live workers, grace resumes for OFFLINE ones holding a started phase. */
   recover(): void {
     const now = Date.now();
-    for (const w of this.store.workers()) {
+    for (const w of this.store.workers.list()) {
       if (w.offline === 0) {
         this.presence.seen(w.id, Date.parse(w.last_seen));
       } else if (w.current_run) {
@@ -96,7 +96,7 @@ export class Service {
       }
     }
     for (const r of this.store.runningRuns()) {
-      const w = r.worker_id ? this.store.worker(r.worker_id) : undefined;
+      const w = r.worker_id ? this.store.workers.get(r.worker_id) : undefined;
       if (!w || w.deregistered_at || w.current_run !== r.id) this.workerGone(r, w?.id ?? r.worker_id ?? '');
     }
   }
@@ -124,7 +124,7 @@ export class Service {
 
   poolWorker(poolId: string, workerId: unknown): WorkerRow {
     if (typeof workerId !== 'string' || workerId === '') throw badField('workerId', 'the worker id from POST /v1/worker/register');
-    const w = this.store.worker(workerId);
+    const w = this.store.workers.get(workerId);
     if (!w || w.pool_id !== poolId || w.deregistered_at) {
       throw new HttpError(404, 'WORKER_NOT_FOUND', `Worker not found: "${workerId}" is not registered in this pool (register again)`);
     }
@@ -135,7 +135,7 @@ export class Service {
   touch(w: WorkerRow): void {
     this.presence.seen(w.id);
     if (w.offline) {
-      this.store.updateWorker(w.id, { offline: 0, offline_since: null, last_seen: iso() });
+      this.store.workers.update(w.id, { offline: 0, offline_since: null, last_seen: iso() });
       w.offline = 0;
       this.log.info('Worker back online', { worker: w.id, pool: w.pool_id });
     }
@@ -149,7 +149,7 @@ export class Service {
       throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}" phase ${phase} is not assigned to this worker`);
     }
     // The caller's row was read in this same tick: no second read.
-    const w = worker ?? this.store.worker(ph.worker_id);
+    const w = worker ?? this.store.workers.get(ph.worker_id);
     if (w && !w.deregistered_at) this.touch(w);
     return { run, ph };
   }
@@ -206,7 +206,7 @@ export class Service {
     transaction(this.store.db, () => {
       this.store.updateRun(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
       this.store.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
-      this.store.updateWorker(workerId, { current_run: run.id, idle_since: null, last_seen: now });
+      this.store.workers.update(workerId, { current_run: run.id, idle_since: null, last_seen: now });
     });
     run.state = 'RUNNING';
     run.worker_id = workerId;
@@ -236,7 +236,7 @@ export class Service {
           const waiter = this.presence.take(p.workerId)!;
           const run = runs.find((r) => r.id === p.runId)!;
           this.assign(run, p.workerId);
-          const w = this.store.worker(p.workerId)!;
+          const w = this.store.workers.get(p.workerId)!;
           const reply = this.reply(w, this.assignmentFor(run), [], undefined, run);
           // Rolled back: the poll gets an empty answer and the launcher polls again.
           afterCommit(this.store.db, () => waiter.settle(reply), () => waiter.settle(null));
@@ -250,7 +250,7 @@ export class Service {
   wake(workerId: string): void {
     const waiter = this.presence.take(workerId);
     if (!waiter) return;
-    const w = this.store.worker(workerId);
+    const w = this.store.workers.get(workerId);
     waiter.settle(w ? this.reply(w, null) : null);
   }
 
@@ -260,7 +260,7 @@ export class Service {
     transaction(this.store.db, () => {
       this.store.updateRun(run.id, { state: 'QUEUED', worker_id: null, updated_at: now });
       this.store.updatePhase(run.id, run.phase, { worker_id: null, assigned_at: null, started_at: null });
-      this.store.updateWorker(workerId, { current_run: null, idle_since: now });
+      this.store.workers.update(workerId, { current_run: null, idle_since: now });
     });
     this.log.info('Run requeued: its phase was never started', { run: run.id, phase: run.phase, worker: workerId });
     this.changed(run.id);
@@ -282,7 +282,7 @@ export class Service {
         state: next.state, phase: next.phase, worker_id: null, reason: next.reason, updated_at: now,
         ended_at: ended ? now : null,
       });
-      if (workerId) this.store.releaseWorker(workerId, run.id, now);
+      if (workerId) this.store.workers.release(workerId, run.id, now);
     });
     this.log.info('Phase ended', { run: run.id, phase: ph.idx, outcome, state: next.state, worker: workerId ?? undefined });
     void this.opts.logs.exclusive(run.id, ph.idx, () => this.opts.logs.release(run.id, ph.idx));
@@ -298,15 +298,15 @@ export class Service {
   }
 
   private leaseExpired(workerId: string): void {
-    const w = this.store.worker(workerId);
+    const w = this.store.workers.get(workerId);
     if (!w || w.deregistered_at || w.offline) return;
     const now = Date.now();
-    this.store.updateWorker(w.id, { offline: 1, offline_since: iso(now), last_seen: iso(this.presence.lastSeen.get(w.id) ?? now) });
+    this.store.workers.update(w.id, { offline: 1, offline_since: iso(now), last_seen: iso(this.presence.lastSeen.get(w.id) ?? now) });
     this.log.warn('Worker offline: its lease expired', { worker: w.id, pool: w.pool_id });
     if (!w.current_run) return;
     const run = this.store.runById(w.current_run);
     if (!run || run.state !== 'RUNNING' || run.worker_id !== w.id) {
-      this.store.updateWorker(w.id, { current_run: null });
+      this.store.workers.update(w.id, { current_run: null });
       return;
     }
     const ph = this.store.phase(run.id, run.phase)!;
@@ -315,14 +315,14 @@ export class Service {
   }
 
   private graceExpired(workerId: string): void {
-    const w = this.store.worker(workerId);
+    const w = this.store.workers.get(workerId);
     if (!w || !w.offline || !w.current_run) return;
     const run = this.store.runById(w.current_run);
     if (run && run.state === 'RUNNING' && run.worker_id === w.id) {
       this.log.warn('Worker lost: it did not come back within the grace period', { worker: w.id, run: run.id });
       this.workerGone(run, w.id);
     } else {
-      this.store.updateWorker(w.id, { current_run: null });
+      this.store.workers.update(w.id, { current_run: null });
     }
   }
 

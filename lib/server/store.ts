@@ -3,15 +3,12 @@
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 import type { Outcome, PhaseSpec, RunState, StackKind } from '../protocol.ts';
 import { PoolStore } from './store/pools.ts';
+import { WorkerStore } from './store/workers.ts';
 import { Queries, type Params } from './store/queries.ts';
 
 export type { KeyRow, PoolRow } from './store/pools.ts';
+export type { WorkerRow } from './store/workers.ts';
 
-export interface WorkerRow {
-  id: string; pool_id: string; metadata: string; version: string | null; host: string;
-  registered_at: string; last_seen: string; idle_since: string | null; current_run: string | null;
-  drained: number; offline: number; offline_since: string | null; cycle_gen: number; deregistered_at: string | null;
-}
 export interface StackRow {
   id: string; name: string; kind: StackKind; pool_id: string | null; image: string | null;
   env: string; secret_env: Uint8Array | null; phases: string; created_at: string; updated_at: string; deleted_at: string | null;
@@ -34,10 +31,13 @@ export class Store {
   private readonly q: Queries;
   /** Pools and their keys. */
   readonly pools: PoolStore;
+  /** Registered launchers (one slot each). */
+  readonly workers: WorkerStore;
   constructor(db: DatabaseSync) {
     this.db = db;
     this.q = new Queries(db);
     this.pools = new PoolStore(this.q);
+    this.workers = new WorkerStore(this.q);
   }
 
   private get<T>(sql: string, p: Params | SQLInputValue[] = []): T | undefined { return this.q.get<T>(sql, p); }
@@ -51,32 +51,6 @@ export class Store {
   // runs holding a pool or stack
   activeRunCount(col: 'pool_id' | 'stack_id', id: string): number {
     return this.get<{ c: number }>(`SELECT count(*) AS c FROM runs WHERE ${col} = ? AND state IN ('QUEUED', 'RUNNING', 'UNCONFIRMED')`, [id])!.c;
-  }
-
-  // workers
-  worker(id: string): WorkerRow | undefined { return this.get<WorkerRow>('SELECT * FROM workers WHERE id = ?', [id]); }
-  workers(poolId?: string): WorkerRow[] {
-    return poolId
-      ? this.all<WorkerRow>('SELECT * FROM workers WHERE deregistered_at IS NULL AND pool_id = ? ORDER BY registered_at, id', [poolId])
-      : this.all<WorkerRow>('SELECT * FROM workers WHERE deregistered_at IS NULL ORDER BY registered_at, id');
-  }
-  insertWorker(w: WorkerRow): void {
-    this.run(`INSERT INTO workers (id, pool_id, metadata, version, host, registered_at, last_seen, idle_since, current_run, drained, offline, offline_since, cycle_gen, deregistered_at)
-      VALUES ($id, $pool_id, $metadata, $version, $host, $registered_at, $last_seen, $idle_since, $current_run, $drained, $offline, $offline_since, $cycle_gen, $deregistered_at)`, { ...w });
-  }
-  /** Frees a worker from `runId` (and only from it): one statement, no read first. */
-  releaseWorker(id: string, runId: string, now: string): void {
-    this.run('UPDATE workers SET current_run = NULL, idle_since = ? WHERE id = ? AND current_run = ?', [now, id, runId]);
-  }
-  updateWorker(id: string, fields: Partial<WorkerRow>): void {
-    const keys = Object.keys(fields);
-    if (keys.length === 0) return;
-    this.run(`UPDATE workers SET ${keys.map((k) => `${k} = $${k}`).join(', ')} WHERE id = $id`, { ...(fields as Params), id });
-  }
-
-  /** A deleted pool's workers leave the list. */
-  deregisterWorkersOf(poolId: string, now: string): void {
-    this.run('UPDATE workers SET deregistered_at = ? WHERE pool_id = ? AND deregistered_at IS NULL', [now, poolId]);
   }
 
   // stacks

@@ -22,9 +22,9 @@ export class WorkerOps {
     const version = body.version === undefined || body.version === null ? null : String(body.version).slice(0, 128);
     const now = iso();
     let id = typeof body.workerId === 'string' ? body.workerId : '';
-    const known = id ? this.s.store.worker(id) : undefined;
+    const known = id ? this.s.store.workers.get(id) : undefined;
     if (known && known.pool_id === poolId) {
-      this.s.store.updateWorker(id, {
+      this.s.store.workers.update(id, {
         metadata: JSON.stringify(metadata), host: JSON.stringify(host), version,
         offline: 0, offline_since: null, deregistered_at: null, cycle_gen: pool.cycle, last_seen: now,
         idle_since: known.current_run ? null : now,
@@ -32,7 +32,7 @@ export class WorkerOps {
       this.s.log.info('Worker registered again', { worker: id, pool: poolId });
     } else {
       id = newId('wrk');
-      this.s.store.insertWorker({
+      this.s.store.workers.insert({
         id, pool_id: poolId, metadata: JSON.stringify(metadata), version, host: JSON.stringify(host),
         registered_at: now, last_seen: now, idle_since: now, current_run: null, drained: 0, offline: 0,
         offline_since: null, cycle_gen: pool.cycle, deregistered_at: null,
@@ -64,7 +64,7 @@ export class WorkerOps {
       const run = this.s.store.runById(w.current_run);
       const ph = run ? this.s.store.phase(run.id, run.phase) : undefined;
       if (!run || !ph || run.state !== 'RUNNING' || run.worker_id !== w.id) {
-        this.s.store.updateWorker(w.id, { current_run: null, idle_since: iso() });
+        this.s.store.workers.update(w.id, { current_run: null, idle_since: iso() });
         w.current_run = null;
       } else if (says !== run.id) {
         if (ph.started_at === null) {
@@ -113,7 +113,7 @@ export class WorkerOps {
   }
 
   private replyFor(workerId: string, extraCancel: string[]): PollReply | undefined {
-    const w = this.s.store.worker(workerId);
+    const w = this.s.store.workers.get(workerId);
     return w ? this.s.reply(w, null, extraCancel) : undefined;
   }
 
@@ -208,7 +208,7 @@ export class WorkerOps {
       const run = this.s.store.runById(w.current_run);
       if (run && run.state === 'RUNNING' && run.worker_id === w.id) this.s.workerGone(run, w.id);
     }
-    this.s.store.updateWorker(w.id, { deregistered_at: iso(), current_run: null, last_seen: iso() });
+    this.s.store.workers.update(w.id, { deregistered_at: iso(), current_run: null, last_seen: iso() });
     this.s.presence.forget(w.id);
     this.s.log.info('Worker deregistered', { worker: w.id, pool: poolId });
     return {};
