@@ -110,7 +110,7 @@ export class AdminOps {
     const now = iso();
     transaction(this.store.db, () => {
       this.store.pools.markDeleted(p.id, now);
-      this.store.detachStacksFrom(p.id, now);
+      this.store.stacks.detachPool(p.id, now);
       this.store.workers.deregisterPool(p.id, now);
     });
     this.store.pools.forget();
@@ -187,7 +187,7 @@ export class AdminOps {
   // ------------------------------------------------------------ stacks
 
   stack(idOrName: string): StackRow {
-    const st = this.store.stack(idOrName);
+    const st = this.store.stacks.find(idOrName);
     if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks)`);
     return st;
   }
@@ -196,7 +196,7 @@ export class AdminOps {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const kind = q.get('kind');
-    return { stacks: this.store.stacks().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map(stackJson) };
+    return { stacks: this.store.stacks.list().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map(stackJson) };
   }
 
   private stackFields(body: Record<string, unknown>, partial: boolean): Partial<StackRow> {
@@ -217,13 +217,13 @@ export class AdminOps {
 
   createStack(body: Record<string, unknown>): StackReply {
     const f = this.stackFields(body, false);
-    if (this.store.stack(f.name!)) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
+    if (this.store.stacks.find(f.name!)) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     const now = iso();
     const row: StackRow = {
       id: newId('stk'), name: f.name!, kind: f.kind!, pool_id: f.pool_id ?? null, image: f.image ?? null,
       env: f.env!, secret_env: f.secret_env ?? null, phases: f.phases!, created_at: now, updated_at: now, deleted_at: null,
     };
-    this.store.insertStack(row);
+    this.store.stacks.insert(row);
     return { stack: stackJson(row) };
   }
 
@@ -231,18 +231,18 @@ export class AdminOps {
     const st = this.stack(idOrName);
     const f = this.stackFields(body, true);
     if (f.name && f.name !== st.name) {
-      const other = this.store.stack(f.name);
+      const other = this.store.stacks.find(f.name);
       if (other && other.id !== st.id) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     }
-    this.store.updateStack(st.id, { ...f, updated_at: iso() });
-    return { stack: stackJson(this.store.stack(st.id)!) };
+    this.store.stacks.update(st.id, { ...f, updated_at: iso() });
+    return { stack: stackJson(this.store.stacks.find(st.id)!) };
   }
 
   deleteStack(idOrName: string): StackReply {
     const st = this.stack(idOrName);
     const active = this.store.activeRunCount('stack_id', st.id);
     if (active > 0) throw new HttpError(409, 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
-    this.store.updateStack(st.id, { deleted_at: iso() });
+    this.store.stacks.update(st.id, { deleted_at: iso() });
     return { stack: stackJson(st) };
   }
 
@@ -298,7 +298,7 @@ export class AdminOps {
     const stackArg = q.get('stack');
     const poolArg = q.get('pool');
     const state = q.get('state') ?? undefined;
-    const stack = stackArg ? (this.store.stack(stackArg)?.id ?? stackArg) : undefined;
+    const stack = stackArg ? (this.store.stacks.find(stackArg)?.id ?? stackArg) : undefined;
     const pool = poolArg ? this.pool(poolArg).id : undefined;
     return { runs: this.store.runs({ stack, pool, state: state?.toUpperCase(), limit }).map((r) => this.runView(r)) };
   }

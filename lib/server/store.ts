@@ -1,18 +1,16 @@
 // Typed access to the database: rows in, plain objects out. No policy here;
 // service.ts decides, this file only reads and writes.
 import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
-import type { Outcome, PhaseSpec, RunState, StackKind } from '../protocol.ts';
+import type { Outcome, PhaseSpec, RunState } from '../protocol.ts';
 import { PoolStore } from './store/pools.ts';
+import { StackStore } from './store/stacks.ts';
 import { WorkerStore } from './store/workers.ts';
 import { Queries, type Params } from './store/queries.ts';
 
 export type { KeyRow, PoolRow } from './store/pools.ts';
+export type { StackRow } from './store/stacks.ts';
 export type { WorkerRow } from './store/workers.ts';
 
-export interface StackRow {
-  id: string; name: string; kind: StackKind; pool_id: string | null; image: string | null;
-  env: string; secret_env: Uint8Array | null; phases: string; created_at: string; updated_at: string; deleted_at: string | null;
-}
 export interface RunRow {
   n: number; id: string; stack_id: string; stack_name: string; stack_kind: string; pool_id: string;
   proposed: number; state: RunState; phase: number; phase_count: number; spec: string; secret_env: Uint8Array | null;
@@ -33,11 +31,14 @@ export class Store {
   readonly pools: PoolStore;
   /** Registered launchers (one slot each). */
   readonly workers: WorkerStore;
+  /** Stacks and modules. */
+  readonly stacks: StackStore;
   constructor(db: DatabaseSync) {
     this.db = db;
     this.q = new Queries(db);
     this.pools = new PoolStore(this.q);
     this.workers = new WorkerStore(this.q);
+    this.stacks = new StackStore(this.q);
   }
 
   private get<T>(sql: string, p: Params | SQLInputValue[] = []): T | undefined { return this.q.get<T>(sql, p); }
@@ -51,27 +52,6 @@ export class Store {
   // runs holding a pool or stack
   activeRunCount(col: 'pool_id' | 'stack_id', id: string): number {
     return this.get<{ c: number }>(`SELECT count(*) AS c FROM runs WHERE ${col} = ? AND state IN ('QUEUED', 'RUNNING', 'UNCONFIRMED')`, [id])!.c;
-  }
-
-  // stacks
-  stack(idOrName: string): StackRow | undefined {
-    return this.get<StackRow>('SELECT * FROM stacks WHERE id = ? AND deleted_at IS NULL', [idOrName]) ??
-      this.get<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL AND name = ?', [idOrName]);
-  }
-  stacks(): StackRow[] { return this.all<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL ORDER BY created_at, id'); }
-  insertStack(s: StackRow): void {
-    this.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at)
-      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at)`, { ...s });
-  }
-  updateStack(id: string, fields: Partial<StackRow>): void {
-    const keys = Object.keys(fields);
-    if (keys.length === 0) return;
-    this.run(`UPDATE stacks SET ${keys.map((k) => `${k} = $${k}`).join(', ')} WHERE id = $id`, { ...(fields as Params), id });
-  }
-
-  /** A deleted pool's stacks stay, detached (triggers are refused until they are attached again). */
-  detachStacksFrom(poolId: string, now: string): void {
-    this.run('UPDATE stacks SET pool_id = NULL, updated_at = ? WHERE pool_id = ?', [now, poolId]);
   }
 
   // runs and phases
