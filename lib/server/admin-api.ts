@@ -111,8 +111,8 @@ async function streamLogs(s: Service, ctx: Ctx, runId: string, phases: number[],
       let offset = 0;
       for (;;) {
         if (res.destroyed) return;
-        const run = s.store.runById(runId)!;
-        const ph = s.store.phase(runId, idx)!;
+        const run = s.store.runs.get(runId)!;
+        const ph = s.store.runs.phase(runId, idx)!;
         if (ph.log_bytes > offset) {
           const end = ph.log_bytes;
           await s.opts.logs.copy(runId, idx, offset, end, res);

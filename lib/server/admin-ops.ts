@@ -103,7 +103,7 @@ export class AdminOps {
 
   deletePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
-    const active = this.store.activeRunCount('pool_id', p.id);
+    const active = this.store.runs.activeCount('pool', p.id);
     if (active > 0) throw new HttpError(409, 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
     const view = this.poolView(p);
     const workers = this.store.workers.list(p.id);
@@ -139,7 +139,7 @@ export class AdminOps {
 
   queue(idOrName: string): RunList {
     const p = this.pool(idOrName);
-    const runs = [...this.store.queued(p.id, 100_000), ...this.store.unconfirmed(p.id)];
+    const runs = [...this.store.runs.queued(p.id, 100_000), ...this.store.runs.unconfirmed(p.id)];
     return { runs: runs.map((r) => this.runView(r)) };
   }
 
@@ -240,7 +240,7 @@ export class AdminOps {
 
   deleteStack(idOrName: string): StackReply {
     const st = this.stack(idOrName);
-    const active = this.store.activeRunCount('stack_id', st.id);
+    const active = this.store.runs.activeCount('stack', st.id);
     if (active > 0) throw new HttpError(409, 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
     this.store.stacks.update(st.id, { deleted_at: iso() });
     return { stack: stackJson(st) };
@@ -249,11 +249,11 @@ export class AdminOps {
   // ------------------------------------------------------------ runs
 
   runView(r: RunRow): RunView {
-    return runJson(r, this.store.phases(r.id));
+    return runJson(r, this.store.runs.phases(r.id));
   }
 
   run(id: string): RunRow {
-    const r = this.store.runById(id);
+    const r = this.store.runs.get(id);
     if (!r) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${id}"`);
     return r;
   }
@@ -278,7 +278,7 @@ export class AdminOps {
     const now = iso();
     const state = initialState(phases);
     transaction(this.store.db, () => {
-      this.store.insertRun({
+      this.store.runs.insert({
         id, stack_id: st.id, stack_name: st.name, stack_kind: st.kind, pool_id: pool.id, proposed: proposed ? 1 : 0,
         state, phase: 0, phase_count: phases.length, spec: JSON.stringify(spec), secret_env: st.secret_env,
         worker_id: null, cancel_requested: 0, has_workspace: workspace ? 1 : 0, reason: null,
@@ -300,31 +300,31 @@ export class AdminOps {
     const state = q.get('state') ?? undefined;
     const stack = stackArg ? (this.store.stacks.find(stackArg)?.id ?? stackArg) : undefined;
     const pool = poolArg ? this.pool(poolArg).id : undefined;
-    return { runs: this.store.runs({ stack, pool, state: state?.toUpperCase(), limit }).map((r) => this.runView(r)) };
+    return { runs: this.store.runs.list({ stack, pool, state: state?.toUpperCase(), limit }).map((r) => this.runView(r)) };
   }
 
   act(id: string, action: RunAction): RunReply {
     const r = this.run(id);
-    const ph = this.store.phase(r.id, r.phase)!;
+    const ph = this.store.runs.phase(r.id, r.phase)!;
     const to = adminTransition(r.state, action, ph.started_at !== null);
     if (to === undefined) throw new HttpError(409, 'RUN_STATE', `Cannot ${action} run ${r.id}: it is ${r.state}`);
     const now = iso();
     if (action === 'prioritize') {
-      this.store.updateRun(r.id, { queue_key: prioritizedKey(this.store.activeQueueKeys(r.pool_id)), updated_at: now });
+      this.store.runs.update(r.id, { queue_key: prioritizedKey(this.store.runs.activeQueueKeys(r.pool_id)), updated_at: now });
     } else if (to === 'request-cancel') {
-      this.store.updateRun(r.id, { cancel_requested: 1, updated_at: now });
+      this.store.runs.update(r.id, { cancel_requested: 1, updated_at: now });
       if (r.worker_id) this.s.wake(r.worker_id);
     } else {
       const state = to as RunState;
       const ended = state === 'CANCELED' || state === 'DISCARDED';
       transaction(this.store.db, () => {
-        this.store.updateRun(r.id, {
+        this.store.runs.update(r.id, {
           state, worker_id: null, updated_at: now, ended_at: ended ? now : null,
           reason: ended ? (state === 'CANCELED' ? 'canceled' : 'discarded') : null,
           cancel_requested: state === 'CANCELED' ? 1 : r.cancel_requested,
         });
         if (r.state === 'RUNNING' && r.worker_id) {
-          this.store.updatePhase(r.id, r.phase, { outcome: 'canceled', ended_at: now });
+          this.store.runs.updatePhase(r.id, r.phase, { outcome: 'canceled', ended_at: now });
           this.store.workers.update(r.worker_id, { current_run: null, idle_since: now });
         }
       });

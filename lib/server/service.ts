@@ -95,7 +95,7 @@ export class Service {
         this.presence.startGrace(w.id, left);
       }
     }
-    for (const r of this.store.runningRuns()) {
+    for (const r of this.store.runs.running()) {
       const w = r.worker_id ? this.store.workers.get(r.worker_id) : undefined;
       if (!w || w.deregistered_at || w.current_run !== r.id) this.workerGone(r, w?.id ?? r.worker_id ?? '');
     }
@@ -143,8 +143,8 @@ export class Service {
 
   /** The run's phase, only if it was assigned (to `workerId` when given) in this pool: otherwise 404. */
   assignedPhase(poolId: string, runId: string, phase: number, worker?: WorkerRow): { run: RunRow; ph: PhaseRow } {
-    const run = this.store.runById(runId);
-    const ph = run && run.pool_id === poolId ? this.store.phase(runId, phase) : undefined;
+    const run = this.store.runs.get(runId);
+    const ph = run && run.pool_id === poolId ? this.store.runs.phase(runId, phase) : undefined;
     if (!run || !ph || !ph.worker_id || (worker !== undefined && ph.worker_id !== worker.id)) {
       throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}" phase ${phase} is not assigned to this worker`);
     }
@@ -174,7 +174,7 @@ export class Service {
     const pool = this.store.pools.any(w.pool_id);
     const cancel = [...extraCancel];
     if (w.current_run) {
-      const r = current?.id === w.current_run ? current : this.store.runById(w.current_run);
+      const r = current?.id === w.current_run ? current : this.store.runs.get(w.current_run);
       if (r && r.state === 'RUNNING' && r.cancel_requested === 1 && !cancel.includes(r.id)) cancel.push(r.id);
     }
     return { drain: w.drained === 1, cycle: pool ? w.cycle_gen < pool.cycle : true, cancel };
@@ -189,7 +189,7 @@ export class Service {
   assignmentFor(run: RunRow): Assignment {
     const spec = JSON.parse(run.spec) as RunSpec;
     const ph = spec.phases[run.phase]!;
-    const row = this.store.phase(run.id, run.phase);
+    const row = this.store.runs.phase(run.id, run.phase);
     return {
       runId: run.id, phase: run.phase, phaseName: ph.name, phaseCount: run.phase_count,
       stack: { id: run.stack_id, name: run.stack_name, kind: run.stack_kind },
@@ -204,8 +204,8 @@ export class Service {
   assign(run: RunRow, workerId: string): void {
     const now = iso();
     transaction(this.store.db, () => {
-      this.store.updateRun(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
-      this.store.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
+      this.store.runs.update(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
+      this.store.runs.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
       this.store.workers.update(workerId, { current_run: run.id, idle_since: null, last_seen: now });
     });
     run.state = 'RUNNING';
@@ -222,7 +222,7 @@ export class Service {
     for (;;) {
       const count = this.presence.acceptingCount(poolId);
       if (count === 0) return;
-      const runs = this.store.queued(poolId, Math.min(count, BATCH));
+      const runs = this.store.runs.queued(poolId, Math.min(count, BATCH));
       if (runs.length === 0) return;
       const waiters = this.presence.acceptingIn(poolId, runs.length);
       if (waiters.length === 0) return;
@@ -258,8 +258,8 @@ export class Service {
   requeue(run: RunRow, workerId: string): void {
     const now = iso();
     transaction(this.store.db, () => {
-      this.store.updateRun(run.id, { state: 'QUEUED', worker_id: null, updated_at: now });
-      this.store.updatePhase(run.id, run.phase, { worker_id: null, assigned_at: null, started_at: null });
+      this.store.runs.update(run.id, { state: 'QUEUED', worker_id: null, updated_at: now });
+      this.store.runs.updatePhase(run.id, run.phase, { worker_id: null, assigned_at: null, started_at: null });
       this.store.workers.update(workerId, { current_run: null, idle_since: now });
     });
     this.log.info('Run requeued: its phase was never started', { run: run.id, phase: run.phase, worker: workerId });
@@ -277,8 +277,8 @@ export class Service {
     }
     const ended = next.state === 'FINISHED' || next.state === 'FAILED' || next.state === 'CANCELED';
     transaction(this.store.db, () => {
-      this.store.updatePhase(run.id, ph.idx, { outcome, exit_code: detail.exitCode ?? null, error: detail.error ?? null, ended_at: now });
-      this.store.updateRun(run.id, {
+      this.store.runs.updatePhase(run.id, ph.idx, { outcome, exit_code: detail.exitCode ?? null, error: detail.error ?? null, ended_at: now });
+      this.store.runs.update(run.id, {
         state: next.state, phase: next.phase, worker_id: null, reason: next.reason, updated_at: now,
         ended_at: ended ? now : null,
       });
@@ -292,7 +292,7 @@ export class Service {
 
   /** A worker holding `run` is gone for good (deregistered, grace over, or missing after a restart). */
   workerGone(run: RunRow, workerId: string): void {
-    const ph = this.store.phase(run.id, run.phase)!;
+    const ph = this.store.runs.phase(run.id, run.phase)!;
     if (onWorkerLost(ph.started_at !== null) === 'requeue') this.requeue(run, workerId);
     else this.endPhase(run, ph, 'worker-lost', { error: 'worker lost' }, workerId);
   }
@@ -304,12 +304,12 @@ export class Service {
     this.store.workers.update(w.id, { offline: 1, offline_since: iso(now), last_seen: iso(this.presence.lastSeen.get(w.id) ?? now) });
     this.log.warn('Worker offline: its lease expired', { worker: w.id, pool: w.pool_id });
     if (!w.current_run) return;
-    const run = this.store.runById(w.current_run);
+    const run = this.store.runs.get(w.current_run);
     if (!run || run.state !== 'RUNNING' || run.worker_id !== w.id) {
       this.store.workers.update(w.id, { current_run: null });
       return;
     }
-    const ph = this.store.phase(run.id, run.phase)!;
+    const ph = this.store.runs.phase(run.id, run.phase)!;
     if (onWorkerLost(ph.started_at !== null) === 'requeue') this.requeue(run, w.id);
     else this.presence.startGrace(w.id);
   }
@@ -317,7 +317,7 @@ export class Service {
   private graceExpired(workerId: string): void {
     const w = this.store.workers.get(workerId);
     if (!w || !w.offline || !w.current_run) return;
-    const run = this.store.runById(w.current_run);
+    const run = this.store.runs.get(w.current_run);
     if (run && run.state === 'RUNNING' && run.worker_id === w.id) {
       this.log.warn('Worker lost: it did not come back within the grace period', { worker: w.id, run: run.id });
       this.workerGone(run, w.id);

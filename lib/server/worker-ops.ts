@@ -61,8 +61,8 @@ export class WorkerOps {
     let resend: Assignment | null = null;
     const extraCancel: string[] = [];
     if (w.current_run) {
-      const run = this.s.store.runById(w.current_run);
-      const ph = run ? this.s.store.phase(run.id, run.phase) : undefined;
+      const run = this.s.store.runs.get(w.current_run);
+      const ph = run ? this.s.store.runs.phase(run.id, run.phase) : undefined;
       if (!run || !ph || run.state !== 'RUNNING' || run.worker_id !== w.id) {
         this.s.store.workers.update(w.id, { current_run: null, idle_since: iso() });
         w.current_run = null;
@@ -86,7 +86,7 @@ export class WorkerOps {
     const eligible = canTakeWork(this.s.view(w, pool, accept));
     let queuedHead = false;
     if (eligible) {
-      const [run] = this.s.store.queued(pool.id, 1);
+      const [run] = this.s.store.runs.queued(pool.id, 1);
       if (run && this.s.presence.acceptingIn(pool.id, 1).length === 0) {
         this.s.assign(run, w.id);
         w.current_run = run.id;
@@ -122,7 +122,7 @@ export class WorkerOps {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w);
     if (ph.started_at !== null && ph.outcome === null) return {};
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
-    this.s.store.updatePhase(runId, phase, { started_at: iso() });
+    this.s.store.runs.updatePhase(runId, phase, { started_at: iso() });
     this.s.log.debug('Phase started', { run: runId, phase, worker: w.id });
     this.s.changed(runId);
     return {};
@@ -140,15 +140,15 @@ export class WorkerOps {
   async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<LogAck> {
     this.s.assignedPhase(poolId, runId, phase);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
-      const ph = this.s.store.phase(runId, phase)!;
+      const ph = this.s.store.runs.phase(runId, phase)!;
       if (seq < ph.log_next_seq) return { nextSeq: ph.log_next_seq };
       if (seq > ph.log_next_seq) {
         throw new HttpError(409, 'LOG_SEQ_GAP', `Log chunk out of order: got seq ${seq}, expected ${ph.log_next_seq} (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
       }
-      const run = this.s.store.runById(runId)!;
+      const run = this.s.store.runs.get(runId)!;
       if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
       await this.s.opts.logs.write(runId, phase, ph.log_bytes, chunk);
-      this.s.store.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + chunk.length });
+      this.s.store.runs.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + chunk.length });
       this.s.changed(runId);
       return { nextSeq: seq + 1 };
     });
@@ -156,7 +156,7 @@ export class WorkerOps {
 
   /** The sealed workspace for a worker of the run's pool that holds an assignment of it. */
   async workerWorkspace(poolId: string, runId: string): Promise<{ stream: Readable; size: number }> {
-    const run = this.s.store.runById(runId);
+    const run = this.s.store.runs.get(runId);
     if (!run || run.pool_id !== poolId) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
     this.s.assignedPhase(poolId, runId, run.phase);
     return this.s.workspace(run);
@@ -167,11 +167,11 @@ export class WorkerOps {
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
     const got = await this.s.receiveWorkspace(body, declared);
     if (!got) throw new HttpError(400, 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
-    const again = this.s.store.runById(runId)!;
-    const ph2 = this.s.store.phase(runId, phase)!;
+    const again = this.s.store.runs.get(runId)!;
+    const ph2 = this.s.store.runs.phase(runId, phase)!;
     if (!this.s.isOpen(again, ph2)) { await this.s.opts.blobs.discard(got.tmp); throw this.s.closed(again, ph2); }
     await this.s.opts.blobs.commit(got.tmp, this.s.opts.blobs.workspacePath(runId));
-    this.s.store.updateRun(runId, { has_workspace: 1, updated_at: iso() });
+    this.s.store.runs.update(runId, { has_workspace: 1, updated_at: iso() });
     this.s.log.info('Workspace stored', { run: runId, phase, bytes: got.size });
     return { bytes: got.size };
   }
@@ -187,8 +187,8 @@ export class WorkerOps {
     if (logSeq !== null && (!Number.isInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
     this.s.assignedPhase(poolId, runId, phase, w);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
-      const run = this.s.store.runById(runId)!;
-      const ph = this.s.store.phase(runId, phase)!;
+      const run = this.s.store.runs.get(runId)!;
+      const ph = this.s.store.runs.phase(runId, phase)!;
       if (ph.outcome !== null) {
         if (ph.outcome === outcome) return {};
         throw new HttpError(409, 'RESULT_CONFLICT', `Phase ${phase} of run ${runId} already ended as ${ph.outcome}, not ${outcome}`);
@@ -205,7 +205,7 @@ export class WorkerOps {
   deregister(poolId: string, body: Record<string, unknown>): Empty {
     const w = this.s.poolWorker(poolId, body.workerId);
     if (w.current_run) {
-      const run = this.s.store.runById(w.current_run);
+      const run = this.s.store.runs.get(w.current_run);
       if (run && run.state === 'RUNNING' && run.worker_id === w.id) this.s.workerGone(run, w.id);
     }
     this.s.store.workers.update(w.id, { deregistered_at: iso(), current_run: null, last_seen: iso() });

@@ -1,0 +1,67 @@
+// Runs and their phases in the database. A run's queue position is its
+// queue_key (lowest first); a run's phases are rows numbered from 0.
+import type { Outcome, PhaseSpec, RunState } from '../../protocol.ts';
+import type { Params, Queries } from './queries.ts';
+
+export interface RunRow {
+  n: number; id: string; stack_id: string; stack_name: string; stack_kind: string; pool_id: string;
+  proposed: number; state: RunState; phase: number; phase_count: number; spec: string; secret_env: Uint8Array | null;
+  queue_key: number; worker_id: string | null; cancel_requested: number; has_workspace: number; reason: string | null;
+  created_at: string; updated_at: string; ended_at: string | null;
+}
+export interface PhaseRow {
+  run_id: string; idx: number; name: string; confirm: number; worker_id: string | null;
+  assigned_at: string | null; started_at: string | null; ended_at: string | null;
+  outcome: Outcome | null; exit_code: number | null; error: string | null; log_next_seq: number; log_bytes: number;
+}
+/** What a run was made from, frozen at trigger time (a later stack change does not touch it). */
+export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[] }
+
+export class RunStore {
+  private readonly q: Queries;
+  constructor(q: Queries) { this.q = q; }
+
+  get(id: string): RunRow | undefined { return this.q.get<RunRow>('SELECT * FROM runs WHERE id = ?', [id]); }
+  /** A new run at the end of the queue, with its phase rows. */
+  insert(r: Omit<RunRow, 'n' | 'queue_key'>, phases: PhaseSpec[]): void {
+    this.q.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at)
+      VALUES ($id, $stack_id, $stack_name, $stack_kind, $pool_id, $proposed, $state, $phase, $phase_count, $spec, $secret_env,
+        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at)`, { ...r });
+    phases.forEach((p, i) => this.q.run('INSERT INTO phases (run_id, idx, name, confirm) VALUES (?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0]));
+  }
+  update(id: string, fields: Partial<RunRow>): void {
+    this.q.update('runs', fields, 'id = $id', { id });
+  }
+  /** Newest first, optionally of one stack, pool or state. */
+  list(filter: { stack?: string; pool?: string; state?: string; limit: number }): RunRow[] {
+    const where: string[] = [];
+    const p: Params = { limit: filter.limit };
+    if (filter.stack) { where.push('stack_id = $stack'); p.stack = filter.stack; }
+    if (filter.pool) { where.push('pool_id = $pool'); p.pool = filter.pool; }
+    if (filter.state) { where.push('state = $state'); p.state = filter.state; }
+    return this.q.all<RunRow>(`SELECT * FROM runs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY n DESC LIMIT $limit`, p);
+  }
+  /** QUEUED runs of a pool in assignment order. */
+  queued(poolId: string, limit: number): RunRow[] {
+    return this.q.all<RunRow>("SELECT * FROM runs WHERE pool_id = ? AND state = 'QUEUED' ORDER BY queue_key LIMIT ?", [poolId, limit]);
+  }
+  unconfirmed(poolId: string): RunRow[] {
+    return this.q.all<RunRow>("SELECT * FROM runs WHERE pool_id = ? AND state = 'UNCONFIRMED' ORDER BY queue_key", [poolId]);
+  }
+  activeQueueKeys(poolId: string): number[] {
+    return this.q.all<{ k: number }>("SELECT queue_key AS k FROM runs WHERE pool_id = ? AND state IN ('QUEUED', 'UNCONFIRMED')", [poolId]).map((r) => r.k);
+  }
+  running(): RunRow[] { return this.q.all<RunRow>("SELECT * FROM runs WHERE state = 'RUNNING'"); }
+  /** Runs that still hold a pool or a stack (deleting either is refused while there are any). */
+  activeCount(of: 'pool' | 'stack', id: string): number {
+    const col = of === 'pool' ? 'pool_id' : 'stack_id';
+    return this.q.get<{ c: number }>(`SELECT count(*) AS c FROM runs WHERE ${col} = ? AND state IN ('QUEUED', 'RUNNING', 'UNCONFIRMED')`, [id])!.c;
+  }
+
+  // phases
+  phase(runId: string, idx: number): PhaseRow | undefined { return this.q.get<PhaseRow>('SELECT * FROM phases WHERE run_id = ? AND idx = ?', [runId, idx]); }
+  phases(runId: string): PhaseRow[] { return this.q.all<PhaseRow>('SELECT * FROM phases WHERE run_id = ?', [runId]).sort((a, b) => a.idx - b.idx); }
+  updatePhase(runId: string, idx: number, fields: Partial<PhaseRow>): void {
+    this.q.update('phases', fields, 'run_id = $run_id AND idx = $idx', { run_id: runId, idx });
+  }
+}
