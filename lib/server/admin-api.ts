@@ -1,7 +1,8 @@
 // The admin API (/v1/*, bearer token): thin HTTP glue over AdminOps, plus the
 // log stream that follows a run until it ends by waiting on run events.
 import { once } from 'node:events';
-import { Router, badField, readJson, sendJson, type Ctx } from './http.ts';
+import { Router, readJson, sendJson, type Ctx } from './http.ts';
+import { badField } from './refusal.ts';
 import type { AdminOps } from './admin-ops.ts';
 import { sealedField } from './admin-ops.ts';
 import { RUN_ACTIONS, isTerminal, type RunReply } from '../protocol.ts';

@@ -7,7 +7,8 @@ import { encodeToken } from '../token.ts';
 import { decodeBase64Strict } from '../keys.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import { transaction } from './db.ts';
-import { HttpError, badField, bool, str, stringMap } from './http.ts';
+import { bool, str, stringMap } from './fields.ts';
+import { Refusal, badField } from './refusal.ts';
 import {
   WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
   type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type WorkerList, type WorkerView,
@@ -32,7 +33,7 @@ export class AdminOps {
 
   pool(idOrName: string): PoolRow {
     const p = this.store.pools.find(idOrName);
-    if (!p) throw new HttpError(404, 'POOL_NOT_FOUND', `Pool not found: "${idOrName}" (list pools with GET /v1/pools)`);
+    if (!p) throw new Refusal('not-found', 'POOL_NOT_FOUND', `Pool not found: "${idOrName}" (list pools with GET /v1/pools)`);
     return p;
   }
 
@@ -49,7 +50,7 @@ export class AdminOps {
     try {
       inspectCsr(csr);
     } catch (e) {
-      if (isLauncherError(e)) throw new HttpError(400, 'CSR_INVALID', e.message);
+      if (isLauncherError(e)) throw new Refusal('invalid', 'CSR_INVALID', e.message);
       throw e;
     }
     return csr;
@@ -69,7 +70,7 @@ export class AdminOps {
   createPool(body: Record<string, unknown>): PoolTokenReply {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
-    if (this.store.pools.find(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
+    if (this.store.pools.find(name)) throw new Refusal('conflict', 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
     const id = newId('pool');
     const { key, token } = this.issueKey(id, csr);
     transaction(this.store.db, () => {
@@ -104,7 +105,7 @@ export class AdminOps {
   deletePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
     const active = this.store.runs.activeCount('pool', p.id);
-    if (active > 0) throw new HttpError(409, 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
+    if (active > 0) throw new Refusal('conflict', 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
     const view = this.poolView(p);
     const workers = this.store.workers.list(p.id);
     const now = iso();
@@ -129,9 +130,9 @@ export class AdminOps {
   retireKey(idOrName: string, keyId: string): KeyReply {
     const p = this.pool(idOrName);
     const k = this.store.pools.key(p.id, keyId);
-    if (!k) throw new HttpError(404, 'KEY_NOT_FOUND', `Key not found: "${keyId}" in pool ${p.id}`);
-    if (k.state !== 'active') throw new HttpError(409, 'KEY_STATE', `Key ${k.id} is ${k.state}, not active`);
-    if (this.store.pools.activeKeys(p.id).length <= 1) throw new HttpError(409, 'LAST_KEY', `Key ${k.id} is the pool's last active key: add a new key first (POST /v1/pools/${p.id}/keys)`);
+    if (!k) throw new Refusal('not-found', 'KEY_NOT_FOUND', `Key not found: "${keyId}" in pool ${p.id}`);
+    if (k.state !== 'active') throw new Refusal('conflict', 'KEY_STATE', `Key ${k.id} is ${k.state}, not active`);
+    if (this.store.pools.activeKeys(p.id).length <= 1) throw new Refusal('conflict', 'LAST_KEY', `Key ${k.id} is the pool's last active key: add a new key first (POST /v1/pools/${p.id}/keys)`);
     this.store.pools.retireKey(k.id, iso());
     this.s.presence.releaseWhere((w) => w.keyId === k.id);
     return { key: keyJson(this.store.pools.key(p.id, k.id)!) };
@@ -188,7 +189,7 @@ export class AdminOps {
 
   stack(idOrName: string): StackRow {
     const st = this.store.stacks.find(idOrName);
-    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks)`);
+    if (!st) throw new Refusal('not-found', 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks)`);
     return st;
   }
 
@@ -217,7 +218,7 @@ export class AdminOps {
 
   createStack(body: Record<string, unknown>): StackReply {
     const f = this.stackFields(body, false);
-    if (this.store.stacks.find(f.name!)) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
+    if (this.store.stacks.find(f.name!)) throw new Refusal('conflict', 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     const now = iso();
     const row: StackRow = {
       id: newId('stk'), name: f.name!, kind: f.kind!, pool_id: f.pool_id ?? null, image: f.image ?? null,
@@ -232,7 +233,7 @@ export class AdminOps {
     const f = this.stackFields(body, true);
     if (f.name && f.name !== st.name) {
       const other = this.store.stacks.find(f.name);
-      if (other && other.id !== st.id) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
+      if (other && other.id !== st.id) throw new Refusal('conflict', 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     }
     this.store.stacks.update(st.id, { ...f, updated_at: iso() });
     return { stack: stackJson(this.store.stacks.find(st.id)!) };
@@ -241,7 +242,7 @@ export class AdminOps {
   deleteStack(idOrName: string): StackReply {
     const st = this.stack(idOrName);
     const active = this.store.runs.activeCount('stack', st.id);
-    if (active > 0) throw new HttpError(409, 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
+    if (active > 0) throw new Refusal('conflict', 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
     this.store.stacks.update(st.id, { deleted_at: iso() });
     return { stack: stackJson(st) };
   }
@@ -254,14 +255,14 @@ export class AdminOps {
 
   run(id: string): RunRow {
     const r = this.store.runs.get(id);
-    if (!r) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${id}"`);
+    if (!r) throw new Refusal('not-found', 'RUN_NOT_FOUND', `Run not found: "${id}"`);
     return r;
   }
 
   /** Creates a run; `workspaceTmp` is a received sealed upload to move into place. */
   async trigger(stackArg: string, proposed: boolean, workspace: { tmp: string } | Buffer | undefined): Promise<RunReply> {
     const st = this.stack(stackArg);
-    if (!st.pool_id) throw new HttpError(409, 'STACK_NO_POOL', `Stack ${st.name} is not attached to a worker pool (PATCH /v1/stacks/${st.id} with {"pool": ID})`);
+    if (!st.pool_id) throw new Refusal('conflict', 'STACK_NO_POOL', `Stack ${st.name} is not attached to a worker pool (PATCH /v1/stacks/${st.id} with {"pool": ID})`);
     const pool = this.pool(st.pool_id);
     const phases = JSON.parse(st.phases) as PhaseSpec[];
     const spec: RunSpec = { image: st.image, env: JSON.parse(st.env) as Record<string, string>, phases };
@@ -307,7 +308,7 @@ export class AdminOps {
     const r = this.run(id);
     const ph = this.store.runs.phase(r.id, r.phase)!;
     const to = adminTransition(r.state, action, ph.started_at !== null);
-    if (to === undefined) throw new HttpError(409, 'RUN_STATE', `Cannot ${action} run ${r.id}: it is ${r.state}`);
+    if (to === undefined) throw new Refusal('conflict', 'RUN_STATE', `Cannot ${action} run ${r.id}: it is ${r.state}`);
     const now = iso();
     if (action === 'prioritize') {
       this.store.runs.update(r.id, { queue_key: prioritizedKey(this.store.runs.activeQueueKeys(r.pool_id)), updated_at: now });

@@ -15,7 +15,7 @@ import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
 import { checkpointOnTimer, openDatabase } from './db.ts';
-import { HttpError, Router, bearerToken, sendError, sha256, tokenMatches, type Ctx } from './http.ts';
+import { HttpError, Router, bearerToken, httpErrorOf, sendError, sha256, tokenMatches, type Ctx } from './http.ts';
 import type { Logger } from './log.ts';
 import { LogFiles } from './logs.ts';
 import { Service } from './service.ts';
@@ -138,8 +138,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         throw new HttpError(404, 'NOT_FOUND', `Not found: ${req.method} ${ctx.path}`);
       }
     } catch (e) {
-      if (e instanceof HttpError && (e.status === 401 || e.status === 403)) {
-        o.log.warn('Request refused', { code: e.code, method: req.method, path: ctx.path, remote: req.socket.remoteAddress ?? null });
+      const refused = httpErrorOf(e);
+      if (refused && (refused.status === 401 || refused.status === 403)) {
+        o.log.warn('Request refused', { code: refused.code, method: req.method, path: ctx.path, remote: req.socket.remoteAddress ?? null });
       }
       fail(o.log, ctx, e);
     }
@@ -216,9 +217,8 @@ const DRAIN_MS = 10_000;
 
 function fail(log: Logger, ctx: Ctx, e: unknown): void {
   const { req, res } = ctx;
-  let err: HttpError;
-  if (e instanceof HttpError) err = e;
-  else {
+  let err = httpErrorOf(e);
+  if (err === undefined) {
     log.error('Request failed', { method: req.method, path: ctx.path, error: (e as Error)?.message ?? String(e), code: isLauncherError(e) ? e.code : undefined });
     err = new HttpError(500, 'INTERNAL', 'Internal server error: see the server log');
   }

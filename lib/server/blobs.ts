@@ -9,7 +9,7 @@ import { mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fsyncDir } from '../atomic-file.ts';
-import { HttpError } from './http.ts';
+import { Refusal } from './refusal.ts';
 
 export interface BlobStore {
   /** Streams `body` into a temp file, refusing more than `limit` bytes; returns the temp path and size. */
@@ -36,8 +36,8 @@ export interface BlobStore {
   remove(path: string): Promise<void>;
 }
 
-export function workspaceTooLarge(limit: number): HttpError {
-  return new HttpError(413, 'WORKSPACE_TOO_LARGE', `Sealed workspace too large: the server's limit is ${limit} bytes (--max-workspace-size)`);
+export function workspaceTooLarge(limit: number): Refusal {
+  return new Refusal('too-large', 'WORKSPACE_TOO_LARGE', `Sealed workspace too large: the server's limit is ${limit} bytes (--max-workspace-size)`);
 }
 
 /** Counted holds: `passed()` resolves when none is held. */
@@ -100,7 +100,7 @@ export function createBlobStore(opts: { tmpDir: string; workspacesDir: string })
             if (size > limit) fail(workspaceTooLarge(limit));
           });
           body.on('error', fail);
-          body.on('aborted', () => fail(new HttpError(400, 'UPLOAD_ABORTED', 'Upload aborted: the client closed the connection before the end of the body')));
+          body.on('aborted', () => fail(new Refusal('invalid', 'UPLOAD_ABORTED', 'Upload aborted: the client closed the connection before the end of the body')));
           out.on('error', fail);
           out.on('finish', resolve);
           body.pipe(out);

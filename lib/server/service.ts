@@ -11,7 +11,7 @@ import type { CertificateAuthority } from '../pki.ts';
 import type { BlobStore } from './blobs.ts';
 import { workspaceTooLarge } from './blobs.ts';
 import { afterCommit, transaction } from './db.ts';
-import { HttpError, badField } from './http.ts';
+import { Refusal, badField } from './refusal.ts';
 import type { Logger } from './log.ts';
 import type { LogFiles } from './logs.ts';
 import type { Assignment, Control, Outcome, PollReply } from '../protocol.ts';
@@ -41,7 +41,7 @@ export const newId = (prefix: string): string => `${prefix}_${randomBytes(8).toS
 export const iso = (ms = Date.now()): string => new Date(ms).toISOString();
 export const normSerial = (s: string): string => s.toLowerCase().replace(/^0+(?=.)/, '');
 
-const notFound = (what: string, id: string, code: string): HttpError => new HttpError(404, code, `${what} not found: "${id}"`);
+const notFound = (what: string, id: string, code: string): Refusal => new Refusal('not-found', code, `${what} not found: "${id}"`);
 
 /** True when bytes start like an age file (binary or armored): the server refuses plaintext by mistake. */
 export function looksSealed(head: Buffer): boolean {
@@ -107,10 +107,10 @@ export class Service {
   poolForSerial(serial: string): { poolId: string; keyId: string } {
     const key = this.store.pools.keyBySerial(normSerial(serial));
     if (!key || key.state !== 'active') {
-      throw new HttpError(403, 'CERT_REVOKED', 'Client certificate refused: it was revoked by a pool reset or key retirement (use the pool\'s current token)');
+      throw new Refusal('forbidden', 'CERT_REVOKED', 'Client certificate refused: it was revoked by a pool reset or key retirement (use the pool\'s current token)');
     }
     const pool = this.store.pools.any(key.pool_id);
-    if (!pool || pool.deleted_at) throw new HttpError(403, 'POOL_DELETED', 'Client certificate refused: its worker pool was deleted');
+    if (!pool || pool.deleted_at) throw new Refusal('forbidden', 'POOL_DELETED', 'Client certificate refused: its worker pool was deleted');
     return { poolId: pool.id, keyId: key.id };
   }
 
@@ -126,7 +126,7 @@ export class Service {
     if (typeof workerId !== 'string' || workerId === '') throw badField('workerId', 'the worker id from POST /v1/worker/register');
     const w = this.store.workers.get(workerId);
     if (!w || w.pool_id !== poolId || w.deregistered_at) {
-      throw new HttpError(404, 'WORKER_NOT_FOUND', `Worker not found: "${workerId}" is not registered in this pool (register again)`);
+      throw new Refusal('not-found', 'WORKER_NOT_FOUND', `Worker not found: "${workerId}" is not registered in this pool (register again)`);
     }
     return w;
   }
@@ -146,7 +146,7 @@ export class Service {
     const run = this.store.runs.get(runId);
     const ph = run && run.pool_id === poolId ? this.store.runs.phase(runId, phase) : undefined;
     if (!run || !ph || !ph.worker_id || (worker !== undefined && ph.worker_id !== worker.id)) {
-      throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}" phase ${phase} is not assigned to this worker`);
+      throw new Refusal('not-found', 'RUN_NOT_FOUND', `Run not found: "${runId}" phase ${phase} is not assigned to this worker`);
     }
     // The caller's row was read in this same tick: no second read.
     const w = worker ?? this.store.workers.get(ph.worker_id);
@@ -158,8 +158,8 @@ export class Service {
     return run.state === 'RUNNING' && run.phase === ph.idx && ph.outcome === null;
   }
 
-  closed(run: RunRow, ph: PhaseRow): HttpError {
-    return new HttpError(409, 'RUN_STATE', `Phase ${ph.idx} of run ${run.id} is not running (run ${run.state}, phase ${phaseState(ph)})`);
+  closed(run: RunRow, ph: PhaseRow): Refusal {
+    return new Refusal('conflict', 'RUN_STATE', `Phase ${ph.idx} of run ${run.id} is not running (run ${run.state}, phase ${phaseState(ph)})`);
   }
 
   view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerFacts {
@@ -330,7 +330,7 @@ export class Service {
 
   async workspace(run: RunRow): Promise<{ stream: Readable; size: number }> {
     const f = run.has_workspace ? await this.opts.blobs.open(this.opts.blobs.workspacePath(run.id)) : undefined;
-    if (!f) throw new HttpError(404, 'NO_WORKSPACE', `Run ${run.id} has no sealed workspace`);
+    if (!f) throw new Refusal('not-found', 'NO_WORKSPACE', `Run ${run.id} has no sealed workspace`);
     return f;
   }
 
@@ -345,7 +345,7 @@ export class Service {
     try { await fh.read(head, 0, 40, 0); } finally { await fh.close(); }
     if (!looksSealed(head)) {
       await this.opts.blobs.discard(got.tmp);
-      throw new HttpError(400, 'NOT_SEALED', 'Workspace refused: it is not an age file (seal it to the pool\'s keys first; the server never stores plaintext)');
+      throw new Refusal('invalid', 'NOT_SEALED', 'Workspace refused: it is not an age file (seal it to the pool\'s keys first; the server never stores plaintext)');
     }
     return got;
   }

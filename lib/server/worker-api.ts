@@ -3,7 +3,8 @@
 // so a certificate revoked mid-connection is refused from its next request on.
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { HttpError, Router, badField, readBody, readJson, sendJson, type Ctx } from './http.ts';
+import { HttpError, Router, readBody, readJson, sendJson, type Ctx } from './http.ts';
+import { badField } from './refusal.ts';
 import { DEFAULT_POLL_SECONDS, LOG_CHUNK_LIMIT, MAX_POLL_SECONDS, type Service } from './service.ts';
 import { WorkerOps } from './worker-ops.ts';
 

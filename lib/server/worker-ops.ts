@@ -2,7 +2,7 @@
 // heartbeat), phase start, log chunks, workspaces, results, deregistration.
 // The scheduling core (assignment, dispatch, leases, phase ends) is Service.
 import type { Readable } from 'node:stream';
-import { HttpError, badField } from './http.ts';
+import { Refusal, badField } from './refusal.ts';
 import { REPORTABLE_OUTCOMES, type Assignment, type Empty, type LogAck, type PhaseStatus, type PollReply, type Registration, type ReportableOutcome, type WorkspaceAck } from '../protocol.ts';
 import { canTakeWork } from './scheduler.ts';
 import { DEFAULT_POLL_SECONDS, iso, newId, type Service } from './service.ts';
@@ -143,7 +143,7 @@ export class WorkerOps {
       const ph = this.s.store.runs.phase(runId, phase)!;
       if (seq < ph.log_next_seq) return { nextSeq: ph.log_next_seq };
       if (seq > ph.log_next_seq) {
-        throw new HttpError(409, 'LOG_SEQ_GAP', `Log chunk out of order: got seq ${seq}, expected ${ph.log_next_seq} (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
+        throw new Refusal('conflict', 'LOG_SEQ_GAP', `Log chunk out of order: got seq ${seq}, expected ${ph.log_next_seq} (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
       }
       const run = this.s.store.runs.get(runId)!;
       if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
@@ -157,7 +157,7 @@ export class WorkerOps {
   /** The sealed workspace for a worker of the run's pool that holds an assignment of it. */
   async workerWorkspace(poolId: string, runId: string): Promise<{ stream: Readable; size: number }> {
     const run = this.s.store.runs.get(runId);
-    if (!run || run.pool_id !== poolId) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
+    if (!run || run.pool_id !== poolId) throw new Refusal('not-found', 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
     this.s.assignedPhase(poolId, runId, run.phase);
     return this.s.workspace(run);
   }
@@ -166,7 +166,7 @@ export class WorkerOps {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
     const got = await this.s.receiveWorkspace(body, declared);
-    if (!got) throw new HttpError(400, 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
+    if (!got) throw new Refusal('invalid', 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
     const again = this.s.store.runs.get(runId)!;
     const ph2 = this.s.store.runs.phase(runId, phase)!;
     if (!this.s.isOpen(again, ph2)) { await this.s.opts.blobs.discard(got.tmp); throw this.s.closed(again, ph2); }
@@ -191,11 +191,11 @@ export class WorkerOps {
       const ph = this.s.store.runs.phase(runId, phase)!;
       if (ph.outcome !== null) {
         if (ph.outcome === outcome) return {};
-        throw new HttpError(409, 'RESULT_CONFLICT', `Phase ${phase} of run ${runId} already ended as ${ph.outcome}, not ${outcome}`);
+        throw new Refusal('conflict', 'RESULT_CONFLICT', `Phase ${phase} of run ${runId} already ended as ${ph.outcome}, not ${outcome}`);
       }
       if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
       if (logSeq !== null && (logSeq as number) > ph.log_next_seq) {
-        throw new HttpError(409, 'LOG_SEQ_GAP', `Phase result refused: the server has log chunks up to seq ${ph.log_next_seq - 1} but the result says ${logSeq as number} were sent (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
+        throw new Refusal('conflict', 'LOG_SEQ_GAP', `Phase result refused: the server has log chunks up to seq ${ph.log_next_seq - 1} but the result says ${logSeq as number} were sent (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
       }
       this.s.endPhase(run, ph, outcome, { exitCode: exitCode as number | null, error }, w.id);
       return {};
