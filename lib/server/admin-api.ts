@@ -51,7 +51,7 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
       const proposed = flag(ctx.query.get('proposed'), 'proposed');
       ops.stack(p(ctx, 'stack'));
       const declared = Number(ctx.req.headers['content-length'] ?? NaN);
-      const got = await s.receiveWorkspace(ctx.req, declared);
+      const got = await s.workspaces.receive(ctx.req, declared);
       try {
         out = await ops.trigger(p(ctx, 'stack'), proposed, got ? { tmp: got.tmp } : undefined);
       } catch (e) {
@@ -74,7 +74,7 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
     r.add('POST', `/v1/runs/{run}/${action}`, json(200, (c) => ops.act(p(c, 'run'), action)));
   }
   r.add('GET', '/v1/runs/{run}/workspace', async (ctx) => {
-    streamFile(ctx, await s.workspace(ops.run(p(ctx, 'run'))));
+    streamFile(ctx, await s.workspaces.open(ops.run(p(ctx, 'run'))));
   });
   r.add('GET', '/v1/runs/{run}/logs', async (ctx) => {
     const run = ops.run(p(ctx, 'run'));

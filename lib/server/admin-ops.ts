@@ -14,7 +14,9 @@ import {
   type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type WorkerList, type WorkerView,
 } from '../protocol.ts';
 import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
-import { iso, looksSealed, newId, normSerial, type Service } from './service.ts';
+import { iso, newId, normSerial } from './ids.ts';
+import type { Service } from './service.ts';
+import { looksSealed } from './workspaces.ts';
 import type { KeyRow, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
 import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
 

@@ -3,13 +3,9 @@
 // end, leases and grace periods, and the certificate-to-pool check. WorkerOps
 // and AdminOps build the two APIs on it; it never touches a socket beyond the
 // Waiter callbacks it is handed.
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 import type { CertificateAuthority } from '../pki.ts';
 import type { BlobStore } from './blobs.ts';
-import { workspaceTooLarge } from './blobs.ts';
 import { afterCommit, transaction } from './db.ts';
 import { Refusal, badField } from './refusal.ts';
 import type { Logger } from './log.ts';
@@ -18,7 +14,9 @@ import type { Assignment, Control, Outcome, PollReply } from '../protocol.ts';
 import { afterPhase, planAssignments, onWorkerLost, type WorkerFacts } from './scheduler.ts';
 import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
 import { phaseState } from './views.ts';
+import { iso, normSerial } from './ids.ts';
 import { Presence } from './workers.ts';
+import { Workspaces } from './workspaces.ts';
 
 export interface ServiceOptions {
   store: Store;
@@ -32,22 +30,7 @@ export interface ServiceOptions {
   log: Logger;
 }
 
-
-export const DEFAULT_POLL_SECONDS = 25;
-export const MAX_POLL_SECONDS = 60;
-export const LOG_CHUNK_LIMIT = 1024 * 1024;
-
-export const newId = (prefix: string): string => `${prefix}_${randomBytes(8).toString('hex')}`;
-export const iso = (ms = Date.now()): string => new Date(ms).toISOString();
-export const normSerial = (s: string): string => s.toLowerCase().replace(/^0+(?=.)/, '');
-
 const notFound = (what: string, id: string, code: string): Refusal => new Refusal('not-found', code, `${what} not found: "${id}"`);
-
-/** True when bytes start like an age file (binary or armored): the server refuses plaintext by mistake. */
-export function looksSealed(head: Buffer): boolean {
-  const s = head.subarray(0, 40).toString('latin1');
-  return s.startsWith('age-encryption.org/v1\n') || s.startsWith('-----BEGIN AGE ENCRYPTED FILE-----');
-}
 
 export class Service {
   readonly store: Store;
@@ -59,6 +42,8 @@ export class Service {
   /** Emits the run id whenever a run's state or logs change (log followers wait on it). */
   readonly events = new EventEmitter();
   readonly log: Logger;
+  /** Sealed workspace uploads and downloads. */
+  readonly workspaces: Workspaces;
 
   constructor(opts: ServiceOptions) {
     this.opts = opts;
@@ -66,6 +51,7 @@ export class Service {
     this.ca = opts.ca;
     this.serverUrl = opts.serverUrl;
     this.log = opts.log;
+    this.workspaces = new Workspaces(opts.blobs, opts.maxWorkspaceBytes);
     this.events.setMaxListeners(0);
     this.presence = new Presence({
       leaseMs: opts.leaseMs,
@@ -324,30 +310,6 @@ export class Service {
     } else {
       this.store.workers.update(w.id, { current_run: null });
     }
-  }
-
-  // ------------------------------------------------------------ sealed workspaces
-
-  async workspace(run: RunRow): Promise<{ stream: Readable; size: number }> {
-    const f = run.has_workspace ? await this.opts.blobs.open(this.opts.blobs.workspacePath(run.id)) : undefined;
-    if (!f) throw new Refusal('not-found', 'NO_WORKSPACE', `Run ${run.id} has no sealed workspace`);
-    return f;
-  }
-
-  /** Streams a sealed workspace upload into place (temp, fsync, rename). */
-  async receiveWorkspace(body: Readable, declared: number): Promise<{ tmp: string; size: number } | undefined> {
-    const limit = this.opts.maxWorkspaceBytes;
-    if (Number.isFinite(declared) && declared > limit) throw workspaceTooLarge(limit);
-    const got = await this.opts.blobs.receive(body, limit);
-    if (got.size === 0) { await this.opts.blobs.discard(got.tmp); return undefined; }
-    const fh = await open(got.tmp, 'r');
-    const head = Buffer.alloc(40);
-    try { await fh.read(head, 0, 40, 0); } finally { await fh.close(); }
-    if (!looksSealed(head)) {
-      await this.opts.blobs.discard(got.tmp);
-      throw new Refusal('invalid', 'NOT_SEALED', 'Workspace refused: it is not an age file (seal it to the pool\'s keys first; the server never stores plaintext)');
-    }
-    return got;
   }
 
   close(): void {

@@ -5,8 +5,8 @@ import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { HttpError, Router, readBody, readJson, sendJson, type Ctx } from './http.ts';
 import { badField } from './refusal.ts';
-import { DEFAULT_POLL_SECONDS, LOG_CHUNK_LIMIT, MAX_POLL_SECONDS, type Service } from './service.ts';
-import { WorkerOps } from './worker-ops.ts';
+import type { Service } from './service.ts';
+import { DEFAULT_POLL_SECONDS, LOG_CHUNK_LIMIT, MAX_POLL_SECONDS, WorkerOps } from './worker-ops.ts';
 
 /** The pool a request's client certificate belongs to: 401 without a valid one, 403 when revoked. */
 // The peer certificate of a connection cannot change (renegotiation is

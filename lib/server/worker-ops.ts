@@ -5,9 +5,16 @@ import type { Readable } from 'node:stream';
 import { Refusal, badField } from './refusal.ts';
 import { REPORTABLE_OUTCOMES, type Assignment, type Empty, type LogAck, type PhaseStatus, type PollReply, type Registration, type ReportableOutcome, type WorkspaceAck } from '../protocol.ts';
 import { canTakeWork } from './scheduler.ts';
-import { DEFAULT_POLL_SECONDS, iso, newId, type Service } from './service.ts';
+import { iso, newId } from './ids.ts';
+import type { Service } from './service.ts';
 import { phaseState } from './views.ts';
 import type { Waiter } from './workers.ts';
+
+/** The long-poll's wait when the launcher names none, and the longest it may ask for. */
+export const DEFAULT_POLL_SECONDS = 25;
+export const MAX_POLL_SECONDS = 60;
+/** Largest log chunk a launcher may send in one request. */
+export const LOG_CHUNK_LIMIT = 1024 * 1024;
 
 const DEFAULT_CONTROL_SIG = JSON.stringify({ drain: false, cycle: false, cancel: [] });
 
@@ -159,13 +166,13 @@ export class WorkerOps {
     const run = this.s.store.runs.get(runId);
     if (!run || run.pool_id !== poolId) throw new Refusal('not-found', 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
     this.s.assignedPhase(poolId, runId, run.phase);
-    return this.s.workspace(run);
+    return this.s.workspaces.open(run);
   }
 
   async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<WorkspaceAck> {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
-    const got = await this.s.receiveWorkspace(body, declared);
+    const got = await this.s.workspaces.receive(body, declared);
     if (!got) throw new Refusal('invalid', 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
     const again = this.s.store.runs.get(runId)!;
     const ph2 = this.s.store.runs.phase(runId, phase)!;
