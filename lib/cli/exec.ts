@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
 import { keyValues } from '../key-values.ts';
@@ -40,24 +40,20 @@ Exit code: the script's; 124 when the logs or run timeout stopped it;
 export const TIMEOUT_EXIT_CODE = 124;
 
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        image: { type: 'string' },
-        workspace: { type: 'string' },
-        out: { type: 'string' },
-        env: { type: 'string', multiple: true },
-        secret: { type: 'string', multiple: true },
-        'read-only': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')}: see launcher exec --help`);
-  }
+  return parseCommandArgs('exec', {
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      image: { type: 'string' },
+      workspace: { type: 'string' },
+      out: { type: 'string' },
+      env: { type: 'string', multiple: true },
+      secret: { type: 'string', multiple: true },
+      'read-only': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
 }
 
 export async function run(io: CommandIo): Promise<number> {

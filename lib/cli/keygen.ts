@@ -3,7 +3,7 @@
 // for hosts without openssl. The key is written with mode 0600 and never printed.
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { writeFileAtomic } from '../atomic-file.ts';
 import { ConfigError, LauncherError } from '../errors.ts';
@@ -33,22 +33,18 @@ export function parseBits(value: string): number {
 
 export async function run(io: CommandIo): Promise<number> {
   let values: { out?: string; bits?: string; cn?: string; force?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: io.argv,
-      options: {
-        out: { type: 'string', short: 'o' },
-        bits: { type: 'string' },
-        cn: { type: 'string' },
-        force: { type: 'boolean', short: 'f' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')}: see launcher keygen --help`);
-  }
+  ({ values } = parseCommandArgs('keygen', {
+    args: io.argv,
+    options: {
+      out: { type: 'string', short: 'o' },
+      bits: { type: 'string' },
+      cn: { type: 'string' },
+      force: { type: 'boolean', short: 'f' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  }));
   if (values.help) {
     io.stdout.write(USAGE);
     return 0;

@@ -8,11 +8,11 @@
 //   3 refused by the server (pool reset or deleted): get a new token
 //   4 cycled by the server: the supervisor should start a fresh launcher
 //   5 Docker unreachable at start-up
-import { parseArgs } from 'node:util';
 import type { Server } from 'node:http';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { parseLauncherConfig, phaseMounts, whitelistedEnv, maskedValues, type LauncherConfig } from '../config.ts';
-import { ConfigError, LauncherError, isLauncherError } from '../errors.ts';
+import { LauncherError, isLauncherError } from '../errors.ts';
 import { assertKeyMatchesCertificate, parsePoolPrivateKey } from '../keys.ts';
 import { decodeToken } from '../token.ts';
 import { DockerClient } from '../docker/client.ts';
@@ -57,11 +57,7 @@ export function phaseSettings(config: LauncherConfig, env: Record<string, string
 
 export async function run(io: CommandIo): Promise<number> {
   let values;
-  try {
-    ({ values } = parseArgs({ args: io.argv, options: { help: { type: 'boolean', short: 'h' } }, allowPositionals: false }));
-  } catch (e) {
-    throw new ConfigError(`Invalid arguments: ${(e as Error).message} (see launcher run --help; settings are environment variables)`, { code: 'USAGE' });
-  }
+  ({ values } = parseCommandArgs('run', { args: io.argv, options: { help: { type: 'boolean', short: 'h' } }, allowPositionals: false }, 'settings are environment variables'));
   if (values.help) {
     io.stdout.write(USAGE);
     return 0;

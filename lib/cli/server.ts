@@ -1,7 +1,7 @@
 // `launcher server`: the control plane. Parses flags, starts the HTTPS server
 // on the data directory, and runs until SIGINT/SIGTERM.
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
 import { parseDuration } from '../duration.ts';
@@ -69,26 +69,22 @@ function duration(text: string, flag: string): number {
 
 export function parseServerArgs(argv: string[], cwd: string) {
   let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        data: { type: 'string' },
-        listen: { type: 'string', default: DEFAULT_LISTEN },
-        url: { type: 'string' },
-        'worker-lease': { type: 'string', default: '30s' },
-        'worker-grace': { type: 'string', default: '2m' },
-        'max-workspace-size': { type: 'string', default: '1GiB' },
-        dist: { type: 'string' },
-        debug: { type: 'boolean', default: false },
-        'rotate-admin-token': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')} (see launcher server --help)`);
-  }
+  ({ values } = parseCommandArgs('server', {
+    args: argv,
+    options: {
+      data: { type: 'string' },
+      listen: { type: 'string', default: DEFAULT_LISTEN },
+      url: { type: 'string' },
+      'worker-lease': { type: 'string', default: '30s' },
+      'worker-grace': { type: 'string', default: '2m' },
+      'max-workspace-size': { type: 'string', default: '1GiB' },
+      dist: { type: 'string' },
+      debug: { type: 'boolean', default: false },
+      'rotate-admin-token': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    allowPositionals: false,
+  }));
   if (values.help) return { help: true as const };
   if (!values.data) throw new ConfigError('Missing --data: the server needs a data directory (e.g. --data /var/lib/launcher)');
   const listen = parseListen(values.listen!);

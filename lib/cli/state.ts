@@ -8,7 +8,7 @@ import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { tempPathFor } from '../atomic-file.ts';
 import { ConfigError, LauncherError } from '../errors.ts';
@@ -47,23 +47,19 @@ Open options:
 type Values = { recipient?: string[]; 'recipients-file'?: string[]; identity?: string[]; armor?: boolean; output?: string; help?: boolean };
 
 function parse(argv: string[]): { values: Values; positionals: string[] } {
-  try {
-    return parseArgs({
-      args: argv,
-      options: {
-        recipient: { type: 'string', short: 'r', multiple: true },
-        'recipients-file': { type: 'string', short: 'R', multiple: true },
-        identity: { type: 'string', short: 'i', multiple: true },
-        armor: { type: 'boolean', short: 'a' },
-        output: { type: 'string', short: 'o' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')}: see launcher state --help`);
-  }
+  return parseCommandArgs('state', {
+    args: argv,
+    options: {
+      recipient: { type: 'string', short: 'r', multiple: true },
+      'recipients-file': { type: 'string', short: 'R', multiple: true },
+      identity: { type: 'string', short: 'i', multiple: true },
+      armor: { type: 'boolean', short: 'a' },
+      output: { type: 'string', short: 'o' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
 }
 
 async function readKeyFile(io: CommandIo, flag: string, path: string): Promise<string> {
