@@ -5,7 +5,7 @@
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PKGS="docker.io busybox-static docker-registry age apache2-utils shellcheck openssl curl wget ca-certificates iproute2 xz-utils binutils"
+PKGS="docker.io busybox-static docker-registry age apache2-utils shellcheck openssl curl wget ca-certificates iproute2 xz-utils binutils prometheus"
 
 missing=""
 for p in $PKGS; do
@@ -21,7 +21,12 @@ fi
 
 # The Debian docker-registry package starts its own service on :5000 on some
 # hosts; tests start their own registry on a free loopback port instead.
-if command -v systemctl >/dev/null 2>&1; then systemctl stop docker-registry >/dev/null 2>&1 || true; fi
+# Likewise Debian's prometheus package (installed for promtool, which tests use
+# to check the server's /metrics page) may start a Prometheus on :9090.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl stop docker-registry >/dev/null 2>&1 || true
+  systemctl stop prometheus >/dev/null 2>&1 || true
+fi
 
 # A second runtime whose wrapper records each call and then execs runc: tests
 # use it to prove SPACELIFT_WORKER_RUNTIME reaches the engine. Installed on

@@ -24,6 +24,9 @@ Options:
   --worker-lease DURATION    a silent worker becomes OFFLINE after this (default 30s)
   --worker-grace DURATION    an OFFLINE worker's running phase fails after this (default 2m)
   --max-workspace-size SIZE  largest sealed workspace accepted (default 1GiB)
+  --metrics-listen HOST:PORT also serve GET /metrics over plain HTTP here, without the admin
+                             token, for scrapers (bind it to loopback or a private network;
+                             /metrics on the main listener always needs the admin token)
   --dist DIR                 files served at /install.sh, /SHA256SUMS, /launcher-linux-*
                              (default DIR/dist under the data directory)
   --debug                    verbose logs
@@ -35,10 +38,11 @@ DIR, cannot listen), 2 bad flags.
 `;
 
 /** "HOST:PORT", "[::1]:PORT" or ":PORT" (all interfaces). */
-export function parseListen(text: string): { host: string; port: number } {
+export function parseListen(text: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new ConfigError(`Invalid --listen: "${text}" is not HOST:PORT (try 127.0.0.1:8443, 0.0.0.0:8443 or [::1]:8443)`);
+  const eg = flag === '--listen' ? 8443 : 9464;
+  if (!m || port > 65535) throw new ConfigError(`Invalid ${flag}: "${text}" is not HOST:PORT (try 127.0.0.1:${eg}, 0.0.0.0:${eg} or [::1]:${eg})`);
   const host = m[1] ?? m[2] ?? '';
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
@@ -79,6 +83,7 @@ export function parseServerArgs(argv: string[], cwd: string) {
       'worker-grace': { type: 'string', default: '2m' },
       'max-workspace-size': { type: 'string', default: '1GiB' },
       dist: { type: 'string' },
+      'metrics-listen': { type: 'string' },
       debug: { type: 'boolean', default: false },
       'rotate-admin-token': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -107,6 +112,7 @@ export function parseServerArgs(argv: string[], cwd: string) {
     graceMs: duration(values['worker-grace']!, '--worker-grace'),
     maxWorkspaceBytes: parseSize(values['max-workspace-size']!, '--max-workspace-size'),
     distDir: values.dist === undefined ? undefined : resolve(cwd, values.dist),
+    metricsListen: values['metrics-listen'] === undefined ? undefined : parseListen(values['metrics-listen'], '--metrics-listen'),
     debug: values.debug!,
     rotateAdminToken: values['rotate-admin-token']!,
   };

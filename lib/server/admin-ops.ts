@@ -5,7 +5,6 @@ import { isLauncherError } from '../errors.ts';
 import { inspectCsr, issuePoolCertificate } from '../pki.ts';
 import { encodeToken } from '../token.ts';
 import { decodeBase64Strict } from '../keys.ts';
-import { writeFileAtomic } from '../atomic-file.ts';
 import { transaction } from './db.ts';
 import { bool, str, stringMap } from './fields.ts';
 import { Refusal, badField } from './refusal.ts';
@@ -273,7 +272,7 @@ export class AdminOps {
     if (workspace) {
       const dest = blobs.workspacePath(id);
       if (Buffer.isBuffer(workspace)) {
-        await writeFileAtomic(dest, workspace, 0o600);
+        await blobs.store(dest, workspace);
       } else {
         await blobs.commit(workspace.tmp, dest);
       }
@@ -331,7 +330,11 @@ export class AdminOps {
           this.store.workers.update(r.worker_id, { current_run: null, idle_since: now });
         }
       });
-      if (r.state === 'RUNNING' && r.worker_id) this.s.wake(r.worker_id);
+      if (r.state === 'RUNNING' && r.worker_id) {
+        this.s.opts.metrics?.phaseEnded(r.pool_id, ph, 'canceled', now);
+        this.s.wake(r.worker_id);
+      }
+      if (ended) this.s.opts.metrics?.runEnded(r, state, now);
       if (state === 'QUEUED') this.s.dispatch(r.pool_id);
     }
     this.s.changed(r.id);

@@ -3,7 +3,7 @@
 // TLS, admin API with the bearer token). Returns a handle to stop it.
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Writable } from 'node:stream';
@@ -19,6 +19,8 @@ import { HttpError, Router, bearerToken, httpErrorOf, sendError, sha256, tokenMa
 import type { Logger } from './log.ts';
 import { LogFiles } from './logs.ts';
 import { Service } from './service.ts';
+import { ServerMetrics } from '../metrics/server.ts';
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from '../metrics/registry.ts';
 import { Store } from './store.ts';
 import { authenticateWorker, workerRoutes } from './worker-api.ts';
 
@@ -34,6 +36,8 @@ export interface ServerOptions {
   /** Directory served at /install.sh, /SHA256SUMS, /launcher-linux-*; default DATA/dist. */
   distDir?: string;
   log: Logger;
+  /** A second, plain-HTTP listener that serves only GET /metrics, without the admin token (for scrapers). */
+  metricsListen?: { host: string; port: number };
   /** Where the admin token is shown once, on first start. */
   stdout: Writable;
 }
@@ -41,6 +45,8 @@ export interface ServerOptions {
 export interface RunningServer {
   url: string;
   port: number;
+  /** The plain metrics listener's port, when --metrics-listen is given. */
+  metricsPort?: number;
   service: Service;
   close(): Promise<void>;
 }
@@ -99,14 +105,30 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
   const logFiles = new LogFiles(paths.logs);
   const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces });
+  // Sealed bytes already stored, counted in the background for /metrics.
+  blobs.scanStored().catch((e: Error) => o.log.warn('Cannot count the stored sealed workspaces', { error: e.message }));
+  let presence: Service['presence'] | undefined;
+  const metrics = new ServerMetrics({
+    db,
+    presence: { heldCount: () => presence?.heldCount() ?? 0, acceptingByPool: () => presence?.acceptingByPool() ?? new Map() },
+    sealed: () => blobs.stored(),
+    poolName: (id) => store.pools.any(id)?.name ?? id,
+    meta: { get: (k) => store.meta(k), set: (k, v) => store.setMeta(k, v) },
+  });
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
-    blobs, logs: logFiles, log: o.log,
+    blobs, logs: logFiles, log: o.log, metrics,
   });
+  presence = service.presence;
   const ops = new AdminOps(service);
   const workerRouter = workerRoutes(service);
   const adminRouter = adminRoutes(service, ops);
-  addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log });
+  addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log, metrics });
+  const sendMetrics = (res: ServerResponse): void => {
+    const text = metrics.render();
+    res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+    res.end(text);
+  };
   // Written synchronously: one small line per change, visible at once to
   // anyone tailing the file, and never lost to a buffered stream on kill -9.
   const audit = openSync(paths.audit, 'a', 0o600);
@@ -121,10 +143,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       if (ctx.path.startsWith('/v1/worker/')) {
         ctx.worker = authenticateWorker(req, service);
         await route(workerRouter, ctx);
+      } else if (ctx.path === '/metrics') {
+        requireAdmin(req, adminHash);
+        if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${req.method} /metrics (use GET)`);
+        sendMetrics(res);
       } else if (ctx.path.startsWith('/v1/')) {
-        const token = bearerToken(req);
-        if (token === undefined) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token)');
-        if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
+        requireAdmin(req, adminHash);
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           // Audit as the status goes out (before the client can see the answer).
           const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
@@ -167,28 +191,37 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const host = wildcard ? hostname() : o.listenHost;
   service.serverUrl = o.url ?? `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
   service.recover();
+  let metricsServer: HttpServer | undefined;
   try {
+    if (o.metricsListen) metricsServer = await listenForMetrics(o.metricsListen.host, o.metricsListen.port, sendMetrics);
     await writeServerUrlFile(paths, service.serverUrl);
   } catch (e) {
+    metricsServer?.close();
     server.close();
     service.close();
     closeSync(audit);
     stopCheckpoints();
     db.close();
     rmSync(paths.pid, { force: true });
+    if (isLauncherError(e)) throw e;
     throw new LauncherError('DATA_DIR_INVALID', `Cannot write ${paths.url}: ${(e as Error).message}`, { exitCode: 1, cause: e });
   }
+  const metricsPort = metricsServer ? (metricsServer.address() as AddressInfo).port : undefined;
+  if (metricsServer) o.log.info('Metrics listening', { listen: `${o.metricsListen!.host}:${metricsPort}`, metricsPort, path: '/metrics' });
   o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir });
 
   let closed = false;
   return {
     url: service.serverUrl,
     port,
+    ...(metricsPort === undefined ? {} : { metricsPort }),
     service,
     async close() {
       if (closed) return;
       closed = true;
       service.close();
+      metricsServer?.close();
+      metricsServer?.closeAllConnections();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
@@ -201,6 +234,29 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       rmSync(paths.pid, { force: true });
     },
   };
+}
+
+function requireAdmin(req: IncomingMessage, adminHash: Buffer): void {
+  const token = bearerToken(req);
+  if (token === undefined) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token)');
+  if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
+}
+
+/** The plain listener for scrapers: GET /metrics and nothing else. */
+async function listenForMetrics(host: string, port: number, send: (res: ServerResponse) => void): Promise<HttpServer> {
+  const server = createHttpServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics') return sendError(res, new HttpError(404, 'NOT_FOUND', `Not found: ${req.method} ${path} (this listener serves only GET /metrics)`));
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${req.method} /metrics (use GET)`));
+    send(res);
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 10_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new LauncherError('LISTEN_FAILED', `Cannot listen on ${host}:${port} for metrics: ${e.code ?? e.message}`, { exitCode: 1, cause: e })));
+    server.listen(port, host, () => resolve());
+  });
+  return server;
 }
 
 async function route(router: Router, ctx: Ctx): Promise<void> {

@@ -9,8 +9,9 @@ import type { BlobStore } from './blobs.ts';
 import type { DataPaths } from './datadir.ts';
 import { HttpError, type Router } from './http.ts';
 import type { Logger } from './log.ts';
+import type { ServerMetrics } from '../metrics/server.ts';
 
-export function addBackupRoutes(r: Router, o: { db: DatabaseSync; paths: DataPaths; blobs: BlobStore; log: Logger }): void {
+export function addBackupRoutes(r: Router, o: { db: DatabaseSync; paths: DataPaths; blobs: BlobStore; log: Logger; metrics?: Pick<ServerMetrics, 'backupFinished'> }): void {
   let running = false;
   r.add('POST', '/v1/backup', async (ctx) => {
     if (running) throw new HttpError(409, 'BACKUP_RUNNING', 'A backup is already running: wait for it to finish, then try again');
@@ -33,9 +34,11 @@ export function addBackupRoutes(r: Router, o: { db: DatabaseSync; paths: DataPat
           // The client went away or a read failed: the archive ends without its
           // SHA256SUMS, which every reader refuses as incomplete.
           o.log.warn('Backup not completed', { error: (e as Error).message });
+          o.metrics?.backupFinished(false, (performance.now() - started) / 1000);
           ctx.res.destroy();
           return;
         }
+        o.metrics?.backupFinished(true, (performance.now() - started) / 1000);
         o.log.info('Backup written', { files: m.files, bytes: m.bytes, runs: m.counts.runs, ms: Math.round(performance.now() - started) });
       } finally {
         await snap.dispose();

@@ -5,10 +5,11 @@
 // fsynced before the database records them (see logs.ts).
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import { dirname, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fsyncDir } from '../atomic-file.ts';
+import { fsyncDir, writeFileAtomic } from '../atomic-file.ts';
 import { Refusal } from './refusal.ts';
 
 export interface BlobStore {
@@ -16,6 +17,12 @@ export interface BlobStore {
   receive(body: Readable, limit: number): Promise<{ tmp: string; size: number }>;
   /** Moves a received temp file into place atomically. */
   commit(tmp: string, dest: string): Promise<void>;
+  /** Writes a whole sealed file (a small workspace sent as JSON) atomically. */
+  store(dest: string, data: Buffer): Promise<void>;
+  /** Sealed files under the workspaces directory and their total size (for metrics). */
+  stored(): { files: number; bytes: number };
+  /** Counts what is already stored (once, at start; in the background). */
+  scanStored(): Promise<void>;
   discard(tmp: string): Promise<void>;
   workspacePath(runId: string): string;
   open(path: string): Promise<{ stream: ReadStream; size: number } | undefined>;
@@ -38,6 +45,16 @@ export interface BlobStore {
 
 export function workspaceTooLarge(limit: number): Refusal {
   return new Refusal('too-large', 'WORKSPACE_TOO_LARGE', `Sealed workspace too large: the server's limit is ${limit} bytes (--max-workspace-size)`);
+}
+
+async function sizeOf(path: string): Promise<number | undefined> {
+  try {
+    const s = await stat(path);
+    return s.isFile() ? s.size : undefined;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
 }
 
 /** Counted holds: `passed()` resolves when none is held. */
@@ -63,6 +80,15 @@ class Gate {
 }
 
 export function createBlobStore(opts: { tmpDir: string; workspacesDir: string }): BlobStore {
+  // Sealed bytes stored, kept up to date by commit/store/remove.
+  let files = 0;
+  let bytes = 0;
+  const isSealed = (path: string): boolean => path.startsWith(opts.workspacesDir + sep);
+  const account = (path: string, before: number | undefined, after: number): void => {
+    if (!isSealed(path)) return;
+    if (before === undefined) files++;
+    bytes += after - (before ?? 0);
+  };
   const replacements = new Gate();
   const removals = new Gate();
   // Commits past their wait, renaming now: a hold waits for them to finish.
@@ -85,7 +111,31 @@ export function createBlobStore(opts: { tmpDir: string; workspacesDir: string })
     removalsHeld: () => removals.held,
     async remove(path) {
       await removals.passed();
+      const before = await sizeOf(path);
       await rm(path, { recursive: true, force: true });
+      if (before !== undefined && isSealed(path)) { files--; bytes -= before; }
+    },
+    async store(dest, data) {
+      const before = await sizeOf(dest);
+      await writeFileAtomic(dest, data, 0o600);
+      account(dest, before, data.length);
+    },
+    stored: () => ({ files, bytes }),
+    async scanStored() {
+      let f = 0;
+      let b = 0;
+      const walk = async (dir: string): Promise<void> => {
+        let names: Dirent[];
+        try { names = await readdir(dir, { withFileTypes: true }); } catch { return; }
+        for (const d of names) {
+          if (d.isDirectory()) await walk(join(dir, d.name));
+          else if (d.isFile()) { const s = await sizeOf(join(dir, d.name)); if (s !== undefined) { f++; b += s; } }
+        }
+      };
+      await walk(opts.workspacesDir);
+      // Changes made while scanning were counted already; add what was found.
+      files += f;
+      bytes += b;
     },
     async receive(body, limit) {
       await mkdir(opts.tmpDir, { recursive: true });
@@ -119,7 +169,10 @@ export function createBlobStore(opts: { tmpDir: string; workspacesDir: string })
       while (replacements.held) await replacements.released();
       inflight++;
       try {
+        const size = (await stat(tmp)).size;
+        const before = await sizeOf(dest);
         await rename(tmp, dest);
+        account(dest, before, size);
         await fsyncDir(dirname(dest));
       } finally {
         finished();

@@ -10,7 +10,7 @@ import { afterCommit, transaction } from './db.ts';
 import { Refusal, badField } from './refusal.ts';
 import type { Logger } from './log.ts';
 import type { LogFiles } from './logs.ts';
-import type { Assignment, Control, Outcome, PollReply } from '../protocol.ts';
+import type { Assignment, Control, Outcome, PollReply, RunState } from '../protocol.ts';
 import { afterPhase, planAssignments, onWorkerLost, type WorkerFacts } from './scheduler.ts';
 import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
 import { phaseState } from './views.ts';
@@ -28,6 +28,15 @@ export interface ServiceOptions {
   blobs: BlobStore;
   logs: LogFiles;
   log: Logger;
+  /** Told as runs are assigned and phases and runs end (lib/metrics/server.ts). */
+  metrics?: RunObserver;
+}
+
+export interface RunObserver {
+  runAssigned(poolId: string, queuedAt: string, now: string): void;
+  phaseEnded(poolId: string, ph: { started_at: string | null; assigned_at: string | null }, outcome: Outcome, endedAt: string): void;
+  runEnded(run: { pool_id: string; created_at: string }, state: RunState, endedAt: string): void;
+  logIngested(poolId: string, bytes: number): void;
 }
 
 const notFound = (what: string, id: string, code: string): Refusal => new Refusal('not-found', code, `${what} not found: "${id}"`);
@@ -189,6 +198,8 @@ export class Service {
 
   assign(run: RunRow, workerId: string): void {
     const now = iso();
+    // updated_at of a QUEUED run is when it entered the queue (trigger, confirm, requeue).
+    this.opts.metrics?.runAssigned(run.pool_id, run.updated_at, now);
     transaction(this.store.db, () => {
       this.store.runs.update(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
       this.store.runs.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
@@ -270,6 +281,8 @@ export class Service {
       });
       if (workerId) this.store.workers.release(workerId, run.id, now);
     });
+    this.opts.metrics?.phaseEnded(run.pool_id, ph, outcome, now);
+    if (ended) this.opts.metrics?.runEnded(run, next.state, now);
     this.log.info('Phase ended', { run: run.id, phase: ph.idx, outcome, state: next.state, worker: workerId ?? undefined });
     void this.opts.logs.exclusive(run.id, ph.idx, () => this.opts.logs.release(run.id, ph.idx));
     this.changed(run.id);

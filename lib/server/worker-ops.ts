@@ -156,6 +156,7 @@ export class WorkerOps {
       if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
       await this.s.opts.logs.write(runId, phase, ph.log_bytes, chunk);
       this.s.store.runs.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + chunk.length });
+      this.s.opts.metrics?.logIngested(poolId, chunk.length);
       this.s.changed(runId);
       return { nextSeq: seq + 1 };
     });

@@ -116,6 +116,11 @@ export class Presence {
 
   waiting(workerId: string): Waiter | undefined { return this.waiters.get(workerId); }
 
+  /** Accepting waiters per pool id, for metrics. */
+  acceptingByPool(): Map<string, number> {
+    return new Map([...this.accepting].map(([pool, m]) => [pool, m.size]));
+  }
+
   /** How many accepting waiters a pool has (some may have just gone away). */
   acceptingCount(poolId: string): number {
     return this.accepting.get(poolId)?.size ?? 0;
