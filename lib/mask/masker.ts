@@ -77,8 +77,21 @@ export class Masker {
   #values = new Set<string>();
   #patterns = new Set<string>();
   #patternBytes = 0;
+  // Two automata, so that adding a value does not rebuild the one over every
+  // secret: #ac holds the patterns known when it was built (and the add-mask
+  // marker), #extra only those added since. Once the added patterns outweigh
+  // the others, both are folded into one #ac again, so rebuilding stays
+  // proportional to what was added (amortised) and scanning to two lookups
+  // per byte at most.
+  #basePatterns: string[] = [];
+  #baseBytes = 0;
+  #addedPatterns: string[] = [];
+  #addedBytes = 0;
+  #built = false;
   #ac: Automaton;
   #state: number;
+  #extra: Automaton | undefined;
+  #xstate = 0;
   // Bytes received but not yet emitted, starting at stream offset #heldStart.
   #held: Uint8Array = EMPTY;
   #heldStart = 0;
@@ -104,7 +117,8 @@ export class Masker {
     this.#onAdd = opts.onAdd ?? (() => {});
     this.#directives = opts.directives ?? true;
     for (const s of opts.secrets) this.#addValue(s.value, s.name);
-    this.#ac = this.#build();
+    this.#ac = this.#build(this.#basePatterns, this.#directives);
+    this.#built = true;
     this.#state = 0;
   }
 
@@ -119,11 +133,15 @@ export class Masker {
    */
   add(value: string, name = 'a value added at run time'): void {
     if (!this.#addValue(value, name)) return;
-    this.#ac = this.#build();
+    this.#compileAdded();
     if (this.#dirStart >= 0 || this.#swallow) return; // matching restarts after that line
     this.#ranges = [];
-    this.#state = 0;
     this.#scan(this.#held, this.#heldStart, 0, false);
+  }
+
+  /** Number of patterns in each automaton (the one built first, the one of later additions): for tests. */
+  get automatonSizes(): { base: number; added: number } {
+    return { base: this.#basePatterns.length, added: this.#addedPatterns.length };
   }
 
   write(chunk: Uint8Array): Uint8Array {
@@ -146,6 +164,7 @@ export class Masker {
         this.#cur = this.#base + nl;
         this.#swallow = false;
         this.#state = 0;
+        this.#xstate = 0;
         i = nl;
       } else if (this.#dirStart >= 0) {
         const nl = data.indexOf(NL, i);
@@ -158,7 +177,7 @@ export class Masker {
         i = this.#scan(data, this.#base, i, this.#directives);
       }
     }
-    const limit = this.#dirStart >= 0 ? this.#dirStart : this.#swallow ? this.#pos : this.#pos - this.#ac.hold[this.#state / this.#ac.width];
+    const limit = this.#dirStart >= 0 ? this.#dirStart : this.#swallow ? this.#pos : this.#pos - this.#holdBack();
     this.#flushTo(limit);
     return this.#finish(owned);
   }
@@ -178,19 +197,25 @@ export class Masker {
   redact(text: string): string {
     if (this.#patterns.size === 0) return text;
     const bytes = enc.encode(text);
-    const { delta, cls, width, maskLen } = this.#ac;
-    let s = 0;
-    const ranges: number[] = [];
-    for (let i = 0; i < bytes.length; i++) {
-      const t = delta[s + cls[bytes[i]]];
-      if (t >= 0) {
-        s = t;
-        continue;
+    // (end, length) of every match in either automaton, then merged in order of end.
+    const found: [number, number][] = [];
+    for (const a of this.#extra === undefined ? [this.#ac] : [this.#ac, this.#extra]) {
+      const { delta, cls, width, maskLen } = a;
+      let s = 0;
+      for (let i = 0; i < bytes.length; i++) {
+        const t = delta[s + cls[bytes[i]]];
+        if (t >= 0) {
+          s = t;
+          continue;
+        }
+        s = ~t;
+        const len = maskLen[s / width];
+        if (len !== 0) found.push([i + 1, len]);
       }
-      s = ~t;
-      const len = maskLen[s / width];
-      if (len !== 0) addRange(ranges, i + 1 - len, i + 1);
     }
+    if (this.#extra !== undefined) found.sort((x, y) => x[0] - y[0]);
+    const ranges: number[] = [];
+    for (const [end, len] of found) addRange(ranges, end - len, end);
     if (ranges.length === 0) return text;
     const parts: Uint8Array[] = [];
     let cur = 0;
@@ -227,13 +252,42 @@ export class Masker {
     for (const f of forms) {
       if (this.#patterns.has(f)) continue;
       this.#patterns.add(f);
-      this.#patternBytes += enc.encode(f).length;
+      const n = enc.encode(f).length;
+      this.#patternBytes += n;
+      if (this.#built) { this.#addedPatterns.push(f); this.#addedBytes += n; } else { this.#basePatterns.push(f); this.#baseBytes += n; }
     }
     return true;
   }
 
-  #build(): Automaton {
-    return buildAutomaton([...this.#patterns].map((p) => enc.encode(p)), this.#directives ? DIRECTIVE_BYTES : undefined);
+  #build(patterns: string[], withMarker: boolean): Automaton {
+    return buildAutomaton(patterns.map((p) => enc.encode(p)), withMarker ? DIRECTIVE_BYTES : undefined);
+  }
+
+  // After an addition: build the small automaton of added patterns only, or,
+  // once they outweigh the rest, fold everything into one again. Matching
+  // restarts from the root in both (the caller rescans what is held).
+  #compileAdded(): void {
+    if (this.#addedBytes > this.#baseBytes) {
+      this.#basePatterns.push(...this.#addedPatterns);
+      this.#baseBytes += this.#addedBytes;
+      this.#addedPatterns = [];
+      this.#addedBytes = 0;
+      this.#ac = this.#build(this.#basePatterns, this.#directives);
+      this.#extra = undefined;
+    } else {
+      this.#extra = this.#build(this.#addedPatterns, false);
+    }
+    this.#state = 0;
+    this.#xstate = 0;
+  }
+
+  // How many trailing bytes could still begin a match in either automaton.
+  #holdBack(): number {
+    const base = this.#ac.hold[this.#state / this.#ac.width];
+    const x = this.#extra;
+    if (x === undefined) return base;
+    const extra = x.hold[this.#xstate / x.width];
+    return extra > base ? extra : base;
   }
 
   #begin(data: Uint8Array): void {
@@ -276,7 +330,7 @@ export class Masker {
     if (mid - i < maxDepth + LANE_MIN) {
       const ev: number[] = [];
       s = runLane(delta, cls, data, i, n, s, ev);
-      return this.#apply(data, ev, base, directives, s, n);
+      return this.#apply(data, ev, base, directives, s, n, i);
     }
     let v = 0;
     for (let j = mid - maxDepth; j < mid; j++) {
@@ -306,31 +360,62 @@ export class Masker {
     }
     v = runLane(delta, cls, data, b, n, v, ev1);
     for (const x of ev1) ev0.push(x);
-    return this.#apply(data, ev0, base, directives, v, n);
+    return this.#apply(data, ev0, base, directives, v, n, i);
   }
 
-  // Applies match events (pairs of byte index and state) in order. Stops at
-  // the first `::add-mask::` marker when directives are on.
-  #apply(data: Uint8Array, ev: number[], base: number, directives: boolean, endState: number, n: number): number {
+  // Applies match events (pairs of byte index and state) in order, with the
+  // added patterns' automaton run over the same stretch. Stops at the first
+  // `::add-mask::` marker at a line start when directives are on.
+  #apply(data: Uint8Array, ev: number[], base: number, directives: boolean, endState: number, n: number, from: number): number {
     const { width, maskLen, directive } = this.#ac;
-    for (let k = 0; k < ev.length; k += 2) {
-      const i = ev[k];
-      const s = ev[k + 1];
-      const st = s / width;
-      const len = maskLen[st];
-      if (len !== 0) addRange(this.#ranges, base + i + 1 - len, base + i + 1);
-      if (directives && directive[st] !== 0) {
+    let stop = n;
+    let stopState = endState;
+    let count = ev.length;
+    if (directives) {
+      for (let k = 0; k < ev.length; k += 2) {
+        const i = ev[k];
+        const s = ev[k + 1];
+        if (directive[s / width] === 0) continue;
         // Only a marker at the start of a line counts.
         const start = i + 1 - DIRECTIVE_BYTES.length;
         if ((start > 0 ? data[start - 1] : this.#prevByte) === NL) {
           this.#dirStart = base + start;
-          this.#state = s;
-          return i + 1;
+          stop = i + 1;
+          stopState = s;
+          count = k + 2;
+          break;
         }
       }
     }
-    this.#state = endState;
-    return n;
+    const x = this.#extra;
+    if (x === undefined) {
+      for (let k = 0; k < count; k += 2) {
+        const len = maskLen[ev[k + 1] / width];
+        if (len !== 0) addRange(this.#ranges, base + ev[k] + 1 - len, base + ev[k] + 1);
+      }
+    } else {
+      const xev: number[] = [];
+      this.#xstate = runLane(x.delta, x.cls, data, from, stop, this.#xstate, xev);
+      // Both lists are in stream order: merged by end, ranges only grow at the tail.
+      let k = 0;
+      let m = 0;
+      while (k < count || m < xev.length) {
+        let i: number;
+        let len: number;
+        if (m >= xev.length || (k < count && ev[k] <= xev[m])) {
+          i = ev[k];
+          len = maskLen[ev[k + 1] / width];
+          k += 2;
+        } else {
+          i = xev[m];
+          len = x.maskLen[xev[m + 1] / x.width];
+          m += 2;
+        }
+        if (len !== 0) addRange(this.#ranges, base + i + 1 - len, base + i + 1);
+      }
+    }
+    this.#state = stopState;
+    return stop;
   }
 
   // Drops recorded matches from the add-mask line on: the whole line is
@@ -361,10 +446,11 @@ export class Masker {
     this.#lastMaskEnd = -1;
     this.#dirStart = -1;
     if (value !== '' && this.#addValue(value, 'a value from an ::add-mask:: line')) {
-      this.#ac = this.#build();
+      this.#compileAdded();
       this.#onAdd(value);
     }
     this.#state = 0;
+    this.#xstate = 0;
     return nl + 1;
   }
 
