@@ -23,6 +23,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync,
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ARCHES, baseNodeFor, buildSea, hostArch, pinnedNodeVersion, sha256File, strippedCopy } from './scripts/build-sea.mjs';
+import { leftoverDynamicImports, missingCommandModules, undiciSlimProblems } from './scripts/build-checks.mjs';
 
 const root = dirname(new URL(import.meta.url).pathname);
 const cacheDir = join(root, '.tmp/build-cache');
@@ -65,12 +66,6 @@ function gitCommit() {
   }
 }
 
-/** Every lib/cli/<name>.ts launcher.ts loads, so the bundle can be checked for all of them. */
-function commandModules() {
-  const src = readFileSync(join(root, 'launcher.ts'), 'utf8');
-  return [...src.matchAll(/import\('\.\/(lib\/cli\/[\w-]+\.ts)'\)/g)].map((m) => m[1]);
-}
-
 // --build-sea writes a blob only the same Node version can read, so the
 // building Node must be the pinned one that becomes the executable.
 const pinned = pinnedNodeVersion(root);
@@ -82,6 +77,23 @@ const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).ver
 const commit = gitCommit();
 mkdirSync(dist, { recursive: true });
 const bundlePath = join(dist, 'launcher.cjs');
+
+const undiciProblems = undiciSlimProblems(root);
+if (undiciProblems.length) fail(undiciProblems.join('\n'));
+
+// The age worker thread (lib/age/worker.ts) is a module of its own; inside the
+// executable there is no file to start it from, so its bundle travels as a
+// string constant that lib/age/parallel.ts hands to new Worker(…, { eval: true }).
+const ageWorker = await build({
+  entryPoints: [join(root, 'lib/age/worker.ts')],
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node26',
+  write: false,
+  logLevel: 'warning',
+});
+const ageWorkerSource = ageWorker.outputFiles[0].text;
 
 const result = await build({
   entryPoints: [join(root, 'launcher.ts')],
@@ -100,6 +112,7 @@ const result = await build({
     'import.meta.url': '__launcher_import_meta_url',
     'import.meta.filename': '__filename',
     'import.meta.dirname': '__dirname',
+    LAUNCHER_AGE_WORKER_SOURCE: JSON.stringify(ageWorkerSource),
   },
   banner: { js: "var __launcher_import_meta_url = require('node:url').pathToFileURL(__filename).href;" },
   // The SEA's code cache cannot serve import(); turning the remaining
@@ -115,10 +128,12 @@ const result = await build({
 });
 
 const inputs = Object.keys(result.metafile.inputs);
-const missing = commandModules().filter((m) => !inputs.includes(m));
-if (missing.length) fail(`The bundle lacks command modules: ${missing.join(', ')}`);
-const leftoverImport = /\bimport\(/.test(readFileSync(bundlePath, 'utf8').replace(/\/\/.*$|\/\*[\s\S]*?\*\//gm, ''));
-if (leftoverImport) log('warning: the bundle still contains import(), which fails inside the executable when the code cache is on');
+const problems = [
+  ...missingCommandModules(readFileSync(join(root, 'launcher.ts'), 'utf8'), inputs),
+  ...leftoverDynamicImports(readFileSync(bundlePath, 'utf8')),
+  ...leftoverDynamicImports(ageWorkerSource).map((p) => `age worker: ${p}`),
+];
+if (problems.length) fail(`The bundle is not fit for the executable:\n  ${problems.join('\n  ')}`);
 log(`bundled ${inputs.length} modules into ${bundlePath} (${(statSync(bundlePath).size / 1024).toFixed(0)} KiB), version ${version}, commit ${commit} [${elapsed()}]`);
 
 copyFileSync(join(root, 'scripts/install.sh'), join(dist, 'install.sh'));

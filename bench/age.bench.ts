@@ -1,4 +1,4 @@
-// Sealed state throughput: `launcher state seal|open` vs the `age` CLI on the
+// Sealed state throughput: `launcher state seal|open` (the built executable) vs the `age` CLI on the
 // same 1 GiB file with the same ssh-rsa key (made by the seed's openssl
 // command), file to file, alternating who goes first in each round. Each side
 // opens the other's output, so every round is also an interop check.
@@ -7,7 +7,6 @@
 //
 //   node_modules/.bin/node --import tsx bench/age.bench.ts
 //   AGE_BENCH_MIB=256 AGE_BENCH_ROUNDS=5 node_modules/.bin/node --import tsx bench/age.bench.ts
-import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { createCipheriv, createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync, createReadStream } from 'node:fs';
@@ -15,10 +14,10 @@ import { join } from 'node:path';
 import { loadavg } from 'node:os';
 import { sshRsaPublicLine } from '../lib/age/index.ts';
 import { workerCount } from '../lib/age/parallel.ts';
+import { ensureBuilt } from '../test/helpers/build.ts';
 
 const MIB = Number(process.env.AGE_BENCH_MIB ?? 1024);
 const ROUNDS = Number(process.env.AGE_BENCH_ROUNDS ?? 3);
-const root = new URL('..', import.meta.url).pathname;
 const dir = mkdtempSync('/tmp/launcher-age-bench-');
 const p = (n: string): string => join(dir, n);
 
@@ -87,12 +86,8 @@ async function main(): Promise<void> {
   sh('openssl', ['req', '-new', '-newkey', 'rsa:4096', '-nodes', '-keyout', 'spacelift.key', '-out', 'spacelift.csr', '-subj', '/CN=bench']);
   writeFileSync(p('spacelift.pub'), sshRsaPublicLine(readFileSync(p('spacelift.key'), 'utf8')) + '\n');
 
-  // What ships is an esbuild bundle run by plain Node (the SEA), not tsx.
-  const entry = `import { run } from ${JSON.stringify(root + 'lib/cli/state.ts')};
-import { processIo } from ${JSON.stringify(root + 'lib/cli/io.ts')};
-run(processIo(process.argv.slice(2))).then((c) => { process.exitCode = c; }, (e) => { process.stderr.write(String(e && e.message) + '\\n'); process.exitCode = 1; });`;
-  await build({ stdin: { contents: entry, resolveDir: root, loader: 'ts' }, bundle: true, platform: 'node', format: 'cjs', target: 'node26', outfile: p('state.cjs'), logLevel: 'error' });
-  const ours = [process.execPath, p('state.cjs')];
+  // What ships: the built executable (rebuilt first when sources are newer).
+  const ours = [ensureBuilt(), 'state'];
 
   // Plaintext: random, written in 4 MiB blocks.
   const fd = openSync(p('plain'), 'w');

@@ -4,7 +4,13 @@
 // index also loads fetch, WebSocket, the cache, mocks and more, which the
 // launcher never calls but would still parse and keep in memory in every
 // idle daemon. `request` is undici's own makeDispatcher(api.request), copied
-// from its index.js (undici 8) so it behaves the same.
+// from its index.js so it behaves the same.
+//
+// The paths below are undici's private layout, so this file is written for
+// exactly one undici version: build.mjs refuses any other (build-checks.mjs),
+// and test/undici-slim.test.ts compares makeDispatcher with undici's index
+// and sends real requests through what is exported here.
+const UNDICI_VERSION = '8.13.1';
 const Agent = require('undici/lib/dispatcher/agent.js');
 const Pool = require('undici/lib/dispatcher/pool.js');
 const Client = require('undici/lib/dispatcher/client.js');

@@ -16,7 +16,8 @@ import { TempDir } from './helpers/age-tools.ts';
 import { prng, pseudoRandomBytes } from './helpers/random.ts';
 import { open } from 'node:fs/promises';
 import { pumpFile, type ChunkCore } from '../lib/age/pump.ts';
-import { PARALLEL_MIN_BYTES, pumpPayloadParallel, type Pool } from '../lib/age/parallel.ts';
+import { PARALLEL_MIN_BYTES, pumpPayloadParallel, runSharesOnThreads } from '../lib/age/parallel.ts';
+import { appendFile } from 'node:fs/promises';
 
 const alice = generateX25519Identity();
 const bob = generateX25519Identity();
@@ -308,7 +309,7 @@ test('file pump: a write that fails while the next read is in flight is an error
   let pos = 0;
   const turns = (n: number) => new Promise<void>((r) => { const step = (k: number) => (k === 0 ? r() : setImmediate(() => step(k - 1))); step(n); });
   const input = {
-    stat: async () => ({ size: src.length }),
+    stat: async () => ({ size: src.length, isFile: () => true }),
     read: async (buf: Buffer, off: number, len: number) => {
       await turns(20);
       const n = Math.min(len, src.length - pos);
@@ -334,41 +335,89 @@ test('file pump: a write that fails while the next read is in flight is an error
   }
 });
 
-test('parallel pump: worker jobs failing while the pump awaits a read are an error, never an unhandled rejection', async () => {
-  // In-process fakes, named as such: a worker pool whose threads all "die" (every
-  // job rejects, as Pool does when a worker exits) while the pump waits on a
-  // file read. Real worker threads cannot be made to die at that moment reliably.
-  const rejects: ((e: unknown) => void)[] = [];
-  let dead: Error | null = null;
-  const fakePool = { size: 2, setKey: () => undefined, run: () => (dead ? Promise.reject(dead) : new Promise((_, reject) => { rejects.push(reject); })) };
-  const turns = (n: number) => new Promise<void>((r) => { const step = (k: number) => (k === 0 ? r() : setImmediate(() => step(k - 1))); step(n); });
-  let reads = 0;
-  const input = {
-    read: async (buf: Buffer, off: number, len: number) => {
-      reads++;
-      if (reads === 3) {
-        dead = new Error('age worker thread exited with code 1');
-        for (const r of rejects.splice(0)) r(dead);
-      }
-      await turns(20);
-      buf.fill(1, off, off + len);
-      return { bytesRead: len, buffer: buf };
-    },
-  };
-  const output = { write: async (_b: Buffer, _o: number, len: number) => ({ bytesWritten: len }) };
+test('parallel pump: an I/O error inside a worker thread is the error the pump throws, never an unhandled rejection', async () => {
+  // Real threads, real files: the output handle is read-only, so every
+  // thread's first positional write fails with EBADF.
+  const t = new TempDir();
   const unhandled: unknown[] = [];
   const onUnhandled = (e: unknown) => { unhandled.push(e); };
   process.on('unhandledRejection', onUnhandled);
   try {
-    let err: unknown;
+    t.write('plain', pseudoRandomBytes(PARALLEL_MIN_BYTES + 5, 9));
+    t.write('out', Buffer.alloc(0));
+    const i = await open(t.path('plain'), 'r');
+    const o = await open(t.path('out'), 'r');
+    let err: NodeJS.ErrnoException | undefined;
     try {
-      await pumpPayloadParallel(fakePool as unknown as Pool, 'seal', Buffer.alloc(32, 1), input as never, output as never);
-    } catch (e) { err = e; }
-    assert.match(String((err as Error)?.message), /worker thread exited/);
-    await turns(50);
+      await pumpFile(new Sealer(toAlice), i, o);
+    } catch (e) { err = e as NodeJS.ErrnoException; } finally {
+      await i.close();
+      await o.close();
+    }
+    assert.is(err?.code, 'EBADF', String(err));
+    await new Promise((r) => setTimeout(r, 50));
     assert.equal(unhandled, [], 'no unhandled rejection');
   } finally {
     process.off('unhandledRejection', onUnhandled);
+    t.remove();
+  }
+});
+
+test('parallel pump: an input that grows while it is sealed is an error, not a silently shortened file', async () => {
+  const t = new TempDir();
+  try {
+    t.write('plain', pseudoRandomBytes(PARALLEL_MIN_BYTES, 10));
+    const i = await open(t.path('plain'), 'r');
+    const o = await open(t.path('out'), 'w');
+    let err: NodeJS.ErrnoException | undefined;
+    try {
+      // The real threads, after the file grew behind the pump's back.
+      await pumpPayloadParallel('seal', Buffer.alloc(32, 1), i, o, { inStart: 0, outStart: 0 }, {
+        runShares: async (job, n) => { await appendFile(t.path('plain'), 'more'); return runSharesOnThreads(job, n); },
+      });
+    } catch (e) { err = e as NodeJS.ErrnoException; } finally {
+      await i.close();
+      await o.close();
+    }
+    assert.ok(err instanceof AgeError, String(err));
+    assert.is(err?.code, 'AGE_INPUT_CHANGED', String(err));
+    assert.match(String(err?.message), /changed size while it was being sealed/);
+  } finally {
+    t.remove();
+  }
+});
+
+test('parallel pump: one thread or four give the same file, and an empty payload is refused by name', async () => {
+  const t = new TempDir();
+  try {
+    const plain = pseudoRandomBytes(PARALLEL_MIN_BYTES + 70_000, 11);
+    t.write('plain', plain);
+    const key = Buffer.alloc(32, 7);
+    const sealed: Buffer[] = [];
+    for (const threads of [1, 4]) {
+      const i = await open(t.path('plain'), 'r');
+      const o = await open(t.path(`out${threads}`), 'w');
+      try {
+        await pumpPayloadParallel('seal', key, i, o, { inStart: 0, outStart: 0 }, { threads });
+      } finally {
+        await i.close();
+        await o.close();
+      }
+      sealed.push(t.read(`out${threads}`));
+    }
+    assert.ok(sealed[0]!.equals(sealed[1]!), 'same key, same bytes, whatever the thread count');
+    assert.is(sealed[0]!.length, plain.length + 16 * Math.ceil(plain.length / CHUNK_SIZE));
+    t.write('empty', Buffer.alloc(0));
+    const i = await open(t.path('empty'), 'r');
+    const o = await open(t.path('out'), 'w');
+    try {
+      await expectAgeError(pumpPayloadParallel('open', key, i, o, { inStart: 0, outStart: 0 }), 'AGE_PAYLOAD_TRUNCATED', /no chunks/);
+    } finally {
+      await i.close();
+      await o.close();
+    }
+  } finally {
+    t.remove();
   }
 });
 

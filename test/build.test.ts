@@ -3,10 +3,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dist, ensureBuilt, newestSourceMtime, root, runBuild } from './helpers/build.ts';
+import { TempDir, run, seedKey } from './helpers/age-tools.ts';
+import { pseudoRandomBytes } from './helpers/random.ts';
+import { sshRsaPublicLine } from '../lib/age/index.ts';
 
 const binary = ensureBuilt();
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
@@ -113,6 +116,35 @@ test('--reproducible builds are byte-identical, and so are the bundles', () => {
   } finally {
     rmSync(a, { recursive: true, force: true });
     rmSync(b, { recursive: true, force: true });
+  }
+});
+
+test('the binary seals and opens a large file on its age worker threads, and age agrees both ways', () => {
+  // 20 MiB is above the parallel threshold, so this runs the worker module the
+  // build embeds (lib/age/worker.ts), not the sequential path.
+  const t = new TempDir();
+  try {
+    const key = seedKey(t, 'pool', 2048).key;
+    const plain = pseudoRandomBytes(20 * 1024 * 1024 + 12_345, 21);
+    t.write('plain', plain);
+    t.write('pool.pub', sshRsaPublicLine(readFileSync(key, 'utf8')) + '\n');
+    const seal = runBinary(['state', 'seal', '-R', t.path('pool.pub'), '-o', t.path('ours.age'), t.path('plain')]);
+    assert.is(seal.status, 0, seal.stderr);
+    assert.ok(run('age', ['-d', '-i', key, t.path('ours.age')]).equals(plain), 'age -d -i opens what the binary sealed');
+    run('age', ['-R', t.path('pool.pub'), '-o', t.path('theirs.age'), t.path('plain')]);
+    const open = runBinary(['state', 'open', '-i', key, '-o', t.path('theirs.out'), t.path('theirs.age')]);
+    assert.is(open.status, 0, open.stderr);
+    assert.ok(t.read('theirs.out').equals(plain), 'the binary opens what age sealed');
+    // A flipped bit in the middle: refused, and no output file is left behind.
+    const bad = t.read('theirs.age');
+    bad[bad.length >> 1]! ^= 1;
+    t.write('bad.age', bad);
+    const refused = runBinary(['state', 'open', '-i', key, '-o', t.path('bad.out'), t.path('bad.age')]);
+    assert.is(refused.status, 1, refused.stderr);
+    assert.match(refused.stderr, /chunk \d+ does not authenticate/);
+    assert.not.ok(existsSync(t.path('bad.out')), 'nothing published');
+  } finally {
+    t.remove();
   }
 });
 

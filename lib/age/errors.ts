@@ -13,6 +13,7 @@ export type AgeErrorCode =
   | 'AGE_TRAILING_DATA' // bytes after the final chunk
   | 'AGE_ARMOR_INVALID' // ASCII armor is not strict PEM
   | 'AGE_KEY_INVALID' // a recipient or identity could not be parsed
+  | 'AGE_INPUT_CHANGED' // the input file changed size while it was being read
   | 'AGE_STATE_ERROR'; // API misuse, e.g. no recipients
 
 export class AgeError extends LauncherError {

@@ -1,30 +1,21 @@
-// Sealing and opening allocate a fresh 64 KiB buffer per chunk (node:crypto
-// has no update-into-buffer API), and V8 collects those only after ~64 MB of
-// external memory piles up, which would put a 1 GiB seal at ~160 MB RSS. A
-// young-generation collection every few MiB (≈0.5 ms each) keeps the garbage
-// to a few blocks. `gc` comes from V8's --expose-gc flag set at runtime and
-// fetched from a fresh context, so the main context's globals are untouched;
-// if the runtime refuses, this is a no-op and memory is merely higher.
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-
+// Sealing and opening on this thread (streams, and files below the parallel
+// threshold) allocate a fresh 64 KiB buffer per chunk (node:crypto has no
+// update-into-buffer API) and hand it to a stream, so it cannot be freed
+// early the way the worker threads do (worker.ts). V8 collects those only
+// after ~64 MB of external memory piles up, which would put a 1 GiB stream
+// at ~160 MB RSS; a young-generation collection every few MiB (≈0.5 ms each)
+// keeps the garbage to a few blocks.
+//
+// `gc` exists when the runtime was started with --expose-gc: the executable
+// bakes that flag in (scripts/build-sea.mjs, SEA_EXEC_ARGV) and so does
+// `npm run launcher`. Elsewhere (tests, a library user's process) this is a
+// no-op and memory is merely higher; flags are never changed at run time.
 type Gc = (opts?: { type?: 'minor' | 'major' }) => void;
-let gc: Gc | null | undefined;
 
-function load(): Gc | null {
-  try {
-    setFlagsFromString('--expose-gc');
-    const f = runInNewContext('typeof gc === "function" ? gc : null') as Gc | null;
-    return f;
-  } catch {
-    return null;
-  }
-}
-
-/** Collects the young generation (where per-chunk buffers die). */
+/** Collects the young generation (where per-chunk buffers die), when the runtime allows it. */
 export function collectChunkGarbage(): void {
-  if (gc === undefined) gc = load();
-  gc?.({ type: 'minor' });
+  const gc = (globalThis as { gc?: Gc }).gc;
+  if (typeof gc === 'function') gc({ type: 'minor' });
 }
 
 /** Calls collectChunkGarbage after every `every` bytes counted. */

@@ -9,7 +9,7 @@ import { Sealer } from './seal.ts';
 import { Opener } from './open.ts';
 import { CHUNK_SIZE } from './stream.ts';
 import { MAX_HEADER_BYTES } from './format.ts';
-import { PARALLEL_MIN_BYTES, Pool, pumpPayloadParallel, writeFully } from './parallel.ts';
+import { PARALLEL_MIN_BYTES, pumpPayloadParallel } from './parallel.ts';
 
 /** The pure cores (Sealer, Opener): they copy whatever they keep from `chunk`. */
 export interface ChunkCore {
@@ -41,39 +41,53 @@ async function writeAll(out: FileHandle, bufs: Buffer[]): Promise<void> {
   }
 }
 
+async function writeAt(out: FileHandle, buf: Buffer, position: number): Promise<void> {
+  for (let off = 0; off < buf.length;) off += (await out.write(buf, off, buf.length - off, position + off)).bytesWritten;
+}
+
+/** Large regular files, where worker threads pay for their start-up. */
+async function parallelWorthIt(input: FileHandle, output: FileHandle): Promise<boolean> {
+  if (process.env.LAUNCHER_AGE_THREADS === '0') return false;
+  const i = await input.stat();
+  if (!i.isFile() || i.size < PARALLEL_MIN_BYTES) return false;
+  // Positional writes need a regular file; a FIFO or device is written in order.
+  return (await output.stat()).isFile();
+}
+
 /**
- * Seals or opens `input` into `output`. Large binary files go through the
- * worker pool (parallel.ts) once the header is done; everything else, and
+ * Seals or opens `input` into `output`, both freshly opened (at position 0;
+ * the output not in append mode). Large regular files are sealed or opened by
+ * worker threads (parallel.ts) once the header is done; everything else, and
  * armored input, runs on this thread.
  */
 export async function pumpFile(core: ChunkCore, input: FileHandle, output: FileHandle, blockSize = BLOCK_SIZE): Promise<void> {
-  const pool = (await input.stat()).size >= PARALLEL_MIN_BYTES && process.env.LAUNCHER_AGE_THREADS !== '0' ? Pool.tryStart() : null;
-  try {
-    if (pool && core instanceof Sealer) {
+  if (await parallelWorthIt(input, output)) {
+    if (core instanceof Sealer) {
       const d = core.detachPayload();
       if (d) {
-        await writeFully(output, d.prefix);
-        return await pumpPayloadParallel(pool, 'seal', d.key, input, output);
+        await writeAt(output, d.prefix, 0);
+        return await pumpPayloadParallel('seal', d.key, input, output, { inStart: 0, outStart: d.prefix.length });
       }
     }
-    if (pool && core instanceof Opener) {
+    if (core instanceof Opener) {
       // Feed the header in 64 KiB pieces: fewer bytes than one encrypted
       // chunk are queued at a time, so no chunk is opened before detaching.
       const buf = Buffer.allocUnsafe(CHUNK_SIZE);
-      for (let total = 0; total <= MAX_HEADER_BYTES + CHUNK_SIZE;) {
+      let read = 0;
+      let written = 0;
+      while (read <= MAX_HEADER_BYTES + CHUNK_SIZE) {
         const { bytesRead } = await input.read(buf, 0, buf.length, null);
         if (bytesRead === 0) break;
-        total += bytesRead;
+        read += bytesRead;
         const out: Buffer[] = [];
         core.write(buf.subarray(0, bytesRead), (b) => { if (b.length) out.push(b); });
         await writeAll(output, out);
+        written += out.reduce((n, b) => n + b.length, 0);
         const d = core.detachPayload();
-        if (d) return await pumpPayloadParallel(pool, 'open', d.key, input, output, d.pending);
+        if (d) return await pumpPayloadParallel('open', d.key, input, output, { inStart: read - d.pending.length, outStart: written });
         if (core.armored) break;
       }
     }
-  } finally {
-    await pool?.close();
   }
   const bufs = [Buffer.allocUnsafe(blockSize), Buffer.allocUnsafe(blockSize)];
   let which = 0;

@@ -15,9 +15,10 @@ import { worker } from '../admin/worker.ts';
 import { stack } from '../admin/stack.ts';
 import { queue, run as runs } from '../admin/run.ts';
 import { backup } from '../admin/backup.ts';
+import { gc } from '../admin/gc.ts';
 
 /** Nouns with verbs, and commands that are one word (`launcher admin backup -o FILE`). */
-export const NOUNS: Record<string, Noun | Command> = { pool, worker, stack, run: runs, queue, backup };
+export const NOUNS: Record<string, Noun | Command> = { pool, worker, stack, run: runs, queue, backup, gc };
 
 const isCommand = (n: Noun | Command): n is Command => typeof (n as Command).run === 'function' && typeof (n as Command).usage === 'string';
 const commandsOf = (n: Noun | Command): Command[] => (isCommand(n) ? [n] : Object.values(n));

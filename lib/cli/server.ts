@@ -5,6 +5,7 @@ import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
 import { parseDuration } from '../duration.ts';
+import { parseRetention } from '../retention/policy.ts';
 import { rotateAdminToken, startServer } from '../server/app.ts';
 import { createServerLogger } from '../server/log.ts';
 
@@ -24,6 +25,11 @@ Options:
   --worker-lease DURATION    a silent worker becomes OFFLINE after this (default 30s)
   --worker-grace DURATION    an OFFLINE worker's running phase fails after this (default 2m)
   --max-workspace-size SIZE  largest sealed workspace accepted (default 1GiB)
+  --retain-runs DURATION     remove runs that ended longer ago than this, with their logs
+                             and sealed workspaces (e.g. 30d or 720h; default: keep forever)
+  --retain-offline-workers DURATION
+                             remove workers OFFLINE (or deregistered) longer than this
+                             (e.g. 24h; default: keep them listed)
   --metrics-listen HOST:PORT also serve GET /metrics over plain HTTP here, without the admin
                              token, for scrapers (bind it to loopback or a private network;
                              /metrics on the main listener always needs the admin token)
@@ -71,6 +77,13 @@ function duration(text: string, flag: string): number {
   return ms;
 }
 
+function retention(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  try { return parseRetention(text, flag, parseDuration); } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+}
+
 export function parseServerArgs(argv: string[], cwd: string) {
   let values;
   ({ values } = parseCommandArgs('server', {
@@ -84,6 +97,8 @@ export function parseServerArgs(argv: string[], cwd: string) {
       'max-workspace-size': { type: 'string', default: '1GiB' },
       dist: { type: 'string' },
       'metrics-listen': { type: 'string' },
+      'retain-runs': { type: 'string' },
+      'retain-offline-workers': { type: 'string' },
       debug: { type: 'boolean', default: false },
       'rotate-admin-token': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -112,6 +127,8 @@ export function parseServerArgs(argv: string[], cwd: string) {
     graceMs: duration(values['worker-grace']!, '--worker-grace'),
     maxWorkspaceBytes: parseSize(values['max-workspace-size']!, '--max-workspace-size'),
     distDir: values.dist === undefined ? undefined : resolve(cwd, values.dist),
+    retainRunsMs: retention(values['retain-runs'], '--retain-runs'),
+    retainOfflineWorkersMs: retention(values['retain-offline-workers'], '--retain-offline-workers'),
     metricsListen: values['metrics-listen'] === undefined ? undefined : parseListen(values['metrics-listen'], '--metrics-listen'),
     debug: values.debug!,
     rotateAdminToken: values['rotate-admin-token']!,

@@ -11,6 +11,8 @@ import { LauncherError, isLauncherError } from '../errors.ts';
 import { AdminOps } from './admin-ops.ts';
 import { adminRoutes } from './admin-api.ts';
 import { addBackupRoutes } from './backup-api.ts';
+import { addGcRoutes } from './gc-api.ts';
+import { Collector } from '../retention/collector.ts';
 import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
@@ -36,6 +38,10 @@ export interface ServerOptions {
   /** Directory served at /install.sh, /SHA256SUMS, /launcher-linux-*; default DATA/dist. */
   distDir?: string;
   log: Logger;
+  /** Finished runs older than this are removed with their logs and workspaces (undefined: kept forever). */
+  retainRunsMs?: number | undefined;
+  /** Workers OFFLINE (or deregistered) longer than this are removed (undefined: kept). */
+  retainOfflineWorkersMs?: number | undefined;
   /** A second, plain-HTTP listener that serves only GET /metrics, without the admin token (for scrapers). */
   metricsListen?: { host: string; port: number };
   /** Where the admin token is shown once, on first start. */
@@ -124,6 +130,11 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const workerRouter = workerRoutes(service);
   const adminRouter = adminRoutes(service, ops);
   addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log, metrics });
+  const collector = new Collector({
+    db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, blobs, log: o.log,
+    onWorkerRemoved: (id) => service.presence.forget(id),
+  }, { retainRunsMs: o.retainRunsMs, retainOfflineWorkersMs: o.retainOfflineWorkersMs });
+  addGcRoutes(adminRouter, collector);
   const sendMetrics = (res: ServerResponse): void => {
     const text = metrics.render();
     res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
@@ -208,6 +219,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   }
   const metricsPort = metricsServer ? (metricsServer.address() as AddressInfo).port : undefined;
   if (metricsServer) o.log.info('Metrics listening', { listen: `${o.metricsListen!.host}:${metricsPort}`, metricsPort, path: '/metrics' });
+  const stopRetention = collector.start();
   o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir });
 
   let closed = false;
@@ -219,6 +231,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     async close() {
       if (closed) return;
       closed = true;
+      stopRetention();
       service.close();
       metricsServer?.close();
       metricsServer?.closeAllConnections();

@@ -47,6 +47,10 @@ const MIGRATIONS: string[] = [
     log_next_seq INTEGER NOT NULL DEFAULT 0, log_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, idx));
   `,
+  // 2: retention finds finished runs by when they ended.
+  `
+  CREATE INDEX runs_ended ON runs(ended_at) WHERE ended_at IS NOT NULL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
