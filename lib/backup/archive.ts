@@ -12,37 +12,13 @@ import {
   MANIFEST_NAME, SUMS_NAME, invalidBackup, isBackupEntryName, parseManifest, parseSums, sumsText, type BackupManifest,
 } from './format.ts';
 import type { Snapshot } from './snapshot.ts';
-
-interface TarSink {
-  readonly destroyed: boolean;
-  write(chunk: Uint8Array): boolean;
-  end(): unknown;
-  once(event: 'drain' | 'close', listener: () => void): unknown;
-  off(event: 'drain' | 'close', listener: () => void): unknown;
-}
-
-async function feed(src: AsyncIterable<unknown> | Iterable<unknown>, sink: object, onChunk?: (c: Buffer) => void): Promise<void> {
-  // tar-stream's streamx typings do not fit a structural type; the shape is this.
-  const dst = sink as TarSink;
-  for await (const chunk of src) {
-    if (dst.destroyed) throw new Error('the archive stream closed');
-    onChunk?.(chunk as Buffer);
-    if (!dst.write(chunk as Uint8Array)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => { dst.off('drain', done); dst.off('close', done); resolve(); };
-        dst.once('drain', done);
-        dst.once('close', done);
-      });
-    }
-  }
-  dst.end();
-}
+import { feedEntry } from '../tar-feed.ts';
 
 function addEntry(out: Pack, name: string, size: number, body: AsyncIterable<unknown> | Iterable<unknown>, onChunk?: (c: Buffer) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const sink = out.entry({ name, size, mode: 0o600, mtime: new Date() }, (err) => (err ? reject(err) : resolve()));
     sink.on('error', reject);
-    feed(body, sink, onChunk).catch(reject);
+    feedEntry(body, sink, () => new Error('the archive stream closed'), onChunk).catch(reject);
   });
 }
 
@@ -93,7 +69,7 @@ export interface ReadResult { manifest: BackupManifest; files: number; bytes: nu
  */
 export async function readArchive(input: AsyncIterable<unknown>, sink?: EntrySink): Promise<ReadResult> {
   const ex = extract();
-  const feeding = feed(input, ex);
+  const feeding = feedEntry(input, ex, () => new Error('the archive stream closed'));
   feeding.catch(() => {});
   let manifest: BackupManifest | undefined;
   const seen = new Map<string, string>();
