@@ -22,6 +22,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { bundleConsole } from './scripts/console-bundle.mjs';
 import { ARCHES, baseNodeFor, buildSea, hostArch, pinnedNodeVersion, sha256File, strippedCopy } from './scripts/build-sea.mjs';
 import { leftoverDynamicImports, missingCommandModules, undiciSlimProblems } from './scripts/build-checks.mjs';
 
@@ -78,6 +80,14 @@ const commit = gitCommit();
 mkdirSync(dist, { recursive: true });
 const bundlePath = join(dist, 'launcher.cjs');
 
+// The web console's browser code is bundled first and embedded as a constant
+// (lib/console/assets.ts), so the executable serves it without any file.
+const consoleFiles = await bundleConsole(root);
+const consoleGzip = gzipSync(consoleFiles.js, { level: 9 }).length + gzipSync(consoleFiles.css, { level: 9 }).length;
+// The issue's budget for the whole first load; the shell page adds under 1 KB.
+if (consoleGzip > 150 * 1024) fail(`The web console is ${(consoleGzip / 1024).toFixed(1)} KB gzipped: over the 150 KB first-load budget`);
+log(`web console: ${(consoleFiles.js.length / 1024).toFixed(0)} KiB script, ${(consoleFiles.css.length / 1024).toFixed(0)} KiB style, ${(consoleGzip / 1024).toFixed(1)} KiB gzipped`);
+
 const undiciProblems = undiciSlimProblems(root);
 if (undiciProblems.length) fail(undiciProblems.join('\n'));
 
@@ -107,6 +117,7 @@ const result = await build({
   define: {
     LAUNCHER_BUILD_VERSION: JSON.stringify(version),
     LAUNCHER_BUILD_COMMIT: JSON.stringify(commit),
+    LAUNCHER_CONSOLE_ASSETS: JSON.stringify(consoleFiles),
     // ESM-only globals have no CommonJS meaning; give them the executable's
     // own path (in a SEA, __filename is the binary) instead of undefined.
     'import.meta.url': '__launcher_import_meta_url',

@@ -61,6 +61,12 @@ export interface PhaseOutputOptions {
   signal?: AbortSignal;
   /** Receives the workspace as a tar (relative names) after a run that exited by itself. */
   workspaceOut?: (tar: Readable) => Promise<void>;
+  /**
+   * Runs after the container stopped for any reason it was supervised through
+   * (exit, failure, timeout, cancel) and before it is removed: the last chance
+   * to read files from it (a tool's partial state). Must not throw.
+   */
+  collect?: (containerId: string, outcome: PhaseOutcome) => Promise<void>;
   workingDir?: string;
 }
 
@@ -76,6 +82,8 @@ export interface PhaseSpec extends PhaseOutputOptions {
   readOnly: boolean;
   /** A fresh tar stream of the workspace to restore before start. */
   workspaceIn?: () => Readable;
+  /** More files to put into the working directory after the workspace (e.g. a tool's state). */
+  extraIn?: () => Readable;
   mounts?: PhaseMount[];
   network?: string;
   runtime?: string;
@@ -176,6 +184,9 @@ export async function runPhase(spec: PhaseSpec, deps: ExecutorDeps): Promise<Pha
     containerId = await createContainer(docker, containerName(spec.runId, spec.phase), containerSpec(spec));
     if (spec.workspaceIn) {
       await putArchive(docker, containerId, spec.workingDir ?? DEFAULT_WORKING_DIR, safeArchive(spec.workspaceIn()), spec.signal);
+    }
+    if (spec.extraIn) {
+      await putArchive(docker, containerId, spec.workingDir ?? DEFAULT_WORKING_DIR, spec.extraIn(), spec.signal);
     }
     throwIfCanceled();
     const output = await attachContainer(docker, containerId, spec.signal);
@@ -315,6 +326,7 @@ async function finish(docker: DockerClient, id: string, r: Supervised, opts: Pha
       : `run timeout: ran longer than ${opts.runTimeoutMs} ms (SPACELIFT_LAUNCHER_RUN_TIMEOUT)`;
     result.error = { code: r.outcome === 'logs-timeout' ? 'LOGS_TIMEOUT' : 'RUN_TIMEOUT', message: `Phase stopped by the ${which}` };
   }
+  if (opts.collect) await opts.collect(id, r.outcome).catch(() => {});
   if ((r.outcome === 'succeeded' || r.outcome === 'failed') && opts.workspaceOut) {
     const dir = opts.workingDir ?? DEFAULT_WORKING_DIR;
     try {

@@ -86,6 +86,91 @@ export interface Assignment {
   /** Public keys (PEM) of the pool's active keys: the workspace is sealed to them. */
   recipients: string[];
   logs: { nextSeq: number };
+  /** Present for a step of a tool workflow (Terraform/OpenTofu). */
+  tool?: ToolAssignment;
+}
+
+// ------------------------------------------------------------ tool workflows (Terraform / OpenTofu)
+
+export type ToolName = 'terraform' | 'tofu';
+export const TOOL_NAMES: readonly ToolName[] = ['terraform', 'tofu'];
+/** The built-in steps; a stack runs init → plan → apply, a module init → validate → test. */
+export type ToolStep = 'init' | 'plan' | 'apply' | 'validate' | 'test';
+export const TOOL_STEPS: readonly ToolStep[] = ['init', 'plan', 'apply', 'validate', 'test'];
+export const HOOK_POINTS = ['before-init', 'after-init', 'before-plan', 'after-plan', 'before-apply', 'after-apply'] as const;
+export type HookPoint = typeof HOOK_POINTS[number];
+
+/** A stack's `tool` field (`POST/PATCH /v1/stacks`). */
+export interface ToolConfig {
+  name: ToolName;
+  /** The tool's executable, a name on PATH or an absolute path in the runner image. */
+  binary: string;
+  /** State sealed to the pool's keys and versioned per stack (default with a tool). */
+  manageState: boolean;
+  /** A tracked run applies without waiting for confirmation. */
+  autodeploy: boolean;
+  /** `-var-file` paths, relative to the project root. */
+  varFiles: string[];
+  /** Shell commands around the steps, in the order given. */
+  hooks: Partial<Record<HookPoint, string[]>>;
+  /** Extra arguments per step, appended to the built-in ones. */
+  args: Partial<Record<ToolStep, string[]>>;
+}
+
+export interface ToolAssignment {
+  name: ToolName;
+  step: ToolStep;
+  /** Relative to the workspace; the step's script already cds into it. */
+  projectRoot: string;
+  manageState: boolean;
+  /** Phase 0: the stack's state is put in place before it runs. */
+  firstStep: boolean;
+  /** A tracked run: new state is sealed and uploaded after each step. */
+  writesState: boolean;
+  /** The stack's current state version (what this run starts from), or null for none. */
+  state: { version: number; serial: number | null; lineage: string | null } | null;
+}
+
+/** A planned change: the address and Terraform's actions, never attribute values. */
+export interface PlannedResource { address: string; actions: string[] }
+/** A plan's changes as the server stores and shows them (counts and addresses only). */
+export interface PlanSummary {
+  add: number;
+  change: number;
+  destroy: number;
+  replace: number;
+  /** Resources with an action other than no-op/read, in plan order. */
+  resources: PlannedResource[];
+  /** More resources changed than the summary lists. */
+  truncated: boolean;
+  /** Something to apply: resource or output changes. */
+  hasChanges: boolean;
+}
+
+/** `PUT /v1/worker/runs/{run}/phases/{phase}/state?base=N|none&serial=S&lineage=L`, `PUT /v1/stacks/{id}/state?…` */
+export interface StateAck { version: number }
+
+/** `GET /v1/stacks/{id}/state`: one stored (sealed) version. */
+export interface StateVersionView {
+  version: number;
+  /** Terraform's serial and lineage as the worker (or the CLI on a push) read them before sealing. */
+  serial: number | null;
+  lineage: string | null;
+  run: string | null;
+  /** "run", "push" or "rollback:N" */
+  source: string;
+  size: number;
+  /** sha256 of the sealed blob. */
+  sha256: string;
+  createdAt: string;
+}
+export interface StateList {
+  stack: string;
+  current: number | null;
+  /** The tracked run holding the state now, if any. */
+  holder: string | null;
+  history: number;
+  versions: StateVersionView[];
 }
 
 export interface Control {
@@ -122,6 +207,8 @@ export interface PhaseReport {
   /** The next log sequence number the launcher would send. */
   logSeq: number;
   workspaceUploaded: boolean;
+  /** After a plan step: counts and addresses, never values. */
+  plan?: PlanSummary;
 }
 
 /** `POST /v1/worker/deregister`, `…/start` */
@@ -148,6 +235,8 @@ export interface PoolCounts { workers: number; busy: number; pending: number }
 export interface PoolView extends PoolCounts {
   id: string;
   name: string;
+  /** Free text for people (at most 1024 characters); empty when none was given. */
+  description: string;
   createdAt: string;
   cycle: number;
   keys: KeyView[];
@@ -167,7 +256,7 @@ export interface WorkerView {
   currentRun: string | null;
 }
 
-export interface PhaseSpec { name: string; script: string; confirm: boolean }
+export interface PhaseSpec { name: string; script: string; confirm: boolean; step?: ToolStep }
 
 export interface StackView {
   id: string;
@@ -179,6 +268,16 @@ export interface StackView {
   /** Base64 of the sealed secret env, or null. */
   secretEnv: string | null;
   phases: PhaseSpec[];
+  tool: ToolConfig | null;
+  /** Relative directory inside the source that scripts and steps run in ("." for the root). */
+  projectRoot: string;
+  /** State versions kept (`--state-history`). */
+  stateHistory: number;
+  stateVersion: number | null;
+  stateHolder: string | null;
+  /** A scheduled proposed run found changes that no tracked run has applied yet. */
+  drifted: boolean;
+  driftedRun: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -186,6 +285,7 @@ export interface StackView {
 export interface RunPhaseView {
   index: number;
   name: string;
+  step: ToolStep | null;
   confirm: boolean;
   state: PhaseState;
   worker: string | null;
@@ -206,6 +306,13 @@ export interface RunView {
   pool: string;
   proposed: boolean;
   state: RunState;
+  /** What users see: the state, or for a running tool step INITIALIZING, PLANNING, APPLYING, VALIDATING, TESTING. */
+  status: string;
+  /** Planned changes once a plan step ended. */
+  changes: PlanSummary | null;
+  drifted: boolean;
+  /** What queued it: null (an admin), "schedule:ID", … */
+  trigger: string | null;
   phase: number;
   phaseCount: number;
   reason: string | null;
@@ -221,7 +328,7 @@ export interface RunView {
 // Requests
 
 /** `POST /v1/pools` */
-export interface CreatePoolRequest { name: string; csr: string }
+export interface CreatePoolRequest { name: string; csr: string; description?: string }
 /** `POST /v1/pools/{id}/reset`, `POST /v1/pools/{id}/keys` */
 export interface CsrRequest { csr: string }
 /** `POST /v1/workers/drain`, `/undrain`: worker ids, or tag values (optionally in one pool). */
@@ -235,7 +342,10 @@ export interface StackRequest {
   image?: string | null;
   env?: Record<string, string>;
   secretEnv?: string | null;
-  phases?: PhaseSpec[];
+  phases?: PhaseSpec[] | null;
+  tool?: Partial<ToolConfig> | null;
+  projectRoot?: string;
+  stateHistory?: number;
 }
 /** `POST /v1/stacks/{id}/runs` as JSON (a raw age body with `?proposed=1` is the other form). */
 export interface TriggerRequest { proposed: boolean; workspace: string | null }
@@ -253,3 +363,15 @@ export interface StackList { stacks: StackView[] }
 export interface StackReply { stack: StackView }
 export interface RunList { runs: RunView[] }
 export interface RunReply { run: RunView }
+
+// The web console and run events
+
+/** `GET /v1/runs/{id}/events`: the data of an `event: log` (the run events are RunView). */
+export interface RunLogEvent { phase: number; offset: number; text: string }
+/** One line of DATA/audit.log, as `GET /v1/audit` returns it: these fields, then the ids the action named. */
+export interface AuditEntry { time: string; action: string; status: number; remote: string | null; [id: string]: string | number | boolean | null }
+export interface AuditList { entries: AuditEntry[] }
+/** `POST /console/session` (sign in with the admin token). */
+export interface SignInRequest { token: string }
+/** `GET`, `POST` and `DELETE /console/session`. */
+export interface ConsoleSession { signedIn: boolean; csrf?: string; expiresAt?: string }

@@ -64,19 +64,16 @@ export function hostArch() {
 }
 
 /**
- * V8 flags baked into the executable (docs/build.md, "Memory"). undici parses
- * HTTP with llhttp compiled to WebAssembly; by default V8 re-compiles it with
- * TurboFan once it is warm, which costs an idle launcher about 5 MB of RSS
- * (compiler code paged in, its output kept). V8's baseline WebAssembly compiler
- * (Liftoff) is fast enough for the launcher's HTTP traffic.
- *
- * --expose-gc gives lib/age/memory.ts its `gc`: sealing or opening a stream on
- * the main thread makes a 64 KiB garbage buffer per chunk, and a minor
- * collection every few MiB keeps a 1 GiB workspace upload near 100 MB of RSS
- * instead of ~160 MB. A flag set at start-up is the supported way; changing
- * V8 flags at run time (v8.setFlagsFromString) is documented as unpredictable.
+ * V8 flags baked into the executable: none. Any V8 flag given at start-up
+ * makes V8 reject Node's built-in code cache (its flag hash differs), which
+ * cost every command about a quarter of its start-up: a trivial executable
+ * took 34 ms of CPU with one flag against 27 ms with none, the same as an
+ * empty Node program (docs/benchmarks.md, Start-up). `--liftoff-only` used to
+ * be here (it kept llhttp's WebAssembly off V8's optimising compiler, about
+ * 5 MB of an idle launcher's RSS) and `--expose-gc` was considered for
+ * lib/age/memory.ts, which sets it at run time only when a large stream needs it.
  */
-export const SEA_EXEC_ARGV = ['--liftoff-only', '--expose-gc'];
+export const SEA_EXEC_ARGV = [];
 
 /**
  * Injects BUNDLE into a copy of BASE as OUTPUT. The code cache is V8 bytecode

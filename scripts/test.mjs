@@ -45,9 +45,13 @@ let failed = 0;
 const failures = [];
 
 if (filters.length === 0 || filters.includes('typecheck')) {
-  const r = await runProcess(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', '.']);
-  if (r.code === 0) { passed++; console.log(`ok   typecheck (${r.ms} ms)`); }
-  else { failed++; failures.push('typecheck'); console.log(`FAIL typecheck\n${r.out}`); }
+  // Two projects: the server/CLI code (Node types) and the console's browser code (DOM types).
+  for (const project of ['.', 'lib/console/app']) {
+    const r = await runProcess(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', project]);
+    const name = project === '.' ? 'typecheck' : `typecheck ${project}`;
+    if (r.code === 0) { passed++; console.log(`ok   ${name} (${r.ms} ms)`); }
+    else { failed++; failures.push(name); console.log(`FAIL ${name}\n${r.out}`); }
+  }
 }
 
 const queue = [...files];

@@ -4,7 +4,7 @@
 import { ConfigError } from '../errors.ts';
 import type { CreatePoolRequest, CsrRequest, KeyReply, KeyTokenReply, KeyView, PoolList, PoolReply, PoolTokenReply, PoolView } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
-import { need, write, type AdminContext, type Args, type Command, type Noun } from './command.ts';
+import { need, str, write, type AdminContext, type Args, type Command, type Noun } from './command.ts';
 import { ago, cell, fields, json, table } from './format.ts';
 
 const CSR_OPTION = { csr: { type: 'string', arg: 'FILE', help: 'the pool\'s CSR (PEM), from launcher keygen or openssl req' } } as const;
@@ -33,6 +33,7 @@ function poolFields(p: PoolView, now: number): string {
   return fields([
     ['id', cell(p.id)],
     ['name', cell(p.name)],
+    ['description', p.description ? cell(p.description) : '-'],
     ['workers', cell(p.workers)],
     ['busy', cell(p.busy)],
     ['pending', cell(p.pending)],
@@ -48,14 +49,15 @@ async function printToken(ctx: AdminContext, answer: { token: string }): Promise
 }
 
 const create: Command = {
-  usage: 'pool create NAME --csr FILE',
+  usage: 'pool create NAME --csr FILE [--description TEXT]',
   summary: 'create a pool from a CSR; prints only its token',
   positionals: ['NAME'],
-  options: CSR_OPTION,
+  options: { ...CSR_OPTION, description: { type: 'string', arg: 'TEXT', help: 'what the pool is for (shown by pool show and in the console)' } },
   async run(ctx, args) {
     const [name] = args.positionals;
     const csr = readCsr(ctx, args, this.usage);
-    const request: CreatePoolRequest = { name: name!, csr };
+    const description = str(args, 'description');
+    const request: CreatePoolRequest = { name: name!, csr, ...(description !== undefined ? { description } : {}) };
     const answer = await ctx.client().post<PoolTokenReply>('/v1/pools', request);
     await printToken(ctx, answer);
     const pool = answer.pool;

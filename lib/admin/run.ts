@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { ConfigError } from '../errors.ts';
 import { RUN_STATES, type RunAction, type RunList, type RunReply, type RunView, type StackReply, type TriggerRequest } from '../protocol.ts';
 import { seg } from './client.ts';
+import { actionOf, changesText } from '../tool/plan.ts';
 import { flag, str, write, type Command, type Noun } from './command.ts';
 import { ago, cell, fields, json, table } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
@@ -16,10 +17,10 @@ const STATES: readonly string[] = RUN_STATES;
 
 export function runRows(runs: RunView[], now: number): string {
   return table(
-    ['ID', 'STACK', 'POOL', 'STATE', 'PHASE', 'MODE', 'WORKER', 'CREATED', 'REASON'],
+    ['ID', 'STACK', 'POOL', 'STATE', 'PHASE', 'MODE', 'CHANGES', 'WORKER', 'CREATED', 'REASON'],
     runs.map((r) => [
-      cell(r.id), cell(r.stackName ?? r.stack), cell(r.pool), cell(r.state), phaseText(r), r.proposed ? 'proposed' : 'tracked',
-      cell(r.worker), ago(r.createdAt, now), cell(r.reason),
+      cell(r.id), cell(r.stackName ?? r.stack), cell(r.pool), cell(r.status ?? r.state), phaseText(r), r.proposed ? 'proposed' : 'tracked',
+      r.changes ? changesText(r.changes) + (r.drifted ? ' drift' : '') : '-', cell(r.worker), ago(r.createdAt, now), cell(r.reason),
     ]),
   );
 }
@@ -35,7 +36,8 @@ export function runFields(r: RunView, now: number): string {
     ['id', cell(r.id)],
     ['stack', `${cell(r.stackName)} (${cell(r.stack)})`],
     ['pool', cell(r.pool)],
-    ['state', cell(r.state) + (r.cancelRequested && r.state === 'RUNNING' ? ' (cancel requested)' : '')],
+    ['state', cell(r.status ?? r.state) + (r.cancelRequested && r.state === 'RUNNING' ? ' (cancel requested)' : '')],
+    ['changes', r.changes ? `${changesText(r.changes)}${r.changes.hasChanges ? '' : ' (no changes)'}${r.drifted ? ' (drift: found by a scheduled run)' : ''}` : '-'],
     ['phase', phaseText(r)],
     ['mode', r.proposed ? 'proposed (read-only)' : 'tracked (write)'],
     ['worker', cell(r.worker)],
@@ -46,7 +48,15 @@ export function runFields(r: RunView, now: number): string {
   ]) + '\n' + table(
     ['#', 'PHASE', 'STATE', 'WORKER', 'EXIT', 'LOG BYTES', 'ERROR'],
     phases.map((p, i) => [String(p.index ?? i), cell(p.name) + (p.confirm ? ' (confirm)' : ''), cell(p.state), cell(p.worker), cell(p.exitCode), cell(p.logBytes), cell(p.error)]),
-  );
+  ) + resourceRows(r);
+}
+
+/** The planned resource addresses with their actions (never values). */
+function resourceRows(r: RunView): string {
+  const list = r.changes?.resources ?? [];
+  if (list.length === 0) return '';
+  return '\n' + table(['ACTION', 'RESOURCE'], list.map((x) => [actionOf(x.actions), x.address])) +
+    (r.changes?.truncated ? '(more resources changed than listed)\n' : '');
 }
 
 const trigger: Command = {

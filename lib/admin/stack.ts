@@ -5,10 +5,15 @@ import { ConfigError } from '../errors.ts';
 import { STACK_KINDS, type StackKind, type StackList, type StackReply, type StackRequest, type StackView } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
 import { keyValues } from '../key-values.ts';
-import { list, need, phases, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
+import { flag, list, need, phases, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
+import { HOOK_POINTS, TOOL_NAMES, TOOL_STEPS as STEPS, type ToolConfig } from '../protocol.ts';
+
+type ToolPatch = Partial<ToolConfig>;
+import { DEFAULT_STATE_HISTORY } from '../tool/state.ts';
 import { ago, cell, fields, json, table, tags } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
 import { recipientsFor, sealSecretEnv } from './seal.ts';
+import { state } from './state.ts';
 
 const KINDS: readonly string[] = STACK_KINDS;
 
@@ -21,7 +26,75 @@ const STACK_OPTIONS: Record<string, OptionSpec> = {
   phase: { type: 'string', multiple: true, arg: 'NAME=SCRIPT', help: 'a phase, run with sh -c, in the order given (repeatable)' },
   confirm: { type: 'string', multiple: true, arg: 'PHASE', help: 'the phase waits for run confirm before it starts (repeatable)' },
   name: { type: 'string', arg: 'NAME', help: 'new name (update only)' },
+  tool: { type: 'string', arg: 'terraform|tofu', help: 'run the tool workflow (init, plan, confirm, apply) instead of phases; "none" on update goes back to phases' },
+  'tool-binary': { type: 'string', arg: 'NAME|PATH', help: 'the tool\'s executable in the runner image (default: the tool\'s name)' },
+  'project-root': { type: 'string', arg: 'DIR', help: 'directory inside the source that phases and steps run in (default the root)' },
+  var: { type: 'string', multiple: true, arg: 'K=V', help: 'a Terraform variable, sealed locally like --secret (as TF_VAR_K) (repeatable)' },
+  'var-file': { type: 'string', multiple: true, arg: 'PATH', help: 'a -var-file for plan, relative to the project root (repeatable)' },
+  hook: { type: 'string', multiple: true, arg: 'POINT=CMD', help: `a shell command at ${HOOK_POINTS.join('|')} (repeatable, in order)` },
+  arg: { type: 'string', multiple: true, arg: 'STEP=ARG', help: `an extra argument for one step (${STEPS.join('|')}) (repeatable, in order)` },
+  autodeploy: { type: 'boolean', help: 'tracked runs apply without waiting for confirmation' },
+  'no-autodeploy': { type: 'boolean', help: 'tracked runs wait for confirmation before apply (update)' },
+  'manage-state': { type: 'string', arg: 'true|false', help: 'keep the state sealed and versioned by the server (default true with --tool); false leaves your own backend' },
+  'state-history': { type: 'string', arg: 'N', help: `state versions to keep (default ${DEFAULT_STATE_HISTORY})` },
 };
+
+const TOOL_FLAGS = ['tool-binary', 'var-file', 'hook', 'arg', 'autodeploy', 'no-autodeploy', 'manage-state'];
+
+/** The tool object from flags, applied over `base` (the stack's current tool on update). */
+export function toolFromFlags(args: Args, base: ToolPatch | null): ToolPatch | null | undefined {
+  const name = str(args, 'tool');
+  const touched = TOOL_FLAGS.some((f) => args.values[f] !== undefined);
+  if (name === undefined && !touched) return undefined;
+  if (name === 'none') {
+    if (touched) throw new ConfigError('Cannot use --tool none with tool options: a stack without a tool has phases instead');
+    return null;
+  }
+  if (name !== undefined && !(TOOL_NAMES as readonly string[]).includes(name)) throw new ConfigError(`Cannot use --tool ${name}: expected terraform or tofu${base === undefined ? '' : ' (or none)'}`);
+  if (name === undefined && base === null) throw new ConfigError('Cannot use tool options without --tool: the stack has no tool (add --tool terraform|tofu)');
+  const out: ToolPatch = { ...(base ?? {}), ...(name !== undefined ? { name: name as ToolConfig['name'] } : {}) };
+  const bin = str(args, 'tool-binary');
+  if (bin !== undefined) out.binary = bin;
+  if (args.values['var-file'] !== undefined) out.varFiles = list(args, 'var-file');
+  if (args.values.hook !== undefined) {
+    const hooks: Record<string, string[]> = {};
+    for (const h of list(args, 'hook')) {
+      const i = h.indexOf('=');
+      const point = i < 0 ? h : h.slice(0, i);
+      if (i <= 0 || !(HOOK_POINTS as readonly string[]).includes(point) || h.slice(i + 1).trim() === '') {
+        throw new ConfigError(`Cannot use --hook ${h.length > 40 ? h.slice(0, 40) + '…' : h}: expected POINT=COMMAND with POINT one of ${HOOK_POINTS.join(', ')}`);
+      }
+      (hooks[point] ??= []).push(h.slice(i + 1));
+    }
+    out.hooks = hooks;
+  }
+  if (args.values.arg !== undefined) {
+    const extra: Record<string, string[]> = {};
+    for (const a of list(args, 'arg')) {
+      const i = a.indexOf('=');
+      const step = i < 0 ? a : a.slice(0, i);
+      if (i <= 0 || !(STEPS as readonly string[]).includes(step)) throw new ConfigError(`Cannot use --arg ${a}: expected STEP=ARGUMENT with STEP one of ${STEPS.join(', ')}, e.g. --arg plan=-parallelism=4`);
+      (extra[step] ??= []).push(a.slice(i + 1));
+    }
+    out.args = extra;
+  }
+  if (flag(args, 'autodeploy') && flag(args, 'no-autodeploy')) throw new ConfigError('Cannot use --autodeploy with --no-autodeploy: choose one');
+  if (flag(args, 'autodeploy')) out.autodeploy = true;
+  if (flag(args, 'no-autodeploy')) out.autodeploy = false;
+  const ms = str(args, 'manage-state');
+  if (ms !== undefined) {
+    if (ms !== 'true' && ms !== 'false') throw new ConfigError(`Cannot use --manage-state ${ms}: expected true or false, e.g. --manage-state=false`);
+    out.manageState = ms === 'true';
+  }
+  return out;
+}
+
+/** --var K=V as TF_VAR_K, sealed with the secrets (the server never sees variable values). */
+function varsAsSecrets(args: Args): Record<string, string> | undefined {
+  if (args.values.var === undefined) return undefined;
+  const vars = keyValues(list(args, 'var'), 'var', { envNames: true, secret: true });
+  return Object.fromEntries(Object.entries(vars).map(([k, v]) => [`TF_VAR_${k}`, v]));
+}
 
 /** Seal `secrets` to every active key of `poolRef`, fetched fresh from the server. */
 export async function sealForPool(client: AdminClient, poolRef: string, secrets: Record<string, string>): Promise<string> {
@@ -43,7 +116,16 @@ function fieldsFromFlags(args: Args, usage: string): { fields: StackRequest; sec
   const image = str(args, 'image');
   if (image !== undefined) out.image = image;
   if (args.values.env !== undefined) out.env = keyValues(list(args, 'env'), 'env', { envNames: true });
-  const secrets = args.values.secret === undefined ? undefined : keyValues(list(args, 'secret'), 'secret', { envNames: true, secret: true });
+  const plainSecrets = args.values.secret === undefined ? undefined : keyValues(list(args, 'secret'), 'secret', { envNames: true, secret: true });
+  const vars = varsAsSecrets(args);
+  const secrets = plainSecrets === undefined && vars === undefined ? undefined : { ...(plainSecrets ?? {}), ...(vars ?? {}) };
+  const root = str(args, 'project-root');
+  if (root !== undefined) out.projectRoot = root;
+  const hist = str(args, 'state-history');
+  if (hist !== undefined) {
+    if (!/^[1-9][0-9]{0,5}$/.test(hist)) throw new ConfigError(`Cannot use --state-history ${hist}: expected a whole number from 1 to 100000`);
+    out.stateHistory = Number(hist);
+  }
   if (args.values.phase !== undefined) out.phases = phases(list(args, 'phase'), list(args, 'confirm'));
   else if (args.values.confirm !== undefined) throw new ConfigError(`Cannot use --confirm without --phase: give the phases too (usage: launcher admin ${usage})`);
   return { fields: out, secrets };
@@ -59,20 +141,39 @@ export function stackFields(s: StackView, now: number): string {
     ['image', s.image == null ? '(launcher default)' : cell(s.image)],
     ['env', tags(s.env)],
     ['secret env', s.secretEnv ? 'sealed' : '-'],
+    ...(s.projectRoot && s.projectRoot !== '.' ? [['project root', s.projectRoot] as [string, string]] : []),
+    ...toolRows(s),
     ['created', ago(s.createdAt, now)],
     ['updated', ago(s.updatedAt, now)],
-  ]) + '\n' + table(['#', 'PHASE', 'CONFIRM', 'SCRIPT'], ph.map((p, i) => [String(i), cell(p.name), p.confirm ? 'yes' : 'no', cell(p.script).replace(/\n/g, '⏎')]));
+  ]) + (ph.length ? '\n' + table(['#', 'PHASE', 'CONFIRM', 'SCRIPT'], ph.map((p, i) => [String(i), cell(p.name), p.confirm ? 'yes' : 'no', cell(p.script).replace(/\n/g, '⏎')])) : '');
+}
+
+function toolRows(s: StackView): [string, string][] {
+  const t = s.tool;
+  if (!t) return [];
+  const hooks = Object.entries(t.hooks ?? {}).flatMap(([k, v]) => (v ?? []).map((c) => `${k}: ${c}`));
+  return [
+    ['tool', `${cell(t.name)} (${cell(t.binary)})`],
+    ['autodeploy', t.autodeploy ? 'yes' : 'no (tracked runs wait for confirm before apply)'],
+    ['managed state', t.manageState ? `yes: version ${cell(s.stateVersion)}${s.stateHolder ? `, held by ${cell(s.stateHolder)}` : ''}, keeps ${cell(s.stateHistory)}` : 'no (the code\'s own backend)'],
+    ['var files', (t.varFiles ?? []).join(', ') || '-'],
+    ['hooks', hooks.join('; ') || '-'],
+    ['drift', s.drifted ? `drifted (run ${cell(s.driftedRun)})` : '-'],
+  ];
 }
 
 const create: Command = {
-  usage: 'stack create NAME --pool ID [--kind stack|module] [--image IMG] [--env K=V]… [--secret K=V]… --phase NAME=SCRIPT… [--confirm PHASE]…',
+  usage: 'stack create NAME --pool ID [--kind stack|module] [--image IMG] [--env K=V]… [--secret K=V]… (--phase NAME=SCRIPT… [--confirm PHASE]… | --tool terraform|tofu [tool options]) [--project-root DIR]',
   summary: 'create a stack or module; --secret values are sealed locally',
   positionals: ['NAME'],
   options: Object.fromEntries(Object.entries(STACK_OPTIONS).filter(([k]) => k !== 'name')),
   async run(ctx, args) {
     const pool = need(args, 'pool', 'the worker pool that runs it', this.usage);
-    if (list(args, 'phase').length === 0) throw new ConfigError(`Missing --phase: give at least one NAME=SCRIPT, e.g. --phase plan='terraform plan' (usage: launcher admin ${this.usage})`);
+    const tool = toolFromFlags(args, null);
+    if (tool && list(args, 'phase').length > 0) throw new ConfigError('Cannot use --phase with --tool: the tool\'s steps (init, plan, apply) are the phases');
+    if (!tool && list(args, 'phase').length === 0) throw new ConfigError(`Missing --phase or --tool: give at least one NAME=SCRIPT, e.g. --phase plan='terraform plan', or --tool terraform (usage: launcher admin ${this.usage})`);
     const { fields: given, secrets } = fieldsFromFlags(args, this.usage);
+    if (tool) given.tool = tool;
     if (secrets !== undefined) given.secretEnv = await sealForPool(ctx.client(), pool, secrets);
     const request: StackRequest = { name: args.positionals[0]!, pool, ...given };
     const answer = await ctx.client().post<StackReply>('/v1/stacks', request);
@@ -90,9 +191,10 @@ const listCmd: Command = {
     if (ctx.json) return write(ctx.out, json(answer));
     const rows = (answer.stacks ?? []).map((s) => [
       cell(s.id), cell(s.name), cell(s.kind), cell(s.pool), s.image == null ? '(default)' : cell(s.image),
-      String(s.phases.length), s.secretEnv ? 'yes' : 'no',
+      s.tool ? cell(s.tool.name) : String(s.phases.length), s.secretEnv ? 'yes' : 'no',
+      s.stateVersion == null ? '-' : `v${s.stateVersion}`, s.drifted ? 'DRIFTED' : '-',
     ]);
-    return write(ctx.out, table(['ID', 'NAME', 'KIND', 'POOL', 'IMAGE', 'PHASES', 'SECRETS'], rows));
+    return write(ctx.out, table(['ID', 'NAME', 'KIND', 'POOL', 'IMAGE', 'PHASES/TOOL', 'SECRETS', 'STATE', 'DRIFT'], rows));
   },
 };
 
@@ -108,8 +210,8 @@ const show: Command = {
 };
 
 const update: Command = {
-  usage: 'stack update ID [--name NAME] [--pool ID] [--kind K] [--image IMG] [--env K=V]… [--secret K=V]… [--phase NAME=SCRIPT…] [--confirm PHASE]…',
-  summary: 'change a stack; --env, --secret and --phase each replace the whole set',
+  usage: 'stack update ID [--name NAME] [--pool ID] [--kind K] [--image IMG] [--env K=V]… [--secret K=V]… [--var K=V]… [--phase NAME=SCRIPT…] [--confirm PHASE]… [--tool T] [tool options]',
+  summary: 'change a stack; --env, --secret/--var (sealed together) and --phase each replace the whole set',
   positionals: ['ID'],
   options: STACK_OPTIONS,
   async run(ctx, args) {
@@ -119,7 +221,12 @@ const update: Command = {
     const name = str(args, 'name');
     if (name !== undefined) patch.name = name;
     if (poolFlag !== undefined) patch.pool = poolFlag;
-    if (Object.keys(patch).length === 0 && secrets === undefined) throw new ConfigError(`Nothing to update: give at least one of --name, --pool, --kind, --image, --env, --secret, --phase`);
+    if (str(args, 'tool') !== undefined || TOOL_FLAGS.some((f) => args.values[f] !== undefined)) {
+      const { stack } = await ctx.client().get<StackReply>(`/v1/stacks/${seg(id)}`);
+      const tool = toolFromFlags(args, stack.tool ?? null);
+      if (tool !== undefined) patch.tool = tool;
+    }
+    if (Object.keys(patch).length === 0 && secrets === undefined) throw new ConfigError(`Nothing to update: give at least one of --name, --pool, --kind, --image, --env, --secret, --var, --phase, --tool, --project-root, --state-history`);
     if (secrets !== undefined) {
       // Seal to the pool the stack will be attached to after this update.
       let pool = poolFlag;
@@ -137,13 +244,17 @@ const update: Command = {
 };
 
 const del: Command = {
-  usage: 'stack delete ID',
-  summary: 'delete a stack (refused while it has active runs)',
+  usage: 'stack delete ID [--purge-state]',
+  summary: 'delete a stack (refused while it has active runs); its state versions stay unless --purge-state',
   positionals: ['ID'],
+  options: { 'purge-state': { type: 'boolean', help: 'also delete every stored state version (cannot be undone)' } },
   async run(ctx, args) {
-    const answer = await ctx.client().call<StackReply>('DELETE', `/v1/stacks/${seg(args.positionals[0]!)}`);
+    const answer = await ctx.client().call<StackReply & { purgedStateVersions?: number }>('DELETE', `/v1/stacks/${seg(args.positionals[0]!)}`, { query: { purgeState: flag(args, 'purge-state') ? '1' : undefined } });
     if (ctx.json) return write(ctx.out, json(answer));
-    return write(ctx.out, `Deleted ${cell(answer.stack?.kind ?? 'stack')} ${cell(answer.stack?.id ?? args.positionals[0])}\n`);
+    const id = cell(answer.stack?.id ?? args.positionals[0]);
+    const kept = answer.purgedStateVersions !== undefined ? `; ${answer.purgedStateVersions} state version(s) purged`
+      : answer.stack?.stateVersion != null ? `; its state versions are kept (launcher admin stack state list ${id})` : '';
+    return write(ctx.out, `Deleted ${cell(answer.stack?.kind ?? 'stack')} ${id}${kept}\n`);
   },
 };
 
@@ -176,4 +287,4 @@ const detach: Command = {
   },
 };
 
-export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach };
+export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach, state };

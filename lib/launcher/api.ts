@@ -12,7 +12,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { LauncherError } from '../errors.ts';
 import { SERVER_UNTRUSTED, connectionErrorCode, isTrustFailure } from '../tls-trust.ts';
 import { EXIT_REFUSED } from './exit-codes.ts';
-import type { LogAck, PhaseReport, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
+import type { LogAck, PhaseReport, StateAck, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
 
 
 export class ServerError extends LauncherError {
@@ -200,6 +200,21 @@ export class WorkerApi {
   async uploadWorkspace(runId: string, phase: number, sealed: Readable, signal?: AbortSignal): Promise<void> {
     const res = await this.#call('workspace upload', 'PUT', `/v1/worker/runs/${enc(runId)}/phases/${phase}/workspace`, { body: sealed, ...(signal ? { signal } : {}) });
     await res.body.dump();
+  }
+
+  /** One sealed state version of the run's stack (the one its assignment named). */
+  async downloadState(runId: string, version: number, signal?: AbortSignal): Promise<Readable> {
+    const res = await this.#call('state download', 'GET', `/v1/worker/runs/${enc(runId)}/state/${version}`, { ...(signal ? { signal } : {}) });
+    return res.body;
+  }
+
+  /** Uploads a step's new sealed state, naming the version it started from; resolves with the new version. */
+  async uploadState(runId: string, phase: number, sealed: Readable, meta: { base: number | null; serial: number | null; lineage: string | null }, signal?: AbortSignal): Promise<number> {
+    const q = new URLSearchParams({ base: meta.base === null ? 'none' : String(meta.base) });
+    if (meta.serial !== null) q.set('serial', String(meta.serial));
+    if (meta.lineage !== null) q.set('lineage', meta.lineage);
+    const r = await this.#json<StateAck>('state upload', 'PUT', `/v1/worker/runs/${enc(runId)}/phases/${phase}/state?${q}`, { body: sealed, ...(signal ? { signal } : {}) });
+    return r.version;
   }
 
   async result(runId: string, phase: number, report: PhaseReport): Promise<void> {

@@ -10,7 +10,8 @@ import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createOpenStream, createSealStream, openBuffer, sshRsaIdentity, sshRsaRecipient, type Identity, type Recipient } from '../age/index.ts';
 import type { DockerClient } from '../docker/client.ts';
-import { resumePhase, runPhase, type PhaseMount, type PhaseResult, type PullPolicy } from '../executor.ts';
+import { resumePhase, runPhase, type PhaseMount, type PhaseOutcome, type PhaseResult, type PullPolicy } from '../executor.ts';
+import { collectToolStep, prepareToolState, type Collected, type ToolStepDeps } from './toolstep.ts';
 import { Masker, type Secret } from '../mask.ts';
 import type { Assignment, PhaseReport } from '../protocol.ts';
 import { isPermanent, isTransient, type WorkerApi } from './api.ts';
@@ -196,6 +197,23 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
     let uploaded = false;
     const outFile = join(workDir, 'out.age');
     const recipients = a.recipients.map((pem) => sshRsaRecipient(pem));
+
+    // A tool step: the stack's state goes in before, the new state and the plan's changes come out after.
+    const toolDeps: ToolStepDeps = {
+      api, docker: ctx.docker, identity, recipients, workDir, retry,
+      note: (line) => emit(m.write(Buffer.from(`[launcher] ${line}\n`))),
+    };
+    let extraIn: (() => Readable) | undefined;
+    let collected: Collected = {};
+    if (a.tool && !resume) {
+      try {
+        extraIn = await prepareToolState(a, toolDeps);
+      } catch (e) {
+        if (isPermanent(e)) throw e;
+        return await finishReport(a, ctx, shipper, failure(a, workerId, 'STATE_UNREADABLE',
+          `Cannot restore the stack's state version ${a.tool.state?.version ?? ''} with this pool key: ${(e as Error).message}`, 0), retry);
+      }
+    }
     const common = {
       onOutput: (chunk: Uint8Array) => emit(m.write(chunk)),
       logsTimeoutMs: settings.logsTimeoutMs,
@@ -207,6 +225,7 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
         uploaded = true;
         log.debug('Workspace sealed and uploaded', { ...fields, recipients: recipients.length });
       },
+      ...(a.tool ? { collect: async (id: string, outcome: PhaseOutcome) => { collected = await collectToolStep(a, id, outcome, toolDeps); } } : {}),
     };
     const execDeps = { docker: ctx.docker, log: (msg: string) => log.debug(msg, fields) };
     let result: PhaseResult;
@@ -228,6 +247,7 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
         env: { ...settings.env(readOnly), ...a.env, ...secretEnv },
         readOnly,
         ...(workspaceFile ? { workspaceIn: () => openedTar(workspaceFile!, identity) } : {}),
+        ...(extraIn ? { extraIn } : {}),
         mounts: settings.mounts(readOnly),
         network: settings.network,
         ...(settings.runtime ? { runtime: settings.runtime } : {}),
@@ -244,7 +264,15 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
       error: result.error ? `${result.error.code}: ${result.error.message}` : null,
       logSeq: 0,
       workspaceUploaded: uploaded,
+      ...(collected.plan ? { plan: collected.plan } : {}),
     };
+    if (collected.error && report.outcome === 'succeeded') {
+      // The step ran, but what it produced could not be recorded: the run must not go on.
+      report.outcome = 'system-error';
+      report.error = collected.error;
+    } else if (collected.error) {
+      report.error = report.error ? `${report.error}; ${collected.error}` : collected.error;
+    }
     if (result.outcome === 'system-error') log.error('Phase failed on this host', { ...fields, error: result.error?.message });
     state.writeRun({ ...(state.readRun<InFlight>() ?? { workerId, assignment: a, startedAt: new Date().toISOString() }), stage: 'finished', result: report } satisfies InFlight);
   } catch (e) {

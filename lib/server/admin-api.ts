@@ -7,7 +7,7 @@ import type { AdminOps } from './admin-ops.ts';
 import { sealedField } from './admin-ops.ts';
 import { RUN_ACTIONS, isTerminal, type RunReply } from '../protocol.ts';
 import type { Service } from './service.ts';
-import { stackJson } from './views.ts';
+import { streamRunEvents } from './run-events.ts';
 import { streamFile } from './worker-api.ts';
 
 export function adminRoutes(s: Service, ops: AdminOps): Router {
@@ -40,9 +40,29 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
   const stackId = (o: unknown): Record<string, string> => ({ stack: (o as { stack: { id: string } }).stack.id });
   r.add('GET', '/v1/stacks', json(200, (c) => ops.listStacks(c.query)));
   r.add('POST', '/v1/stacks', json(201, (_c, b) => ops.createStack(b), stackId));
-  r.add('GET', '/v1/stacks/{stack}', json(200, (c) => ({ stack: stackJson(ops.stack(p(c, 'stack'))) })));
+  r.add('GET', '/v1/stacks/{stack}', json(200, (c) => ({ stack: ops.stackView(ops.stack(p(c, 'stack'))) })));
   r.add('PATCH', '/v1/stacks/{stack}', json(200, (c, b) => ops.updateStack(p(c, 'stack'), b), stackId));
-  r.add('DELETE', '/v1/stacks/{stack}', json(200, (c) => ops.deleteStack(p(c, 'stack')), stackId));
+  r.add('DELETE', '/v1/stacks/{stack}', json(200, (c) => ops.deleteStack(p(c, 'stack'), flag(c.query.get('purgeState'), 'purgeState')), stackId));
+
+  r.add('GET', '/v1/stacks/{stack}/state', json(200, (c) => ops.stateList(p(c, 'stack'))));
+  r.add('GET', '/v1/stacks/{stack}/state/{version}', async (ctx) => {
+    const arg = p(ctx, 'version');
+    const v = arg === 'current' ? undefined : Number(arg);
+    if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw badField('version', 'a state version number from 1, or "current"');
+    const st = ops.stateStack(p(ctx, 'stack'));
+    const f = await s.states.openVersion(st, v);
+    ctx.res.setHeader('x-state-version', String(f.row.version));
+    ctx.res.setHeader('x-state-sha256', f.row.sha256);
+    ctx.audit = { ...ctx.audit, stack: st.id, stateVersion: String(f.row.version) };
+    streamFile(ctx, f);
+  });
+  r.add('PUT', '/v1/stacks/{stack}/state', async (ctx) => {
+    const declared = Number(ctx.req.headers['content-length'] ?? NaN);
+    const out = await ops.statePush(p(ctx, 'stack'), ctx.req, declared, ctx.query);
+    ctx.audit = { ...ctx.audit, stack: p(ctx, 'stack') };
+    sendJson(ctx.res, 201, out);
+  });
+  r.add('POST', '/v1/stacks/{stack}/state/rollback', json(201, (c, b) => ops.stateRollback(p(c, 'stack'), b)));
 
   r.add('POST', '/v1/stacks/{stack}/runs', async (ctx) => {
     const type = String(ctx.req.headers['content-type'] ?? '');
@@ -73,6 +93,10 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
   for (const action of RUN_ACTIONS) {
     r.add('POST', `/v1/runs/{run}/${action}`, json(200, (c) => ops.act(p(c, 'run'), action)));
   }
+  r.add('GET', '/v1/runs/{run}/events', async (ctx) => {
+    const id = ops.run(p(ctx, 'run')).id;
+    await streamRunEvents(s, ctx, id, () => ops.runView(ops.run(id)));
+  });
   r.add('GET', '/v1/runs/{run}/workspace', async (ctx) => {
     streamFile(ctx, await s.workspaces.open(ops.run(p(ctx, 'run'))));
   });

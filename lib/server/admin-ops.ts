@@ -10,14 +10,20 @@ import { bool, str, stringMap } from './fields.ts';
 import { Refusal, badField } from './refusal.ts';
 import {
   WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
-  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type WorkerList, type WorkerView,
+  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type WorkerList, type WorkerView,
 } from '../protocol.ts';
 import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
 import { iso, newId, normSerial } from './ids.ts';
-import type { Service } from './service.ts';
+import { Service } from './service.ts';
 import { looksSealed } from './workspaces.ts';
 import type { KeyRow, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
 import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
+import type { Readable } from 'node:stream';
+import { stateVersionJson } from './state.ts';
+import { stateWriteQuery } from './worker-ops.ts';
+import { ToolConfigError, parseToolConfig, relativePath } from '../tool/config.ts';
+import { inProjectRoot, toolPhases } from '../tool/steps.ts';
+import { DEFAULT_STATE_HISTORY, MAX_STATE_HISTORY } from '../tool/state.ts';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const NAME_HINT = '1 to 64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
@@ -71,11 +77,12 @@ export class AdminOps {
   createPool(body: Record<string, unknown>): PoolTokenReply {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
+    const description = str(body, 'description', { optional: true, max: 1024, hint: 'free text of at most 1024 characters' }) ?? '';
     if (this.store.pools.find(name)) throw new Refusal('conflict', 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
     const id = newId('pool');
     const { key, token } = this.issueKey(id, csr);
     transaction(this.store.db, () => {
-      this.store.pools.insert({ id, name, createdAt: iso() });
+      this.store.pools.insert({ id, name, description, createdAt: iso() });
       this.store.pools.insertKey(key);
     });
     this.store.pools.forget();
@@ -198,7 +205,7 @@ export class AdminOps {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const kind = q.get('kind');
-    return { stacks: this.store.stacks.list().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map(stackJson) };
+    return { stacks: this.store.stacks.list().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map((s) => this.stackView(s)) };
   }
 
   private stackFields(body: Record<string, unknown>, partial: boolean): Partial<StackRow> {
@@ -213,8 +220,37 @@ export class AdminOps {
     if ('image' in body) out.image = str(body, 'image', { optional: true, max: 512, hint: 'an image reference or null' }) ?? null;
     if ('env' in body || !partial) out.env = JSON.stringify(stringMap(body, 'env', ENV_NAME, 'variable names ([A-Za-z_][A-Za-z0-9_]*) with string values') ?? {});
     if ('secretEnv' in body) out.secret_env = sealedField(body, 'secretEnv', 1024 * 1024);
-    if ('phases' in body || !partial) out.phases = JSON.stringify(phasesField(body.phases));
+    if ('tool' in body) {
+      try {
+        const tool = parseToolConfig(body.tool);
+        out.tool = tool ? JSON.stringify(tool) : null;
+      } catch (e) {
+        if (e instanceof ToolConfigError) throw new Refusal('invalid', 'INVALID_FIELD', e.message);
+        throw e;
+      }
+    }
+    const hasTool = out.tool !== undefined ? out.tool !== null : false;
+    if ('phases' in body && body.phases !== null) out.phases = JSON.stringify(phasesField(body.phases));
+    else if (!partial) {
+      if (!hasTool) throw badField('phases', `a list of 1 to ${MAX_PHASES} phases {"name", "script", "confirm"?}, or a "tool" ({"name": "terraform"}) whose steps are the phases`);
+      out.phases = '[]';
+    }
+    if ('projectRoot' in body) {
+      try { out.project_root = relativePath(body.projectRoot, 'projectRoot'); } catch (e) { throw new Refusal('invalid', 'INVALID_FIELD', (e as Error).message); }
+    }
+    if ('stateHistory' in body) {
+      const n = body.stateHistory;
+      if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > MAX_STATE_HISTORY) throw badField('stateHistory', `how many state versions to keep, an integer from 1 to ${MAX_STATE_HISTORY} (default ${DEFAULT_STATE_HISTORY})`);
+      out.state_history = n as number;
+    }
     return out;
+  }
+
+  /** A stack has either phases or a tool, never both and never neither. */
+  private checkShape(row: { tool: string | null; phases: string }): void {
+    const phases = JSON.parse(row.phases) as unknown[];
+    if (row.tool !== null && phases.length > 0) throw badField('phases', 'no phases on a stack with a "tool": its steps are the phases (set "tool": null to use phases)');
+    if (row.tool === null && phases.length === 0) throw badField('phases', `a list of 1 to ${MAX_PHASES} phases, or a "tool"`);
   }
 
   createStack(body: Record<string, unknown>): StackReply {
@@ -224,34 +260,102 @@ export class AdminOps {
     const row: StackRow = {
       id: newId('stk'), name: f.name!, kind: f.kind!, pool_id: f.pool_id ?? null, image: f.image ?? null,
       env: f.env!, secret_env: f.secret_env ?? null, phases: f.phases!, created_at: now, updated_at: now, deleted_at: null,
+      tool: f.tool ?? null, project_root: f.project_root ?? '.', state_history: f.state_history ?? DEFAULT_STATE_HISTORY,
+      state_holder: null, drifted_run: null,
     };
+    this.checkShape(row);
     this.store.stacks.insert(row);
-    return { stack: stackJson(row) };
+    return { stack: this.stackView(row) };
   }
 
-  updateStack(idOrName: string, body: Record<string, unknown>): StackReply {
+  async updateStack(idOrName: string, body: Record<string, unknown>): Promise<StackReply> {
     const st = this.stack(idOrName);
     const f = this.stackFields(body, true);
     if (f.name && f.name !== st.name) {
       const other = this.store.stacks.find(f.name);
       if (other && other.id !== st.id) throw new Refusal('conflict', 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     }
+    // Switching to a tool drops the phases, and back again needs phases.
+    if (f.tool !== undefined && f.tool !== null && f.phases === undefined) f.phases = '[]';
+    this.checkShape({ tool: f.tool !== undefined ? f.tool : st.tool, phases: f.phases ?? st.phases });
     this.store.stacks.update(st.id, { ...f, updated_at: iso() });
-    return { stack: stackJson(this.store.stacks.find(st.id)!) };
+    const after = this.store.stacks.find(st.id)!;
+    if (f.state_history !== undefined) await this.s.states.prune(after);
+    return { stack: this.stackView(after) };
   }
 
-  deleteStack(idOrName: string): StackReply {
+  stackView(st: StackRow): StackView {
+    const cur = this.s.states.rows.current(st.id);
+    const holder = this.s.states.holder(st);
+    return stackJson(st, { stateVersion: cur?.version ?? null, stateHolder: holder?.id ?? null });
+  }
+
+  async deleteStack(idOrName: string, purgeState: boolean): Promise<StackReply & { purgedStateVersions?: number }> {
     const st = this.stack(idOrName);
     const active = this.store.runs.activeCount('stack', st.id);
     if (active > 0) throw new Refusal('conflict', 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
     this.store.stacks.update(st.id, { deleted_at: iso() });
-    return { stack: stackJson(st) };
+    this.store.stacks.endSchedules(st.id, iso());
+    const view = this.stackView(st);
+    if (!purgeState) return { stack: view };
+    return { stack: view, purgedStateVersions: await this.s.states.purge(st.id) };
+  }
+
+  // ------------------------------------------------------------ managed state
+
+  /** A live stack by id or name, or a deleted one by id (its state is kept until purged). */
+  stateStack(idOrName: string): StackRow {
+    const st = this.store.stacks.find(idOrName) ?? this.store.stacks.any(idOrName);
+    if (!st) throw new Refusal('not-found', 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks; a deleted stack's state is reachable by its id)`);
+    return st;
+  }
+
+  stateList(idOrName: string): StateList {
+    const st = this.stateStack(idOrName);
+    const versions = this.s.states.rows.list(st.id);
+    return {
+      stack: st.id, current: versions[0]?.version ?? null, holder: this.s.states.holder(st)?.id ?? null,
+      history: st.state_history, versions: versions.map(stateVersionJson),
+    };
+  }
+
+  /** Writers other than the holding run wait until it ends. */
+  private notHeld(st: StackRow, what: string): () => void {
+    return () => {
+      const fresh = this.store.stacks.any(st.id) ?? st;
+      const h = this.s.states.holder(fresh);
+      if (h) throw new Refusal('conflict', 'STATE_LOCKED', `Cannot ${what} the state of ${st.name}: run ${h.id} holds it until it ends (wait for it, or cancel it)`, { holder: h.id });
+    };
+  }
+
+  async statePush(idOrName: string, body: Readable, declared: number, q: URLSearchParams): Promise<{ version: StateVersionView }> {
+    const st = this.stateStack(idOrName);
+    const w = stateWriteQuery(q, null, 'push');
+    this.notHeld(st, 'push')();
+    const got = await this.s.states.receive(body, declared);
+    const row = await this.s.states.commit(st, got, w, { check: this.notHeld(st, 'push') });
+    return { version: stateVersionJson(row) };
+  }
+
+  async stateRollback(idOrName: string, body: Record<string, unknown>): Promise<{ version: StateVersionView }> {
+    const st = this.stateStack(idOrName);
+    const v = body.version;
+    if (!Number.isInteger(v) || (v as number) < 1) throw badField('version', 'the state version to restore (an integer from 1; see GET /v1/stacks/{id}/state)');
+    const row = await this.s.states.rollback(st, v as number, this.notHeld(st, 'roll back'));
+    return { version: stateVersionJson(row) };
   }
 
   // ------------------------------------------------------------ runs
 
   runView(r: RunRow): RunView {
-    return runJson(r, this.store.runs.phases(r.id));
+    const phases = this.store.runs.phases(r.id);
+    let reason = r.reason;
+    if (r.state === 'QUEUED' && r.holds_state === 1) {
+      const st = this.store.stacks.any(r.stack_id);
+      const holder = st ? this.s.states.holder(st) : undefined;
+      if (holder && holder.id !== r.id) reason = `waiting: run ${holder.id} holds the stack's state until it ends`;
+    }
+    return runJson({ ...r, reason }, phases, Service.status(r, phases[r.phase]));
   }
 
   run(id: string): RunRow {
@@ -261,12 +365,21 @@ export class AdminOps {
   }
 
   /** Creates a run; `workspaceTmp` is a received sealed upload to move into place. */
-  async trigger(stackArg: string, proposed: boolean, workspace: { tmp: string } | Buffer | undefined): Promise<RunReply> {
+  async trigger(stackArg: string, proposedAsked: boolean, workspace: { tmp: string } | Buffer | undefined, source: string | null = null): Promise<RunReply> {
     const st = this.stack(stackArg);
     if (!st.pool_id) throw new Refusal('conflict', 'STACK_NO_POOL', `Stack ${st.name} is not attached to a worker pool (PATCH /v1/stacks/${st.id} with {"pool": ID})`);
     const pool = this.pool(st.pool_id);
-    const phases = JSON.parse(st.phases) as PhaseSpec[];
-    const spec: RunSpec = { image: st.image, env: JSON.parse(st.env) as Record<string, string>, phases };
+    const tool = st.tool ? parseToolConfig(JSON.parse(st.tool)) : null;
+    // A module's run only checks (init, validate, test): it is always proposed.
+    const proposed = proposedAsked || (tool !== null && st.kind === 'module');
+    const phases: PhaseSpec[] = tool
+      ? toolPhases(tool, { kind: st.kind, proposed, projectRoot: st.project_root })
+      : (JSON.parse(st.phases) as PhaseSpec[]).map((p) => ({ ...p, script: inProjectRoot(st.project_root, p.script) }));
+    const manageState = tool !== null && tool.manageState && st.kind === 'stack';
+    const spec: RunSpec = {
+      image: st.image, env: JSON.parse(st.env) as Record<string, string>, phases,
+      ...(tool ? { tool: { name: tool.name, projectRoot: st.project_root, manageState } } : {}),
+    };
     const id = newId('run');
     const blobs = this.s.opts.blobs;
     if (workspace) {
@@ -285,6 +398,7 @@ export class AdminOps {
         state, phase: 0, phase_count: phases.length, spec: JSON.stringify(spec), secret_env: st.secret_env,
         worker_id: null, cancel_requested: 0, has_workspace: workspace ? 1 : 0, reason: null,
         created_at: now, updated_at: now, ended_at: null,
+        holds_state: manageState && !proposed ? 1 : 0, trigger: source,
       }, phases);
       // In the same transaction: a waiting launcher gets the run with one
       // commit, and its answer leaves only after it (afterCommit).
@@ -335,7 +449,8 @@ export class AdminOps {
         this.s.wake(r.worker_id);
       }
       if (ended) this.s.opts.metrics?.runEnded(r, state, now);
-      if (state === 'QUEUED') this.s.dispatch(r.pool_id);
+      // QUEUED again, or ended while holding the stack's state: waiting runs may go.
+      if (state === 'QUEUED' || (ended && r.holds_state === 1)) this.s.dispatch(r.pool_id);
     }
     this.s.changed(r.id);
     return { run: this.runView(this.run(r.id)) };

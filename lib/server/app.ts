@@ -17,7 +17,9 @@ import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
 import { checkpointOnTimer, openDatabase } from './db.ts';
-import { HttpError, Router, bearerToken, httpErrorOf, sendError, sha256, tokenMatches, type Ctx } from './http.ts';
+import { HttpError, Router, bearerToken, httpErrorOf, sendError, sendJson, sha256, tokenMatches, type Ctx } from './http.ts';
+import { badField } from './refusal.ts';
+import { auditTail } from './audit.ts';
 import type { Logger } from './log.ts';
 import { LogFiles } from './logs.ts';
 import { Service } from './service.ts';
@@ -25,6 +27,10 @@ import { ServerMetrics } from '../metrics/server.ts';
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from '../metrics/registry.ts';
 import { Store } from './store.ts';
 import { authenticateWorker, workerRoutes } from './worker-api.ts';
+import { loadConsoleAssets } from '../console/assets.ts';
+import { setBaseHeaders } from '../console/headers.ts';
+import { checkCsrf, handleConsole, isConsolePath, sessionOf, type ConsoleDeps } from '../console/serve.ts';
+import { Sessions } from '../console/session.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -123,12 +129,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   });
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
-    blobs, logs: logFiles, log: o.log, metrics,
+    blobs, logs: logFiles, log: o.log, metrics, stateDir: paths.state,
   });
   presence = service.presence;
   const ops = new AdminOps(service);
   const workerRouter = workerRoutes(service);
   const adminRouter = adminRoutes(service, ops);
+  adminRouter.add('GET', '/v1/audit', async (ctx) => {
+    const limit = ctx.query.get('limit') === null ? 100 : Number(ctx.query.get('limit'));
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw badField('limit', 'an integer from 1 to 10000');
+    sendJson(ctx.res, 200, { entries: await auditTail(paths.audit, limit) });
+  });
   addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log, metrics });
   const collector = new Collector({
     db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, blobs, log: o.log,
@@ -144,13 +155,26 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   // anyone tailing the file, and never lost to a buffered stream on kill -9.
   const audit = openSync(paths.audit, 'a', 0o600);
   const dist = await distributionHandler(o.distDir ?? paths.dist, o.url);
+  const sessions = new Sessions();
+  const consoleDeps: ConsoleDeps = {
+    assets: await loadConsoleAssets(),
+    sessions,
+    adminHash,
+    audit: (req, status, action) => writeAudit(o.log, audit, req, status, {}, action),
+    warn: (msg, fields) => o.log.warn(msg, fields),
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL;
     try { url = new URL(req.url ?? '/', 'https://server.invalid'); } catch { url = new URL('https://server.invalid/'); }
     const ctx: Ctx = { req, res, params: {}, query: url.searchParams, path: url.pathname };
+    setBaseHeaders(res);
     try {
       if (dist && dist(req, res)) return;
+      if (isConsolePath(ctx.path)) {
+        await handleConsole(consoleDeps, req, res, ctx.path);
+        return;
+      }
       if (ctx.path.startsWith('/v1/worker/')) {
         ctx.worker = authenticateWorker(req, service);
         await route(workerRouter, ctx);
@@ -159,12 +183,21 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${req.method} /metrics (use GET)`);
         sendMetrics(res);
       } else if (ctx.path.startsWith('/v1/')) {
-        requireAdmin(req, adminHash);
+        const token = bearerToken(req);
+        if (token !== undefined) {
+          if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
+        } else {
+          // The console's session cookie stands in for the token; what changes
+          // something must also prove it comes from the console's own page.
+          const session = sessionOf(req, sessions);
+          if (!session) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token), or sign in to the console');
+          if (req.method !== 'GET' && req.method !== 'HEAD') checkCsrf(req, session);
+        }
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           // Audit as the status goes out (before the client can see the answer).
           const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
           res.writeHead = ((...args: unknown[]) => {
-            writeAudit(o.log, audit, req, args[0] as number, ctx, ctx.route ?? ctx.path);
+            writeAudit(o.log, audit, req, args[0] as number, { ...ctx.params, ...ctx.audit }, ctx.route ?? ctx.path);
             return writeHead(...args);
           }) as typeof res.writeHead;
         }
@@ -233,6 +266,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       closed = true;
       stopRetention();
       service.close();
+      sessions.clear();
       metricsServer?.close();
       metricsServer?.closeAllConnections();
       await new Promise<void>((resolve) => {
@@ -308,13 +342,12 @@ function fail(log: Logger, ctx: Ctx, e: unknown): void {
   sendError(res, err);
 }
 
-function writeAudit(log: Logger, out: number, req: IncomingMessage, status: number, ctx: Ctx, pattern: string): void {
+function writeAudit(log: Logger, out: number, req: IncomingMessage, status: number, extra: Record<string, string | number | boolean | null | undefined>, pattern: string): void {
   const fields = {
-    action: `${req.method} ${pattern}`,
+    action: pattern.includes(' ') ? pattern : `${req.method} ${pattern}`,
     status,
     remote: req.socket.remoteAddress ?? null,
-    ...ctx.params,
-    ...ctx.audit,
+    ...extra,
   };
   log.info('audit', fields);
   try {

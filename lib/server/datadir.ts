@@ -26,6 +26,8 @@ export interface DataPaths {
   workspaces: string;
   logs: string;
   dist: string;
+  /** Sealed state versions of managed-state stacks: state/STACK/VERSION.age. */
+  state: string;
 }
 
 export function dataPaths(dir: string): DataPaths {
@@ -44,6 +46,7 @@ export function dataPaths(dir: string): DataPaths {
     workspaces: join(dir, 'workspaces'),
     logs: join(dir, 'logs'),
     dist: join(dir, 'dist'),
+    state: join(dir, 'state'),
   };
 }
 
@@ -52,7 +55,7 @@ export function prepareDataDir(p: DataPaths): void {
   try {
     mkdirSync(p.dir, { recursive: true, mode: 0o700 });
     if (!statSync(p.dir).isDirectory()) throw new Error('not a directory');
-    for (const d of [p.tmp, p.workspaces, p.logs]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    for (const d of [p.tmp, p.workspaces, p.logs, p.state]) mkdirSync(d, { recursive: true, mode: 0o700 });
   } catch (e) {
     throw new LauncherError('DATA_DIR_INVALID', `Cannot use the data directory ${p.dir}: ${(e as Error).message}`, { exitCode: 2, cause: e });
   }

@@ -51,6 +51,33 @@ const MIGRATIONS: string[] = [
   `
   CREATE INDEX runs_ended ON runs(ended_at) WHERE ended_at IS NOT NULL;
   `,
+  // 3: a pool's description, shown in the console and by pool show.
+  `ALTER TABLE pools ADD COLUMN description TEXT NOT NULL DEFAULT ''`,
+  // 4: tool workflows (Terraform/OpenTofu), per-stack sealed state versions, schedules.
+  `
+  ALTER TABLE stacks ADD COLUMN tool TEXT;
+  ALTER TABLE stacks ADD COLUMN project_root TEXT NOT NULL DEFAULT '.';
+  ALTER TABLE stacks ADD COLUMN state_history INTEGER NOT NULL DEFAULT 100;
+  ALTER TABLE stacks ADD COLUMN state_holder TEXT;
+  ALTER TABLE stacks ADD COLUMN drifted_run TEXT;
+  ALTER TABLE runs ADD COLUMN holds_state INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE runs ADD COLUMN changes TEXT;
+  ALTER TABLE runs ADD COLUMN drifted INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE runs ADD COLUMN trigger TEXT;
+  ALTER TABLE phases ADD COLUMN step TEXT;
+  CREATE TABLE state_versions (
+    stack_id TEXT NOT NULL, version INTEGER NOT NULL, run_id TEXT, source TEXT NOT NULL,
+    serial INTEGER, lineage TEXT, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (stack_id, version));
+  CREATE TABLE state_conflicts (
+    run_id TEXT NOT NULL, phase INTEGER NOT NULL, stack_id TEXT NOT NULL, base INTEGER, current INTEGER,
+    serial INTEGER, lineage TEXT, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, phase));
+  CREATE TABLE schedules (
+    id TEXT PRIMARY KEY, stack_id TEXT NOT NULL, cron TEXT NOT NULL, reconcile INTEGER NOT NULL,
+    last_slot TEXT, created_at TEXT NOT NULL, deleted_at TEXT);
+  CREATE INDEX schedules_stack ON schedules(stack_id);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

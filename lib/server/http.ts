@@ -23,7 +23,7 @@ export class HttpError extends Error {
 }
 
 const STATUS: Record<RefusalKind, number> = {
-  invalid: 400, unauthenticated: 401, forbidden: 403, 'not-found': 404, conflict: 409, 'too-large': 413,
+  invalid: 400, unauthenticated: 401, forbidden: 403, 'not-found': 404, conflict: 409, 'too-large': 413, broken: 500,
 };
 
 /** The HTTP answer for an error a handler threw: a Refusal by its kind, an HttpError as is; undefined for anything else (a bug: 500). */

@@ -82,6 +82,24 @@ export class LogFiles {
     await Promise.all(all.map((fh) => fh.close().catch(() => {})));
   }
 
+  /** Reads bytes [start, end) of a phase's log (callers bound the size). */
+  async read(runId: string, phase: number, start: number, end: number): Promise<Buffer> {
+    if (end <= start) return Buffer.alloc(0);
+    const fh = await open(this.path(runId, phase), 'r');
+    try {
+      const buf = Buffer.allocUnsafe(end - start);
+      let got = 0;
+      while (got < buf.length) {
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, start + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return buf.subarray(0, got);
+    } finally {
+      await fh.close();
+    }
+  }
+
   /** Copies bytes [start, end) of a phase's log to `out`, respecting back-pressure. */
   async copy(runId: string, phase: number, start: number, end: number, out: Writable): Promise<void> {
     if (end <= start) return;

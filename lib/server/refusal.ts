@@ -3,7 +3,8 @@
 // words with a stable code. Service and the API ops throw these; only the HTTP
 // edge (http.ts) decides which status each kind becomes.
 
-export type RefusalKind = 'invalid' | 'unauthenticated' | 'forbidden' | 'not-found' | 'conflict' | 'too-large';
+/** `broken`: the server's own data is damaged (a recorded file is missing); the others are the request's fault. */
+export type RefusalKind = 'invalid' | 'unauthenticated' | 'forbidden' | 'not-found' | 'conflict' | 'too-large' | 'broken';
 
 export class Refusal extends Error {
   readonly kind: RefusalKind;

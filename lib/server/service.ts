@@ -17,6 +17,11 @@ import { phaseState } from './views.ts';
 import { iso, normSerial } from './ids.ts';
 import { Presence } from './workers.ts';
 import { Workspaces } from './workspaces.ts';
+import { StackStates } from './state.ts';
+import { STEP_STATUS } from '../tool/steps.ts';
+import type { PlanSummary } from '../tool/plan.ts';
+import type { Step } from '../tool/config.ts';
+import type { ToolAssignment } from '../protocol.ts';
 
 export interface ServiceOptions {
   store: Store;
@@ -28,6 +33,8 @@ export interface ServiceOptions {
   blobs: BlobStore;
   logs: LogFiles;
   log: Logger;
+  /** Where sealed state versions live (DATA/state). */
+  stateDir: string;
   /** Told as runs are assigned and phases and runs end (lib/metrics/server.ts). */
   metrics?: RunObserver;
 }
@@ -53,6 +60,8 @@ export class Service {
   readonly log: Logger;
   /** Sealed workspace uploads and downloads. */
   readonly workspaces: Workspaces;
+  /** Sealed state versions of managed-state stacks. */
+  readonly states: StackStates;
 
   constructor(opts: ServiceOptions) {
     this.opts = opts;
@@ -62,6 +71,7 @@ export class Service {
     this.log = opts.log;
     this.workspaces = new Workspaces(opts.blobs, opts.maxWorkspaceBytes);
     this.events.setMaxListeners(0);
+    this.states = new StackStates(this, opts.stateDir);
     this.presence = new Presence({
       leaseMs: opts.leaseMs,
       graceMs: opts.graceMs,
@@ -193,6 +203,23 @@ export class Service {
       workspace: run.has_workspace === 1,
       recipients: this.store.pools.recipients(run.pool_id),
       logs: { nextSeq: row?.log_next_seq ?? 0 },
+      ...(spec.tool ? { tool: this.toolAssignment(run, spec, ph.step ?? 'init') } : {}),
+    };
+  }
+
+  /**
+   * What the worker needs to run a tool step: where the project is, whether
+   * state is managed, and the stack's current state version (read now: while
+   * this run holds the state, nobody else can move it).
+   */
+  private toolAssignment(run: RunRow, spec: RunSpec, step: Step): ToolAssignment {
+    const t = spec.tool!;
+    const cur = t.manageState ? this.states.rows.current(run.stack_id) : undefined;
+    return {
+      name: t.name, step, projectRoot: t.projectRoot, manageState: t.manageState,
+      firstStep: run.phase === 0,
+      writesState: t.manageState && run.proposed === 0,
+      state: cur ? { version: cur.version, serial: cur.serial, lineage: cur.lineage } : null,
     };
   }
 
@@ -204,6 +231,8 @@ export class Service {
       this.store.runs.update(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
       this.store.runs.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
       this.store.workers.update(workerId, { current_run: run.id, idle_since: null, last_seen: now });
+      // From its first step to its end, a tracked run holds the stack's state.
+      if (run.holds_state === 1) this.store.stacks.update(run.stack_id, { state_holder: run.id });
     });
     run.state = 'RUNNING';
     run.worker_id = workerId;
@@ -265,10 +294,16 @@ export class Service {
   }
 
   /** Records a phase's end and moves the run on (next phase, confirmation, or an end state). */
-  endPhase(run: RunRow, ph: PhaseRow, outcome: Outcome, detail: { exitCode?: number | null; error?: string | null }, workerId: string | null): void {
+  endPhase(run: RunRow, ph: PhaseRow, outcome: Outcome, detail: { exitCode?: number | null; error?: string | null; plan?: PlanSummary }, workerId: string | null): void {
     const now = iso();
     const spec = JSON.parse(run.spec) as RunSpec;
     let next = afterPhase({ phase: run.phase, phases: spec.phases }, outcome, detail);
+    const plan = ph.step === 'plan' && outcome === 'succeeded' ? detail.plan : undefined;
+    if (plan && !plan.hasChanges && next.state !== 'FINISHED') {
+      // A tracked run whose plan has no changes ends here, without an apply.
+      next = { state: 'FINISHED', phase: run.phase, reason: 'no changes: nothing to apply' };
+    }
+    const drifted = plan !== undefined && plan.hasChanges && run.proposed === 1 && (run.trigger ?? '').startsWith('schedule:');
     if (run.cancel_requested === 1 && !['FAILED', 'CANCELED', 'FINISHED'].includes(next.state)) {
       next = { state: 'CANCELED', phase: run.phase, reason: 'canceled' };
     }
@@ -280,13 +315,28 @@ export class Service {
         ended_at: ended ? now : null,
       });
       if (workerId) this.store.workers.release(workerId, run.id, now);
+      if (plan) this.store.runs.update(run.id, { changes: JSON.stringify(plan), drifted: drifted ? 1 : 0 });
+      if (drifted) this.store.stacks.update(run.stack_id, { drifted_run: run.id });
+      // A tracked run that applied (or found nothing to apply) leaves no drift behind.
+      if (run.proposed === 0 && next.state === 'FINISHED' && spec.tool) this.store.stacks.update(run.stack_id, { drifted_run: null });
     });
     this.opts.metrics?.phaseEnded(run.pool_id, ph, outcome, now);
     if (ended) this.opts.metrics?.runEnded(run, next.state, now);
     this.log.info('Phase ended', { run: run.id, phase: ph.idx, outcome, state: next.state, worker: workerId ?? undefined });
     void this.opts.logs.exclusive(run.id, ph.idx, () => this.opts.logs.release(run.id, ph.idx));
     this.changed(run.id);
-    if (next.state === 'QUEUED') this.dispatch(run.pool_id);
+    if (drifted) this.onDrift?.(run);
+    // The stack's waiting tracked runs may start now.
+    if (next.state === 'QUEUED' || (ended && run.holds_state === 1)) this.dispatch(run.pool_id);
+  }
+
+  /** Set by the schedules: a scheduled proposed run found changes (drift). */
+  onDrift?: (run: RunRow) => void;
+
+  /** The run's state as users see it: a running tool step shows as INITIALIZING, PLANNING, APPLYING, … */
+  static status(run: RunRow, ph: PhaseRow | undefined): string {
+    if (run.state === 'RUNNING' && ph?.step) return STEP_STATUS[ph.step as Step] ?? run.state;
+    return run.state;
   }
 
   /** A worker holding `run` is gone for good (deregistered, grace over, or missing after a restart). */

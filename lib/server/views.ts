@@ -1,6 +1,6 @@
 // The API's views of database rows (docs/api.md): the shapes are declared in
 // lib/protocol.ts, so the server and its clients agree by the type checker.
-import type { KeyView, PhaseState, PoolCounts, PoolView, RunView, StackView, WorkerView } from '../protocol.ts';
+import type { KeyView, PhaseState, PlanSummary, PoolCounts, PoolView, RunView, StackView, ToolConfig, ToolStep, WorkerView } from '../protocol.ts';
 import type { KeyRow, PhaseRow, PoolRow, RunRow, StackRow, WorkerRow } from './store.ts';
 import { workerStatus } from './scheduler.ts';
 
@@ -13,7 +13,7 @@ export function keyJson(k: KeyRow): KeyView {
 }
 
 export function poolJson(p: PoolRow, keys: KeyRow[], counts: PoolCounts): PoolView {
-  return { id: p.id, name: p.name, createdAt: p.created_at, cycle: p.cycle, keys: keys.map(keyJson), ...counts };
+  return { id: p.id, name: p.name, description: p.description, createdAt: p.created_at, cycle: p.cycle, keys: keys.map(keyJson), ...counts };
 }
 
 export function workerJson(w: WorkerRow, lastSeen: string): WorkerView {
@@ -26,12 +26,19 @@ export function workerJson(w: WorkerRow, lastSeen: string): WorkerView {
   };
 }
 
-export function stackJson(s: StackRow): StackView {
+export function stackJson(s: StackRow, state: { stateVersion: number | null; stateHolder: string | null } = { stateVersion: null, stateHolder: null }): StackView {
   return {
     id: s.id, name: s.name, kind: s.kind, pool: s.pool_id, image: s.image,
     env: JSON.parse(s.env) as StackView['env'],
     secretEnv: s.secret_env ? Buffer.from(s.secret_env).toString('base64') : null,
     phases: JSON.parse(s.phases) as StackView['phases'],
+    tool: s.tool ? JSON.parse(s.tool) as ToolConfig : null,
+    projectRoot: s.project_root,
+    stateHistory: s.state_history,
+    stateVersion: state.stateVersion,
+    stateHolder: state.stateHolder,
+    drifted: s.drifted_run !== null,
+    driftedRun: s.drifted_run,
     createdAt: s.created_at, updatedAt: s.updated_at,
   };
 }
@@ -43,14 +50,17 @@ export function phaseState(p: PhaseRow): PhaseState {
   return 'PENDING';
 }
 
-export function runJson(r: RunRow, phases: PhaseRow[]): RunView {
+export function runJson(r: RunRow, phases: PhaseRow[], status: string = r.state): RunView {
   return {
     id: r.id, stack: r.stack_id, stackName: r.stack_name, kind: r.stack_kind, pool: r.pool_id,
-    proposed: r.proposed === 1, state: r.state, phase: r.phase, phaseCount: r.phase_count,
+    proposed: r.proposed === 1, state: r.state, status, phase: r.phase, phaseCount: r.phase_count,
+    changes: r.changes ? JSON.parse(r.changes) as PlanSummary : null,
+    drifted: r.drifted === 1,
+    trigger: r.trigger,
     reason: r.reason, worker: r.worker_id, cancelRequested: r.cancel_requested === 1, workspace: r.has_workspace === 1,
     createdAt: r.created_at, updatedAt: r.updated_at, endedAt: r.ended_at,
     phases: phases.map((p) => ({
-      index: p.idx, name: p.name, confirm: p.confirm === 1, state: phaseState(p), worker: p.worker_id,
+      index: p.idx, name: p.name, step: p.step as ToolStep | null, confirm: p.confirm === 1, state: phaseState(p), worker: p.worker_id,
       assignedAt: p.assigned_at, startedAt: p.started_at, endedAt: p.ended_at,
       outcome: p.outcome, exitCode: p.exit_code, error: p.error, logBytes: p.log_bytes,
     })),

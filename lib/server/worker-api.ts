@@ -98,6 +98,18 @@ export function workerRoutes(s: Service): Router {
     sendJson(ctx.res, 200, await ops.uploadWorkspace(auth(ctx).poolId, ctx.params.run!, phase, ctx.req, declared));
   });
 
+  r.add('GET', '/v1/worker/runs/{run}/state/{version}', async (ctx) => {
+    const v = Number(ctx.params.version);
+    if (!Number.isInteger(v) || v < 1) throw badField('version', 'a state version number from 1');
+    streamFile(ctx, await ops.downloadState(auth(ctx).poolId, ctx.params.run!, v));
+  });
+
+  r.add('PUT', '/v1/worker/runs/{run}/phases/{phase}/state', async (ctx) => {
+    const phase = phaseParam(ctx);
+    const declared = Number(ctx.req.headers['content-length'] ?? NaN);
+    sendJson(ctx.res, 200, await ops.uploadState(auth(ctx).poolId, ctx.params.run!, phase, ctx.req, declared, ctx.query));
+  });
+
   r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/result', async (ctx) => {
     const phase = phaseParam(ctx);
     sendJson(ctx.res, 200, await ops.result(auth(ctx).poolId, ctx.params.run!, phase, await readJson(ctx.req)));

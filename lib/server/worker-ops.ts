@@ -8,6 +8,10 @@ import { canTakeWork } from './scheduler.ts';
 import { iso, newId } from './ids.ts';
 import type { Service } from './service.ts';
 import { phaseState } from './views.ts';
+import { parsePlanSummary } from '../tool/plan.ts';
+import type { PlanSummary, StateAck } from '../protocol.ts';
+import type { RunSpec } from './store.ts';
+import type { StateWrite } from './state.ts';
 import type { Waiter } from './workers.ts';
 
 /** The long-poll's wait when the launcher names none, and the longest it may ask for. */
@@ -193,6 +197,10 @@ export class WorkerOps {
     const error = body.error === undefined || body.error === null ? null : String(body.error).slice(0, 4096);
     const logSeq = body.logSeq === undefined ? null : body.logSeq;
     if (logSeq !== null && (!Number.isInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
+    let plan: PlanSummary | undefined;
+    if (body.plan !== undefined && body.plan !== null) {
+      try { plan = parsePlanSummary(body.plan); } catch (e) { throw new Refusal('invalid', 'INVALID_FIELD', (e as Error).message); }
+    }
     this.s.assignedPhase(poolId, runId, phase, w);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
       const run = this.s.store.runs.get(runId)!;
@@ -205,9 +213,42 @@ export class WorkerOps {
       if (logSeq !== null && (logSeq as number) > ph.log_next_seq) {
         throw new Refusal('conflict', 'LOG_SEQ_GAP', `Phase result refused: the server has log chunks up to seq ${ph.log_next_seq - 1} but the result says ${logSeq as number} were sent (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
       }
-      this.s.endPhase(run, ph, outcome, { exitCode: exitCode as number | null, error }, w.id);
+      this.s.endPhase(run, ph, outcome, { exitCode: exitCode as number | null, error, ...(plan ? { plan } : {}) }, w.id);
       return {};
     });
+  }
+
+  /** A sealed state version for a run of this pool: the stack's version the assignment named. */
+  async downloadState(poolId: string, runId: string, version: number): Promise<{ stream: Readable; size: number }> {
+    const run = this.s.store.runs.get(runId);
+    if (!run || run.pool_id !== poolId) throw new Refusal('not-found', 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
+    this.s.assignedPhase(poolId, runId, run.phase);
+    const st = this.s.store.stacks.any(run.stack_id);
+    if (!st) throw new Refusal('not-found', 'STACK_NOT_FOUND', `Stack of run ${runId} not found`);
+    const f = await this.s.states.openVersion(st, version);
+    return { stream: f.stream, size: f.size };
+  }
+
+  /**
+   * A tracked run's new state after a step (also a failed, canceled or
+   * interrupted one: partial state is real). Accepted only if `base` is still
+   * the stack's current version; otherwise kept beside the run and refused.
+   */
+  async uploadState(poolId: string, runId: string, phase: number, body: Readable, declared: number, q: URLSearchParams): Promise<StateAck> {
+    const { run } = this.s.assignedPhase(poolId, runId, phase);
+    const spec = JSON.parse(run.spec) as RunSpec;
+    if (run.proposed === 1 || !spec.tool?.manageState) {
+      throw new Refusal('conflict', 'STATE_READ_ONLY', `State refused: run ${runId} is ${run.proposed === 1 ? 'a proposed run, which never writes state' : 'not a managed-state run'}`);
+    }
+    const w = stateWriteQuery(q, runId);
+    const st = this.s.store.stacks.any(run.stack_id);
+    if (!st) throw new Refusal('not-found', 'STACK_NOT_FOUND', `Stack of run ${runId} not found`);
+    const got = await this.s.states.receive(body, declared);
+    const row = await this.s.states.commit(st, got, w, {
+      onConflict: (tmp, current) => this.s.states.keepConflict(run, phase, tmp, w, current),
+    });
+    this.s.changed(runId);
+    return { version: row.version };
   }
 
   deregister(poolId: string, body: Record<string, unknown>): Empty {
@@ -235,4 +276,22 @@ function plainMap(v: unknown, name: string, maxKeys: number, maxLen: number): Re
     out[k] = String(val).slice(0, maxLen);
   }
   return out;
+}
+
+/** base, serial and lineage of a state upload, from its query string. */
+export function stateWriteQuery(q: URLSearchParams, runId: string | null, source = 'run'): StateWrite {
+  const baseArg = q.get('base');
+  let base: number | null = null;
+  if (baseArg !== null && baseArg !== '' && baseArg !== 'none') {
+    base = Number(baseArg);
+    if (!Number.isInteger(base) || base < 1) throw badField('base', 'the state version the new state started from (an integer from 1), or "none"');
+  } else if (baseArg === null) {
+    throw badField('base', 'the state version the new state started from, or "none" for a stack without state');
+  }
+  const serialArg = q.get('serial');
+  const serial = serialArg === null || serialArg === '' ? null : Number(serialArg);
+  if (serial !== null && (!Number.isInteger(serial) || serial < 0)) throw badField('serial', 'the Terraform state serial (an integer from 0)');
+  const lineage = q.get('lineage') || null;
+  if (lineage !== null && !/^[A-Za-z0-9._-]{1,128}$/.test(lineage)) throw badField('lineage', 'the Terraform state lineage (a UUID)');
+  return { base, serial, lineage, runId, source };
 }

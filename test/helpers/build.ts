@@ -15,7 +15,7 @@ export function newestSourceMtime(): number {
   const visit = (p: string): void => {
     const st = statSync(p);
     if (st.isDirectory()) for (const n of readdirSync(p)) visit(join(p, n));
-    else if (/\.(ts|mjs|cjs|json|sh)$/.test(p)) newest = Math.max(newest, st.mtimeMs);
+    else if (/\.(ts|mjs|cjs|json|sh|css)$/.test(p)) newest = Math.max(newest, st.mtimeMs);
   };
   for (const p of ['launcher.ts', 'lib', 'build.mjs', 'scripts/build-sea.mjs', 'scripts/build-checks.mjs', 'scripts/undici-slim.cjs', 'scripts/install.sh', 'package.json', 'package-lock.json']) {
     if (existsSync(join(root, p))) visit(join(root, p));

@@ -4,7 +4,7 @@
 import type { KeyState } from '../../protocol.ts';
 import type { Queries } from './queries.ts';
 
-export interface PoolRow { id: string; name: string; cycle: number; created_at: string; deleted_at: string | null }
+export interface PoolRow { id: string; name: string; description: string; cycle: number; created_at: string; deleted_at: string | null }
 export interface KeyRow {
   id: string; pool_id: string; state: KeyState; serial: string;
   public_key_pem: string; cert_pem: string; not_after: string; created_at: string; retired_at: string | null;
@@ -38,9 +38,9 @@ export class PoolStore {
     return row;
   }
   list(): PoolRow[] { return this.q.all<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL ORDER BY created_at, id'); }
-  insert(p: { id: string; name: string; createdAt: string }): void {
+  insert(p: { id: string; name: string; description: string; createdAt: string }): void {
     this.forget();
-    this.q.run('INSERT INTO pools (id, name, cycle, created_at) VALUES (?, ?, 0, ?)', [p.id, p.name, p.createdAt]);
+    this.q.run('INSERT INTO pools (id, name, description, cycle, created_at) VALUES (?, ?, ?, 0, ?)', [p.id, p.name, p.description, p.createdAt]);
   }
   /** Every worker of the pool exits after its current run: its cycle moves on. */
   bumpCycle(id: string): void {

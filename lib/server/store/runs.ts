@@ -1,6 +1,6 @@
 // Runs and their phases in the database. A run's queue position is its
 // queue_key (lowest first); a run's phases are rows numbered from 0.
-import type { Outcome, PhaseSpec, RunState } from '../../protocol.ts';
+import type { Outcome, PhaseSpec, RunState, ToolName } from '../../protocol.ts';
 import type { Params, Queries } from './queries.ts';
 
 export interface RunRow {
@@ -8,14 +8,35 @@ export interface RunRow {
   proposed: number; state: RunState; phase: number; phase_count: number; spec: string; secret_env: Uint8Array | null;
   queue_key: number; worker_id: string | null; cancel_requested: number; has_workspace: number; reason: string | null;
   created_at: string; updated_at: string; ended_at: string | null;
+  /** A tracked run of a managed-state stack: it takes the stack's state when it starts. */
+  holds_state: number;
+  /** JSON PlanSummary (lib/tool/plan.ts): counts and addresses, never values. */
+  changes: string | null;
+  drifted: number;
+  /** What queued it: null (an admin), "schedule:ID", "hook", … */
+  trigger: string | null;
 }
 export interface PhaseRow {
   run_id: string; idx: number; name: string; confirm: number; worker_id: string | null;
   assigned_at: string | null; started_at: string | null; ended_at: string | null;
   outcome: Outcome | null; exit_code: number | null; error: string | null; log_next_seq: number; log_bytes: number;
+  step: string | null;
 }
+/** What a tool run's worker needs beyond the script (lib/tool/). */
+export interface RunToolSpec { name: ToolName; projectRoot: string; manageState: boolean }
 /** What a run was made from, frozen at trigger time (a later stack change does not touch it). */
-export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[] }
+export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[]; tool?: RunToolSpec }
+
+/** Of several queued tracked runs of one managed-state stack, only the first may start now. */
+function firstPerStack(): (r: RunRow) => boolean {
+  const seen = new Set<string>();
+  return (r) => {
+    if (r.holds_state !== 1) return true;
+    if (seen.has(r.stack_id)) return false;
+    seen.add(r.stack_id);
+    return true;
+  };
+}
 
 export class RunStore {
   private readonly q: Queries;
@@ -23,11 +44,12 @@ export class RunStore {
 
   get(id: string): RunRow | undefined { return this.q.get<RunRow>('SELECT * FROM runs WHERE id = ?', [id]); }
   /** A new run at the end of the queue, with its phase rows. */
-  insert(r: Omit<RunRow, 'n' | 'queue_key'>, phases: PhaseSpec[]): void {
-    this.q.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at)
+  insert(r: Omit<RunRow, 'n' | 'queue_key' | 'holds_state' | 'changes' | 'drifted' | 'trigger'> & Partial<Pick<RunRow, 'holds_state' | 'trigger'>>, phases: PhaseSpec[]): void {
+    this.q.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at, holds_state, trigger)
       VALUES ($id, $stack_id, $stack_name, $stack_kind, $pool_id, $proposed, $state, $phase, $phase_count, $spec, $secret_env,
-        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at)`, { ...r });
-    phases.forEach((p, i) => this.q.run('INSERT INTO phases (run_id, idx, name, confirm) VALUES (?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0]));
+        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at, $holds_state, $trigger)`,
+    { holds_state: 0, trigger: null, ...r });
+    phases.forEach((p, i) => this.q.run('INSERT INTO phases (run_id, idx, name, confirm, step) VALUES (?, ?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0, p.step ?? null]));
   }
   update(id: string, fields: Partial<RunRow>): void {
     this.q.update('runs', fields, 'id = $id', { id });
@@ -43,7 +65,12 @@ export class RunStore {
   }
   /** QUEUED runs of a pool in assignment order. */
   queued(poolId: string, limit: number): RunRow[] {
-    return this.q.all<RunRow>("SELECT * FROM runs WHERE pool_id = ? AND state = 'QUEUED' ORDER BY queue_key LIMIT ?", [poolId, limit]);
+    // A tracked run of a managed-state stack waits while another active run of
+    // the stack holds the state (lib/server/state.ts); proposed runs never wait.
+    return this.q.all<RunRow>(`SELECT * FROM runs r WHERE pool_id = ? AND state = 'QUEUED' AND (holds_state = 0 OR NOT EXISTS (
+        SELECT 1 FROM stacks s JOIN runs h ON h.id = s.state_holder
+        WHERE s.id = r.stack_id AND h.id != r.id AND h.state IN ('QUEUED', 'RUNNING', 'UNCONFIRMED')))
+      ORDER BY queue_key LIMIT ?`, [poolId, limit]).filter(firstPerStack());
   }
   unconfirmed(poolId: string): RunRow[] {
     return this.q.all<RunRow>("SELECT * FROM runs WHERE pool_id = ? AND state = 'UNCONFIRMED' ORDER BY queue_key", [poolId]);

@@ -6,6 +6,12 @@ import type { Queries } from './queries.ts';
 export interface StackRow {
   id: string; name: string; kind: StackKind; pool_id: string | null; image: string | null;
   env: string; secret_env: Uint8Array | null; phases: string; created_at: string; updated_at: string; deleted_at: string | null;
+  /** JSON ToolConfig (lib/tool/config.ts) or null for a phase stack. */
+  tool: string | null; project_root: string; state_history: number;
+  /** The tracked run that holds the stack's state (meaningful while that run is active). */
+  state_holder: string | null;
+  /** The scheduled proposed run that last found drift, until a tracked run applies. */
+  drifted_run: string | null;
 }
 
 export class StackStore {
@@ -17,13 +23,19 @@ export class StackStore {
     return this.q.get<StackRow>('SELECT * FROM stacks WHERE id = ? AND deleted_at IS NULL', [idOrName]) ??
       this.q.get<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL AND name = ?', [idOrName]);
   }
+  /** By id, deleted or not (a deleted stack's state is kept until purged). */
+  any(id: string): StackRow | undefined { return this.q.get<StackRow>('SELECT * FROM stacks WHERE id = ?', [id]); }
   list(): StackRow[] { return this.q.all<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   insert(s: StackRow): void {
-    this.q.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at)
-      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at)`, { ...s });
+    this.q.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at, tool, project_root, state_history, state_holder, drifted_run)
+      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at, $tool, $project_root, $state_history, $state_holder, $drifted_run)`, { ...s });
   }
   update(id: string, fields: Partial<StackRow>): void {
     this.q.update('stacks', fields, 'id = $id', { id });
+  }
+  /** A deleted stack's schedules end with it. */
+  endSchedules(stackId: string, now: string): void {
+    this.q.run('UPDATE schedules SET deleted_at = ? WHERE stack_id = ? AND deleted_at IS NULL', [now, stackId]);
   }
   /** A deleted pool's stacks stay, detached (triggers are refused until they are attached again). */
   detachPool(poolId: string, now: string): void {

@@ -1,0 +1,50 @@
+// The admin API from the browser: the same endpoints `launcher admin` calls,
+// authenticated by the session cookie, with the session's CSRF token on
+// everything that changes something. Errors keep the server's stable code.
+
+export class ApiError extends Error {
+  readonly code: string;
+  readonly status: number;
+  constructor(code: string, message: string, status: number) {
+    super(message);
+    this.code = code;
+    this.status = status;
+  }
+}
+
+let csrf = '';
+let onSignedOut: () => void = () => {};
+
+export function setCsrf(token: string): void { csrf = token; }
+export function whenSignedOut(fn: () => void): void { onSignedOut = fn; }
+
+export type Obj = Record<string, any>;
+
+export async function api<T = Obj>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (method !== 'GET') headers['x-csrf-token'] = csrf;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+  const text = await res.text();
+  let data: any = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  if (!res.ok) {
+    const err = data?.error;
+    if (res.status === 401) onSignedOut();
+    throw new ApiError(err?.code ?? `HTTP_${res.status}`, err?.message ?? `The server answered ${res.status}`, res.status);
+  }
+  return data as T;
+}
+
+export const get = <T = Obj>(path: string): Promise<T> => api<T>('GET', path);
+export const post = <T = Obj>(path: string, body: unknown = {}): Promise<T> => api<T>('POST', path, body);
+
+/** `?k=v&…` from the defined, non-empty values. */
+export function qs(q: Record<string, string | undefined | null>): string {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== null && v !== '') p.append(k, v);
+  const s = p.toString();
+  return s ? `?${s}` : '';
+}
+
+export const enc = encodeURIComponent;
