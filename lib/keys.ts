@@ -3,7 +3,7 @@
 // needs node-forge, is in lib/csr.ts so the launcher daemon never loads forge.
 import * as crypto from 'node:crypto';
 import { LauncherError } from './errors.ts';
-import { DerError, children, readTlv, type Tlv } from './pki/der.ts';
+import { DerError, children, readTlv, type Tlv } from './der.ts';
 
 const DEFAULT_SOURCE = 'SPACELIFT_POOL_PRIVATE_KEY';
 const ACCEPTED =

@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { generateKeyPairSync } from 'node:crypto';
-import { DerError, SEQUENCE, children, readTlv } from '../lib/pki/der.ts';
+import { DerError, SEQUENCE, children, readTlv } from '../lib/der.ts';
 import { rsaModulusBits } from '../lib/keys.ts';
 
 const bytes = (...b: number[]): Buffer => Buffer.from(b);

@@ -5,7 +5,7 @@
 import * as crypto from 'node:crypto';
 import { LauncherError } from '../errors.ts';
 import { MAX_POOL_KEY_BITS, MIN_POOL_KEY_BITS, decodeBase64Strict, publicKeyPem } from '../keys.ts';
-import { BIT_STRING, DerError, INTEGER, OID, SEQUENCE, SET, children, content, expectTag, oidToString, readTlv, whole, type Tlv } from './der.ts';
+import { BIT_STRING, DerError, INTEGER, OID, SEQUENCE, SET, children, content, expectTag, oidToString, readTlv, whole, type Tlv } from '../der.ts';
 
 /** Largest CSR (PEM text) we read; a 16384-bit RSA CSR is about 5 KiB. */
 export const MAX_CSR_BYTES = 64 * 1024;
