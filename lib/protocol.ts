@@ -173,6 +173,21 @@ export interface StateList {
   versions: StateVersionView[];
 }
 
+/** `GET /v1/stacks/{id}/schedules`: drift detection on a cron schedule (UTC). */
+export interface ScheduleView {
+  id: string;
+  stack: string;
+  cron: string;
+  /** A run that finds drift queues a tracked run. */
+  reconcile: boolean;
+  /** The last slot handled (fired or skipped). */
+  lastSlot: string | null;
+  nextSlot: string | null;
+  createdAt: string;
+}
+export interface ScheduleList { schedules: ScheduleView[] }
+export interface ScheduleReply { schedule: ScheduleView }
+
 export interface Control {
   drain: boolean;
   cycle: boolean;

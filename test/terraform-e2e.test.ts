@@ -295,6 +295,33 @@ test('two tracked runs triggered together are serialized: the second waits and s
   assert.is(plain.body.error.code, 'NOT_SEALED');
 });
 
+test('a module runs init, validate and test as a proposed run with no state; a failing test fails the run', async () => {
+  const r = await srv.admin('POST', '/v1/stacks', { name: 'tf-module', kind: 'module', pool: pool.poolId, image: TERRAFORM_IMAGE, tool: { name: 'terraform' } });
+  assert.is(r.status, 201, r.text);
+  const mod = {
+    'main.tf': 'variable "name" {\n  type = string\n}\nresource "terraform_data" "m" {\n  input = upper(var.name)\n}\noutput "shout" {\n  value = terraform_data.m.output\n}\n',
+    'tests/shout.tftest.hcl': 'variables {\n  name = "quiet"\n}\nrun "shouts" {\n  assert {\n    condition     = output.shout == "QUIET"\n    error_message = "not shouted"\n  }\n}\n',
+  };
+  // Asked for a tracked run: a module only ever checks, so it runs proposed.
+  const id = await trigger(srv, 'tf-module', { workspace: await code(mod) });
+  const run = await waitRun(srv, id, ended, 120_000);
+  assert.is(run.state, 'FINISHED', JSON.stringify(run));
+  assert.is(run.proposed, true);
+  assert.equal(run.phases.map((p: any) => p.step), ['init', 'validate', 'test']);
+  const logs = (await runLogs(srv, id)).replace(/\x1b\[[0-9;]*m/g, '');
+  assert.match(logs, /Success! The configuration is valid/);
+  assert.match(logs, /1 passed, 0 failed/);
+  assert.not.match(logs, /Managed state/);
+  assert.equal((await versions('tf-module')).versions, []);
+
+  const broken = { ...mod, 'tests/shout.tftest.hcl': mod['tests/shout.tftest.hcl'].replace('"QUIET"', '"quiet"') };
+  const id2 = await trigger(srv, 'tf-module', { workspace: await code(broken) });
+  const run2 = await waitRun(srv, id2, ended, 120_000);
+  assert.is(run2.state, 'FAILED', JSON.stringify(run2));
+  assert.is(run2.phases[2].outcome, 'failed');
+  assert.match((await runLogs(srv, id2, 2)).replace(/\x1b\[[0-9;]*m/g, ''), /not shouted/);
+});
+
 test.after(async () => {
   for (const l of launchers) { l.kill('SIGTERM'); await l.exitCode(); }
   for (const id of workerIds) await removeWorkerContainers(docker, id).catch(() => {});

@@ -14,6 +14,7 @@ import { ago, cell, fields, json, table, tags } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
 import { recipientsFor, sealSecretEnv } from './seal.ts';
 import { state } from './state.ts';
+import { schedule } from './schedule.ts';
 
 const KINDS: readonly string[] = STACK_KINDS;
 
@@ -287,4 +288,4 @@ const detach: Command = {
   },
 };
 
-export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach, state };
+export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach, state, schedule };

@@ -62,6 +62,9 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
     ctx.audit = { ...ctx.audit, stack: p(ctx, 'stack') };
     sendJson(ctx.res, 201, out);
   });
+  r.add('GET', '/v1/stacks/{stack}/schedules', json(200, (c) => ops.listSchedules(p(c, 'stack'))));
+  r.add('POST', '/v1/stacks/{stack}/schedules', json(201, (c, b) => ops.addSchedule(p(c, 'stack'), b)));
+  r.add('DELETE', '/v1/schedules/{schedule}', json(200, (c) => ops.deleteSchedule(p(c, 'schedule'))));
   r.add('POST', '/v1/stacks/{stack}/state/rollback', json(201, (c, b) => ops.stateRollback(p(c, 'stack'), b)));
 
   r.add('POST', '/v1/stacks/{stack}/runs', async (ctx) => {

@@ -10,7 +10,7 @@ import { bool, str, stringMap } from './fields.ts';
 import { Refusal, badField } from './refusal.ts';
 import {
   WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
-  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type WorkerList, type WorkerView,
+  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type ScheduleList, type ScheduleReply, type WorkerList, type WorkerView,
 } from '../protocol.ts';
 import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
 import { iso, newId, normSerial } from './ids.ts';
@@ -20,6 +20,7 @@ import type { KeyRow, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './st
 import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
 import type { Readable } from 'node:stream';
 import { stateVersionJson } from './state.ts';
+import { Schedules, scheduleJson } from './schedules.ts';
 import { stateWriteQuery } from './worker-ops.ts';
 import { ToolConfigError, parseToolConfig, relativePath } from '../tool/config.ts';
 import { inProjectRoot, toolPhases } from '../tool/steps.ts';
@@ -32,7 +33,27 @@ const MAX_PHASES = 50;
 
 export class AdminOps {
   private readonly s: Service;
-  constructor(s: Service) { this.s = s; }
+  /** Drift detection: scheduled proposed runs of tool stacks. */
+  readonly schedules: Schedules;
+  constructor(s: Service, now: () => number = Date.now) {
+    this.s = s;
+    this.schedules = new Schedules(s, (stack, proposed, ws, source) => this.trigger(stack, proposed, ws, source), now);
+  }
+
+  listSchedules(stackArg: string): ScheduleList {
+    const st = this.stack(stackArg);
+    const now = this.schedules.now();
+    return { schedules: this.schedules.list(st.id).map((r) => scheduleJson(r, now)) };
+  }
+
+  addSchedule(stackArg: string, body: Record<string, unknown>): ScheduleReply {
+    const row = this.schedules.add(this.stack(stackArg), body);
+    return { schedule: scheduleJson(row, this.schedules.now()) };
+  }
+
+  deleteSchedule(id: string): ScheduleReply {
+    return { schedule: scheduleJson(this.schedules.delete(id), this.schedules.now()) };
+  }
 
   private get store() { return this.s.store; }
 
@@ -295,7 +316,7 @@ export class AdminOps {
     const active = this.store.runs.activeCount('stack', st.id);
     if (active > 0) throw new Refusal('conflict', 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
     this.store.stacks.update(st.id, { deleted_at: iso() });
-    this.store.stacks.endSchedules(st.id, iso());
+    this.store.schedules.endForStack(st.id, iso());
     const view = this.stackView(st);
     if (!purgeState) return { stack: view };
     return { stack: view, purgedStateVersions: await this.s.states.purge(st.id) };

@@ -13,6 +13,7 @@ import { adminRoutes } from './admin-api.ts';
 import { addBackupRoutes } from './backup-api.ts';
 import { addGcRoutes } from './gc-api.ts';
 import { Collector } from '../retention/collector.ts';
+import type { Schedules } from './schedules.ts';
 import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
@@ -48,6 +49,10 @@ export interface ServerOptions {
   retainRunsMs?: number | undefined;
   /** Workers OFFLINE (or deregistered) longer than this are removed (undefined: kept). */
   retainOfflineWorkersMs?: number | undefined;
+  /** The clock schedules read their slots from (tests step it; default Date.now). */
+  now?: () => number;
+  /** How often due schedules are looked for (default 1 s). */
+  scheduleTickMs?: number;
   /** A second, plain-HTTP listener that serves only GET /metrics, without the admin token (for scrapers). */
   metricsListen?: { host: string; port: number };
   /** Where the admin token is shown once, on first start. */
@@ -60,6 +65,8 @@ export interface RunningServer {
   /** The plain metrics listener's port, when --metrics-listen is given. */
   metricsPort?: number;
   service: Service;
+  /** Drift-detection schedules (tests call tick() after stepping the clock). */
+  schedules: Schedules;
   close(): Promise<void>;
 }
 
@@ -132,7 +139,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     blobs, logs: logFiles, log: o.log, metrics, stateDir: paths.state,
   });
   presence = service.presence;
-  const ops = new AdminOps(service);
+  const ops = new AdminOps(service, o.now);
   const workerRouter = workerRoutes(service);
   const adminRouter = adminRoutes(service, ops);
   adminRouter.add('GET', '/v1/audit', async (ctx) => {
@@ -253,6 +260,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const metricsPort = metricsServer ? (metricsServer.address() as AddressInfo).port : undefined;
   if (metricsServer) o.log.info('Metrics listening', { listen: `${o.metricsListen!.host}:${metricsPort}`, metricsPort, path: '/metrics' });
   const stopRetention = collector.start();
+  const stopSchedules = ops.schedules.start(o.scheduleTickMs);
   o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir });
 
   let closed = false;
@@ -261,10 +269,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     port,
     ...(metricsPort === undefined ? {} : { metricsPort }),
     service,
+    schedules: ops.schedules,
     async close() {
       if (closed) return;
       closed = true;
       stopRetention();
+      stopSchedules();
       service.close();
       sessions.clear();
       metricsServer?.close();

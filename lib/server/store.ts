@@ -1,9 +1,10 @@
 // Typed access to the database: rows in, plain objects out, one module per
-// noun (store/pools.ts, workers.ts, stacks.ts, runs.ts, states.ts) and SQL only there.
+// noun (store/pools.ts, workers.ts, stacks.ts, runs.ts, states.ts, schedules.ts) and SQL only there.
 // No policy here; service.ts and the API ops decide, the store reads and writes.
 import type { DatabaseSync } from 'node:sqlite';
 import { PoolStore } from './store/pools.ts';
 import { RunStore } from './store/runs.ts';
+import { ScheduleStore } from './store/schedules.ts';
 import { StackStore } from './store/stacks.ts';
 import { StateStore } from './store/states.ts';
 import { WorkerStore } from './store/workers.ts';
@@ -11,6 +12,7 @@ import { Queries } from './store/queries.ts';
 
 export type { KeyRow, PoolRow } from './store/pools.ts';
 export type { PhaseRow, RunRow, RunSpec, RunToolSpec } from './store/runs.ts';
+export type { ScheduleRow } from './store/schedules.ts';
 export type { StackRow } from './store/stacks.ts';
 export type { StateVersionRow } from './store/states.ts';
 export type { WorkerRow } from './store/workers.ts';
@@ -28,6 +30,8 @@ export class Store {
   readonly runs: RunStore;
   /** Sealed state versions of managed-state stacks. */
   readonly states: StateStore;
+  /** Drift-detection schedules. */
+  readonly schedules: ScheduleStore;
   constructor(db: DatabaseSync) {
     this.db = db;
     this.q = new Queries(db);
@@ -36,6 +40,7 @@ export class Store {
     this.stacks = new StackStore(this.q);
     this.runs = new RunStore(this.q);
     this.states = new StateStore(this.q);
+    this.schedules = new ScheduleStore(this.q);
   }
 
   // the server's own settings (admin token hash, …)

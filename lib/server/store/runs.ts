@@ -78,6 +78,10 @@ export class RunStore {
   activeQueueKeys(poolId: string): number[] {
     return this.q.all<{ k: number }>("SELECT queue_key AS k FROM runs WHERE pool_id = ? AND state IN ('QUEUED', 'UNCONFIRMED')", [poolId]).map((r) => r.k);
   }
+  /** The stack's newest run that has a sealed workspace (the source for runs the server starts itself). */
+  latestWithWorkspace(stackId: string): RunRow | undefined {
+    return this.q.get<RunRow>('SELECT * FROM runs WHERE stack_id = ? AND has_workspace = 1 ORDER BY n DESC LIMIT 1', [stackId]);
+  }
   running(): RunRow[] { return this.q.all<RunRow>("SELECT * FROM runs WHERE state = 'RUNNING'"); }
   /** Runs that still hold a pool or a stack (deleting either is refused while there are any). */
   activeCount(of: 'pool' | 'stack', id: string): number {

@@ -33,10 +33,6 @@ export class StackStore {
   update(id: string, fields: Partial<StackRow>): void {
     this.q.update('stacks', fields, 'id = $id', { id });
   }
-  /** A deleted stack's schedules end with it. */
-  endSchedules(stackId: string, now: string): void {
-    this.q.run('UPDATE schedules SET deleted_at = ? WHERE stack_id = ? AND deleted_at IS NULL', [now, stackId]);
-  }
   /** A deleted pool's stacks stay, detached (triggers are refused until they are attached again). */
   detachPool(poolId: string, now: string): void {
     this.q.run('UPDATE stacks SET pool_id = NULL, updated_at = ? WHERE pool_id = ?', [now, poolId]);
