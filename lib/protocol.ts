@@ -83,6 +83,8 @@ export interface Assignment {
   secretEnv: string | null;
   /** A sealed workspace exists for this run and is to be restored. */
   workspace: boolean;
+  /** Set while the run has no workspace yet and its stack is a Git repository: the worker fetches it. */
+  source?: AssignmentSource | null;
   /** Public keys (PEM) of the pool's active keys: the workspace is sealed to them. */
   recipients: string[];
   logs: { nextSeq: number };
@@ -172,6 +174,18 @@ export interface StateList {
   history: number;
   versions: StateVersionView[];
 }
+
+export interface AssignmentSource {
+  repo: string;
+  branch: string | null;
+  /** The exact commit; null: resolve the branch tip and report the SHA. */
+  commit: string | null;
+  /** Base64 of an age file (sealed to the pool keys) holding {"username", "password"}, or null. */
+  credential: string | null;
+}
+
+/** `POST /v1/worker/runs/{run}/phases/{phase}/commit`: the commit the worker fetched. */
+export interface CommitReport { workerId: string; sha: string; author: string | null; message: string | null }
 
 /** `GET /v1/stacks/{id}/schedules`: drift detection on a cron schedule (UTC). */
 export interface ScheduleView {
@@ -293,9 +307,21 @@ export interface StackView {
   /** A scheduled proposed run found changes that no tracked run has applied yet. */
   drifted: boolean;
   driftedRun: string | null;
+  /** Git source: repository URL and branch (null: workspaces are uploaded with each trigger). */
+  repo: string | null;
+  branch: string | null;
+  /** Base64 of the sealed repository credential, or null. */
+  repoCredential: string | null;
+  /** Path globs a push must touch to queue a run (empty: any change). */
+  triggerPaths: string[];
+  /** Pushes to other branches queue proposed runs. */
+  proposeBranches: boolean;
   createdAt: string;
   updatedAt: string;
 }
+
+/** The commit a run's files come from (null sha until a worker resolved a branch). */
+export interface CommitView { repo: string; branch: string | null; sha: string | null; author: string | null; message: string | null }
 
 export interface RunPhaseView {
   index: number;
@@ -326,7 +352,7 @@ export interface RunView {
   /** Planned changes once a plan step ended. */
   changes: PlanSummary | null;
   drifted: boolean;
-  /** What queued it: null (an admin), "schedule:ID", … */
+  /** What queued it: null (an admin), "push" (a Git webhook), "schedule:ID". */
   trigger: string | null;
   phase: number;
   phaseCount: number;
@@ -334,6 +360,8 @@ export interface RunView {
   worker: string | null;
   cancelRequested: boolean;
   workspace: boolean;
+  /** Null for a run started from an uploaded workspace. */
+  commit: CommitView | null;
   createdAt: string;
   updatedAt: string;
   endedAt: string | null;
@@ -361,9 +389,21 @@ export interface StackRequest {
   tool?: Partial<ToolConfig> | null;
   projectRoot?: string;
   stateHistory?: number;
+  /** Repository URL (https://, http://, file:///); null removes the Git source. */
+  repo?: string | null;
+  branch?: string;
+  repoCredential?: string | null;
+  triggerPaths?: string[];
+  proposeBranches?: boolean;
 }
 /** `POST /v1/stacks/{id}/runs` as JSON (a raw age body with `?proposed=1` is the other form). */
-export interface TriggerRequest { proposed: boolean; workspace: string | null }
+export interface TriggerRequest {
+  proposed: boolean;
+  workspace: string | null;
+  /** Git stacks: this exact commit (40 hex), or the tip of this branch (default the stack's). */
+  commit?: string;
+  branch?: string;
+}
 
 // Replies
 
@@ -377,6 +417,14 @@ export interface WorkerList { workers: WorkerView[] }
 export interface StackList { stacks: StackView[] }
 export interface StackReply { stack: StackView }
 export interface RunList { runs: RunView[] }
+/** `GET /v1/stacks/{id}/webhook` */
+export interface WebhookReply { webhook: { url: string; secret: string; contentType: string; events: string[]; repo: string; stacks: string[] } }
+/** `POST /v1/hooks/git` (202) */
+export interface HookReply {
+  message: string;
+  runs: Array<{ id: string; stack: string; stackName: string; proposed: boolean; commit: string }>;
+  skipped: Array<{ stack: string; reason: string }>;
+}
 export interface RunReply { run: RunView }
 
 // The web console and run events

@@ -5,7 +5,7 @@
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PKGS="docker.io busybox-static docker-registry age apache2-utils shellcheck openssl curl wget ca-certificates iproute2 xz-utils binutils prometheus chromium"
+PKGS="docker.io busybox-static docker-registry age apache2-utils shellcheck openssl curl wget ca-certificates iproute2 xz-utils binutils prometheus chromium git"
 
 missing=""
 for p in $PKGS; do

@@ -124,8 +124,10 @@ test('backup while the server runs, restore into a new directory, and a server s
   assert.is(sumCheck.trim().split('\n').length, names.length - 1);
   assert.ok(sumCheck.trim().split('\n').every((l) => l.endsWith(': OK')), sumCheck);
   const manifest = JSON.parse(readFileSync(join(x, 'launcher-backup.json'), 'utf8'));
-  assert.equal(manifest.counts, { pools: 2, stacks: 2, runs: 8, workers: 1, workspaces: 7, logs: 7 });
-  assert.equal(manifest.problems, []);
+  assert.equal(manifest.counts, { pools: 2, stacks: 2, runs: 8, workers: 1, workspaces: 7, logs: 7, stateVersions: 0 });
+  const end = JSON.parse(readFileSync(join(x, 'launcher-backup-end.json'), 'utf8'));
+  assert.equal(end.problems, []);
+  assert.is(end.files, names.length - 3);
   // The log of the phase written during the backup is exactly what the database copy records.
   const copy = new DatabaseSync(join(x, 'launcher.db'), { readOnly: true });
   const ph = copy.prepare('SELECT log_bytes, log_next_seq FROM phases WHERE run_id = ?').get(running) as { log_bytes: number; log_next_seq: number };
@@ -166,6 +168,34 @@ test('backup while the server runs, restore into a new directory, and a server s
     // Same CA: the original pool's client certificate is accepted.
     const again = await restored.worker(pool.cert, 'POST', '/v1/worker/register', { workerId: null, metadata: {}, version: '0.1.0', host: {} });
     assert.is(again.status, 200, again.text);
+  } finally {
+    await restored.terminate();
+  }
+});
+
+test('managed state versions (terraform stacks) are in the backup and come back byte for byte', async () => {
+  const c = await launcher(['admin', '--data', srv.dataDir, 'stack', 'create', 'tfstate', '--pool', pool.id, '--tool', 'terraform', '--image', 'launcher-test/terraform:1.11']);
+  assert.is(c.code, 0, c.err);
+  const v1 = SEALED(1111);
+  const v2 = SEALED(2222);
+  assert.is((await srv.admin('PUT', '/v1/stacks/tfstate/state?base=none&serial=1&lineage=abc', v1)).status, 201);
+  assert.is((await srv.admin('PUT', '/v1/stacks/tfstate/state?base=1&serial=2&lineage=abc', v2)).status, 201);
+  const file = join(tmp, 'b-state.tar');
+  const b = await launcher(['admin', '--data', srv.dataDir, 'backup', '-o', file, '--json']);
+  assert.is(b.code, 0, b.err);
+  assert.is(JSON.parse(b.out).manifest.counts.stateVersions, 2);
+  const stack = (await srv.admin('GET', '/v1/stacks/tfstate/state')).body.stack;
+  const names = execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).trim().split('\n');
+  assert.ok(names.includes(`state/${stack}/1.age`) && names.includes(`state/${stack}/2.age`), names.filter((n) => n.startsWith('state/')).join(','));
+  const dir = join(tmp, 'restored-state');
+  const r = await launcher(['server', 'restore', file, '--data', dir]);
+  assert.is(r.code, 0, r.err);
+  const restored = await startTestServer({ dataDir: dir });
+  try {
+    const list = (await restored.admin('GET', '/v1/stacks/tfstate/state')).body;
+    assert.is(list.current, 2);
+    assert.ok((await restored.admin('GET', '/v1/stacks/tfstate/state/1')).raw.equals(v1));
+    assert.ok((await restored.admin('GET', '/v1/stacks/tfstate/state/current')).raw.equals(v2));
   } finally {
     await restored.terminate();
   }
@@ -246,6 +276,24 @@ test('backup over the admin API with curl: the token is required, and a second b
   const b = await launcher(['admin', '--data', srv.dataDir, 'backup', '-o', join(tmp, 'b3.tar'), '--json']);
   assert.is(b.code, 0, b.err);
   assert.is(JSON.parse(b.out).manifest.format, 'launcher-backup');
+});
+
+test('a file the database refers to but the data directory lacks is reported, and the backup is still written and restorable', async () => {
+  for (const q of (await srv.admin('GET', '/v1/runs?state=QUEUED')).body.runs) await srv.admin('POST', `/v1/runs/${q.id}/cancel`);
+  const victim = await runOnce('one', { lines: 4, workspace: SEALED(700), finish: true });
+  rmSync(join(srv.dataDir, 'workspaces', `${victim}.age`));
+  const log = join(srv.dataDir, 'logs', victim, '0.log');
+  writeFileSync(log, readFileSync(log).subarray(0, 5));
+  const file = join(tmp, 'b4.tar');
+  const b = await launcher(['admin', '--data', srv.dataDir, 'backup', '-o', file]);
+  assert.is(b.code, 0, b.err);
+  assert.match(b.err, new RegExp(`Warning: .*: workspaces/${victim}\\.age: missing`));
+  assert.match(b.err, new RegExp(`Warning: .*: logs/${victim}/0\\.log: shorter on disk than the \\d+ bytes the database records`));
+  const dir = join(tmp, 'restored-4');
+  const r = await launcher(['server', 'restore', file, '--data', dir]);
+  assert.is(r.code, 0, r.err);
+  assert.match(r.err, /Warning: the backup lacks a file its database refers to/);
+  assert.is(readFileSync(join(dir, 'logs', victim, '0.log'), 'utf8'), readFileSync(log, 'utf8'));
 });
 
 test.run();

@@ -206,6 +206,31 @@ test('orphaned files (no run row, older than an hour) are found and removed; you
   rmSync(young);
 });
 
+test('gc never removes a state version --state-history keeps; a state file with no row (an interrupted removal) is an orphan', async () => {
+  const c = await admin(['stack', 'create', 'tf', '--pool', pool.id, '--tool', 'terraform', '--image', 'launcher-test/terraform:1.11', '--state-history', '2']);
+  assert.is(c.code, 0, c.err);
+  for (let v = 1; v <= 3; v++) {
+    const r = await srv.admin('PUT', `/v1/stacks/tf/state?base=${v === 1 ? 'none' : v - 1}&serial=${v}&lineage=l`, SEALED(100 * v));
+    assert.is(r.status, 201, r.text);
+  }
+  const stack = (await srv.admin('GET', '/v1/stacks/tf/state')).body.stack;
+  const dir = join(srv.dataDir, 'state', stack);
+  for (let i = 0; i < 50 && existsSync(join(dir, '1.age')); i++) await sleep(50);
+  assert.not.ok(existsSync(join(dir, '1.age')), '--state-history 2 dropped version 1');
+  // A version file whose row is gone (as after a crash mid-removal), two hours old.
+  writeFileSync(join(dir, '7.age'), SEALED(10));
+  const old = new Date(Date.now() - 2 * 3600_000);
+  utimesSync(join(dir, '7.age'), old, old);
+  for (const f of ['2.age', '3.age']) utimesSync(join(dir, f), old, old);
+  const r = JSON.parse((await admin(['gc', '--retain-runs', '1s', '--json'])).out);
+  assert.ok(r.orphans.paths.includes(`state/${stack}/7.age`), JSON.stringify(r.orphans));
+  assert.not.ok(existsSync(join(dir, '7.age')));
+  assert.ok(existsSync(join(dir, '2.age')) && existsSync(join(dir, '3.age')), 'kept versions stay, however old');
+  const list = (await srv.admin('GET', '/v1/stacks/tf/state')).body;
+  assert.equal(list.versions.map((v: { version: number }) => v.version), [3, 2]);
+  assert.ok((await srv.admin('GET', '/v1/stacks/tf/state/2')).raw.equals(SEALED(200)));
+});
+
 test('the server sweeps on its own with --retain-runs; its data directory shrinks', async () => {
   const own = await startTestServer({ args: ['--retain-runs', '2s'] });
   try {

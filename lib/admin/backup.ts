@@ -39,8 +39,8 @@ export const backup: Command = {
       await fsyncDir(dirname(file));
       ok = true;
       const m = got.manifest;
-      for (const p of m.problems) ctx.err.write(`Warning: the server's data directory lacks a file its database refers to: ${p}\n`);
-      if (ctx.json) return write(ctx.out, json({ file, size, seconds: (Date.now() - started) / 1000, manifest: m }));
+      for (const p of got.end.problems) ctx.err.write(`Warning: the server's data directory lacks a file its database refers to: ${p}\n`);
+      if (ctx.json) return write(ctx.out, json({ file, size, seconds: (Date.now() - started) / 1000, manifest: m, files: got.end.files, problems: got.end.problems }));
       const c = m.counts;
       return write(ctx.out, `Backup written to ${file} (${byteSize(size)} in ${((Date.now() - started) / 1000).toFixed(1)}s): ` +
         `${c.pools} pools, ${c.stacks} stacks, ${c.runs} runs, ${c.workspaces} sealed workspaces, ${c.logs} log files\n`);

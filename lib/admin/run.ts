@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ConfigError } from '../errors.ts';
-import { RUN_STATES, type RunAction, type RunList, type RunReply, type RunView, type StackReply, type TriggerRequest } from '../protocol.ts';
+import { RUN_STATES, type CommitView, type RunAction, type RunList, type RunReply, type RunView, type StackReply, type TriggerRequest } from '../protocol.ts';
 import { seg } from './client.ts';
 import { actionOf, changesText } from '../tool/plan.ts';
 import { flag, str, write, type Command, type Noun } from './command.ts';
@@ -17,12 +17,31 @@ const STATES: readonly string[] = RUN_STATES;
 
 export function runRows(runs: RunView[], now: number): string {
   return table(
-    ['ID', 'STACK', 'POOL', 'STATE', 'PHASE', 'MODE', 'CHANGES', 'WORKER', 'CREATED', 'REASON'],
+    ['ID', 'STACK', 'POOL', 'STATE', 'PHASE', 'MODE', 'COMMIT', 'CHANGES', 'WORKER', 'CREATED', 'REASON'],
     runs.map((r) => [
       cell(r.id), cell(r.stackName ?? r.stack), cell(r.pool), cell(r.status ?? r.state), phaseText(r), r.proposed ? 'proposed' : 'tracked',
-      r.changes ? changesText(r.changes) + (r.drifted ? ' drift' : '') : '-', cell(r.worker), ago(r.createdAt, now), cell(r.reason),
+      commitShort(r.commit), r.changes ? changesText(r.changes) + (r.drifted ? ' drift' : '') : '-', cell(r.worker), ago(r.createdAt, now), cell(r.reason),
     ]),
   );
+}
+
+/** "main@1a2b3c4d5e6f" (or "main@(tip)" until a worker resolved it); "-" for uploaded workspaces. */
+function commitShort(c: CommitView | null): string {
+  if (c === null) return '-';
+  const o = c;
+  return `${o.branch == null ? '' : `${String(o.branch)}@`}${typeof o.sha === 'string' ? o.sha.slice(0, 12) : '(tip)'}`;
+}
+
+function commitLines(c: CommitView | null): Array<[string, string]> {
+  if (c === null) return [['commit', '- (uploaded workspace)']];
+  const o = c;
+  return [
+    ['repository', cell(o.repo)],
+    ['branch', cell(o.branch)],
+    ['commit', typeof o.sha === 'string' ? o.sha : '(branch tip, not fetched yet)'],
+    ['author', cell(o.author)],
+    ['message', cell(o.message)],
+  ];
 }
 
 function phaseText(r: RunView): string {
@@ -40,6 +59,8 @@ export function runFields(r: RunView, now: number): string {
     ['changes', r.changes ? `${changesText(r.changes)}${r.changes.hasChanges ? '' : ' (no changes)'}${r.drifted ? ' (drift: found by a scheduled run)' : ''}` : '-'],
     ['phase', phaseText(r)],
     ['mode', r.proposed ? 'proposed (read-only)' : 'tracked (write)'],
+    ['trigger', cell(r.trigger)],
+    ...commitLines(r.commit),
     ['worker', cell(r.worker)],
     ['workspace', r.workspace ? 'sealed' : '-'],
     ['reason', cell(r.reason)],
@@ -60,20 +81,29 @@ function resourceRows(r: RunView): string {
 }
 
 const trigger: Command = {
-  usage: 'run trigger STACK [--workspace DIR] [--proposed]',
-  summary: 'queue a run; prints its id (the workspace is tarred and sealed locally)',
+  usage: 'run trigger STACK [--commit SHA | --branch B] [--workspace DIR] [--proposed]',
+  summary: 'queue a run; prints its id (a Git stack runs its branch tip, or the commit given; a workspace is tarred and sealed locally)',
   positionals: ['STACK'],
   options: {
-    workspace: { type: 'string', arg: 'DIR', help: 'directory to start the run with, sealed to the pool\'s keys' },
+    commit: { type: 'string', arg: 'SHA', help: 'run exactly this commit of the stack\'s repository (40 hex characters)' },
+    branch: { type: 'string', arg: 'B', help: 'run the tip of this branch (another branch than the stack\'s needs --proposed)' },
+    workspace: { type: 'string', arg: 'DIR', help: 'directory to start the run with, sealed to the pool\'s keys (instead of the repository)' },
     proposed: { type: 'boolean', help: 'a read-only (proposed) run instead of a tracked one' },
   },
   async run(ctx, args) {
     const stackRef = args.positionals[0]!;
     const proposed = flag(args, 'proposed');
     const dirArg = str(args, 'workspace');
+    const commit = str(args, 'commit');
+    const branch = str(args, 'branch');
+    if (commit !== undefined && branch !== undefined) throw new ConfigError('Cannot use --commit with --branch: give the exact commit, or the branch whose tip to run');
+    if (commit !== undefined && !/^[0-9a-f]{40}$/.test(commit)) throw new ConfigError(`Cannot use --commit ${commit}: expected the full 40-character SHA in lowercase hex (git rev-parse HEAD)`);
+    if ((commit !== undefined || branch !== undefined) && dirArg !== undefined) throw new ConfigError('Cannot use --workspace with --commit or --branch: the run starts from the uploaded directory or from the repository, not both');
     let answer: RunReply;
     if (dirArg === undefined) {
-      answer = await ctx.client().post<RunReply>(`/v1/stacks/${seg(stackRef)}/runs`, { proposed, workspace: null } satisfies TriggerRequest);
+      answer = await ctx.client().post<RunReply>(`/v1/stacks/${seg(stackRef)}/runs`, {
+        proposed, workspace: null, ...(commit !== undefined ? { commit } : {}), ...(branch !== undefined ? { branch } : {}),
+      } satisfies TriggerRequest);
     } else {
       const dir = resolve(ctx.cwd, dirArg);
       const st = await stat(dir).catch(() => undefined);

@@ -18,10 +18,15 @@ export function recipientsFor(poolId: string, publicKeyPems: string[]): Recipien
 }
 
 /** Secret env as base64 of an age file, the API's `secretEnv` field. */
-export async function sealSecretEnv(secrets: Record<string, string>, recipients: Recipient[]): Promise<string> {
+export function sealSecretEnv(secrets: Record<string, string>, recipients: Recipient[]): Promise<string> {
+  return sealText(JSON.stringify(secrets), recipients);
+}
+
+/** A small text (a JSON document) as base64 of an age file sealed to `recipients`. */
+export async function sealText(text: string, recipients: Recipient[]): Promise<string> {
   const parts: Buffer[] = [];
   await pipeline(
-    Readable.from([Buffer.from(JSON.stringify(secrets), 'utf8')]),
+    Readable.from([Buffer.from(text, 'utf8')]),
     createSealStream(recipients),
     new Writable({ write(chunk: Buffer, _enc, cb) { parts.push(chunk); cb(); } }),
   );

@@ -2,17 +2,18 @@
 // Secret values are sealed here to the pool's active keys before the request
 // is made: the server stores and forwards only the sealed bytes.
 import { ConfigError } from '../errors.ts';
-import { STACK_KINDS, type StackKind, type StackList, type StackReply, type StackRequest, type StackView } from '../protocol.ts';
+import { STACK_KINDS, type StackKind, type StackList, type StackReply, type StackRequest, type StackView, type WebhookReply } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
 import { keyValues } from '../key-values.ts';
-import { flag, list, need, phases, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
+import { flag, list, need, phases, str, write, type AdminContext, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
 import { HOOK_POINTS, TOOL_NAMES, TOOL_STEPS as STEPS, type ToolConfig } from '../protocol.ts';
 
 type ToolPatch = Partial<ToolConfig>;
 import { DEFAULT_STATE_HISTORY } from '../tool/state.ts';
 import { ago, cell, fields, json, table, tags } from './format.ts';
 import { activeKeyPems, getPool } from './pool.ts';
-import { recipientsFor, sealSecretEnv } from './seal.ts';
+import { recipientsFor, sealSecretEnv, sealText } from './seal.ts';
+import { readFileSync } from 'node:fs';
 import { state } from './state.ts';
 import { schedule } from './schedule.ts';
 
@@ -38,6 +39,12 @@ const STACK_OPTIONS: Record<string, OptionSpec> = {
   'no-autodeploy': { type: 'boolean', help: 'tracked runs wait for confirmation before apply (update)' },
   'manage-state': { type: 'string', arg: 'true|false', help: 'keep the state sealed and versioned by the server (default true with --tool); false leaves your own backend' },
   'state-history': { type: 'string', arg: 'N', help: `state versions to keep (default ${DEFAULT_STATE_HISTORY})` },
+  repo: { type: 'string', arg: 'URL', help: 'Git repository the workers fetch the run\'s commit from (https://, http:// or file:///path; "none" removes it)' },
+  branch: { type: 'string', arg: 'BRANCH', help: 'the branch tracked runs come from (default main)' },
+  'repo-credential': { type: 'string', arg: 'USER:TOKEN', help: 'credential for the repository, sealed locally to the pool\'s keys' },
+  'repo-credential-file': { type: 'string', arg: 'FILE', help: 'the same, read from FILE ("-" for standard input)' },
+  'trigger-path': { type: 'string', multiple: true, arg: 'GLOB', help: 'run on push only when a changed path matches (repeatable; replaces the set)' },
+  'propose-branches': { type: 'string', arg: 'on|off', help: 'pushes to other branches queue proposed runs (default on)' },
 };
 
 const TOOL_FLAGS = ['tool-binary', 'var-file', 'hook', 'arg', 'autodeploy', 'no-autodeploy', 'manage-state'];
@@ -129,7 +136,40 @@ function fieldsFromFlags(args: Args, usage: string): { fields: StackRequest; sec
   }
   if (args.values.phase !== undefined) out.phases = phases(list(args, 'phase'), list(args, 'confirm'));
   else if (args.values.confirm !== undefined) throw new ConfigError(`Cannot use --confirm without --phase: give the phases too (usage: launcher admin ${usage})`);
+  const repo = str(args, 'repo');
+  if (repo !== undefined) out.repo = repo === 'none' ? null : repo;
+  const branch = str(args, 'branch');
+  if (branch !== undefined) out.branch = branch;
+  if (args.values['trigger-path'] !== undefined) out.triggerPaths = list(args, 'trigger-path').filter((g) => g !== '');
+  const propose = str(args, 'propose-branches');
+  if (propose !== undefined) {
+    if (!['on', 'off'].includes(propose)) throw new ConfigError(`Cannot use --propose-branches ${propose}: expected on or off`);
+    out.proposeBranches = propose === 'on';
+  }
   return { fields: out, secrets };
+}
+
+/** `--repo-credential USER:TOKEN` or `--repo-credential-file FILE|-`, checked; never echoed. */
+function credentialFromFlags(ctx: AdminContext, args: Args): { username: string; password: string } | undefined {
+  const inline = str(args, 'repo-credential');
+  const file = str(args, 'repo-credential-file');
+  if (inline !== undefined && file !== undefined) throw new ConfigError('Cannot use --repo-credential with --repo-credential-file: give the credential once');
+  let text: string;
+  if (inline !== undefined) text = inline;
+  else if (file === '-') text = readFileSync(0, 'utf8');
+  else if (file !== undefined) text = ctx.readFile(file, 'repo-credential-file');
+  else return undefined;
+  text = text.replace(/\r?\n$/, '');
+  const i = text.indexOf(':');
+  if (i <= 0 || i === text.length - 1 || /[\r\n]/.test(text)) {
+    throw new ConfigError(`Cannot use the repository credential${file !== undefined ? ` in ${file}` : ''} (value not shown): expected USER:TOKEN on one line, e.g. git:ghp_… or oauth2:glpat-…`);
+  }
+  return { username: text.slice(0, i), password: text.slice(i + 1) };
+}
+
+async function sealCredential(client: AdminClient, poolRef: string, c: { username: string; password: string }): Promise<string> {
+  const pool = await getPool(client, poolRef);
+  return sealText(JSON.stringify(c), recipientsFor(String(pool.id), activeKeyPems(pool)));
 }
 
 export function stackFields(s: StackView, now: number): string {
@@ -144,6 +184,12 @@ export function stackFields(s: StackView, now: number): string {
     ['secret env', s.secretEnv ? 'sealed' : '-'],
     ...(s.projectRoot && s.projectRoot !== '.' ? [['project root', s.projectRoot] as [string, string]] : []),
     ...toolRows(s),
+    ['repository', s.repo == null ? '- (workspace uploaded with each trigger)' : `${cell(s.repo)} (branch ${cell(s.branch)})`],
+    ...(s.repo == null ? [] : [
+      ['credential', s.repoCredential ? 'sealed' : '-'] as [string, string],
+      ['trigger paths', Array.isArray(s.triggerPaths) && s.triggerPaths.length > 0 ? (s.triggerPaths as string[]).join(', ') : '(any change)'] as [string, string],
+      ['proposed runs', s.proposeBranches === false ? 'off' : 'on pushes to other branches'] as [string, string],
+    ]),
     ['created', ago(s.createdAt, now)],
     ['updated', ago(s.updatedAt, now)],
   ]) + (ph.length ? '\n' + table(['#', 'PHASE', 'CONFIRM', 'SCRIPT'], ph.map((p, i) => [String(i), cell(p.name), p.confirm ? 'yes' : 'no', cell(p.script).replace(/\n/g, '⏎')])) : '');
@@ -164,7 +210,7 @@ function toolRows(s: StackView): [string, string][] {
 }
 
 const create: Command = {
-  usage: 'stack create NAME --pool ID [--kind stack|module] [--image IMG] [--env K=V]… [--secret K=V]… (--phase NAME=SCRIPT… [--confirm PHASE]… | --tool terraform|tofu [tool options]) [--project-root DIR]',
+  usage: 'stack create NAME --pool ID [--kind stack|module] [--image IMG] [--env K=V]… [--secret K=V]… (--phase NAME=SCRIPT… [--confirm PHASE]… | --tool terraform|tofu [tool options]) [--project-root DIR] [--repo URL [--branch B] [--repo-credential USER:TOKEN] [--trigger-path GLOB]…]',
   summary: 'create a stack or module; --secret values are sealed locally',
   positionals: ['NAME'],
   options: Object.fromEntries(Object.entries(STACK_OPTIONS).filter(([k]) => k !== 'name')),
@@ -176,6 +222,8 @@ const create: Command = {
     const { fields: given, secrets } = fieldsFromFlags(args, this.usage);
     if (tool) given.tool = tool;
     if (secrets !== undefined) given.secretEnv = await sealForPool(ctx.client(), pool, secrets);
+    const credential = credentialFromFlags(ctx, args);
+    if (credential) given.repoCredential = await sealCredential(ctx.client(), pool, credential);
     const request: StackRequest = { name: args.positionals[0]!, pool, ...given };
     const answer = await ctx.client().post<StackReply>('/v1/stacks', request);
     if (ctx.json) return write(ctx.out, json(answer));
@@ -211,8 +259,8 @@ const show: Command = {
 };
 
 const update: Command = {
-  usage: 'stack update ID [--name NAME] [--pool ID] [--kind K] [--image IMG] [--env K=V]… [--secret K=V]… [--var K=V]… [--phase NAME=SCRIPT…] [--confirm PHASE]… [--tool T] [tool options]',
-  summary: 'change a stack; --env, --secret/--var (sealed together) and --phase each replace the whole set',
+  usage: 'stack update ID [--name NAME] [--pool ID] [--kind K] [--image IMG] [--env K=V]… [--secret K=V]… [--var K=V]… [--phase NAME=SCRIPT…] [--confirm PHASE]… [--tool T] [tool options] [--repo URL|none] [--branch B] [--repo-credential USER:TOKEN] [--trigger-path GLOB]… [--propose-branches on|off]',
+  summary: 'change a stack; --env, --secret/--var (sealed together), --phase and --trigger-path each replace the whole set',
   positionals: ['ID'],
   options: STACK_OPTIONS,
   async run(ctx, args) {
@@ -227,16 +275,18 @@ const update: Command = {
       const tool = toolFromFlags(args, stack.tool ?? null);
       if (tool !== undefined) patch.tool = tool;
     }
-    if (Object.keys(patch).length === 0 && secrets === undefined) throw new ConfigError(`Nothing to update: give at least one of --name, --pool, --kind, --image, --env, --secret, --var, --phase, --tool, --project-root, --state-history`);
-    if (secrets !== undefined) {
+    const credential = credentialFromFlags(ctx, args);
+    if (Object.keys(patch).length === 0 && secrets === undefined && credential === undefined) throw new ConfigError(`Nothing to update: give at least one of --name, --pool, --kind, --image, --env, --secret, --var, --phase, --tool, --project-root, --state-history, --repo, --branch, --repo-credential, --trigger-path, --propose-branches`);
+    if (secrets !== undefined || credential !== undefined) {
       // Seal to the pool the stack will be attached to after this update.
       let pool = poolFlag;
       if (pool === undefined) {
         const { stack } = await ctx.client().get<StackReply>(`/v1/stacks/${seg(id)}`);
-        if (stack.pool == null) throw new ConfigError(`Cannot seal --secret for ${id}: it is not attached to a pool; pass --pool ID`);
+        if (stack.pool == null) throw new ConfigError(`Cannot seal --secret or --repo-credential for ${id}: it is not attached to a pool; pass --pool ID`);
         pool = stack.pool;
       }
-      patch.secretEnv = await sealForPool(ctx.client(), pool, secrets);
+      if (secrets !== undefined) patch.secretEnv = await sealForPool(ctx.client(), pool, secrets);
+      if (credential !== undefined) patch.repoCredential = await sealCredential(ctx.client(), pool, credential);
     }
     const answer = await ctx.client().call<StackReply>('PATCH', `/v1/stacks/${seg(id)}`, { json: patch });
     if (ctx.json) return write(ctx.out, json(answer));
@@ -259,6 +309,26 @@ const del: Command = {
   },
 };
 
+const webhook: Command = {
+  usage: 'stack webhook ID',
+  summary: 'the URL and secret to give the Git server for push events (one webhook serves every stack on the repository)',
+  positionals: ['ID'],
+  async run(ctx, args) {
+    const answer = await ctx.client().get<WebhookReply>(`/v1/stacks/${seg(args.positionals[0]!)}/webhook`);
+    if (ctx.json) return write(ctx.out, json(answer));
+    const w = answer.webhook;
+    return write(ctx.out, fields([
+      ['url', cell(w.url)],
+      ['secret', cell(w.secret)],
+      ['content type', cell(w.contentType)],
+      ['events', w.events.join(', ')],
+      ['repository', cell(w.repo)],
+      ['stacks', w.stacks.join(', ')],
+    ]) + 'GitHub, Gitea, Forgejo: set the secret as the webhook secret (X-Hub-Signature-256). GitLab: set it as the secret token (X-Gitlab-Token).\n' +
+      'The Git server must trust the server\'s CA certificate (DATA/ca.crt) or the URL must go through a proxy it trusts.\n');
+  },
+};
+
 const attach: Command = {
   usage: 'stack attach ID --pool ID',
   summary: 'attach a stack to a pool',
@@ -271,6 +341,9 @@ const attach: Command = {
     if (answer.stack?.secretEnv) {
       // Secrets were sealed to the old pool's keys; the new pool cannot open them.
       ctx.err.write(`Warning: the secret env of ${id} is sealed to the keys of the pool it was created for; run launcher admin stack update ${id} --secret K=V… to seal it to this pool\n`);
+    }
+    if (answer.stack?.repoCredential) {
+      ctx.err.write(`Warning: the repository credential of ${id} is sealed to the keys of the pool it was created for; run launcher admin stack update ${id} --repo-credential USER:TOKEN to seal it to this pool\n`);
     }
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `Attached ${cell(answer.stack?.id)} to pool ${cell(answer.stack?.pool)}\n`);
@@ -288,4 +361,4 @@ const detach: Command = {
   },
 };
 
-export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach, state, schedule };
+export const stack: Noun = { create, list: listCmd, show, update, delete: del, attach, detach, webhook, state, schedule };

@@ -5,61 +5,131 @@
 // sink, so `launcher admin backup` can verify while it downloads and `server
 // restore` while it extracts.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { extract, pack, type Pack } from 'tar-stream';
+import { END_OF_ARCHIVE, fileHeader, padding, readTar } from './tar.ts';
 import {
-  MANIFEST_NAME, SUMS_NAME, invalidBackup, isBackupEntryName, parseManifest, parseSums, sumsText, type BackupManifest,
+  END_NAME, MANIFEST_NAME, SUMS_NAME, invalidBackup, isBackupEntryName, parseEnd, parseManifest, parseSums, sumsText,
+  type BackupEnd, type BackupManifest,
 } from './format.ts';
-import type { Snapshot } from './snapshot.ts';
-import { feedEntry } from '../tar-feed.ts';
+import type { Snapshot, SnapshotEntry } from './snapshot.ts';
 
-function addEntry(out: Pack, name: string, size: number, body: AsyncIterable<unknown> | Iterable<unknown>, onChunk?: (c: Buffer) => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const sink = out.entry({ name, size, mode: 0o600, mtime: new Date() }, (err) => (err ? reject(err) : resolve()));
-    sink.on('error', reject);
-    feedEntry(body, sink, () => new Error('the archive stream closed'), onChunk).catch(reject);
-  });
-}
+/** Files up to this size are read whole, several at once ahead of the writer; larger ones are streamed. */
+const SMALL = 1024 * 1024;
+/** How many files are opened (and, when small, read) ahead of the writer: at most this many MiB held. */
+const READ_AHEAD = 16;
 
-/** The snapshot as a tar stream: manifest, files (each cut at its recorded size), SHA256SUMS. */
-export function writeArchive(snap: Pick<Snapshot, 'manifest' | 'entries'>): Readable {
-  const out = pack();
-  (async () => {
-    const sums = new Map<string, string>();
-    const add = async (name: string, size: number, body: AsyncIterable<unknown> | Iterable<unknown>): Promise<void> => {
-      const h = createHash('sha256');
-      await addEntry(out, name, size, body, (c) => h.update(c));
-      sums.set(name, h.digest('hex'));
-    };
-    const manifest = Buffer.from(JSON.stringify(snap.manifest, null, 2) + '\n');
-    await add(MANIFEST_NAME, manifest.length, [manifest]);
-    for (const e of snap.entries) {
-      const body = e.size === 0 ? [] : createReadStream(e.path, { start: 0, end: e.size - 1 });
-      await add(e.name, e.size, body);
-    }
-    const text = Buffer.from(sumsText(sums));
-    await addEntry(out, SUMS_NAME, text.length, [text]);
-    out.finalize();
-  })().catch((e: unknown) => out.destroy(e as Error));
-  return Readable.from(out, { objectMode: false });
-}
+type Opened =
+  | { kind: 'missing' }
+  | { kind: 'data'; data: Buffer; short: number | undefined }
+  | { kind: 'stream'; fh: FileHandle; take: number; short: number | undefined };
 
-async function collect(entry: AsyncIterable<unknown>, limit: number, what: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of entry) {
-    n += (c as Buffer).length;
-    if (n > limit) throw invalidBackup(`Damaged backup: ${what} is larger than ${limit} bytes`);
-    parts.push(c as Buffer);
+/** Opens an entry's file: small ones are read at once, large ones left open to stream. */
+async function openEntry(e: SnapshotEntry): Promise<Opened> {
+  let fh: FileHandle;
+  try { fh = await open(e.path, 'r'); } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    throw err;
   }
-  return Buffer.concat(parts);
+  try {
+    // A small log's length is known from the database: read it without a stat.
+    const actual = e.size !== undefined && e.size <= SMALL ? e.size : (await fh.stat()).size;
+    const want = e.size ?? actual;
+    const take = Math.min(want, actual);
+    const short = actual < want ? want : undefined;
+    if (take > SMALL) return { kind: 'stream', fh, take, short };
+    const data = Buffer.allocUnsafe(take);
+    let got = 0;
+    while (got < take) {
+      const { bytesRead } = await fh.read(data, got, take - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    await fh.close();
+    return { kind: 'data', data: data.subarray(0, got), short: got < want ? want : undefined };
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
+  }
 }
 
-/** Receives one file of the archive; must consume `data`. */
-export type EntrySink = (name: string, size: number, data: AsyncIterable<Buffer>) => Promise<void>;
+/**
+ * The snapshot as a tar stream: manifest, files (a log cut at the length the
+ * database copy records), the end record, SHA256SUMS. Pull-based: nothing is
+ * read faster than the consumer takes it, beyond a bounded read-ahead.
+ */
+export function writeArchive(snap: Pick<Snapshot, 'manifest' | 'entries' | 'problems'>): Readable {
+  const mtime = new Date();
+  const entries = snap.entries;
+  const problems = [...snap.problems];
+  async function* chunks(): AsyncGenerator<Buffer> {
+    const sums = new Map<string, string>();
+    let files = 0;
+    let bytes = 0;
+    const whole = function* (name: string, data: Buffer): Generator<Buffer> {
+      sums.set(name, createHash('sha256').update(data).digest('hex'));
+      yield fileHeader(name, data.length, 0o600, mtime);
+      yield data;
+      yield padding(data.length);
+    };
+    yield* whole(MANIFEST_NAME, Buffer.from(JSON.stringify(snap.manifest, null, 2) + '\n'));
+    const ahead: Promise<Opened>[] = [];
+    let next = 0;
+    try {
+      for (let i = 0; i < entries.length; i++) {
+        while (next < entries.length && ahead.length < READ_AHEAD) {
+          const p = openEntry(entries[next++]!);
+          p.catch(() => {});
+          ahead.push(p);
+        }
+        const e = entries[i]!;
+        const got = await ahead.shift()!;
+        if (got.kind === 'missing') { problems.push(`${e.name}: missing`); continue; }
+        if (got.short !== undefined) problems.push(`${e.name}: shorter on disk than the ${got.short} bytes the database records`);
+        files++;
+        if (got.kind === 'data') {
+          bytes += got.data.length;
+          yield* whole(e.name, got.data);
+          continue;
+        }
+        const h = createHash('sha256');
+        yield fileHeader(e.name, got.take, 0o600, mtime);
+        let n = 0;
+        for await (const c of got.fh.createReadStream({ start: 0, end: got.take - 1, highWaterMark: 1024 * 1024 })) {
+          h.update(c as Buffer);
+          n += (c as Buffer).length;
+          yield c as Buffer;
+        }
+        if (n !== got.take) throw new Error(`${e.path} shrank while it was being read`);
+        yield padding(got.take);
+        bytes += got.take;
+        sums.set(e.name, h.digest('hex'));
+      }
+    } finally {
+      // Files opened ahead of a writer that stopped early.
+      for (const p of ahead) p.then((o) => { if (o.kind === 'stream') void o.fh.close().catch(() => {}); }, () => {});
+    }
+    const end: BackupEnd = { files, bytes, problems: problems.sort() };
+    yield* whole(END_NAME, Buffer.from(JSON.stringify(end, null, 2) + '\n'));
+    const text = Buffer.from(sumsText(sums));
+    yield fileHeader(SUMS_NAME, text.length, 0o600, mtime);
+    yield text;
+    yield padding(text.length);
+    yield END_OF_ARCHIVE;
+  }
+  return Readable.from(chunks(), { objectMode: false });
+}
 
-export interface ReadResult { manifest: BackupManifest; files: number; bytes: number }
+/** Receives the files of an archive as they stream (a returned promise is awaited). */
+export interface EntrySink {
+  open(name: string, size: number): void | Promise<void>;
+  write(chunk: Buffer): void | Promise<void>;
+  close(): void | Promise<void>;
+}
+
+export interface ReadResult { manifest: BackupManifest; end: BackupEnd; files: number; bytes: number }
+
+const RECORD_LIMITS: Record<string, number> = { [MANIFEST_NAME]: 1024 * 1024, [END_NAME]: 64 * 1024 * 1024, [SUMS_NAME]: 64 * 1024 * 1024 };
 
 /**
  * Reads a backup archive from `input`, checking it entry by entry; `sink`
@@ -68,54 +138,75 @@ export interface ReadResult { manifest: BackupManifest; files: number; bytes: nu
  * archive that ends early.
  */
 export async function readArchive(input: AsyncIterable<unknown>, sink?: EntrySink): Promise<ReadResult> {
-  const ex = extract();
-  const feeding = feedEntry(input, ex, () => new Error('the archive stream closed'));
-  feeding.catch(() => {});
   let manifest: BackupManifest | undefined;
-  const seen = new Map<string, string>();
+  let end: BackupEnd | undefined;
   let sums: Map<string, string> | undefined;
+  const seen = new Map<string, string>();
   let bytes = 0;
+  // The entry being read: a record kept in memory, or a file handed to the sink.
+  let name = '';
+  let hash = createHash('sha256');
+  let record: Buffer[] | undefined;
+  let recordSize = 0;
   try {
-    for await (const entry of ex) {
-      const name = entry.header.name;
-      const size = entry.header.size ?? 0;
-      if (sums) throw invalidBackup(`Damaged backup: entry "${name}" comes after ${SUMS_NAME}, which must be last`);
-      if (entry.header.type !== 'file' || !isBackupEntryName(name)) {
-        throw invalidBackup(`Not a launcher backup: unexpected entry "${name}" (a backup holds ${MANIFEST_NAME}, launcher.db, keys, workspaces/ and logs/)`);
-      }
-      if (manifest === undefined && name !== MANIFEST_NAME) throw invalidBackup(`Not a launcher backup: the first entry is "${name}", expected ${MANIFEST_NAME}`);
-      if (name === SUMS_NAME) { sums = parseSums((await collect(entry, 64 * 1024 * 1024, SUMS_NAME)).toString('utf8')); continue; }
-      if (seen.has(name)) throw invalidBackup(`Damaged backup: entry "${name}" appears twice`);
-      const h = createHash('sha256');
-      if (name === MANIFEST_NAME) {
-        const buf = await collect(entry, 1024 * 1024, MANIFEST_NAME);
-        h.update(buf);
-        manifest = parseManifest(buf.toString('utf8'));
-      } else {
-        const hashed = (async function* () { for await (const c of entry) { h.update(c as Buffer); yield c as Buffer; } })();
-        if (sink) await sink(name, size, hashed);
-        else for await (const _ of hashed) { /* verify only */ }
-        bytes += size;
-      }
-      seen.set(name, h.digest('hex'));
-    }
-    await feeding;
+    await readTar(input, {
+      entry(e) {
+        name = e.name;
+        if (sums) throw invalidBackup(`Damaged backup: entry "${name}" comes after ${SUMS_NAME}, which must be last`);
+        if (e.type !== 'file' || !isBackupEntryName(name)) {
+          throw invalidBackup(`Not a launcher backup: unexpected entry "${name}" (a backup holds ${MANIFEST_NAME}, launcher.db, keys, workspaces/ and logs/)`);
+        }
+        if (manifest === undefined && name !== MANIFEST_NAME) throw invalidBackup(`Not a launcher backup: the first entry is "${name}", expected ${MANIFEST_NAME}`);
+        if (seen.has(name)) throw invalidBackup(`Damaged backup: entry "${name}" appears twice`);
+        if (end && name !== SUMS_NAME) throw invalidBackup(`Damaged backup: entry "${name}" comes after ${END_NAME}`);
+        hash = createHash('sha256');
+        const limit = RECORD_LIMITS[name];
+        if (limit !== undefined) {
+          if (e.size > limit) throw invalidBackup(`Damaged backup: ${name} is larger than ${limit} bytes`);
+          record = [];
+          recordSize = 0;
+          return;
+        }
+        record = undefined;
+        bytes += e.size;
+        return sink?.open(name, e.size);
+      },
+      data(chunk) {
+        if (record) { record.push(chunk); recordSize += chunk.length; return; }
+        hash.update(chunk);
+        return sink?.write(chunk);
+      },
+      entryEnd() {
+        if (record) {
+          const buf = Buffer.concat(record, recordSize);
+          record = undefined;
+          if (name === SUMS_NAME) { sums = parseSums(buf.toString('utf8')); return; }
+          hash.update(buf);
+          if (name === MANIFEST_NAME) manifest = parseManifest(buf.toString('utf8'));
+          else end = parseEnd(buf.toString('utf8'));
+          seen.set(name, hash.digest('hex'));
+          return;
+        }
+        seen.set(name, hash.digest('hex'));
+        return sink?.close();
+      },
+    });
   } catch (e) {
-    ex.destroy();
     if ((e as { code?: string }).code === 'BACKUP_INVALID') throw e;
     throw invalidBackup(`Damaged backup: ${(e as Error).message} (the file may be cut short)`);
   }
   if (!manifest) throw invalidBackup(`Not a launcher backup: no ${MANIFEST_NAME} (the file is empty or not a tar archive)`);
   if (!sums) throw invalidBackup(`Incomplete backup: it ends before ${SUMS_NAME} (the file was cut short, or the server failed while writing it)`);
-  for (const [name, hex] of seen) {
-    const want = sums.get(name);
-    if (want === undefined) throw invalidBackup(`Damaged backup: "${name}" is not listed in ${SUMS_NAME}`);
-    if (want !== hex) throw invalidBackup(`Damaged backup: the SHA-256 of "${name}" does not match ${SUMS_NAME}`);
+  for (const [n, hex] of seen) {
+    const want = sums.get(n);
+    if (want === undefined) throw invalidBackup(`Damaged backup: "${n}" is not listed in ${SUMS_NAME}`);
+    if (want !== hex) throw invalidBackup(`Damaged backup: the SHA-256 of "${n}" does not match ${SUMS_NAME}`);
   }
-  for (const name of sums.keys()) if (!seen.has(name)) throw invalidBackup(`Incomplete backup: "${name}" is listed in ${SUMS_NAME} but missing`);
-  const files = seen.size - 1;
-  if (files !== manifest.files || bytes !== manifest.bytes) {
-    throw invalidBackup(`Incomplete backup: ${files} files and ${bytes} bytes, the manifest says ${manifest.files} and ${manifest.bytes}`);
+  for (const n of sums.keys()) if (!seen.has(n)) throw invalidBackup(`Incomplete backup: "${n}" is listed in ${SUMS_NAME} but missing`);
+  if (!end) throw invalidBackup(`Damaged backup: no ${END_NAME} before ${SUMS_NAME}`);
+  const files = seen.size - 2;
+  if (files !== end.files || bytes !== end.bytes) {
+    throw invalidBackup(`Incomplete backup: ${files} files and ${bytes} bytes, ${END_NAME} says ${end.files} and ${end.bytes}`);
   }
-  return { manifest, files, bytes };
+  return { manifest, end, files, bytes };
 }

@@ -5,12 +5,10 @@
 // a data directory behind. DIR must not exist or be empty: restore never
 // overwrites a server's data.
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import { LauncherError } from '../errors.ts';
 import { fsyncDir } from '../atomic-file.ts';
 import { SCHEMA_VERSION } from '../server/db.ts';
@@ -20,6 +18,8 @@ import { DATABASE_NAME, entryMode, invalidBackup, type BackupManifest } from './
 export interface RestoreResult {
   dataDir: string;
   manifest: BackupManifest;
+  /** Files the database refers to that the backup lacked (they were missing when it was taken). */
+  problems: string[];
   /** Counted in the restored database (they match the manifest's). */
   pools: number;
   runs: number;
@@ -52,12 +52,17 @@ export async function restoreBackup(o: { file: string; dataDir: string }): Promi
   await mkdir(staging, { mode: 0o700 });
   try {
     const made = new Set<string>();
-    const read = await readArchive(createReadStream(o.file), async (name, _size, data) => {
-      const target = join(staging, name);
-      const parent = dirname(target);
-      if (!made.has(parent)) { await mkdir(parent, { recursive: true, mode: 0o700 }); made.add(parent); }
-      await pipeline(Readable.from(data), createWriteStream(target, { flags: 'wx', mode: entryMode(name) }));
-    });
+    let out: FileHandle | undefined;
+    const read = await readArchive(createReadStream(o.file, { highWaterMark: 1024 * 1024 }), {
+      async open(name) {
+        const target = join(staging, name);
+        const parent = dirname(target);
+        if (!made.has(parent)) { await mkdir(parent, { recursive: true, mode: 0o700 }); made.add(parent); }
+        out = await open(target, 'wx', entryMode(name));
+      },
+      async write(chunk) { await out!.write(chunk); },
+      async close() { await out!.close(); out = undefined; },
+    }).finally(() => out?.close().catch(() => {}));
     const m = read.manifest;
     if (m.schemaVersion > SCHEMA_VERSION) {
       throw new LauncherError('DB_TOO_NEW', `Cannot restore: the backup's database schema version ${m.schemaVersion} is newer than this launcher's ${SCHEMA_VERSION} (restore with launcher ${m.launcherVersion} or newer)`);
@@ -78,11 +83,11 @@ export async function restoreBackup(o: { file: string; dataDir: string }): Promi
     if (pools !== m.counts.pools || runs !== m.counts.runs) {
       throw invalidBackup(`Damaged backup: the database holds ${pools} pools and ${runs} runs, the manifest says ${m.counts.pools} and ${m.counts.runs}`);
     }
-    for (const sub of ['tmp', 'workspaces', 'logs']) await mkdir(join(staging, sub), { recursive: true, mode: 0o700 });
+    for (const sub of ['tmp', 'workspaces', 'logs', 'state']) await mkdir(join(staging, sub), { recursive: true, mode: 0o700 });
     await rmdir(o.dataDir).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
     await rename(staging, o.dataDir);
     await fsyncDir(dirname(o.dataDir));
-    return { dataDir: o.dataDir, manifest: m, pools, runs, files: read.files, bytes: read.bytes };
+    return { dataDir: o.dataDir, manifest: m, problems: read.end.problems, pools, runs, files: read.files, bytes: read.bytes };
   } catch (e) {
     await rm(staging, { recursive: true, force: true });
     throw e;

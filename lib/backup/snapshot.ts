@@ -19,12 +19,18 @@ import { TERMINAL_STATES } from '../protocol.ts';
 import { VERSION } from '../version.ts';
 import { BACKUP_FORMAT, BACKUP_FORMAT_VERSION, DATA_FILES, DATABASE_NAME, type BackupCounts, type BackupManifest } from './format.ts';
 
-/** One file of the archive: read `size` bytes of `path`. */
-export interface SnapshotEntry { name: string; path: string; size: number }
+/**
+ * One file of the archive: `size` bytes of `path` (a log: what the database
+ * copy records), or the whole file when `size` is undefined (its size is
+ * learnt when it is read: no stat of every file up front).
+ */
+export interface SnapshotEntry { name: string; path: string; size?: number }
 
 export interface Snapshot {
   manifest: BackupManifest;
   entries: SnapshotEntry[];
+  /** Found while taking the snapshot (a workspace of an unfinished run missing); the writer adds its own. */
+  problems: string[];
   /** Removes the snapshot's directory and lets removals go on. */
   dispose(): Promise<void>;
 }
@@ -68,13 +74,18 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
     let unfinishedWorkspaces: string[];
     let finishedWorkspaces: string[];
     let logs: { run_id: string; idx: number; log_bytes: number }[];
+    let states: { stack_id: string; version: number; size: number }[];
+    let conflicts: { run_id: string; phase: number; size: number }[];
     try {
       // One self-contained file (no -wal beside it) for the archive.
       copy.exec('PRAGMA journal_mode = DELETE');
       const count = (sql: string): number => (copy.prepare(sql).get() as { c: number }).c;
-      unfinishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state NOT IN ${TERMINAL}`).all() as { id: string }[]).map((r) => r.id);
-      finishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state IN ${TERMINAL}`).all() as { id: string }[]).map((r) => r.id);
+      unfinishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state NOT IN ${TERMINAL} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
+      finishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state IN ${TERMINAL} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
       logs = copy.prepare('SELECT run_id, idx, log_bytes FROM phases WHERE log_bytes > 0 ORDER BY run_id, idx').all() as typeof logs;
+      // State versions and kept conflicts are written once under a new name, never replaced.
+      states = copy.prepare('SELECT stack_id, version, size FROM state_versions ORDER BY stack_id, version').all() as typeof states;
+      conflicts = copy.prepare('SELECT run_id, phase, size FROM state_conflicts ORDER BY run_id, phase').all() as typeof conflicts;
       counts = {
         pools: count('SELECT count(*) AS c FROM pools WHERE deleted_at IS NULL'),
         stacks: count('SELECT count(*) AS c FROM stacks WHERE deleted_at IS NULL'),
@@ -82,6 +93,7 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
         workers: count('SELECT count(*) AS c FROM workers WHERE deregistered_at IS NULL'),
         workspaces: unfinishedWorkspaces.length + finishedWorkspaces.length,
         logs: logs.length,
+        stateVersions: states.length,
       };
     } finally {
       copy.close();
@@ -97,7 +109,7 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
       try {
         await mkdir(dirname(to), { recursive: true });
         await link(join(paths.dir, name), to);
-        linked.push({ name, path: to, size: (await stat(to)).size });
+        linked.push({ name, path: to });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
         problems.push(`${name}: missing`);
@@ -117,29 +129,11 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
         if (f !== 'audit.log' && f !== 'admin.token') problems.push(`${f}: missing`);
       }
     }
-    // Stable files, read in place later: only their sizes now.
-    const stable: SnapshotEntry[] = [];
-    await each(finishedWorkspaces, 16, async (id) => {
-      const name = `workspaces/${id}.age`;
-      try {
-        stable.push({ name, path: join(paths.dir, name), size: (await stat(join(paths.dir, name))).size });
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        problems.push(`${name}: missing`);
-      }
-    });
-    await each(logs, 16, async (l) => {
-      const name = `logs/${l.run_id}/${l.idx}.log`;
-      let size = 0;
-      try { size = (await stat(join(paths.dir, name))).size; } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        problems.push(`${name}: missing`);
-        return;
-      }
-      if (size < l.log_bytes) problems.push(`${name}: ${size} bytes on disk, the database records ${l.log_bytes}`);
-      stable.push({ name, path: join(paths.dir, name), size: Math.min(size, l.log_bytes) });
-    });
-    entries.push(...stable.sort((a, b) => a.name.localeCompare(b.name)));
+    // Stable files, read in place while the archive is written (removals wait).
+    for (const id of finishedWorkspaces) entries.push({ name: `workspaces/${id}.age`, path: join(paths.dir, 'workspaces', `${id}.age`) });
+    for (const l of logs) entries.push({ name: `logs/${l.run_id}/${l.idx}.log`, path: join(paths.dir, 'logs', l.run_id, `${l.idx}.log`), size: l.log_bytes });
+    for (const v of states) entries.push({ name: `state/${v.stack_id}/${v.version}.age`, path: join(paths.state, v.stack_id, `${v.version}.age`), size: v.size });
+    for (const c of conflicts) entries.push({ name: `state/conflicts/${c.run_id}-${c.phase}.age`, path: join(paths.state, 'conflicts', `${c.run_id}-${c.phase}.age`), size: c.size });
 
     const schemaVersion = (o.db.prepare('SELECT max(version) AS v FROM migrations').get() as { v: number }).v;
     const manifest: BackupManifest = {
@@ -149,11 +143,8 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
       launcherVersion: VERSION,
       schemaVersion,
       counts,
-      files: entries.length,
-      bytes: entries.reduce((n, e) => n + e.size, 0),
-      problems: problems.sort(),
     };
-    return { manifest, entries, dispose };
+    return { manifest, entries, problems, dispose };
   } catch (e) {
     await dispose();
     throw e;

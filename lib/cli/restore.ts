@@ -34,6 +34,7 @@ export async function run(io: CommandIo): Promise<number> {
   if (positionals.length !== 1) throw new ConfigError(positionals.length === 0 ? 'Missing FILE: expected launcher server restore FILE --data DIR' : `Unexpected argument "${positionals[1]}": expected launcher server restore FILE --data DIR`);
   if (!values.data) throw new ConfigError('Missing --data: the directory to restore into (it must not exist or be empty)');
   const r = await restoreBackup({ file: resolve(io.cwd, positionals[0]!), dataDir: resolve(io.cwd, values.data) });
+  for (const p of r.problems) io.stderr.write(`Warning: the backup lacks a file its database refers to (it was missing when the backup was taken): ${p}\n`);
   if (values.json) {
     io.stdout.write(JSON.stringify({ dataDir: r.dataDir, pools: r.pools, runs: r.runs, files: r.files, bytes: r.bytes, manifest: r.manifest }, null, 2) + '\n');
     return 0;

@@ -12,7 +12,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { LauncherError } from '../errors.ts';
 import { SERVER_UNTRUSTED, connectionErrorCode, isTrustFailure } from '../tls-trust.ts';
 import { EXIT_REFUSED } from './exit-codes.ts';
-import type { LogAck, PhaseReport, StateAck, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
+import type { CommitReport, LogAck, PhaseReport, StateAck, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
 
 
 export class ServerError extends LauncherError {
@@ -175,6 +175,11 @@ export class WorkerApi {
 
   async start(runId: string, phase: number, workerId: string): Promise<void> {
     await this.#json('phase start', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/start`, { json: { workerId }, timeoutMs: 30_000 });
+  }
+
+  /** Tells the server which commit this run's files come from. */
+  async commit(runId: string, phase: number, c: CommitReport): Promise<void> {
+    await this.#json('commit report', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/commit`, { json: c, timeoutMs: 30_000 });
   }
 
   phaseState(runId: string, phase: number): Promise<PhaseStatus> {

@@ -16,6 +16,8 @@ import { Masker, type Secret } from '../mask.ts';
 import type { Assignment, PhaseReport } from '../protocol.ts';
 import { isPermanent, isTransient, type WorkerApi } from './api.ts';
 import { LogShipper } from './logship.ts';
+import { packDirectory } from '../workspace.ts';
+import { fetchSource, type RepoCredential } from '../vcs/source.ts';
 import { retryTransient, type RetryOptions } from './retry.ts';
 import type { StateDir } from './statedir.ts';
 import type { Metrics } from './metrics.ts';
@@ -102,6 +104,23 @@ function stdoutLines(out: Writable, a: Assignment): { write(b: Uint8Array): void
   };
 }
 
+/** Opens the stack's sealed repository credential (base64 age file of {"username", "password"}). */
+export async function openCredential(sealed: string | null | undefined, identity: Identity): Promise<RepoCredential | undefined> {
+  if (sealed === null || sealed === undefined || sealed === '') return undefined;
+  const plain = await openBuffer(Buffer.from(sealed, 'base64'), [identity]);
+  const obj = JSON.parse(plain.toString('utf8')) as { username?: unknown; password?: unknown };
+  if (typeof obj.username !== 'string' || typeof obj.password !== 'string') throw new Error('the sealed repository credential is not {"username", "password"}');
+  return { username: obj.username, password: obj.password };
+}
+
+function credentialSecrets(c: RepoCredential | undefined): Secret[] {
+  if (!c) return [];
+  return [
+    { name: 'repository credential', value: c.password },
+    { name: 'repository credential', value: `${c.username}:${c.password}` },
+  ];
+}
+
 /** Opens the stack's sealed secret environment (base64 age file of a JSON object). */
 export async function openSecretEnv(sealed: string | null, identity: Identity): Promise<Record<string, string>> {
   if (sealed === null || sealed === '') return {};
@@ -168,11 +187,45 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
       return await finishReport(a, ctx, shipper, failure(a, workerId, 'SECRET_ENV_UNREADABLE',
         `Cannot open the stack's sealed secret environment with this pool key: ${(e as Error).message}`, 0), retry);
     }
+    const fetching = a.source && !a.workspace && !resume ? a.source : undefined;
+    let credential: RepoCredential | undefined;
+    try {
+      credential = fetching ? await openCredential(fetching.credential, identity) : undefined;
+    } catch (e) {
+      return await finishReport(a, ctx, shipper, failure(a, workerId, 'SOURCE_CREDENTIAL_UNREADABLE',
+        `Cannot open the stack's sealed repository credential with this pool key: ${(e as Error).message}`, 0), retry);
+    }
     masker = new Masker({
-      secrets: [...settings.masks, ...secretsOf(secretEnv, 'secret')],
+      secrets: [...settings.masks, ...secretsOf(secretEnv, 'secret'), ...credentialSecrets(credential)],
       onWarning: (m) => log.warn(m, fields),
     });
     const m = masker;
+
+    let sourceDir: string | undefined;
+    if (fetching) {
+      // The run's files come from Git: fetch exactly its commit here, on the
+      // worker (the server never sees the code), and start the phase with it.
+      const say = (line: string) => emit(m.write(Buffer.from(`[launcher] ${line}\n`)));
+      const started = Date.now();
+      try {
+        const got = await fetchSource(
+          { repo: fetching.repo, branch: fetching.branch, commit: fetching.commit },
+          { dir: join(workDir, 'source'), gitdir: join(workDir, 'git'), credential, signal: cancel },
+        );
+        sourceDir = join(workDir, 'source');
+        say(`Fetched ${fetching.repo} ${fetching.branch ?? ''} at ${got.sha}: ${got.files} files, ${got.bytes} bytes in ${Date.now() - started} ms`.replace('  ', ' '));
+        if (got.message !== null) say(`Commit ${got.sha.slice(0, 12)} by ${got.author ?? 'unknown'}: ${got.message}`);
+        await retryTransient(() => api.commit(a.runId, a.phase, { workerId, sha: got.sha, author: got.author, message: got.message }), retry);
+      } catch (e) {
+        if (isPermanent(e)) throw e;
+        const code = (e as { code?: string }).code ?? 'SOURCE_FETCH_FAILED';
+        const message = m.redact((e as Error).message);
+        say(message);
+        emit(m.end());
+        log.warn('Source fetch failed', { ...fields, code, error: message });
+        return await finishReport(a, ctx, shipper, failure(a, workerId, code.startsWith('SOURCE_') ? code : 'SOURCE_FETCH_FAILED', message, 0), retry);
+      }
+    }
 
     let workspaceFile: string | undefined;
     if (a.workspace && !resume) {
@@ -247,6 +300,7 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
         env: { ...settings.env(readOnly), ...a.env, ...secretEnv },
         readOnly,
         ...(workspaceFile ? { workspaceIn: () => openedTar(workspaceFile!, identity) } : {}),
+        ...(sourceDir ? { workspaceIn: () => packDirectory(sourceDir!) } : {}),
         ...(extraIn ? { extraIn } : {}),
         mounts: settings.mounts(readOnly),
         network: settings.network,

@@ -21,6 +21,8 @@ export interface CollectorDeps {
   dataDir: string;
   logsDir: string;
   workspacesDir: string;
+  /** Sealed state versions (state/STACK/VERSION.age); only orphans there are removed, never a version with a row. */
+  stateDir?: string;
   blobs: { remove(path: string): Promise<void>; removalsHeld(): boolean };
   /** A removed worker is forgotten by the live presence too. */
   onWorkerRemoved(id: string): void;
@@ -160,14 +162,15 @@ export class Collector {
   /** Log directories and workspace files whose run has no row (a crash between the two, or an old bug). */
   private async orphans(now: number, dryRun: boolean, report: GcReport): Promise<void> {
     const exists = this.d.db.prepare('SELECT 1 AS x FROM runs WHERE id = ?');
-    const scan = async (dir: string, idOf: (d: Dirent) => string | undefined): Promise<void> => {
+    /** `hasRow`: true/false for files this sweep knows, undefined for anything else (left alone). */
+    const scanWith = async (dir: string, hasRow: (d: Dirent) => boolean | undefined): Promise<void> => {
       let entries: Dirent[];
       try { entries = await readdir(dir, { withFileTypes: true }); } catch { return; }
       let n = 0;
       for (const d of entries) {
         if (++n % BATCH === 0) await breathe();
-        const id = idOf(d);
-        if (id === undefined || exists.get(id) !== undefined) continue;
+        const known = hasRow(d);
+        if (known === undefined || known) continue;
         const path = join(dir, d.name);
         let mtime: number;
         try { mtime = (await stat(path)).mtimeMs; } catch { continue; }
@@ -179,11 +182,28 @@ export class Collector {
         if (!dryRun) await this.d.blobs.remove(path);
       }
     };
+    const scan = (dir: string, idOf: (d: Dirent) => string | undefined): Promise<void> =>
+      scanWith(dir, (d) => { const id = idOf(d); return id === undefined ? undefined : exists.get(id) !== undefined; });
     await scan(this.d.logsDir, (d) => (d.isDirectory() && /^run_[A-Za-z0-9]+$/.test(d.name) ? d.name : undefined));
     await scan(this.d.workspacesDir, (d) => {
       const m = d.isFile() ? /^(run_[A-Za-z0-9]+)\.age$/.exec(d.name) : null;
       return m ? m[1] : undefined;
     });
+    // State versions: --state-history decides which versions are kept (their
+    // rows); a file with no row is one whose removal a crash interrupted.
+    if (this.d.stateDir) {
+      const version = this.d.db.prepare('SELECT 1 AS x FROM state_versions WHERE stack_id = ? AND version = ?');
+      let stacks: Dirent[];
+      try { stacks = await readdir(this.d.stateDir, { withFileTypes: true }); } catch { stacks = []; }
+      for (const st of stacks) {
+        if (!st.isDirectory() || !/^stk_[A-Za-z0-9]+$/.test(st.name)) continue;
+        const dir = join(this.d.stateDir, st.name);
+        await scanWith(dir, (d) => {
+          const m = d.isFile() ? /^(\d+)\.age$/.exec(d.name) : null;
+          return m ? version.get(st.name, Number(m[1])) !== undefined : undefined;
+        });
+      }
+    }
   }
 
   private workspace(runId: string): string { return join(this.d.workspacesDir, `${runId}.age`); }

@@ -66,6 +66,7 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
   r.add('POST', '/v1/stacks/{stack}/schedules', json(201, (c, b) => ops.addSchedule(p(c, 'stack'), b)));
   r.add('DELETE', '/v1/schedules/{schedule}', json(200, (c) => ops.deleteSchedule(p(c, 'schedule'))));
   r.add('POST', '/v1/stacks/{stack}/state/rollback', json(201, (c, b) => ops.stateRollback(p(c, 'stack'), b)));
+  r.add('GET', '/v1/stacks/{stack}/webhook', json(200, (c) => ops.webhook(p(c, 'stack'))));
 
   r.add('POST', '/v1/stacks/{stack}/runs', async (ctx) => {
     const type = String(ctx.req.headers['content-type'] ?? '');
@@ -85,7 +86,17 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
       const body = await readJson(ctx.req);
       if (body.proposed !== undefined && typeof body.proposed !== 'boolean') throw badField('proposed', 'true or false');
       const ws = sealedField(body, 'workspace', s.opts.maxWorkspaceBytes);
-      out = await ops.trigger(p(ctx, 'stack'), body.proposed === true, ws ? Buffer.from(ws) : undefined);
+      const opt = (k: string): string | undefined => {
+        const v = body[k];
+        if (v === undefined || v === null) return undefined;
+        if (typeof v !== 'string') throw badField(k, k === 'commit' ? 'a 40-character commit SHA' : 'a branch name');
+        return v;
+      };
+      const commit = opt('commit');
+      const branch = opt('branch');
+      out = await ops.trigger(p(ctx, 'stack'), body.proposed === true, ws ? Buffer.from(ws) : undefined, {
+        ...(commit !== undefined ? { commit } : {}), ...(branch !== undefined ? { branch } : {}),
+      });
     }
     ctx.audit = { ...ctx.audit, run: out.run.id };
     sendJson(ctx.res, 201, out);

@@ -10,7 +10,7 @@ import { bool, str, stringMap } from './fields.ts';
 import { Refusal, badField } from './refusal.ts';
 import {
   WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
-  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type ScheduleList, type ScheduleReply, type WorkerList, type WorkerView,
+  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type ScheduleList, type ScheduleReply, type WebhookReply, type WorkerList, type WorkerView,
 } from '../protocol.ts';
 import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
 import { iso, newId, normSerial } from './ids.ts';
@@ -25,11 +25,30 @@ import { stateWriteQuery } from './worker-ops.ts';
 import { ToolConfigError, parseToolConfig, relativePath } from '../tool/config.ts';
 import { inProjectRoot, toolPhases } from '../tool/steps.ts';
 import { DEFAULT_STATE_HISTORY, MAX_STATE_HISTORY } from '../tool/state.ts';
+import { randomBytes } from 'node:crypto';
+import { REPO_URL_HINT, SHA_RE, branchProblem, repoKey, repoUrlProblem } from '../vcs/repo.ts';
+import { GLOB_HINT, globProblem } from '../vcs/paths.ts';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const NAME_HINT = '1 to 64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_PHASES = 50;
+const MAX_TRIGGER_PATHS = 100;
+
+/** What a run records about its commit, when it has one. */
+export interface RunCommit { repo: string; branch: string | null; sha: string | null; author?: string | null; message?: string | null }
+
+export interface TriggerOptions {
+  /** The exact commit (40 hex); without it the worker resolves the branch tip and reports the SHA. */
+  commit?: string;
+  /** A branch other than the stack's (proposed runs only). */
+  branch?: string;
+  /** What queued it: null (an admin), "push", "schedule:ID". */
+  trigger?: string | null;
+  /** Commit details already known (from a push payload). */
+  author?: string | null;
+  message?: string | null;
+}
 
 export class AdminOps {
   private readonly s: Service;
@@ -264,7 +283,50 @@ export class AdminOps {
       if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > MAX_STATE_HISTORY) throw badField('stateHistory', `how many state versions to keep, an integer from 1 to ${MAX_STATE_HISTORY} (default ${DEFAULT_STATE_HISTORY})`);
       out.state_history = n as number;
     }
+    if ('repo' in body) {
+      if (body.repo === null || body.repo === '') {
+        Object.assign(out, { repo: null, repo_key: null, branch: null, repo_credential: null });
+      } else {
+        const repo = str(body, 'repo', { max: 2048, hint: REPO_URL_HINT })!;
+        const problem = repoUrlProblem(repo);
+        if (problem) throw new Refusal('invalid', 'INVALID_FIELD', `Invalid field "repo": ${problem} (expected ${REPO_URL_HINT})`);
+        out.repo = repo;
+        out.repo_key = repoKey(repo) ?? null;
+      }
+    }
+    if ('branch' in body && body.branch !== null) out.branch = branchField(body, 'branch');
+    if ('repoCredential' in body) out.repo_credential = sealedField(body, 'repoCredential', 64 * 1024);
+    if ('triggerPaths' in body) {
+      const v = body.triggerPaths ?? [];
+      if (!Array.isArray(v) || v.length > MAX_TRIGGER_PATHS || !v.every((g) => typeof g === 'string')) throw badField('triggerPaths', `a list of at most ${MAX_TRIGGER_PATHS} path patterns (${GLOB_HINT})`);
+      for (const g of v as string[]) {
+        const problem = globProblem(g);
+        if (problem) throw new Refusal('invalid', 'INVALID_FIELD', `Invalid field "triggerPaths": "${g}": ${problem} (expected ${GLOB_HINT})`);
+      }
+      out.trigger_paths = JSON.stringify(v);
+    }
+    if ('proposeBranches' in body) out.propose_branches = bool(body, 'proposeBranches', true) ? 1 : 0;
     return out;
+  }
+
+  /**
+   * Git fields that only make sense together: a branch (default main) with a
+   * repository, a webhook secret for it (shared by every stack on the same
+   * repository, so one webhook per repository serves them all).
+   */
+  private sourceFields(f: Partial<StackRow>, current: StackRow | undefined): void {
+    const repo = f.repo !== undefined ? f.repo : current?.repo ?? null;
+    if (repo === null) {
+      const stray = (['branch', 'repo_credential', 'trigger_paths'] as const).find((k) => f[k] !== undefined && f[k] !== null && f[k] !== '[]');
+      if (stray) throw new Refusal('invalid', 'INVALID_FIELD', `Invalid field "${stray === 'repo_credential' ? 'repoCredential' : stray === 'trigger_paths' ? 'triggerPaths' : 'branch'}": the stack has no repository (give "repo" too)`);
+      if (f.repo === null) f.webhook_secret = null;
+      return;
+    }
+    if ((current?.branch ?? null) === null && f.branch === undefined) f.branch = 'main';
+    if (f.repo !== undefined && (current?.repo_key !== f.repo_key || !current?.webhook_secret)) {
+      const sibling = this.store.stacks.byRepoKey([f.repo_key!]).find((s) => s.id !== current?.id && s.webhook_secret);
+      f.webhook_secret = sibling?.webhook_secret ?? randomBytes(24).toString('base64url');
+    }
   }
 
   /** A stack has either phases or a tool, never both and never neither. */
@@ -276,11 +338,14 @@ export class AdminOps {
 
   createStack(body: Record<string, unknown>): StackReply {
     const f = this.stackFields(body, false);
+    this.sourceFields(f, undefined);
     if (this.store.stacks.find(f.name!)) throw new Refusal('conflict', 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     const now = iso();
     const row: StackRow = {
       id: newId('stk'), name: f.name!, kind: f.kind!, pool_id: f.pool_id ?? null, image: f.image ?? null,
       env: f.env!, secret_env: f.secret_env ?? null, phases: f.phases!, created_at: now, updated_at: now, deleted_at: null,
+      repo: f.repo ?? null, repo_key: f.repo_key ?? null, branch: f.branch ?? null, repo_credential: f.repo_credential ?? null,
+      trigger_paths: f.trigger_paths ?? '[]', propose_branches: f.propose_branches ?? 1, webhook_secret: f.webhook_secret ?? null,
       tool: f.tool ?? null, project_root: f.project_root ?? '.', state_history: f.state_history ?? DEFAULT_STATE_HISTORY,
       state_holder: null, drifted_run: null,
     };
@@ -292,6 +357,7 @@ export class AdminOps {
   async updateStack(idOrName: string, body: Record<string, unknown>): Promise<StackReply> {
     const st = this.stack(idOrName);
     const f = this.stackFields(body, true);
+    this.sourceFields(f, st);
     if (f.name && f.name !== st.name) {
       const other = this.store.stacks.find(f.name);
       if (other && other.id !== st.id) throw new Refusal('conflict', 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
@@ -303,6 +369,14 @@ export class AdminOps {
     const after = this.store.stacks.find(st.id)!;
     if (f.state_history !== undefined) await this.s.states.prune(after);
     return { stack: this.stackView(after) };
+  }
+
+  /** Where a Git server sends pushes for this stack, and the secret it signs them with. */
+  webhook(idOrName: string): WebhookReply {
+    const st = this.stack(idOrName);
+    if (!st.repo || !st.webhook_secret) throw new Refusal('conflict', 'STACK_NO_REPO', `Stack ${st.name} has no repository: set one with PATCH /v1/stacks/${st.id} {"repo": URL, "branch": BRANCH}`);
+    const shared = this.store.stacks.byRepoKey([st.repo_key!]).filter((s) => s.webhook_secret === st.webhook_secret).map((s) => s.name);
+    return { webhook: { url: `${this.s.serverUrl}/v1/hooks/git`, secret: st.webhook_secret, contentType: 'application/json', events: ['push'], repo: st.repo, stacks: shared } };
   }
 
   stackView(st: StackRow): StackView {
@@ -386,10 +460,47 @@ export class AdminOps {
   }
 
   /** Creates a run; `workspaceTmp` is a received sealed upload to move into place. */
-  async trigger(stackArg: string, proposedAsked: boolean, workspace: { tmp: string } | Buffer | undefined, source: string | null = null): Promise<RunReply> {
+  async trigger(stackArg: string, proposedAsked: boolean, workspace: { tmp: string } | Buffer | undefined, opts: TriggerOptions | string | null = {}): Promise<RunReply> {
+    const o: TriggerOptions = typeof opts === 'string' || opts === null ? { trigger: opts } : opts;
     const st = this.stack(stackArg);
+    const pool = this.triggerPool(st);
+    const commit = this.runCommit(st, proposedAsked, workspace !== undefined, o);
+    const id = newId('run');
+    const blobs = this.s.opts.blobs;
+    if (workspace) {
+      const dest = blobs.workspacePath(id);
+      if (Buffer.isBuffer(workspace)) {
+        await blobs.store(dest, workspace);
+      } else {
+        await blobs.commit(workspace.tmp, dest);
+      }
+    }
+    this.insertRun(id, st, pool, proposedAsked, workspace !== undefined, commit, o.trigger ?? null);
+    return { run: this.runView(this.run(id)) };
+  }
+
+  triggerPool(st: StackRow): PoolRow {
     if (!st.pool_id) throw new Refusal('conflict', 'STACK_NO_POOL', `Stack ${st.name} is not attached to a worker pool (PATCH /v1/stacks/${st.id} with {"pool": ID})`);
-    const pool = this.pool(st.pool_id);
+    return this.pool(st.pool_id);
+  }
+
+  /** The commit a new run records (null for a stack without a repository, or an uploaded workspace). */
+  runCommit(st: StackRow, proposed: boolean, uploaded: boolean, o: TriggerOptions): RunCommit | null {
+    if ((o.commit !== undefined || o.branch !== undefined) && !st.repo) {
+      throw new Refusal('conflict', 'STACK_NO_REPO', `Cannot run ${st.name} at a commit or branch: it has no repository (set one with --repo URL --branch BRANCH)`);
+    }
+    if (o.commit !== undefined && !SHA_RE.test(o.commit)) throw badField('commit', 'a full 40-character commit SHA (lowercase hex)');
+    if (o.branch !== undefined) branchField({ branch: o.branch }, 'branch');
+    if (!st.repo || (uploaded && o.commit === undefined && o.branch === undefined)) return null;
+    const branch = o.branch ?? st.branch;
+    if (!proposed && branch !== st.branch) {
+      throw new Refusal('conflict', 'BRANCH_NOT_TRACKED', `Cannot queue a tracked run of ${st.name} from branch "${branch}": the stack tracks "${st.branch}"; ask for a proposed (read-only) run, or change the stack's branch`);
+    }
+    return { repo: st.repo, branch, sha: o.commit ?? null, author: o.author ?? null, message: o.message ?? null };
+  }
+
+  /** Inserts a run (and hands it to a waiting worker) in one transaction. */
+  insertRun(id: string, st: StackRow, pool: PoolRow, proposedAsked: boolean, hasWorkspace: boolean, commit: RunCommit | null, trigger: string | null): void {
     const tool = st.tool ? parseToolConfig(JSON.parse(st.tool)) : null;
     // A module's run only checks (init, validate, test): it is always proposed.
     const proposed = proposedAsked || (tool !== null && st.kind === 'module');
@@ -401,15 +512,11 @@ export class AdminOps {
       image: st.image, env: JSON.parse(st.env) as Record<string, string>, phases,
       ...(tool ? { tool: { name: tool.name, projectRoot: st.project_root, manageState } } : {}),
     };
-    const id = newId('run');
-    const blobs = this.s.opts.blobs;
-    if (workspace) {
-      const dest = blobs.workspacePath(id);
-      if (Buffer.isBuffer(workspace)) {
-        await blobs.store(dest, workspace);
-      } else {
-        await blobs.commit(workspace.tmp, dest);
-      }
+    if (commit && !hasWorkspace) {
+      spec.source = {
+        repo: commit.repo, branch: commit.branch, commit: commit.sha,
+        credential: st.repo_credential ? Buffer.from(st.repo_credential).toString('base64') : null,
+      };
     }
     const now = iso();
     const state = initialState(phases);
@@ -417,16 +524,17 @@ export class AdminOps {
       this.store.runs.insert({
         id, stack_id: st.id, stack_name: st.name, stack_kind: st.kind, pool_id: pool.id, proposed: proposed ? 1 : 0,
         state, phase: 0, phase_count: phases.length, spec: JSON.stringify(spec), secret_env: st.secret_env,
-        worker_id: null, cancel_requested: 0, has_workspace: workspace ? 1 : 0, reason: null,
+        worker_id: null, cancel_requested: 0, has_workspace: hasWorkspace ? 1 : 0, reason: null,
         created_at: now, updated_at: now, ended_at: null,
-        holds_state: manageState && !proposed ? 1 : 0, trigger: source,
+        holds_state: manageState && !proposed ? 1 : 0, trigger,
+        commit_repo: commit?.repo ?? null, commit_branch: commit?.branch ?? null, commit_sha: commit?.sha ?? null,
+        commit_author: commit?.author ?? null, commit_message: commit?.message ?? null,
       }, phases);
       // In the same transaction: a waiting launcher gets the run with one
       // commit, and its answer leaves only after it (afterCommit).
       if (state === 'QUEUED') this.s.dispatch(pool.id);
     });
-    this.s.log.debug('Run triggered', { run: id, stack: st.id, pool: pool.id, state });
-    return { run: this.runView(this.run(id)) };
+    this.s.log.debug('Run triggered', { run: id, stack: st.id, pool: pool.id, state, commit: commit?.sha ?? undefined });
   }
 
   listRuns(q: URLSearchParams): RunList {
@@ -501,6 +609,13 @@ export function sealedField(body: Record<string, unknown>, name: string, max: nu
   const buf = decodeBase64Strict(v.replace(/\s+/g, ''));
   if (!buf || buf.length > max || !looksSealed(buf)) throw badField(name, hint);
   return buf;
+}
+
+function branchField(body: Record<string, unknown>, name: string): string {
+  const v = str(body, name, { max: 255, hint: 'a branch name, e.g. main' })!;
+  const problem = branchProblem(v);
+  if (problem) throw new Refusal('invalid', 'INVALID_FIELD', `Invalid field "${name}": "${v}": ${problem} (expected a branch name, e.g. main)`);
+  return v;
 }
 
 function phasesField(v: unknown): PhaseSpec[] {

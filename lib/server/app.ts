@@ -28,6 +28,7 @@ import { ServerMetrics } from '../metrics/server.ts';
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from '../metrics/registry.ts';
 import { Store } from './store.ts';
 import { authenticateWorker, workerRoutes } from './worker-api.ts';
+import { HookRefused, receiveGitHook } from './hooks.ts';
 import { loadConsoleAssets } from '../console/assets.ts';
 import { setBaseHeaders } from '../console/headers.ts';
 import { checkCsrf, handleConsole, isConsolePath, sessionOf, type ConsoleDeps } from '../console/serve.ts';
@@ -123,7 +124,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const adminHash = Buffer.from(tokenHash, 'hex');
 
   const logFiles = new LogFiles(paths.logs);
-  const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces });
+  const blobs = createBlobStore({ tmpDir: paths.tmp, workspacesDir: paths.workspaces, stateDir: paths.state });
   // Sealed bytes already stored, counted in the background for /metrics.
   blobs.scanStored().catch((e: Error) => o.log.warn('Cannot count the stored sealed workspaces', { error: e.message }));
   let presence: Service['presence'] | undefined;
@@ -149,7 +150,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   });
   addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log, metrics });
   const collector = new Collector({
-    db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, blobs, log: o.log,
+    db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, stateDir: paths.state, blobs, log: o.log,
     onWorkerRemoved: (id) => service.presence.forget(id),
   }, { retainRunsMs: o.retainRunsMs, retainOfflineWorkersMs: o.retainOfflineWorkersMs });
   addGcRoutes(adminRouter, collector);
@@ -178,6 +179,24 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     setBaseHeaders(res);
     try {
       if (dist && dist(req, res)) return;
+      if (ctx.path === '/v1/hooks/git') {
+        // Authenticated by the webhook secret, not by a certificate or the admin token.
+        if (req.method !== 'POST') throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${req.method} ${ctx.path} (Git servers POST push events here)`);
+        ctx.route = ctx.path;
+        try {
+          const answer = await receiveGitHook(service, ops, ctx);
+          ctx.audit = answer.audit;
+          writeAudit(o.log, audit, req, answer.status, { ...ctx.audit }, ctx.path);
+          sendJson(res, answer.status, answer.body);
+        } catch (e) {
+          if (e instanceof HttpError) {
+            ctx.audit = { ...(e instanceof HookRefused ? e.audit : {}), error: e.code };
+            writeAudit(o.log, audit, req, e.status, { ...ctx.audit }, ctx.path);
+          }
+          throw e;
+        }
+        return;
+      }
       if (isConsolePath(ctx.path)) {
         await handleConsole(consoleDeps, req, res, ctx.path);
         return;

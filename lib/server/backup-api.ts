@@ -21,8 +21,7 @@ export function addBackupRoutes(r: Router, o: { db: DatabaseSync; paths: DataPat
       const snap = await takeSnapshot({ db: o.db, paths: o.paths, blobs: o.blobs });
       try {
         const m = snap.manifest;
-        ctx.audit = { ...ctx.audit, files: m.files, bytes: m.bytes, runs: m.counts.runs };
-        if (m.problems.length > 0) o.log.warn('Backup: files the database refers to are missing or short', { count: m.problems.length, first: m.problems[0] });
+        ctx.audit = { ...ctx.audit, runs: m.counts.runs };
         ctx.res.writeHead(200, {
           'content-type': 'application/x-tar',
           'cache-control': 'no-store',
@@ -39,7 +38,7 @@ export function addBackupRoutes(r: Router, o: { db: DatabaseSync; paths: DataPat
           return;
         }
         o.metrics?.backupFinished(true, (performance.now() - started) / 1000);
-        o.log.info('Backup written', { files: m.files, bytes: m.bytes, runs: m.counts.runs, ms: Math.round(performance.now() - started) });
+        o.log.info('Backup written', { runs: m.counts.runs, workspaces: m.counts.workspaces, logs: m.counts.logs, ms: Math.round(performance.now() - started) });
       } finally {
         await snap.dispose();
       }

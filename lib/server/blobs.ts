@@ -19,7 +19,7 @@ export interface BlobStore {
   commit(tmp: string, dest: string): Promise<void>;
   /** Writes a whole sealed file (a small workspace sent as JSON) atomically. */
   store(dest: string, data: Buffer): Promise<void>;
-  /** Sealed files under the workspaces directory and their total size (for metrics). */
+  /** Sealed files stored (workspaces and state versions) and their total size (for metrics). */
   stored(): { files: number; bytes: number };
   /** Counts what is already stored (once, at start; in the background). */
   scanStored(): Promise<void>;
@@ -79,11 +79,14 @@ class Gate {
   }
 }
 
-export function createBlobStore(opts: { tmpDir: string; workspacesDir: string }): BlobStore {
+export function createBlobStore(opts: { tmpDir: string; workspacesDir: string; stateDir?: string }): BlobStore {
   // Sealed bytes stored, kept up to date by commit/store/remove.
   let files = 0;
   let bytes = 0;
-  const isSealed = (path: string): boolean => path.startsWith(opts.workspacesDir + sep);
+  // Sealed files: workspaces, and state versions (not the state directory's tmp/).
+  const sealedDirs = [opts.workspacesDir, ...(opts.stateDir ? [opts.stateDir] : [])];
+  const isSealed = (path: string): boolean =>
+    sealedDirs.some((d) => path.startsWith(d + sep)) && !(opts.stateDir !== undefined && path.startsWith(join(opts.stateDir, 'tmp') + sep));
   const account = (path: string, before: number | undefined, after: number): void => {
     if (!isSealed(path)) return;
     if (before === undefined) files++;
@@ -128,11 +131,11 @@ export function createBlobStore(opts: { tmpDir: string; workspacesDir: string })
         let names: Dirent[];
         try { names = await readdir(dir, { withFileTypes: true }); } catch { return; }
         for (const d of names) {
-          if (d.isDirectory()) await walk(join(dir, d.name));
+          if (d.isDirectory()) { if (isSealed(join(dir, d.name, 'x'))) await walk(join(dir, d.name)); }
           else if (d.isFile()) { const s = await sizeOf(join(dir, d.name)); if (s !== undefined) { f++; b += s; } }
         }
       };
-      await walk(opts.workspacesDir);
+      for (const d of sealedDirs) await walk(d);
       // Changes made while scanning were counted already; add what was found.
       files += f;
       bytes += b;

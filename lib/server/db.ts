@@ -78,6 +78,25 @@ const MIGRATIONS: string[] = [
     last_slot TEXT, created_at TEXT NOT NULL, deleted_at TEXT);
   CREATE INDEX schedules_stack ON schedules(stack_id);
   `,
+  // 5: stacks from Git (repository, branch, sealed credential, path filters,
+  // webhook secret) and the commit each run records; webhook delivery ids.
+  `
+  ALTER TABLE stacks ADD COLUMN repo TEXT;
+  ALTER TABLE stacks ADD COLUMN repo_key TEXT;
+  ALTER TABLE stacks ADD COLUMN branch TEXT;
+  ALTER TABLE stacks ADD COLUMN repo_credential BLOB;
+  ALTER TABLE stacks ADD COLUMN trigger_paths TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE stacks ADD COLUMN propose_branches INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE stacks ADD COLUMN webhook_secret TEXT;
+  CREATE INDEX stacks_repo ON stacks(repo_key) WHERE deleted_at IS NULL;
+  ALTER TABLE runs ADD COLUMN commit_repo TEXT;
+  ALTER TABLE runs ADD COLUMN commit_branch TEXT;
+  ALTER TABLE runs ADD COLUMN commit_sha TEXT;
+  ALTER TABLE runs ADD COLUMN commit_author TEXT;
+  ALTER TABLE runs ADD COLUMN commit_message TEXT;
+  CREATE INDEX runs_commit ON runs(stack_id, commit_sha);
+  CREATE TABLE hook_deliveries (id TEXT PRIMARY KEY, received_at TEXT NOT NULL);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -201,6 +201,12 @@ export class Service {
       proposed: run.proposed === 1, image: spec.image, script: ph.script, env: spec.env,
       secretEnv: run.secret_env ? Buffer.from(run.secret_env).toString('base64') : null,
       workspace: run.has_workspace === 1,
+      // Until a phase has left a workspace, the worker fetches the files
+      // itself, at the commit recorded so far (a branch-only trigger is
+      // pinned by the first worker that resolves it).
+      source: spec.source && run.has_workspace === 0
+        ? { ...spec.source, commit: run.commit_sha ?? spec.source.commit }
+        : null,
       recipients: this.store.pools.recipients(run.pool_id),
       logs: { nextSeq: row?.log_next_seq ?? 0 },
       ...(spec.tool ? { tool: this.toolAssignment(run, spec, ph.step ?? 'init') } : {}),

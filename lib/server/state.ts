@@ -6,7 +6,7 @@
 // refused worker upload is kept, sealed, beside its run so nothing is lost.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, open, rm } from 'node:fs/promises';
+import { copyFile, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -144,7 +144,11 @@ export class StackStates {
     const drop = versionsToPrune(this.rows.list(st.id).map((v) => v.version), st.state_history);
     for (const v of drop) {
       this.rows.delete(st.id, v);
-      await rm(this.blobPath(st.id, v), { force: true });
+      // Not awaited: while a backup is being written removals wait for it, and
+      // this upload's answer should not. A file left by a crash before its
+      // removal has no row, and retention's orphan sweep removes it.
+      const path = this.blobPath(st.id, v);
+      this.s.opts.blobs.remove(path).catch((e: Error) => this.s.log.warn('Cannot remove an old state version file', { path, error: e.message }));
     }
     if (drop.length) this.s.log.info('Old state versions removed (--state-history)', { stack: st.id, removed: drop.length, keep: st.state_history });
   }
@@ -180,8 +184,12 @@ export class StackStates {
   async purge(stackId: string): Promise<number> {
     const n = this.rows.list(stackId).length;
     this.rows.deleteAll(stackId);
-    await rm(join(this.dir, stackId), { recursive: true, force: true });
-    await fsyncDir(this.dir).catch(() => {});
+    // While a backup is being written (it may still read these files) the
+    // removal waits for it, and this answer does not.
+    const path = join(this.dir, stackId);
+    const removed = this.s.opts.blobs.remove(path).then(() => fsyncDir(this.dir));
+    if (this.s.opts.blobs.removalsHeld()) removed.catch((e: Error) => this.s.log.warn('Cannot remove a purged stack\'s state files', { path, error: e.message }));
+    else await removed;
     return n;
   }
 }

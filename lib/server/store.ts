@@ -11,7 +11,7 @@ import { WorkerStore } from './store/workers.ts';
 import { Queries } from './store/queries.ts';
 
 export type { KeyRow, PoolRow } from './store/pools.ts';
-export type { PhaseRow, RunRow, RunSpec, RunToolSpec } from './store/runs.ts';
+export type { PhaseRow, RunRow, RunSpec, RunToolSpec, SourceSpec } from './store/runs.ts';
 export type { ScheduleRow } from './store/schedules.ts';
 export type { StackRow } from './store/stacks.ts';
 export type { StateVersionRow } from './store/states.ts';

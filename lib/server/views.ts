@@ -32,6 +32,9 @@ export function stackJson(s: StackRow, state: { stateVersion: number | null; sta
     env: JSON.parse(s.env) as StackView['env'],
     secretEnv: s.secret_env ? Buffer.from(s.secret_env).toString('base64') : null,
     phases: JSON.parse(s.phases) as StackView['phases'],
+    repo: s.repo, branch: s.branch,
+    repoCredential: s.repo_credential ? Buffer.from(s.repo_credential).toString('base64') : null,
+    triggerPaths: JSON.parse(s.trigger_paths) as string[], proposeBranches: s.propose_branches === 1,
     tool: s.tool ? JSON.parse(s.tool) as ToolConfig : null,
     projectRoot: s.project_root,
     stateHistory: s.state_history,
@@ -58,6 +61,9 @@ export function runJson(r: RunRow, phases: PhaseRow[], status: string = r.state)
     drifted: r.drifted === 1,
     trigger: r.trigger,
     reason: r.reason, worker: r.worker_id, cancelRequested: r.cancel_requested === 1, workspace: r.has_workspace === 1,
+    commit: r.commit_repo === null ? null : {
+      repo: r.commit_repo, branch: r.commit_branch, sha: r.commit_sha, author: r.commit_author, message: r.commit_message,
+    },
     createdAt: r.created_at, updatedAt: r.updated_at, endedAt: r.ended_at,
     phases: phases.map((p) => ({
       index: p.idx, name: p.name, step: p.step as ToolStep | null, confirm: p.confirm === 1, state: phaseState(p), worker: p.worker_id,

@@ -75,6 +75,10 @@ export function workerRoutes(s: Service): Router {
     sendJson(ctx.res, 200, ops.startPhase(auth(ctx).poolId, ctx.params.run!, phaseParam(ctx), await readJson(ctx.req)));
   });
 
+  r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/commit', async (ctx) => {
+    sendJson(ctx.res, 200, ops.recordCommit(auth(ctx).poolId, ctx.params.run!, phaseParam(ctx), await readJson(ctx.req)));
+  });
+
   r.add('GET', '/v1/worker/runs/{run}/phases/{phase}', (ctx) => {
     sendJson(ctx.res, 200, ops.phaseStatus(auth(ctx).poolId, ctx.params.run!, phaseParam(ctx)));
   });

@@ -139,6 +139,38 @@ export class WorkerOps {
     return {};
   }
 
+  /**
+   * The commit the worker fetched for a run (it resolved a branch, or it
+   * confirms the one asked for, with the author and message it read). A
+   * different SHA than the one recorded is refused: a run never changes commit.
+   */
+  recordCommit(poolId: string, runId: string, phase: number, body: Record<string, unknown>): { sha: string } {
+    const w = this.s.poolWorker(poolId, body.workerId);
+    const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w);
+    if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
+    const sha = body.sha;
+    if (typeof sha !== 'string' || !/^[0-9a-f]{40}$/.test(sha)) throw badField('sha', 'the fetched commit\'s 40-character SHA');
+    const text = (k: string, max: number): string | null => {
+      const v = body[k];
+      if (v === undefined || v === null) return null;
+      if (typeof v !== 'string') throw badField(k, 'a string or null');
+      return v.slice(0, max);
+    };
+    if (run.commit_repo === null) throw new Refusal('conflict', 'RUN_NO_SOURCE', `Run ${runId} has no repository to record a commit for`);
+    if (run.commit_sha !== null && run.commit_sha !== sha) {
+      throw new Refusal('conflict', 'COMMIT_MISMATCH', `Run ${runId} is at commit ${run.commit_sha}, not ${sha}`);
+    }
+    this.s.store.runs.update(runId, {
+      commit_sha: sha,
+      commit_author: text('author', 512) ?? run.commit_author,
+      commit_message: text('message', 512) ?? run.commit_message,
+      updated_at: iso(),
+    });
+    this.s.log.info('Run commit recorded', { run: runId, phase, sha });
+    this.s.changed(runId);
+    return { sha };
+  }
+
   phaseStatus(poolId: string, runId: string, phase: number): PhaseStatus {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     return {

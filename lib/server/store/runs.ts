@@ -13,8 +13,10 @@ export interface RunRow {
   /** JSON PlanSummary (lib/tool/plan.ts): counts and addresses, never values. */
   changes: string | null;
   drifted: number;
-  /** What queued it: null (an admin), "schedule:ID", "hook", … */
+  /** What queued it: null (an admin), "push" (a Git webhook), "schedule:ID" */
   trigger: string | null;
+  commit_repo: string | null; commit_branch: string | null; commit_sha: string | null;
+  commit_author: string | null; commit_message: string | null;
 }
 export interface PhaseRow {
   run_id: string; idx: number; name: string; confirm: number; worker_id: string | null;
@@ -25,7 +27,9 @@ export interface PhaseRow {
 /** What a tool run's worker needs beyond the script (lib/tool/). */
 export interface RunToolSpec { name: ToolName; projectRoot: string; manageState: boolean }
 /** What a run was made from, frozen at trigger time (a later stack change does not touch it). */
-export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[]; tool?: RunToolSpec }
+/** Where a run's files come from when it has no uploaded workspace: fetched by the worker. */
+export interface SourceSpec { repo: string; branch: string | null; commit: string | null; credential: string | null }
+export interface RunSpec { image: string | null; env: Record<string, string>; phases: PhaseSpec[]; tool?: RunToolSpec; source?: SourceSpec }
 
 /** Of several queued tracked runs of one managed-state stack, only the first may start now. */
 function firstPerStack(): (r: RunRow) => boolean {
@@ -44,11 +48,14 @@ export class RunStore {
 
   get(id: string): RunRow | undefined { return this.q.get<RunRow>('SELECT * FROM runs WHERE id = ?', [id]); }
   /** A new run at the end of the queue, with its phase rows. */
-  insert(r: Omit<RunRow, 'n' | 'queue_key' | 'holds_state' | 'changes' | 'drifted' | 'trigger'> & Partial<Pick<RunRow, 'holds_state' | 'trigger'>>, phases: PhaseSpec[]): void {
-    this.q.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at, holds_state, trigger)
+  insert(r: Omit<RunRow, 'n' | 'queue_key' | 'holds_state' | 'changes' | 'drifted' | 'trigger' | 'commit_repo' | 'commit_branch' | 'commit_sha' | 'commit_author' | 'commit_message'>
+    & Partial<Pick<RunRow, 'holds_state' | 'trigger' | 'commit_repo' | 'commit_branch' | 'commit_sha' | 'commit_author' | 'commit_message'>>, phases: PhaseSpec[]): void {
+    this.q.run(`INSERT INTO runs (id, stack_id, stack_name, stack_kind, pool_id, proposed, state, phase, phase_count, spec, secret_env, queue_key, worker_id, cancel_requested, has_workspace, reason, created_at, updated_at, ended_at, holds_state, trigger,
+        commit_repo, commit_branch, commit_sha, commit_author, commit_message)
       VALUES ($id, $stack_id, $stack_name, $stack_kind, $pool_id, $proposed, $state, $phase, $phase_count, $spec, $secret_env,
-        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at, $holds_state, $trigger)`,
-    { holds_state: 0, trigger: null, ...r });
+        (SELECT coalesce(max(n), 0) + 1 FROM runs), $worker_id, $cancel_requested, $has_workspace, $reason, $created_at, $updated_at, $ended_at, $holds_state, $trigger,
+        $commit_repo, $commit_branch, $commit_sha, $commit_author, $commit_message)`,
+    { holds_state: 0, trigger: null, commit_repo: null, commit_branch: null, commit_sha: null, commit_author: null, commit_message: null, ...r });
     phases.forEach((p, i) => this.q.run('INSERT INTO phases (run_id, idx, name, confirm, step) VALUES (?, ?, ?, ?, ?)', [r.id, i, p.name, p.confirm ? 1 : 0, p.step ?? null]));
   }
   update(id: string, fields: Partial<RunRow>): void {
@@ -77,6 +84,14 @@ export class RunStore {
   }
   activeQueueKeys(poolId: string): number[] {
     return this.q.all<{ k: number }>("SELECT queue_key AS k FROM runs WHERE pool_id = ? AND state IN ('QUEUED', 'UNCONFIRMED')", [poolId]).map((r) => r.k);
+  }
+  /** A run a push already queued for this stack, commit and kind (webhook dedupe). */
+  pushRun(stackId: string, sha: string, proposed: boolean): RunRow | undefined {
+    return this.q.get<RunRow>("SELECT * FROM runs WHERE stack_id = ? AND commit_sha = ? AND proposed = ? AND trigger = 'push' LIMIT 1", [stackId, sha, proposed ? 1 : 0]);
+  }
+  /** Records a webhook delivery id; false when it was seen before. */
+  addDelivery(id: string, now: string): boolean {
+    return this.q.run('INSERT INTO hook_deliveries (id, received_at) VALUES (?, ?) ON CONFLICT(id) DO NOTHING', [id, now]) === 1;
   }
   /** The stack's newest run that has a sealed workspace (the source for runs the server starts itself). */
   latestWithWorkspace(stackId: string): RunRow | undefined {

@@ -12,6 +12,8 @@ export interface StackRow {
   state_holder: string | null;
   /** The scheduled proposed run that last found drift, until a tracked run applies. */
   drifted_run: string | null;
+  repo: string | null; repo_key: string | null; branch: string | null; repo_credential: Uint8Array | null;
+  trigger_paths: string; propose_branches: number; webhook_secret: string | null;
 }
 
 export class StackStore {
@@ -27,8 +29,15 @@ export class StackStore {
   any(id: string): StackRow | undefined { return this.q.get<StackRow>('SELECT * FROM stacks WHERE id = ?', [id]); }
   list(): StackRow[] { return this.q.all<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   insert(s: StackRow): void {
-    this.q.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at, tool, project_root, state_history, state_holder, drifted_run)
-      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at, $tool, $project_root, $state_history, $state_holder, $drifted_run)`, { ...s });
+    this.q.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at, tool, project_root, state_history, state_holder, drifted_run,
+        repo, repo_key, branch, repo_credential, trigger_paths, propose_branches, webhook_secret)
+      VALUES ($id, $name, $kind, $pool_id, $image, $env, $secret_env, $phases, $created_at, $updated_at, $deleted_at, $tool, $project_root, $state_history, $state_holder, $drifted_run,
+        $repo, $repo_key, $branch, $repo_credential, $trigger_paths, $propose_branches, $webhook_secret)`, { ...s });
+  }
+  /** Live stacks whose repository has this comparable form (repo.ts repoKey). */
+  byRepoKey(keys: string[]): StackRow[] {
+    if (keys.length === 0) return [];
+    return this.q.all<StackRow>(`SELECT * FROM stacks WHERE deleted_at IS NULL AND repo_key IN (${keys.map(() => '?').join(', ')}) ORDER BY created_at, id`, keys);
   }
   update(id: string, fields: Partial<StackRow>): void {
     this.q.update('stacks', fields, 'id = $id', { id });

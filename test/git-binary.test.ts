@@ -1,0 +1,133 @@
+// Stacks from Git with nothing but the built executable: the server, the admin
+// CLI (credential read from standard input and sealed locally, webhook URL and
+// secret), curl delivering a signed push like GitHub, and a launcher whose
+// PATH holds no git, running in a busybox image that has none either.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DockerClient } from '../lib/docker/client.ts';
+import { signBody } from '../lib/vcs/webhook.ts';
+import { ensureBuilt } from './helpers/build.ts';
+import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
+import { githubPushPayload, startGitServer, type GitServer } from './helpers/git-server.ts';
+
+const binary = ensureBuilt();
+const work = mkdtempSync(join(tmpdir(), 'launcher-git-binary-'));
+const data = join(work, 'data');
+const emptyPath = join(work, 'empty-path');
+mkdirSync(emptyPath);
+const children: ChildProcess[] = [];
+let url = '';
+let gs: GitServer | undefined;
+
+function started(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string } {
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
+  children.push(child);
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { out += d; });
+  return { child, output: () => out };
+}
+
+async function waitForOutput(p: { child: ChildProcess; output: () => string }, pattern: RegExp, what: string, ms = 90_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const m = pattern.exec(p.output());
+    if (m) return m;
+    if (p.child.exitCode !== null) throw new Error(`${what} exited ${p.child.exitCode}:\n${p.output()}`);
+    if (Date.now() > deadline) throw new Error(`${what}: no ${pattern} within ${ms} ms:\n${p.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function adminText(args: string[], input?: string): string {
+  const r = spawnSync(binary, ['admin', ...args, '--data', data, '--server', url], { encoding: 'utf8', timeout: 60_000, ...(input !== undefined ? { input } : {}) });
+  if (r.status !== 0) throw new Error(`admin ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+const admin = (args: string[], input?: string): any => JSON.parse(adminText([...args, '--json'], input));
+
+async function waitRunState(runId: string, states: string[], ms = 120_000): Promise<any> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const run = admin(['run', 'show', runId]).run;
+    if (states.includes(run.state)) return run;
+    if (['FAILED', 'CANCELED', 'DISCARDED'].includes(run.state) || Date.now() > deadline) {
+      throw new Error(`run ${runId} is ${run.state}, waiting for ${states.join('/')}: ${JSON.stringify(run)}`);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+test.after(async () => {
+  for (const c of children.reverse()) {
+    if (c.exitCode === null && c.signalCode === null) {
+      const closed = new Promise((r) => c.once('close', r));
+      c.kill('SIGTERM');
+      await closed;
+    }
+  }
+  await gs?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('the binary alone: Git stack, signed push by curl, fetch with no git anywhere, commit in run show and run list', async () => {
+  await ensureTestImage(new DockerClient());
+  gs = await startGitServer({ username: 'deploy', password: 'glpat-binary-test-7a1c' });
+  const repo = gs.createRepo('binary-infra');
+  const base = repo.commit({ 'infra/main.tf': '# infra one\n', 'docs/readme.md': 'docs\n' }, 'Base');
+  const sha = repo.commit({ 'infra/main.tf': '# infra two\n' }, 'Change the infra\n\nDetails');
+
+  const kg = spawnSync(binary, ['keygen', '--out', join(work, 'spacelift'), '--bits', '2048'], { encoding: 'utf8' });
+  assert.is(kg.status, 0, kg.stderr);
+  const server = started(['server', '--data', data, '--listen', '127.0.0.1:0']);
+  url = (await waitForOutput(server, /"msg":"Server listening","url":"(https:\/\/127\.0\.0\.1:\d+)"/, 'server'))[1]!;
+  const created = admin(['pool', 'create', 'git-binary', '--csr', join(work, 'spacelift.csr')]);
+  const stackId: string = admin(['stack', 'create', 'binary-infra', '--pool', created.pool.id, '--image', TEST_IMAGE,
+    '--repo', repo.url, '--branch', 'main', '--repo-credential-file', '-', '--trigger-path', 'infra/**',
+    '--phase', 'plan=set -e; if command -v git; then echo "git found"; exit 9; fi; cat infra/main.tf'], `${gs.username}:${gs.password}\n`).stack.id;
+  const shown = adminText(['stack', 'show', stackId]);
+  assert.match(shown, new RegExp(`repository: +${repo.url.replace(/[.]/g, '\\.')} \\(branch main\\)`));
+  assert.match(shown, /credential: +sealed/);
+  assert.match(shown, /trigger paths: +infra\/\*\*/);
+  assert.not.ok(shown.includes(gs.password));
+  const hook = admin(['stack', 'webhook', stackId]).webhook;
+  assert.is(hook.url, `${url}/v1/hooks/git`);
+  assert.match(adminText(['stack', 'webhook', stackId]), /secret: +\S{20,}/);
+
+  const launcher = started([], {
+    PATH: emptyPath,
+    SPACELIFT_TOKEN: created.token,
+    SPACELIFT_POOL_PRIVATE_KEY: readFileSync(join(work, 'spacelift.key')).toString('base64'),
+    SPACELIFT_LAUNCHER_STATE_DIR: join(work, 'state'),
+    SPACELIFT_WORKER_NETWORK: 'none',
+  });
+  await waitForOutput(launcher, /Registered with the server/, 'launcher');
+
+  // The push, delivered by curl exactly as GitHub would (the server's CA pinned).
+  const body = JSON.stringify(githubPushPayload(repo, sha, { before: base }));
+  writeFileSync(join(work, 'push.json'), body);
+  const answer = JSON.parse(execFileSync('curl', ['-sS', '--cacert', join(data, 'ca.crt'), '-X', 'POST', hook.url,
+    '-H', 'content-type: application/json', '-H', 'x-github-event: push', '-H', 'x-github-delivery: bin-1',
+    '-H', `x-hub-signature-256: ${signBody(body, hook.secret)}`, '--data-binary', `@${join(work, 'push.json')}`], { encoding: 'utf8' }));
+  assert.is(answer.runs.length, 1, JSON.stringify(answer));
+  const run = await waitRunState(answer.runs[0].id, ['FINISHED']);
+  assert.equal(run.commit, { repo: repo.url, branch: 'main', sha, author: 'Ada Tester <ada@example.test>', message: 'Change the infra' });
+  const logs = adminText(['run', 'logs', run.id]);
+  assert.match(logs, /# infra two/);
+  assert.not.ok(logs.includes('git found'));
+  assert.match(adminText(['run', 'show', run.id]), new RegExp(`commit: +${sha}`));
+  assert.match(adminText(['run', 'list', '--stack', stackId]), new RegExp(`main@${sha.slice(0, 12)}`));
+
+  // run trigger --commit: exactly the older commit.
+  const older = admin(['run', 'trigger', stackId, '--commit', base]).run.id;
+  const r2 = await waitRunState(older, ['FINISHED']);
+  assert.is(r2.commit.sha, base);
+  assert.match(adminText(['run', 'logs', older]), /# infra one/);
+  assert.not.ok(launcher.output().includes(gs.password));
+});
+
+test.run();
