@@ -1,6 +1,6 @@
 // Fetch of a repository of 10,000 files / 100 MiB at depth 1: the launcher's
-// Git client (isomorphic-git over undici, bundled like the executable, run as
-// its own process) against `git clone --depth 1` from the same git
+// Git client (lib/vcs/source.ts: smart HTTP over undici, the pack read with
+// node:zlib and node:crypto; bundled like the executable, run as its own process) against `git clone --depth 1` from the same git
 // http-backend (basic auth, loopback), interleaved A B A B, wall time per
 // process, median and the ratio pair by pair. Both write a checked-out tree.
 //
@@ -27,7 +27,7 @@ await build({
   stdin: {
     contents: `import { fetchSource } from ${JSON.stringify(join(root, 'lib/vcs/source.ts'))};
 const [url, user, pass, dest] = process.argv.slice(2);
-fetchSource({ repo: url, branch: 'main', commit: null }, { dir: dest + '/ws', gitdir: dest + '/git', credential: { username: user, password: pass } })
+fetchSource({ repo: url, branch: 'main', commit: null }, { dir: dest + '/ws', credential: { username: user, password: pass } })
   .then((f) => console.log(JSON.stringify(f)), (e) => { console.error(e.message); process.exitCode = 1; });`,
     resolveDir: root, loader: 'ts',
   },

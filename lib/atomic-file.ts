@@ -63,3 +63,31 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array, mod
   }
   fsyncDirSync(dirname(path));
 }
+
+/**
+ * Several files that belong together (a key and its CSR): every one is
+ * written and fsynced under its temporary name before any is renamed into
+ * place, so a crash or a full disk never leaves a new key beside an old CSR.
+ */
+export async function writeFilesAtomic(files: ReadonlyArray<{ path: string; data: string | Uint8Array; mode: number }>): Promise<void> {
+  const tmps: string[] = [];
+  try {
+    for (const f of files) {
+      const tmp = tempPathFor(f.path);
+      tmps.push(tmp);
+      const fh = await open(tmp, 'wx', f.mode);
+      try {
+        await fh.chmod(f.mode); // the umask may have narrowed the mode given to open
+        await fh.writeFile(f.data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    }
+    for (let i = 0; i < files.length; i++) await rename(tmps[i]!, files[i]!.path);
+  } catch (e) {
+    for (const t of tmps) await rm(t, { force: true });
+    throw e;
+  }
+  for (const d of new Set(files.map((f) => dirname(f.path)))) await fsyncDir(d);
+}

@@ -20,6 +20,7 @@ import {
 } from './docker/containers.ts';
 import { getArchive, putArchive } from './docker/archive.ts';
 import { Demuxer, type StdStream } from './docker/stream.ts';
+import { dockerSince, resumeFrames } from './docker/logs.ts';
 import { safeArchive } from './workspace.ts';
 import { isLauncherError } from './errors.ts';
 import type { ReportableOutcome } from './protocol.ts';
@@ -212,6 +213,8 @@ export async function runPhase(spec: PhaseSpec, deps: ExecutorDeps): Promise<Pha
 export interface ResumeOptions extends PhaseOutputOptions {
   /** Output bytes (both streams together) already shipped before the restart. */
   skipBytes?: number;
+  /** Read the log from this entry on, not from the start (lib/launcher/logcheckpoint.ts): entries at or after `since`, the first `skipEntries` dropped. */
+  logsFrom?: { since: string; skipEntries: number };
 }
 
 /**
@@ -230,7 +233,13 @@ export async function resumePhase(containerId: string, opts: ResumeOptions, deps
       return { outcome: 'system-error', containerId, error: { code: 'CONTAINER_GONE', message: `Cannot resume phase: container ${containerId} no longer exists` } };
     }
     const started = Date.parse(info.State.StartedAt);
-    const output = await containerLogs(docker, containerId, { follow: true, ...(opts.signal ? { signal: opts.signal } : {}) });
+    const from = opts.logsFrom;
+    const logs = await containerLogs(docker, containerId, {
+      follow: true, ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(from ? { timestamps: true, since: dockerSince(from.since) } : {}),
+    });
+    const output = from ? logs.pipe(resumeFrames(from.skipEntries)) : logs;
+    if (from) logs.on('error', (e) => output.destroy(e));
     const r = await supervise(docker, containerId, output, opts.skipBytes ?? 0, opts, Number.isNaN(started) ? now() : started, now, log);
     return await finish(docker, containerId, r, opts);
   } catch (e) {

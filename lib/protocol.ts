@@ -221,7 +221,12 @@ export interface PhaseStatus {
 }
 
 /** `POST /v1/worker/runs/{run}/phases/{phase}/logs?seq=N` */
-export interface LogAck { nextSeq: number }
+/**
+ * The answer to a log chunk. `truncated`: the run's logs reached the server's
+ * cap (--max-run-log); the log ends with a marker and the launcher should
+ * stop sending (later chunks are acknowledged and dropped).
+ */
+export interface LogAck { nextSeq: number; truncated?: true }
 
 /** `PUT /v1/worker/runs/{run}/phases/{phase}/workspace` */
 export interface WorkspaceAck { bytes: number }

@@ -154,7 +154,9 @@ export function packDirectory(dir: string): Readable {
       const r = rel ? `${rel}/${n}` : n;
       const p = join(dir, r);
       const st = await lstat(p);
-      const base = { name: r, mode: st.mode & 0o7777, mtime: st.mtime };
+      // Permission bits only: setuid, setgid and sticky never go into an
+      // archive (extraction drops them too; see below).
+      const base = { name: r, mode: st.mode & 0o777, mtime: st.mtime };
       if (st.isDirectory()) {
         out.entry({ ...base, name: `${r}/`, type: 'directory' });
         await walk(r);

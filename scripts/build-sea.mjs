@@ -81,7 +81,7 @@ export const SEA_EXEC_ARGV = [];
  * host's architecture (a foreign one would crash at start-up), and it is the
  * one part of the build that is not byte-for-byte reproducible.
  */
-export function buildSea({ bundle, base, output, workDir, codeCache, execArgv = SEA_EXEC_ARGV }) {
+export function buildSea({ bundle, base, output, workDir, codeCache, execArgv = SEA_EXEC_ARGV, assets = {} }) {
   mkdirSync(workDir, { recursive: true });
   // The blob records the main script's path as given, so paths are relative
   // to the bundle's directory: builds in different directories stay identical.
@@ -98,6 +98,8 @@ export function buildSea({ bundle, base, output, workDir, codeCache, execArgv = 
     // (a `--require` left there for some other tool must not leak in).
     execArgvExtension: 'none',
     execArgv,
+    // Files read with node:sea getAsset() (the web console); paths relative like the rest.
+    assets: Object.fromEntries(Object.entries(assets).map(([key, path]) => [key, relative(cwd, path)])),
   };
   // V8 rejects a code cache made under other flags than the ones it runs
   // with (a flag hash is checked), so the cache is made under EXECARGV too.

@@ -212,7 +212,13 @@ if [ -n "$want_cron" ]; then
   else
     { grep -vF "$marker" "$current" || :; printf '%s\n' "$line"; } >"$work/crontab.new"
     if [ -n "$crontab_file" ]; then
-      cp "$work/crontab.new" "$crontab_file.tmp.$$" && mv -f "$crontab_file.tmp.$$" "$crontab_file"
+      # A random name beside the target (not NAME.tmp.PID, which anyone could
+      # predict and plant a symlink at), created by mktemp with mode 0600.
+      staged=$(mktemp "$crontab_file.XXXXXX") || die "Cannot write beside \"$crontab_file\""
+      if ! { cat "$work/crontab.new" >"$staged" && chmod 644 "$staged" && mv -f "$staged" "$crontab_file"; }; then
+        rm -f "$staged"
+        die "Cannot write \"$crontab_file\""
+      fi
     else
       crontab "$work/crontab.new"
     fi
@@ -242,7 +248,11 @@ EOF
     say "$unit is already up to date"
   else
     mkdir -p "$systemd_dir"
-    cp "$work/launcher.service" "$unit.tmp.$$" && mv -f "$unit.tmp.$$" "$unit"
+    staged=$(mktemp "$unit.XXXXXX") || die "Cannot write beside \"$unit\""
+    if ! { cat "$work/launcher.service" >"$staged" && chmod 644 "$staged" && mv -f "$staged" "$unit"; }; then
+      rm -f "$staged"
+      die "Cannot write \"$unit\""
+    fi
     say "wrote $unit"
     if [ "$systemd_dir" = /etc/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
       systemctl daemon-reload || say "systemctl daemon-reload failed; run it by hand"

@@ -16,15 +16,15 @@ let first: string;
 let second: string;
 const dirs: string[] = [];
 
-function fresh(): { dir: string; gitdir: string } {
+function fresh(): { dir: string; parent: string } {
   const d = mkdtempSync(join(tmpdir(), 'launcher-git-fetch-'));
   dirs.push(d);
-  return { dir: join(d, 'ws'), gitdir: join(d, 'git') };
+  return { dir: join(d, 'ws'), parent: d };
 }
 const cred = () => ({ username: gs.username, password: gs.password });
 const fetchAt = (spec: Partial<SourceSpec>, o: { credential?: { username: string; password: string } | undefined } = { credential: cred() }) => {
   const d = fresh();
-  return fetchSource({ repo: repo.url, branch: 'main', commit: null, ...spec }, { ...d, credential: o.credential }).then((f) => ({ ...f, ...d }));
+  return fetchSource({ repo: repo.url, branch: 'main', commit: null, ...spec }, { dir: d.dir, credential: o.credential }).then((f) => ({ ...f, ...d }));
 };
 
 test.before(async () => {
@@ -38,7 +38,7 @@ test.before(async () => {
   second = repo.commit({ 'main.tf': 'resource "terraform_data" "b" {}\n', 'modules/net/vars.tf': null }, 'Second commit');
 });
 
-test('the branch tip at depth 1: files, modes, commit details; .git stays outside the workspace', async () => {
+test('the branch tip at depth 1: files, modes, commit details; nothing written but the files', async () => {
   const f = await fetchAt({});
   assert.is(f.sha, second);
   assert.is(f.author, 'Ada Tester <ada@example.test>');
@@ -49,8 +49,9 @@ test('the branch tip at depth 1: files, modes, commit details; .git stays outsid
   assert.is(statSync(join(f.dir, 'main.tf')).mode & 0o777, 0o644);
   assert.equal(readdirSync(f.dir).sort(), ['main.tf', 'scripts']);
   assert.is(f.files, 2);
-  assert.ok(existsSync(join(f.gitdir, 'shallow')), 'a shallow fetch');
-  assert.not.ok(readFileSync(join(f.gitdir, 'config'), 'utf8').includes(gs.password), 'the credential is not written to the Git config');
+  // Depth 1: the commit, its two trees and two blobs; not the first commit's objects.
+  assert.is(f.objects, 5);
+  assert.equal(readdirSync(f.parent), ['ws'], 'nothing is written but the files (no .git, no pack, no credential)');
 });
 
 test('an exact older commit, even after newer pushes', async () => {
@@ -80,7 +81,7 @@ test('an unknown branch, an unknown commit, a repository that is not there', asy
   assert.ok((nc as { code: string }).code?.startsWith('SOURCE_'), String(nc));
   assert.match((nc as Error).message, /ffffffff/);
   const d = fresh();
-  const nr = await fetchSource({ repo: gs.url('missing'), branch: 'main', commit: null }, { ...d, credential: cred() }).catch((e: Error & { code: string }) => e);
+  const nr = await fetchSource({ repo: gs.url('missing'), branch: 'main', commit: null }, { dir: d.dir, credential: cred() }).catch((e: Error & { code: string }) => e);
   assert.is((nr as { code: string }).code, 'SOURCE_FETCH_FAILED');
   assert.match((nr as Error).message, /404|not found|no repository/i);
   const bad = await fetchAt({ commit: 'abc' }).catch((e: Error & { code: string }) => e);
@@ -95,7 +96,7 @@ test('symlinks are checked out as symlinks', async () => {
   const sha2 = r.commit({}, 'link');
   assert.is.not(sha, sha2);
   const d = fresh();
-  await fetchSource({ repo: r.url, branch: 'main', commit: null }, { ...d, credential: cred() });
+  await fetchSource({ repo: r.url, branch: 'main', commit: null }, { dir: d.dir, credential: cred() });
   assert.ok(lstatSync(join(d.dir, 'link.txt')).isSymbolicLink());
   assert.is(readlinkSync(join(d.dir, 'link.txt')), 'target.txt');
 });
@@ -107,7 +108,7 @@ test('submodules are refused, naming the path and what to do', async () => {
   r.git('update-index', '--add', '--cacheinfo', `160000,${second},vendor/lib`);
   r.commit({ '.gitmodules': '[submodule "vendor/lib"]\n\tpath = vendor/lib\n\turl = https://example.test/lib.git\n' }, 'add submodule');
   const d = fresh();
-  const e = await fetchSource({ repo: r.url, branch: 'main', commit: null }, { ...d, credential: cred() }).catch((x: Error & { code: string }) => x);
+  const e = await fetchSource({ repo: r.url, branch: 'main', commit: null }, { dir: d.dir, credential: cred() }).catch((x: Error & { code: string }) => x);
   assert.is((e as { code: string }).code, 'SOURCE_SUBMODULE');
   assert.match((e as Error).message, /vendor\/lib is a Git submodule/);
   assert.match((e as Error).message, /not supported yet/);
@@ -117,27 +118,27 @@ test('Git LFS is refused (a .gitattributes filter, or a pointer file)', async ()
   const r = gs.createRepo('with-lfs');
   r.commit({ '.gitattributes': '*.bin filter=lfs diff=lfs merge=lfs -text\n', 'big.bin': 'version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 10\n' }, 'lfs');
   const d = fresh();
-  const e = await fetchSource({ repo: r.url, branch: 'main', commit: null }, { ...d, credential: cred() }).catch((x: Error & { code: string }) => x);
+  const e = await fetchSource({ repo: r.url, branch: 'main', commit: null }, { dir: d.dir, credential: cred() }).catch((x: Error & { code: string }) => x);
   assert.is((e as { code: string }).code, 'SOURCE_LFS');
   assert.match((e as Error).message, /Git LFS is not supported yet/);
   const r2 = gs.createRepo('lfs-pointer');
   r2.commit({ 'data/big.bin': 'version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 10\n' }, 'pointer only');
   const d2 = fresh();
-  const e2 = await fetchSource({ repo: r2.url, branch: 'main', commit: null }, { ...d2, credential: cred() }).catch((x: Error & { code: string }) => x);
+  const e2 = await fetchSource({ repo: r2.url, branch: 'main', commit: null }, { dir: d2.dir, credential: cred() }).catch((x: Error & { code: string }) => x);
   assert.is((e2 as { code: string }).code, 'SOURCE_LFS');
   assert.match((e2 as Error).message, /data\/big\.bin is a Git LFS pointer/);
 });
 
 test('file:// sources are read in place on the worker host (bare repository), at a branch or a commit', async () => {
   const d = fresh();
-  const f = await fetchSource({ repo: `file://${repo.bare}`, branch: 'main', commit: null }, d);
+  const f = await fetchSource({ repo: `file://${repo.bare}`, branch: 'main', commit: null }, { dir: d.dir });
   assert.is(f.sha, second);
   const d2 = fresh();
-  const f2 = await fetchSource({ repo: `file://${repo.bare}`, branch: 'main', commit: first }, d2);
+  const f2 = await fetchSource({ repo: `file://${repo.bare}`, branch: 'main', commit: first }, { dir: d2.dir });
   assert.is(f2.sha, first);
   assert.ok(existsSync(join(d2.dir, 'modules/net/vars.tf')));
   const d3 = fresh();
-  const e = await fetchSource({ repo: 'file:///nonexistent/repo.git', branch: 'main', commit: null }, d3).catch((x: Error & { code: string }) => x);
+  const e = await fetchSource({ repo: 'file:///nonexistent/repo.git', branch: 'main', commit: null }, { dir: d3.dir }).catch((x: Error & { code: string }) => x);
   assert.match((e as Error).message, /not a Git repository/);
 });
 

@@ -112,6 +112,9 @@ test('a schedule fires once per slot, never twice across a restart, and collapse
   clock = T('2026-01-01T00:09:00Z');
   await server!.schedules.tick();
   assert.is((await scheduledRuns('drifty')).length, 0);
+  const first = await admin('POST', '/v1/stacks/drifty/runs', { proposed: true, workspace: (await sealToKey(await tarOf({ 'main.tf': '' }), publicKeyPem(parsePoolPrivateKey(key.keyPem)))).toString('base64') });
+  assert.is(first.status, 201, first.text);
+  await admin('POST', `/v1/runs/${first.body.run.id}/cancel`);
   clock = T('2026-01-01T00:10:30Z');
   await server!.schedules.tick();
   await server!.schedules.tick();
@@ -141,9 +144,14 @@ test('a schedule fires once per slot, never twice across a restart, and collapse
   for (const r of runs) await admin('POST', `/v1/runs/${r.id}/cancel`);
   const del = await admin('DELETE', `/v1/schedules/${sch.body.schedule.id}`);
   assert.is(del.status, 200);
+  // A stack that never had a source skips its slot with a log line.
+  assert.is((await admin('POST', '/v1/stacks', { name: 'empty', pool: poolId, image: TERRAFORM_IMAGE, tool: { name: 'terraform' } })).status, 201);
+  assert.is((await admin('POST', '/v1/stacks/empty/schedules', { cron: '0 * * * *' })).status, 201);
   clock = T('2026-01-01T02:00:00Z');
   await server!.schedules.tick();
   assert.is((await scheduledRuns('drifty')).length, 2, 'a deleted schedule never fires');
+  assert.is((await scheduledRuns('empty')).length, 0);
+  assert.match(logText, /Schedule skipped: the stack has no source yet/);
 });
 
 async function waitRun(id: string, pred: (r: any) => boolean, ms = 120_000): Promise<any> {

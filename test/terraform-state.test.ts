@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
@@ -183,6 +183,49 @@ test('a tracked run holding the state refuses pushes and rollbacks until it ends
   await l.exitCode();
 });
 
+test('the CLI end to end: --tool with --project-root, --var (sealed, masked, never on the server), --var-file, --hook, --arg; run show prints the counts and addresses', async () => {
+  const l = await launch(pool.token, keyA);
+  const word = `var-value-${randomBytes(6).toString('hex')}`;
+  await ok(['stack', 'create', 'cli-tf', '--pool', pool.poolId, '--tool', 'terraform', '--image', TERRAFORM_IMAGE,
+    '--project-root', 'infra/prod', '--var', `word=${word}`, '--var-file', 'prod.tfvars',
+    '--hook', 'before-init=echo hook-before-init in $(basename $(pwd))', '--hook', 'after-plan=echo hook-after-plan',
+    '--arg', 'plan=-parallelism=3', '--autodeploy']);
+  const shown = await ok(['stack', 'show', 'cli-tf']);
+  assert.match(shown, /project root:\s+infra\/prod/);
+  assert.match(shown, /tool:\s+terraform \(terraform\)/);
+  assert.match(shown, /hooks:\s+before-init: echo hook-before-init/);
+  const src = join(work.path, 'cli-src');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(join(src, 'infra', 'prod'), { recursive: true });
+  writeFileSync(join(src, 'infra', 'prod', 'main.tf'), [
+    'variable "word" {\n  type = string\n}',
+    'variable "count_of" {\n  type = number\n}',
+    'resource "terraform_data" "w" {\n  count = var.count_of\n  input = var.word\n}',
+    '',
+  ].join('\n'));
+  writeFileSync(join(src, 'infra', 'prod', 'prod.tfvars'), 'count_of = 2\n');
+  const id = (await ok(['run', 'trigger', 'cli-tf', '--workspace', src])).trim();
+  const run = await waitRun(srv, id, ended, 180_000);
+  assert.is(run.state, 'FINISHED', JSON.stringify(run));
+  assert.is(run.changes.add, 2);
+  const show = await ok(['run', 'show', id]);
+  assert.match(show, /^state:\s+FINISHED/m);
+  assert.match(show, /^changes:\s+\+2 ~0 -0/m);
+  assert.match(show, /^create\s+terraform_data\.w\[0\]$/m);
+  assert.match(show, /^create\s+terraform_data\.w\[1\]$/m);
+  assert.match(await ok(['run', 'list', '--stack', 'cli-tf']), /\+2 ~0 -0/);
+  const logs = await ok(['run', 'logs', id]);
+  assert.match(logs, /hook-before-init in prod/);
+  assert.match(logs, /hook-after-plan/);
+  assert.not.ok(logs.includes(word), 'the variable value is masked in the logs');
+  assert.is(spawnSync('grep', ['-rqF', word, srv.dataDir]).status, 1, 'the variable value is nowhere on the server');
+  const st = join(work.path, 'cli-tf.age');
+  await ok(['stack', 'state', 'pull', 'cli-tf', '-o', st]);
+  assert.ok(ageOpen(st, keyA.keyPath).text.includes(word), 'the value is in the sealed state');
+  l.kill('SIGTERM');
+  await l.exitCode();
+});
+
 test('key rotation: old versions open with the old key; with both keys active new versions are sealed to both; once the old key is retired the next tracked run seals to the new key only', async () => {
   const la = await launch(pool.token, keyA);
   await ok(['stack', 'create', 'rot', '--pool', pool.poolId, '--tool', 'terraform', '--image', TERRAFORM_IMAGE, '--autodeploy']);
@@ -220,6 +263,28 @@ test('key rotation: old versions open with the old key; with both keys active ne
   assert.ok(ageOpen(v3, keyB.keyPath).ok, 'version 3 opens with the remaining key');
   assert.not.ok(ageOpen(v3, keyA.keyPath).ok, 'version 3 is not sealed to the retired key');
   assert.ok(ageOpen(v1, keyA.keyPath).ok, 'state sealed to the old key still opens with it');
+});
+
+test('an online backup carries every state version; a server restored from it lists and serves them byte for byte', async () => {
+  const before = await stateList('rot');
+  const file = join(work.path, 'backup.tar');
+  assert.match(await ok(['backup', '-o', file]), /Backup written to/);
+  const restored = join(work.path, 'restored', 'data');
+  const r = spawnSync(NODE, ['--import', 'tsx', join(ROOT, 'launcher.ts'), 'server', 'restore', file, '--data', restored], { cwd: ROOT, encoding: 'utf8' });
+  assert.is(r.status, 0, r.stderr);
+  const again = await startTestServer({ dataDir: restored });
+  try {
+    const list = await again.admin('GET', `/v1/stacks/${before.stack}/state`);
+    assert.is(list.status, 200, list.text);
+    assert.equal(list.body.versions.map((v: any) => [v.version, v.sha256]), before.versions.map((v: any) => [v.version, v.sha256]));
+    for (const v of before.versions) {
+      const blob = await again.admin('GET', `/v1/stacks/${before.stack}/state/${v.version}`);
+      assert.is(blob.status, 200);
+      assert.is(createHash('sha256').update(blob.raw).digest('hex'), v.sha256);
+    }
+  } finally {
+    await again.terminate();
+  }
 });
 
 test.after(async () => {

@@ -1,8 +1,26 @@
 // Plain output for people: aligned tables and "key: value" blocks, times as
 // "3m ago". Scripts use --json instead, so none of this is a contract.
 
+// C0 controls (ESC, NUL, CR, tab, ...), DEL, C1 controls and the Unicode
+// bidirectional overrides: what lets a string move the cursor, recolour or
+// rewrite the terminal, or reorder what is shown.
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text from the server (worker metadata and version, run errors, names a
+ * launcher chose) made safe for a terminal: control characters are shown as
+ * `\x1b`-style escapes instead of being sent to it.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => {
+    const n = c.charCodeAt(0);
+    return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+  });
+}
+
 /** Columns separated by two spaces, padded to the widest cell; no borders. */
-export function table(headers: string[], rows: string[][]): string {
+export function table(headers: string[], cells: string[][]): string {
+  const rows = cells.map((r) => r.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
@@ -11,7 +29,7 @@ export function table(headers: string[], rows: string[][]): string {
 /** "key: value" lines with the values aligned. */
 export function fields(pairs: [string, string][]): string {
   const w = Math.max(0, ...pairs.map(([k]) => k.length + 1));
-  return pairs.map(([k, v]) => `${(k + ':').padEnd(w)} ${v}`.trimEnd()).join('\n') + '\n';
+  return pairs.map(([k, v]) => `${(printable(k) + ':').padEnd(w)} ${v.split('\n').map(printable).join('\n')}`.trimEnd()).join('\n') + '\n';
 }
 
 /** "12s ago", "5m ago", "3h ago", "2d ago"; "-" for a missing time. */

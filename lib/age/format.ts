@@ -68,6 +68,11 @@ export function parseHeader(buf: Buffer, atEnd: boolean): Header | null {
     return null;
   }
   if (version !== VERSION_LINE) {
+    if (version.endsWith('\r')) {
+      // A binary age header is LF-only; CRLF means a text-mode transfer or an
+      // editor rewrote the file, and that damage is what the user must hear about.
+      throw bad('its lines end in CRLF (\\r\\n), but a binary age file uses LF only: the file was converted as text (a Windows editor, git autocrlf, FTP ASCII mode); copy the original bytes, or use armored (-a) files for text channels');
+    }
     if (version.startsWith(VERSION_PREFIX)) {
       throw new AgeError('AGE_VERSION_UNSUPPORTED', `Unsupported age format version: "${version.slice(0, 64)}" (only v1 is supported)`);
     }

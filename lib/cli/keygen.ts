@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
-import { writeFileAtomic } from '../atomic-file.ts';
+import { writeFilesAtomic } from '../atomic-file.ts';
 import { ConfigError, LauncherError } from '../errors.ts';
 import { createCsr } from '../csr.ts';
 import { MAX_POOL_KEY_BITS, MIN_POOL_KEY_BITS, generatePoolKey } from '../keys.ts';
@@ -65,8 +65,8 @@ export async function run(io: CommandIo): Promise<number> {
 
   const key = generatePoolKey(bits);
   const csr = createCsr(key.privateKeyPem, { commonName: values.cn ?? undefined });
-  await writeFileAtomic(keyPath, key.privateKeyPem, 0o600);
-  await writeFileAtomic(csrPath, csr, 0o644);
+  // Both complete before either is renamed into place: never a new key beside an old CSR.
+  await writeFilesAtomic([{ path: keyPath, data: key.privateKeyPem, mode: 0o600 }, { path: csrPath, data: csr, mode: 0o644 }]);
 
   const q = (s: string) => (/^[\w./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
   io.stdout.write(

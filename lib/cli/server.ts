@@ -35,6 +35,24 @@ Options:
                              /metrics on the main listener always needs the admin token)
   --dist DIR                 files served at /install.sh, /SHA256SUMS, /launcher-linux-*
                              (default DIR/dist under the data directory)
+
+Limits (what one client may take of the server):
+  --max-connections N        open connections at most (default: the open-file limit,
+                             raised to its hard value at start, less what the server
+                             keeps for its own files); at the cap the oldest connection
+                             that has not authenticated is closed for a new one
+  --max-pending-per-address N
+                             connections not yet authenticated from one address (default 256)
+  --handshake-timeout DURATION
+                             close a connection that has not finished TLS (default 10s)
+  --headers-timeout DURATION request headers must arrive within this (default 20s)
+  --body-timeout DURATION    a JSON body must arrive within this; an upload may not
+                             stall longer than this (default 30s)
+  --max-run-log SIZE         log bytes kept per run, all phases together (default 100MiB);
+                             past it the log ends with a marker and launchers stop sending
+  --max-uploads-per-worker N sealed workspace uploads in progress per worker (default 2)
+  --max-uploads N            uploads in progress in all (default 32)
+  --min-free-disk SIZE       uploads that would leave less free space get 507 (default 1GiB)
   --debug                    verbose logs
   --rotate-admin-token       (server stopped) print and save a new admin token, then exit
   -h, --help                 show this help
@@ -77,6 +95,13 @@ function duration(text: string, flag: string): number {
   return ms;
 }
 
+/** A positive whole number flag, or undefined when not given. */
+function count(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,8}$/.test(text)) throw new ConfigError(`Invalid ${flag}: "${text}" is not a whole number from 1 (e.g. ${flag} 100)`);
+  return Number(text);
+}
+
 function retention(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
   try { return parseRetention(text, flag, parseDuration); } catch (e) {
@@ -96,6 +121,15 @@ export function parseServerArgs(argv: string[], cwd: string) {
       'worker-grace': { type: 'string', default: '2m' },
       'max-workspace-size': { type: 'string', default: '1GiB' },
       dist: { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-pending-per-address': { type: 'string' },
+      'handshake-timeout': { type: 'string' },
+      'headers-timeout': { type: 'string' },
+      'body-timeout': { type: 'string' },
+      'max-run-log': { type: 'string' },
+      'max-uploads-per-worker': { type: 'string' },
+      'max-uploads': { type: 'string' },
+      'min-free-disk': { type: 'string' },
       'metrics-listen': { type: 'string' },
       'retain-runs': { type: 'string' },
       'retain-offline-workers': { type: 'string' },
@@ -127,6 +161,19 @@ export function parseServerArgs(argv: string[], cwd: string) {
     graceMs: duration(values['worker-grace']!, '--worker-grace'),
     maxWorkspaceBytes: parseSize(values['max-workspace-size']!, '--max-workspace-size'),
     distDir: values.dist === undefined ? undefined : resolve(cwd, values.dist),
+    limits: {
+      maxConnections: count(values['max-connections'], '--max-connections'),
+      maxPendingPerAddress: count(values['max-pending-per-address'], '--max-pending-per-address'),
+      handshakeTimeoutMs: values['handshake-timeout'] === undefined ? undefined : duration(values['handshake-timeout'], '--handshake-timeout'),
+      headersTimeoutMs: values['headers-timeout'] === undefined ? undefined : duration(values['headers-timeout'], '--headers-timeout'),
+      bodyTimeoutMs: values['body-timeout'] === undefined ? undefined : duration(values['body-timeout'], '--body-timeout'),
+    },
+    quotas: {
+      maxRunLogBytes: values['max-run-log'] === undefined ? undefined : parseSize(values['max-run-log'], '--max-run-log'),
+      maxUploadsPerWorker: count(values['max-uploads-per-worker'], '--max-uploads-per-worker'),
+      maxUploads: count(values['max-uploads'], '--max-uploads'),
+      minFreeDiskBytes: values['min-free-disk'] === undefined ? undefined : parseSize(values['min-free-disk'], '--min-free-disk'),
+    },
     retainRunsMs: retention(values['retain-runs'], '--retain-runs'),
     retainOfflineWorkersMs: retention(values['retain-offline-workers'], '--retain-offline-workers'),
     metricsListen: values['metrics-listen'] === undefined ? undefined : parseListen(values['metrics-listen'], '--metrics-listen'),

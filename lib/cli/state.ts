@@ -161,10 +161,22 @@ async function runTo(io: CommandIo, input: string | undefined, core: () => Chunk
   }
   const source = fromFile ? createReadStream(resolve(io.cwd, input), { highWaterMark: 1 << 20 }) : io.stdin;
   if (!target.path) {
-    await pipeline(source, transformOf(core()), io.stdout as Writable);
+    // Not pipeline(…, stdout): on a failure (wrong key, damaged file) it would
+    // destroy stdout with the error, which then surfaces as an uncaught stream
+    // error and a stack trace instead of the one-line message.
+    await pipeline(source, transformOf(core()), async function* (chunks: AsyncIterable<Buffer>) {
+      for await (const c of chunks) await writeOut(io.stdout, c);
+    });
     return;
   }
   await publish(target, () => pipeline(source, transformOf(core()), createWriteStream(target.tmp ?? target.path!, { flags: target.tmp ? 'wx' : 'w', mode: 0o600 })));
+}
+
+/** Writes to stdout respecting back-pressure, without ever ending or destroying it. */
+function writeOut(out: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    out.write(chunk, (e) => (e ? reject(e) : resolve()));
+  });
 }
 
 function openFailure(e: unknown, input: string | undefined): unknown {

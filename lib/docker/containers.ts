@@ -101,10 +101,15 @@ export async function attachContainer(docker: DockerClient, id: string, signal?:
 }
 
 /** The container's logs as a multiplexed stream; with follow it lasts until the container stops. */
-export async function containerLogs(docker: DockerClient, id: string, opts: { follow: boolean; signal?: AbortSignal }): Promise<Readable> {
+export async function containerLogs(docker: DockerClient, id: string, opts: { follow: boolean; signal?: AbortSignal; timestamps?: boolean; since?: string }): Promise<Readable> {
   const res = await docker.request('read container logs', {
     path: `/containers/${id}/logs`,
-    query: { stdout: 1, stderr: 1, follow: opts.follow ? 1 : 0 },
+    query: {
+      stdout: 1, stderr: 1, follow: opts.follow ? 1 : 0,
+      // Each entry prefixed with its timestamp; `since` (seconds.nanoseconds) includes entries at that instant.
+      ...(opts.timestamps ? { timestamps: 1 } : {}),
+      ...(opts.since ? { since: opts.since } : {}),
+    },
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
   return res.body;

@@ -186,10 +186,13 @@ export class WorkerApi {
     return this.#json('phase state', 'GET', `/v1/worker/runs/${enc(runId)}/phases/${phase}`, { timeoutMs: 30_000 });
   }
 
-  /** Stores one log chunk; resolves with the server's nextSeq. */
-  async uploadLogs(runId: string, phase: number, seq: number, bytes: Uint8Array): Promise<number> {
+  /**
+   * Stores one log chunk; resolves with the server's nextSeq, and `stop` once
+   * the run's logs reached the server's cap (--max-run-log): sending more is wasted.
+   */
+  async uploadLogs(runId: string, phase: number, seq: number, bytes: Uint8Array): Promise<{ nextSeq: number; stop: boolean }> {
     const r = await this.#json<LogAck>('log upload', 'POST', `/v1/worker/runs/${enc(runId)}/phases/${phase}/logs?seq=${seq}`, { body: bytes, timeoutMs: 60_000 });
-    return r.nextSeq;
+    return { nextSeq: r.nextSeq, stop: r.truncated === true };
   }
 
   /** The sealed workspace as a stream, or null when the run has none. */

@@ -19,8 +19,12 @@ import { join } from 'node:path';
 import { Backoff, sleep, type BackoffOptions } from './backoff.ts';
 import { LauncherError } from '../errors.ts';
 
-/** Sends one chunk; resolves with the server's next expected sequence number. */
-export type UploadChunk = (seq: number, bytes: Uint8Array) => Promise<number>;
+/**
+ * Sends one chunk; resolves with the server's next expected sequence number,
+ * and `stop: true` when the server takes no more output for this run (its log
+ * cap is reached): the shipper then drops what it still holds and what comes.
+ */
+export type UploadChunk = (seq: number, bytes: Uint8Array) => Promise<number | { nextSeq: number; stop: boolean }>;
 
 export interface LogShipperOptions {
   upload: UploadChunk;
@@ -71,6 +75,7 @@ export class LogShipper {
   #failed: unknown;
   #closed = false;
   #spilled = 0;
+  #stopped = false;
   #idleWaiters: Array<() => void> = [];
   readonly #backoff: Backoff;
 
@@ -96,6 +101,10 @@ export class LogShipper {
   get ackedSeq(): number {
     return this.#acked;
   }
+  /** True once the server said the run's log cap is reached (output is dropped from then on). */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
   /** Chunks written to spill files so far (for tests and metrics). */
   get spilledChunks(): number {
     return this.#spilled;
@@ -107,7 +116,7 @@ export class LogShipper {
 
   write(bytes: Uint8Array): void {
     if (this.#closed) throw new LauncherError('LOGS_CLOSED', 'Cannot ship logs: the phase log is already closed');
-    if (bytes.length === 0) return;
+    if (bytes.length === 0 || this.#stopped) return;
     this.#pending.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     this.#pendingBytes += bytes.length;
     while (this.#pendingBytes >= this.#o.maxChunkBytes) this.#cut(this.#o.maxChunkBytes);
@@ -136,6 +145,23 @@ export class LogShipper {
   /** Stops without flushing (the process is leaving); spill files stay. */
   abort(): void {
     this.#closed = true;
+    this.#stopTimer();
+  }
+
+  /**
+   * The server stores no more of this run's output: forget every chunk not
+   * yet sent and number nothing more, so `nextSeq` (the result's logSeq) is
+   * what the server has acknowledged.
+   */
+  #stop(next: number): void {
+    this.#stopped = true;
+    for (const c of this.#queue) if (c.file) rmSync(c.file, { force: true });
+    this.#queue = [];
+    this.#memBytes = 0;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#due = false;
+    this.#nextSeq = next;
     this.#stopTimer();
   }
 
@@ -199,7 +225,8 @@ export class LogShipper {
       const head = this.#queue[0]!;
       try {
         const bytes = head.bytes ?? readFileSync(head.file!);
-        const next = await this.#o.upload(head.seq, bytes);
+        const answer = await this.#o.upload(head.seq, bytes);
+        const next = typeof answer === 'number' ? answer : answer.nextSeq;
         this.#backoff.reset();
         if (next < head.seq + 1) {
           // The server lost chunks it had confirmed: nothing here can refill them.
@@ -213,6 +240,7 @@ export class LogShipper {
           if (done.file) rmSync(done.file, { force: true });
           this.#o.onShipped?.(done.seq, done.size);
         }
+        if (typeof answer !== 'number' && answer.stop) this.#stop(next);
       } catch (e) {
         if (this.#o.isPermanent(e)) {
           this.#failed = e;

@@ -8,9 +8,12 @@ import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createOpenStream, createSealStream, openBuffer, sshRsaIdentity, sshRsaRecipient, type Identity, type Recipient } from '../age/index.ts';
+import { createOpenStream, createSealStream, openBuffer, sealBuffer, sshRsaIdentity, sshRsaRecipient, type Identity, type Recipient } from '../age/index.ts';
 import type { DockerClient } from '../docker/client.ts';
-import { resumePhase, runPhase, type PhaseMount, type PhaseOutcome, type PhaseResult, type PullPolicy } from '../executor.ts';
+import { containerLogs } from '../docker/containers.ts';
+import { dockerSince } from '../docker/logs.ts';
+import { listManagedContainers, resumePhase, runPhase, type PhaseMount, type PhaseOutcome, type PhaseResult, type PullPolicy } from '../executor.ts';
+import { CheckpointTracker, startCheckpoints, type LogCheckpoint } from './logcheckpoint.ts';
 import { collectToolStep, prepareToolState, type Collected, type ToolStepDeps } from './toolstep.ts';
 import { Masker, type Secret } from '../mask.ts';
 import type { Assignment, PhaseReport } from '../protocol.ts';
@@ -75,9 +78,11 @@ export interface InFlight {
 
 export interface ResumeFrom {
   containerId: string;
-  /** Masked bytes the server already stored: output is re-masked from the start and this much skipped. */
+  /** Masked bytes the server already stored: output is re-masked from the start (or the checkpoint) and the rest of this skipped. */
   storedBytes: number;
   nextSeq: number;
+  /** Where to pick the container's output up, when a checkpoint was written (lib/launcher/logcheckpoint.ts). */
+  checkpoint?: LogCheckpoint;
 }
 
 function secretsOf(env: Record<string, string>, where: string): Secret[] {
@@ -163,10 +168,14 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
     onShipped: (_s, n) => { ctx.metrics.logBytes += n; },
     ...(ctx.leaving ? { signal: ctx.leaving } : {}),
   });
-  let skip = resume?.storedBytes ?? 0;
+  const cp = resume?.checkpoint;
+  let skip = (resume?.storedBytes ?? 0) - (cp?.maskedBytes ?? 0);
+  // Raw output and masked bytes since the start of the log (or the checkpoint), for the next checkpoint.
+  const tracker = new CheckpointTracker(cp ?? null);
   const printer = settings.runLogsOnStdout && ctx.stdout ? stdoutLines(ctx.stdout, a) : undefined;
   const emit = (masked: Uint8Array) => {
     if (masked.length === 0) return;
+    tracker.addMasked(masked.length);
     if (skip > 0) {
       if (masked.length <= skip) { skip -= masked.length; return; }
       masked = masked.subarray(skip);
@@ -178,6 +187,7 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
 
   let report: PhaseReport;
   let masker: Masker | undefined;
+  let stopCheckpoints = (): void => {};
   try {
     let secretEnv: Record<string, string>;
     try {
@@ -195,9 +205,20 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
       return await finishReport(a, ctx, shipper, failure(a, workerId, 'SOURCE_CREDENTIAL_UNREADABLE',
         `Cannot open the stack's sealed repository credential with this pool key: ${(e as Error).message}`, 0), retry);
     }
+    // Values the script added with ::add-mask:: before a restart come back from the checkpoint.
+    const added: string[] = [];
+    if (cp?.addedMasks) {
+      try {
+        added.push(...(JSON.parse((await openBuffer(Buffer.from(cp.addedMasks, 'base64'), [identity])).toString('utf8')) as string[]));
+      } catch (e) {
+        return await finishReport(a, ctx, shipper, failure(a, workerId, 'CHECKPOINT_UNREADABLE',
+          `Cannot open the masks the phase added before the restart: ${(e as Error).message}`, resume?.nextSeq ?? 0), retry);
+      }
+    }
     masker = new Masker({
-      secrets: [...settings.masks, ...secretsOf(secretEnv, 'secret'), ...credentialSecrets(credential)],
+      secrets: [...settings.masks, ...secretsOf(secretEnv, 'secret'), ...credentialSecrets(credential), ...added.map((value) => ({ name: 'a value added at run time', value }))],
       onWarning: (m) => log.warn(m, fields),
+      onAdd: (value) => { added.push(value); },
     });
     const m = masker;
 
@@ -210,7 +231,7 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
       try {
         const got = await fetchSource(
           { repo: fetching.repo, branch: fetching.branch, commit: fetching.commit },
-          { dir: join(workDir, 'source'), gitdir: join(workDir, 'git'), credential, signal: cancel },
+          { dir: join(workDir, 'source'), scratch: join(workDir, 'fetch'), credential, signal: cancel },
         );
         sourceDir = join(workDir, 'source');
         say(`Fetched ${fetching.repo} ${fetching.branch ?? ''} at ${got.sha}: ${got.files} files, ${got.bytes} bytes in ${Date.now() - started} ms`.replace('  ', ' '));
@@ -268,7 +289,7 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
       }
     }
     const common = {
-      onOutput: (chunk: Uint8Array) => emit(m.write(chunk)),
+      onOutput: (chunk: Uint8Array) => { emit(m.write(chunk)); tracker.observe(chunk, m.atRest); },
       logsTimeoutMs: settings.logsTimeoutMs,
       runTimeoutMs: settings.runTimeoutMs,
       ...(settings.killGraceMs !== undefined ? { killGraceMs: settings.killGraceMs } : {}),
@@ -281,10 +302,30 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
       ...(a.tool ? { collect: async (id: string, outcome: PhaseOutcome) => { collected = await collectToolStep(a, id, outcome, toolDeps); } } : {}),
     };
     const execDeps = { docker: ctx.docker, log: (msg: string) => log.debug(msg, fields) };
+    const recipientsSealed = { count: -1, sealed: null as string | null };
+    stopCheckpoints = startCheckpoints({
+      tracker,
+      container: async () => resume?.containerId ?? (await listManagedContainers(ctx.docker, { workerId }))
+        .find((c) => c.runId === a.runId && c.phase === String(a.phase))?.id,
+      fetch: (id, since) => containerLogs(ctx.docker, id, { follow: false, timestamps: true, ...(since ? { since: dockerSince(since) } : {}), signal: cancel }),
+      sealedAdded: async () => {
+        if (added.length === 0) return null;
+        if (recipientsSealed.count !== added.length) {
+          recipientsSealed.sealed = (await sealBuffer(Buffer.from(JSON.stringify(added)), recipients)).toString('base64');
+          recipientsSealed.count = added.length;
+        }
+        return recipientsSealed.sealed;
+      },
+      save: (c) => state.writeCheckpoint({ ...c, runId: a.runId, phase: a.phase } satisfies LogCheckpoint),
+      onError: (e) => log.debug('Log checkpoint skipped', { ...fields, error: e.message }),
+    });
     let result: PhaseResult;
     if (resume) {
-      log.info('Re-attached to the phase container after a restart', { ...fields, container: resume.containerId.slice(0, 12), storedBytes: resume.storedBytes });
-      result = await resumePhase(resume.containerId, { ...common, skipBytes: 0 }, execDeps);
+      log.info('Re-attached to the phase container after a restart', {
+        ...fields, container: resume.containerId.slice(0, 12), storedBytes: resume.storedBytes,
+        logsFrom: cp ? 'checkpoint' : 'start', skippedRawBytes: cp?.rawBytes ?? 0,
+      });
+      result = await resumePhase(resume.containerId, { ...common, skipBytes: 0, ...(cp ? { logsFrom: { since: cp.since, skipEntries: cp.skipEntries } } : {}) }, execDeps);
     } else {
       const image = a.image || settings.defaultRunnerImage;
       const auth = settings.registryAuth?.(image);
@@ -334,6 +375,7 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
     report = failure(a, workerId, 'LAUNCHER_ERROR', `The launcher failed while running the phase: ${(e as Error).message}`, 0);
     log.error('Phase failed on this host', { ...fields, error: (e as Error).message });
   } finally {
+    stopCheckpoints();
     rmSync(workDir, { recursive: true, force: true });
   }
   return finishReport(a, ctx, shipper, report, retry);

@@ -2,8 +2,9 @@
 // same state directory finds what the last one left:
 // - its phase container still running, or exited but not yet removed: picked
 //   up again (resume), so the run finishes with complete logs; output is
-//   re-read from the container's start, masked again, and the bytes the server
-//   already stored are skipped, so no line is lost or doubled;
+//   read again from the last checkpoint (lib/launcher/logcheckpoint.ts), or
+//   from the container's start when there is none, masked again, and the bytes
+//   the server already stored are skipped, so no line is lost or doubled;
 // - no container, but a result written before the crash: reported again;
 // - no container and no result: the phase may or may not have run, and a
 //   write phase is never re-run by itself, so it is reported as a system error;
@@ -11,6 +12,7 @@
 import { listManagedContainers, removeManagedContainers } from '../executor.ts';
 import type { Assignment, PhaseReport } from '../protocol.ts';
 import { isPermanent, ServerError } from './api.ts';
+import type { LogCheckpoint } from './logcheckpoint.ts';
 import type { InFlight, Logger, PhaseContext, ResumeFrom } from './phase.ts';
 import { retryTransient } from './retry.ts';
 
@@ -55,9 +57,16 @@ export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable
     return undefined;
   }
   if (mine) {
-    log.info('Found the interrupted phase container; resuming it', { ...fields, container: mine.name, state: mine.state, storedLogBytes: st.logs.bytes, nextSeq: st.logs.nextSeq });
+    // A checkpoint is usable when it is this phase's and the server has every
+    // masked byte up to it (shipping may lag behind the anchor).
+    const cp = state.readCheckpoint<LogCheckpoint>();
+    const checkpoint = cp && cp.runId === a.runId && cp.phase === a.phase && cp.maskedBytes <= st.logs.bytes ? cp : undefined;
+    log.info('Found the interrupted phase container; resuming it', {
+      ...fields, container: mine.name, state: mine.state, storedLogBytes: st.logs.bytes, nextSeq: st.logs.nextSeq,
+      logsFrom: checkpoint ? 'checkpoint' : 'start',
+    });
     state.clearSpill();
-    return { assignment: a, from: { containerId: mine.id, storedBytes: st.logs.bytes, nextSeq: st.logs.nextSeq } };
+    return { assignment: a, from: { containerId: mine.id, storedBytes: st.logs.bytes, nextSeq: st.logs.nextSeq, ...(checkpoint ? { checkpoint } : {}) } };
   }
   const report: PhaseReport = inflight.stage === 'finished' && inflight.result
     ? { ...inflight.result, logSeq: st.logs.nextSeq }

@@ -14,6 +14,7 @@ import { writeFileAtomicSync } from '../atomic-file.ts';
 import { LauncherError } from '../errors.ts';
 
 export const LOCK_FILE = 'launcher.pid';
+const CHECKPOINT_FILE = 'checkpoint.json';
 const WORKER_FILE = 'worker.json';
 const RUN_FILE = 'run.json';
 
@@ -174,6 +175,15 @@ export class StateDir {
   }
   clearRun(): void {
     rmSync(join(this.path, RUN_FILE), { force: true });
+    rmSync(join(this.path, CHECKPOINT_FILE), { force: true });
+  }
+
+  /** Where the in-flight phase's output can be picked up after a restart (lib/launcher/logcheckpoint.ts). */
+  readCheckpoint<T>(): T | null {
+    return this.#readJson<T>(CHECKPOINT_FILE);
+  }
+  writeCheckpoint(cp: unknown): void {
+    writeFileAtomicSync(join(this.path, CHECKPOINT_FILE), JSON.stringify(cp) + '\n');
   }
 
   /** Where one phase's log chunks spill while the server is unreachable. */

@@ -122,6 +122,15 @@ export class Masker {
     this.#state = 0;
   }
 
+  /**
+   * True when nothing is held back and the last byte written ended a line: a
+   * new masker given the same values (and the ones added since) would go on
+   * from here exactly as this one (lib/launcher/logcheckpoint.ts).
+   */
+  get atRest(): boolean {
+    return this.#held.length === 0 && this.#dirStart < 0 && !this.#swallow && this.#prevByte === NL;
+  }
+
   /** Number of distinct byte patterns searched for (values and their encodings). */
   get patternCount(): number {
     return this.#patterns.size;

@@ -49,6 +49,11 @@ function csrDer(csrPem: string): Buffer {
   if (typeof csrPem !== 'string') throw csrError('expected PEM text ("-----BEGIN CERTIFICATE REQUEST-----")');
   if (Buffer.byteLength(csrPem) > MAX_CSR_BYTES) throw csrError(`it is larger than ${MAX_CSR_BYTES / 1024} KiB`);
   const text = csrPem.trim();
+  const labels = [...text.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----/g)].map((b) => b[1]!);
+  if (labels.length > 1) {
+    const key = labels.some((l) => /PRIVATE KEY/.test(l));
+    throw csrError(`it holds ${labels.length} PEM blocks (${labels.map((l) => `"${l}"`).join(', ')}), expected exactly one "CERTIFICATE REQUEST"${key ? '; one is a private key, which must never leave your hosts: send only the .csr file' : ': send a file with only the request'}`);
+  }
   const m = /^-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END ([A-Z0-9 ]+)-----$/.exec(text);
   if (m === null) {
     if (text === '') throw csrError('it is empty');
@@ -103,8 +108,10 @@ export function parseCsr(csrPem: string): ParsedCsr {
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (bits < MIN_POOL_KEY_BITS) throw csrError(`its RSA key has ${bits} bits, expected at least ${MIN_POOL_KEY_BITS} (4096 recommended)`);
   if (bits > MAX_POOL_KEY_BITS) throw csrError(`its RSA key has ${bits} bits, expected at most ${MAX_POOL_KEY_BITS}`);
+  // 65537 is what every current tool generates; small exponents such as 3
+  // have a history of signature-forgery and broadcast attacks, so only F4 is accepted.
   const exponent = key.asymmetricKeyDetails?.publicExponent ?? 0n;
-  if (exponent < 3n || exponent % 2n === 0n) throw csrError('its RSA public exponent is not valid');
+  if (exponent !== 65537n) throw csrError(`its RSA public exponent is ${exponent}, expected 65537 (make the key with openssl req -newkey rsa:4096 or launcher keygen, which use 65537)`);
   const hash = SIGNATURE_HASHES[algOid];
   if (hash === undefined) {
     const weak = WEAK_SIGNATURES[algOid];

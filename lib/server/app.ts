@@ -1,6 +1,7 @@
 // Wiring: data directory, database, CA and certificates, the HTTPS listener,
 // and the three audiences on it (distribution files, worker API over mutual
 // TLS, admin API with the bearer token). Returns a handle to stop it.
+import { createPublicKey } from 'node:crypto';
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
@@ -27,7 +28,10 @@ import { Service } from './service.ts';
 import { ServerMetrics } from '../metrics/server.ts';
 import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from '../metrics/registry.ts';
 import { Store } from './store.ts';
-import { authenticateWorker, workerRoutes } from './worker-api.ts';
+import { authenticateWorker, settleFailedVerification, workerRoutes } from './worker-api.ts';
+import { ConnectionGuard, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_PENDING_PER_ADDRESS, defaultMaxConnections, raiseFileLimit, type ConnectionLimits } from './limits.ts';
+import { cleanTmp } from './blobs.ts';
+import type { Quotas } from './quotas.ts';
 import { HookRefused, receiveGitHook } from './hooks.ts';
 import { loadConsoleAssets } from '../console/assets.ts';
 import { setBaseHeaders } from '../console/headers.ts';
@@ -45,6 +49,10 @@ export interface ServerOptions {
   maxWorkspaceBytes: number;
   /** Directory served at /install.sh, /SHA256SUMS, /launcher-linux-*; default DATA/dist. */
   distDir?: string;
+  /** Connection limits; unset fields get defaults (max connections from the open-file limit). */
+  limits?: Partial<ConnectionLimits>;
+  /** Per-run log cap, uploads per worker, free-disk floor; unset fields get defaults. */
+  quotas?: Partial<Quotas>;
   log: Logger;
   /** Finished runs older than this are removed with their logs and workspaces (undefined: kept forever). */
   retainRunsMs?: number | undefined;
@@ -66,6 +74,7 @@ export interface RunningServer {
   /** The plain metrics listener's port, when --metrics-listen is given. */
   metricsPort?: number;
   service: Service;
+  guard: ConnectionGuard;
   /** Drift-detection schedules (tests call tick() after stepping the clock). */
   schedules: Schedules;
   close(): Promise<void>;
@@ -103,6 +112,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   prepareDataDir(paths);
   const db = openLocked(paths);
   writePidFile(paths);
+  // Uploads that were in flight when the last server stopped never finished.
+  const leftovers = await cleanTmp(paths.tmp);
+  if (leftovers.files > 0) o.log.info('Removed unfinished uploads from tmp/', leftovers);
   const stopCheckpoints = checkpointOnTimer(db, 1000, (e) => o.log.warn('WAL checkpoint failed', { error: e.message }));
   const store = new Store(db);
   const { ca, created } = await loadOrCreateCa(paths);
@@ -137,7 +149,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   });
   const service = new Service({
     store, ca, serverUrl: o.url ?? '', leaseMs: o.leaseMs, graceMs: o.graceMs, maxWorkspaceBytes: o.maxWorkspaceBytes,
-    blobs, logs: logFiles, log: o.log, metrics, stateDir: paths.state,
+    blobs, logs: logFiles, log: o.log, metrics, stateDir: paths.state, quotas: o.quotas, tmpDir: paths.tmp,
   });
   presence = service.presence;
   const ops = new AdminOps(service, o.now);
@@ -168,15 +180,35 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     assets: await loadConsoleAssets(),
     sessions,
     adminHash,
-    audit: (req, status, action) => writeAudit(o.log, audit, req, status, {}, action),
+    audit: (req, status, action) => writeAudit(o.log, audit, req, status, {}, action, req.socket?.remoteAddress ?? null),
     warn: (msg, fields) => o.log.warn(msg, fields),
   };
+
+  const fdLimit = raiseFileLimit(o.log);
+  const limits: ConnectionLimits = {
+    maxConnections: o.limits?.maxConnections ?? defaultMaxConnections(fdLimit),
+    maxPendingPerAddress: o.limits?.maxPendingPerAddress ?? DEFAULT_PENDING_PER_ADDRESS,
+    handshakeTimeoutMs: o.limits?.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    headersTimeoutMs: o.limits?.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
+    bodyTimeoutMs: o.limits?.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
+  };
+  const guard = new ConnectionGuard(limits, o.log);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL;
     try { url = new URL(req.url ?? '/', 'https://server.invalid'); } catch { url = new URL('https://server.invalid/'); }
-    const ctx: Ctx = { req, res, params: {}, query: url.searchParams, path: url.pathname };
+    // Read now: once a refused body has torn the socket down it is gone.
+    const remote = req.socket.remoteAddress ?? null;
+    const ctx: Ctx = { req, res, params: {}, query: url.searchParams, path: url.pathname, remote };
+    // Uploads may be slow but must keep moving; every other body arrives whole in time.
+    const upload = req.method === 'PUT' || /^application\/octet-stream\b/i.test(String(req.headers['content-type'] ?? ''));
     setBaseHeaders(res);
+    guard.watchBody(req, upload ? 'stream' : 'whole', () => {
+      if (!res.headersSent) res.setHeader('connection', 'close');
+      sendError(res, new HttpError(408, 'BODY_TIMEOUT', upload
+        ? `Request body stalled: no bytes for ${limits.bodyTimeoutMs} ms`
+        : `Request body too slow: it must arrive within ${limits.bodyTimeoutMs} ms`));
+    });
     try {
       if (dist && dist(req, res)) return;
       if (ctx.path === '/v1/hooks/git') {
@@ -186,12 +218,12 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         try {
           const answer = await receiveGitHook(service, ops, ctx);
           ctx.audit = answer.audit;
-          writeAudit(o.log, audit, req, answer.status, { ...ctx.audit }, ctx.path);
+          writeAudit(o.log, audit, req, answer.status, { ...ctx.audit }, ctx.path, remote);
           sendJson(res, answer.status, answer.body);
         } catch (e) {
           if (e instanceof HttpError) {
             ctx.audit = { ...(e instanceof HookRefused ? e.audit : {}), error: e.code };
-            writeAudit(o.log, audit, req, e.status, { ...ctx.audit }, ctx.path);
+            writeAudit(o.log, audit, req, e.status, { ...ctx.audit }, ctx.path, remote);
           }
           throw e;
         }
@@ -212,18 +244,20 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         const token = bearerToken(req);
         if (token !== undefined) {
           if (!tokenMatches(token, adminHash)) throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Admin token refused: it does not match this server\'s admin token');
+          guard.authenticated(req.socket);
         } else {
           // The console's session cookie stands in for the token; what changes
           // something must also prove it comes from the console's own page.
           const session = sessionOf(req, sessions);
           if (!session) throw new HttpError(401, 'ADMIN_TOKEN_MISSING', 'Admin token required: send "Authorization: Bearer TOKEN" (the token is in DATA/admin.token), or sign in to the console');
           if (req.method !== 'GET' && req.method !== 'HEAD') checkCsrf(req, session);
+          guard.authenticated(req.socket);
         }
         if (req.method !== 'GET' && req.method !== 'HEAD') {
           // Audit as the status goes out (before the client can see the answer).
           const writeHead = res.writeHead.bind(res) as (...a: unknown[]) => ServerResponse;
           res.writeHead = ((...args: unknown[]) => {
-            writeAudit(o.log, audit, req, args[0] as number, { ...ctx.params, ...ctx.audit }, ctx.route ?? ctx.path);
+            writeAudit(o.log, audit, req, args[0] as number, { ...ctx.params, ...ctx.audit }, ctx.route ?? ctx.path, remote);
             return writeHead(...args);
           }) as typeof res.writeHead;
         }
@@ -234,7 +268,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     } catch (e) {
       const refused = httpErrorOf(e);
       if (refused && (refused.status === 401 || refused.status === 403)) {
-        o.log.warn('Request refused', { code: refused.code, method: req.method, path: ctx.path, remote: req.socket.remoteAddress ?? null });
+        o.log.warn('Request refused', { code: refused.code, method: req.method, path: ctx.path, remote });
       }
       fail(o.log, ctx, e);
     }
@@ -243,15 +277,33 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const server: Server = createServer({
     key: tls.keyPem, cert: tls.certPem, ca: [ca.certPem],
     requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2',
-  }, (req, res) => { void handle(req, res); });
-  // Long-polls hold requests open for up to a minute; uploads can be large.
-  server.headersTimeout = 30_000;
+    // Also closes TCP connections that never start a handshake.
+    handshakeTimeout: limits.handshakeTimeoutMs,
+  }, (req, res) => {
+    // A handler that throws past fail() must not take the process down.
+    handle(req, res).catch((e: unknown) => {
+      o.log.error('Request handler failed', { method: req.method, path: req.url?.split('?')[0], error: (e as Error)?.message ?? String(e) });
+      if (!res.headersSent) sendError(res, new HttpError(500, 'INTERNAL', 'Internal server error: see the server log'));
+      else res.destroy();
+    });
+  });
+  guard.attach(server);
+  // Long-polls hold the response (not the request) for up to a minute, and
+  // uploads are watched by the guard above, so Node's whole-request timer is off.
+  server.headersTimeout = limits.headersTimeoutMs;
   server.requestTimeout = 0;
   server.keepAliveTimeout = 75_000;
   server.maxRequestsPerSocket = 0;
-  server.on('tlsClientError', (e) => o.log.debug('TLS handshake failed', { error: e.message }));
+  server.on('tlsClientError', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') guard.stats.handshakeTimeouts++;
+    o.log.debug('TLS handshake failed', { error: e.message });
+  });
   // A connection keeps the certificate it was opened with (see worker-api.ts).
-  server.on('secureConnection', (sock) => sock.disableRenegotiation());
+  const caPublicKey = createPublicKey(ca.certPem);
+  server.on('secureConnection', (sock) => {
+    sock.disableRenegotiation();
+    if (!sock.authorized) settleFailedVerification(sock, caPublicKey);
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => reject(new LauncherError('LISTEN_FAILED', `Cannot listen on ${o.listenHost}:${o.listenPort}: ${e.code ?? e.message}`, { exitCode: 1, cause: e })));
@@ -280,7 +332,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   if (metricsServer) o.log.info('Metrics listening', { listen: `${o.metricsListen!.host}:${metricsPort}`, metricsPort, path: '/metrics' });
   const stopRetention = collector.start();
   const stopSchedules = ops.schedules.start(o.scheduleTickMs);
-  o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir });
+  o.log.info('Server listening', { url: service.serverUrl, listen: `${o.listenHost}:${port}`, port, data: paths.dir, fileLimit: fdLimit, ...limits });
 
   let closed = false;
   return {
@@ -288,6 +340,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     port,
     ...(metricsPort === undefined ? {} : { metricsPort }),
     service,
+    guard,
     schedules: ops.schedules,
     async close() {
       if (closed) return;
@@ -350,7 +403,14 @@ const DRAIN_MS = 10_000;
 function fail(log: Logger, ctx: Ctx, e: unknown): void {
   const { req, res } = ctx;
   let err = httpErrorOf(e);
-  if (err === undefined) {
+  if (err !== undefined) {
+    // answered below
+  } else if (clientWentAway(req, e)) {
+    // Not the server's fault and nothing to answer: the client hung up.
+    log.debug('Client went away', { method: req.method, path: ctx.path, remote: ctx.remote ?? null });
+    if (!res.destroyed) res.destroy();
+    return;
+  } else {
     log.error('Request failed', { method: req.method, path: ctx.path, error: (e as Error)?.message ?? String(e), code: isLauncherError(e) ? e.code : undefined });
     err = new HttpError(500, 'INTERNAL', 'Internal server error: see the server log');
   }
@@ -360,7 +420,7 @@ function fail(log: Logger, ctx: Ctx, e: unknown): void {
     // read and drop what the client is still sending, so it gets to read the
     // answer instead of a reset; one that keeps sending past a bound is cut off.
     let dropped = 0;
-    const cut = (): void => { req.socket.destroy(); };
+    const cut = (): void => { req.socket?.destroy(); };
     const timer = setTimeout(cut, DRAIN_MS);
     timer.unref();
     req.on('data', (c: Buffer) => { dropped += c.length; if (dropped > DRAIN_BYTES) cut(); });
@@ -371,11 +431,18 @@ function fail(log: Logger, ctx: Ctx, e: unknown): void {
   sendError(res, err);
 }
 
-function writeAudit(log: Logger, out: number, req: IncomingMessage, status: number, extra: Record<string, string | number | boolean | null | undefined>, pattern: string): void {
+/** The request failed because the client closed the connection (aborted, reset), not because of us. */
+function clientWentAway(req: IncomingMessage, e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ECONNRESET' || code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE') return true;
+  return (e as Error | undefined)?.message === 'aborted' || (req.destroyed && !req.complete);
+}
+
+function writeAudit(log: Logger, out: number, req: IncomingMessage, status: number, extra: Record<string, string | number | boolean | null | undefined>, pattern: string, remote: string | null = null): void {
   const fields = {
     action: pattern.includes(' ') ? pattern : `${req.method} ${pattern}`,
     status,
-    remote: req.socket.remoteAddress ?? null,
+    remote,
     ...extra,
   };
   log.info('audit', fields);

@@ -5,7 +5,8 @@
 // fsynced before the database records them (see logs.ts).
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { once } from 'node:events';
+import { lstat, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import type { Dirent } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -13,8 +14,12 @@ import { fsyncDir, writeFileAtomic } from '../atomic-file.ts';
 import { Refusal } from './refusal.ts';
 
 export interface BlobStore {
-  /** Streams `body` into a temp file, refusing more than `limit` bytes; returns the temp path and size. */
-  receive(body: Readable, limit: number): Promise<{ tmp: string; size: number }>;
+  /**
+   * Streams `body` into a temp file, refusing more than `limit` bytes; returns
+   * the temp path and size. `diskCheck` runs every 64 MiB and may throw to stop.
+   * On any failure the temp file is gone when the promise rejects.
+   */
+  receive(body: Readable, limit: number, diskCheck?: (received: number) => Promise<void>): Promise<{ tmp: string; size: number }>;
   /** Moves a received temp file into place atomically. */
   commit(tmp: string, dest: string): Promise<void>;
   /** Writes a whole sealed file (a small workspace sent as JSON) atomically. */
@@ -41,6 +46,30 @@ export interface BlobStore {
   removalsHeld(): boolean;
   /** Removes a stored file or directory tree (retention, gc); waits while a backup holds removals. */
   remove(path: string): Promise<void>;
+}
+
+const DISK_CHECK_EVERY = 64 * 1024 * 1024;
+
+/**
+ * Removes everything in tmp/: uploads left by a server that stopped (or
+ * crashed) while receiving them. Nothing in tmp/ is ever referenced by the
+ * database, so at start-up all of it is garbage.
+ */
+export async function cleanTmp(dir: string): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  let names: string[];
+  try { names = await readdir(dir); } catch { return { files, bytes }; }
+  for (const name of names) {
+    const p = join(dir, name);
+    try {
+      const st = await lstat(p);
+      bytes += st.size;
+      await rm(p, { recursive: true, force: true });
+      files++;
+    } catch { /* raced with something else removing it */ }
+  }
+  return { files, bytes };
 }
 
 export function workspaceTooLarge(limit: number): Refusal {
@@ -140,28 +169,53 @@ export function createBlobStore(opts: { tmpDir: string; workspacesDir: string; s
       files += f;
       bytes += b;
     },
-    async receive(body, limit) {
-      await mkdir(opts.tmpDir, { recursive: true });
+    async receive(body, limit, diskCheck) {
+      await mkdir(opts.tmpDir, { recursive: true, mode: 0o700 });
       const tmp = join(opts.tmpDir, `upload-${randomBytes(8).toString('hex')}`);
-      const out = createWriteStream(tmp, { mode: 0o600 });
+      // Opened before any byte is read, so a refusal can never race the open
+      // and leave a file behind after the clean-up below.
+      const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+      await once(out, 'ready');
+      // Resolves once the descriptor is closed (pending writes included).
+      const closeFile = (): Promise<void> => (out.closed ? Promise.resolve() : new Promise((resolve) => { out.once('close', () => resolve()); out.destroy(); }));
       let size = 0;
+      let checkedAt = 0;
       try {
         await new Promise<void>((resolve, reject) => {
-          const fail = (e: unknown): void => { body.unpipe(out); out.destroy(); reject(e); };
+          let failed = false;
+          const fail = (e: unknown): void => {
+            if (failed) return;
+            failed = true;
+            body.unpipe(out);
+            body.pause();
+            out.destroy();
+            reject(e);
+          };
           body.on('data', (c: Buffer) => {
             size += c.length;
-            if (size > limit) fail(workspaceTooLarge(limit));
+            if (size > limit) { fail(workspaceTooLarge(limit)); return; }
+            // The free-disk floor, again every 64 MiB of a long upload.
+            if (diskCheck && size - checkedAt >= DISK_CHECK_EVERY) {
+              checkedAt = size;
+              body.pause();
+              diskCheck(size).then(() => { if (!failed) body.resume(); }, fail);
+            }
           });
           body.on('error', fail);
-          body.on('aborted', () => fail(new Refusal('invalid', 'UPLOAD_ABORTED', 'Upload aborted: the client closed the connection before the end of the body')));
+          const aborted = (): void => fail(new Refusal('invalid', 'UPLOAD_ABORTED', 'Upload aborted: the client closed the connection before the end of the body'));
+          body.on('aborted', aborted);
+          body.on('close', () => { if ((body as { complete?: boolean }).complete === false) aborted(); });
           out.on('error', fail);
           out.on('finish', resolve);
           body.pipe(out);
         });
         const fh = await open(tmp, 'r+');
         try { await fh.sync(); } finally { await fh.close(); }
+        await closeFile();
         return { tmp, size };
       } catch (e) {
+        // Wait for the descriptor to close (after writes in flight): nothing lands after the rm.
+        await closeFile();
         await rm(tmp, { force: true });
         throw e;
       }

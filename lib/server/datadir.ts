@@ -3,7 +3,7 @@
 // only reissue the server certificate when it lacks a name it must carry or
 // nears expiry (the CA never changes, so tokens stay valid).
 import { randomBytes, X509Certificate } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { LauncherError } from '../errors.ts';
@@ -50,12 +50,26 @@ export function dataPaths(dir: string): DataPaths {
   };
 }
 
-/** Creates DIR (0700) and its subdirectories. */
+/**
+ * Creates DIR and its subdirectories, and makes them private (0700) even when
+ * they already existed with wider modes: DIR holds the CA key and the admin
+ * token. The database and its -wal/-shm files are made 0600 (SQLite gives the
+ * -wal and -shm files the database file's mode, so the file is created 0600
+ * before SQLite ever opens it).
+ */
 export function prepareDataDir(p: DataPaths): void {
   try {
     mkdirSync(p.dir, { recursive: true, mode: 0o700 });
     if (!statSync(p.dir).isDirectory()) throw new Error('not a directory');
-    for (const d of [p.tmp, p.workspaces, p.logs, p.state]) mkdirSync(d, { recursive: true, mode: 0o700 });
+    chmodSync(p.dir, 0o700);
+    for (const d of [p.tmp, p.workspaces, p.logs, p.state]) {
+      mkdirSync(d, { recursive: true, mode: 0o700 });
+      chmodSync(d, 0o700);
+    }
+    closeSync(openSync(p.db, 'a', 0o600));
+    for (const f of [p.db, `${p.db}-wal`, `${p.db}-shm`]) {
+      try { chmodSync(f, 0o600); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
+    }
   } catch (e) {
     throw new LauncherError('DATA_DIR_INVALID', `Cannot use the data directory ${p.dir}: ${(e as Error).message}`, { exitCode: 2, cause: e });
   }

@@ -2,8 +2,8 @@
 // the install script, the executables and their checksums from the launcher
 // server they will talk to anyway. Serves files from one directory (the build's
 // dist/): /install.sh, /SHA256SUMS and every launcher-linux-* SHA256SUMS names.
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -76,14 +76,13 @@ async function serve(opts: DistributionOptions, name: string, req: IncomingMessa
   // Only names the checksum file lists are served: the name check plus this
   // list rule out traversal and anything else that sits in the directory.
   if (!BINARY_NAME.test(name) || sums === undefined || !listedNames(sums).has(name)) return notFound(res, name);
-  const file = join(opts.dir, name);
+  const fh = await openPlainFile(join(opts.dir, name));
+  if (fh === undefined) return notFound(res, name);
   let size: number;
   try {
-    const st = await stat(file);
-    if (!st.isFile()) return notFound(res, name);
-    size = st.size;
+    size = (await fh.stat()).size;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return notFound(res, name);
+    await fh.close();
     throw e;
   }
   res.writeHead(200, {
@@ -93,11 +92,12 @@ async function serve(opts: DistributionOptions, name: string, req: IncomingMessa
     'content-disposition': `attachment; filename="${name}"`,
   });
   if (req.method === 'HEAD') {
+    await fh.close();
     res.end();
     return;
   }
   // Streamed: a 120 MB executable is never held in memory.
-  const stream = createReadStream(file);
+  const stream = fh.createReadStream();
   stream.on('error', (e) => res.destroy(e));
   res.on('close', () => stream.destroy());
   stream.pipe(res);
@@ -131,11 +131,27 @@ function notFound(res: ServerResponse, name: string): void {
   res.end(`Not found: /${name} is not in this server's distribution directory\n`);
 }
 
-async function readOrUndefined(file: string): Promise<string | undefined> {
+/**
+ * Opens a regular file that is not a symbolic link (O_NOFOLLOW), or undefined.
+ * A link in the distribution directory could point anywhere the server can
+ * read (admin.token, the CA key): it is never followed.
+ */
+async function openPlainFile(file: string): Promise<FileHandle | undefined> {
+  let fh: FileHandle;
   try {
-    return await readFile(file, 'utf8');
+    fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EISDIR') return undefined;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ELOOP' || code === 'EISDIR' || code === 'ENOTDIR' || code === 'EACCES') return undefined;
     throw e;
   }
+  const st = await fh.stat().catch(() => undefined);
+  if (!st?.isFile()) { await fh.close(); return undefined; }
+  return fh;
+}
+
+async function readOrUndefined(file: string): Promise<string | undefined> {
+  const fh = await openPlainFile(file);
+  if (fh === undefined) return undefined;
+  try { return await fh.readFile('utf8'); } finally { await fh.close(); }
 }

@@ -30,3 +30,19 @@ export function stringMap(body: Record<string, unknown>, name: string, keyPatter
   }
   return out;
 }
+
+/**
+ * A whole number written plainly in decimal (a query or path parameter):
+ * "0x0", "2.0", "1e0", " 1" and "+1" are refused, not read as numbers.
+ */
+export function decimal(text: string | null | undefined, name: string, max: number, expected: string): number {
+  if (typeof text !== 'string' || !/^(0|[1-9][0-9]{0,15})$/.test(text)) throw badField(name, expected);
+  const n = Number(text);
+  if (n > max) throw badField(name, expected);
+  return n;
+}
+
+/** Exit codes as processes have them: a 32-bit signed integer. */
+export function isExitCode(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647;
+}

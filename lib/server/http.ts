@@ -23,7 +23,7 @@ export class HttpError extends Error {
 }
 
 const STATUS: Record<RefusalKind, number> = {
-  invalid: 400, unauthenticated: 401, forbidden: 403, 'not-found': 404, conflict: 409, 'too-large': 413, broken: 500,
+  invalid: 400, unauthenticated: 401, forbidden: 403, 'not-found': 404, conflict: 409, 'too-large': 413, busy: 429, broken: 500, full: 507,
 };
 
 /** The HTTP answer for an error a handler threw: a Refusal by its kind, an HttpError as is; undefined for anything else (a bug: 500). */
@@ -43,6 +43,8 @@ export interface Ctx {
   route?: string;
   /** Set for /v1/worker/*: the pool (and key) of the client certificate. */
   worker?: { poolId: string; keyId: string };
+  /** The client's address, read when the request arrived (the socket may be gone later). */
+  remote?: string | null;
   /** Extra fields for this request's audit line (ids, never secrets). */
   audit?: Record<string, string | number | boolean | null | undefined>;
 }

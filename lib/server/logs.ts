@@ -9,6 +9,9 @@ import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 
+/** How long a log reader may leave the stream full before it is closed. */
+export const STREAM_IDLE_MS = 60_000;
+
 export class LogFiles {
   private readonly dir: string;
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -107,8 +110,12 @@ export class LogFiles {
     for await (const c of input) {
       if (out.destroyed) { input.destroy(); return; }
       if (!out.write(c)) {
+        // A reader that stops reading holds a file handle and buffers: after
+        // STREAM_IDLE_MS without draining, the stream is closed.
         await new Promise<void>((resolve) => {
-          const done = (): void => { out.off('drain', done); out.off('close', done); resolve(); };
+          const timer = setTimeout(() => { out.destroy(); done(); }, STREAM_IDLE_MS);
+          timer.unref();
+          const done = (): void => { clearTimeout(timer); out.off('drain', done); out.off('close', done); resolve(); };
           out.on('drain', done);
           out.on('close', done);
         });

@@ -3,8 +3,12 @@
 // words with a stable code. Service and the API ops throw these; only the HTTP
 // edge (http.ts) decides which status each kind becomes.
 
-/** `broken`: the server's own data is damaged (a recorded file is missing); the others are the request's fault. */
-export type RefusalKind = 'invalid' | 'unauthenticated' | 'forbidden' | 'not-found' | 'conflict' | 'too-large' | 'broken';
+/**
+ * `busy`: too much at once, retry later; `full`: the server's disk is at its
+ * floor; `broken`: the server's own data is damaged (a recorded file is
+ * missing); the others are the request's fault.
+ */
+export type RefusalKind = 'invalid' | 'unauthenticated' | 'forbidden' | 'not-found' | 'conflict' | 'too-large' | 'busy' | 'full' | 'broken';
 
 export class Refusal extends Error {
   readonly kind: RefusalKind;

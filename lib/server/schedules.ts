@@ -104,7 +104,14 @@ export class Schedules {
         continue;
       }
       try {
-        const ws = await this.latestSource(st);
+        const fromGit = Boolean((st as StackRow & { repo?: string | null }).repo);
+        // A stack from Git is fetched at its branch tip by the worker; an uploaded one plans its latest upload.
+        const ws = fromGit ? undefined : await this.latestSource(st);
+        if (!fromGit && !ws) {
+          // Planning nothing against the state would propose destroying everything.
+          this.s.log.info('Schedule skipped: the stack has no source yet (trigger a run with a workspace first)', { schedule: sch.id, stack: st.id, slot: iso(slot) });
+          continue;
+        }
         const { run } = await this.trigger(st.id, true, ws, `schedule:${sch.id}`);
         this.s.log.info('Schedule fired: proposed run queued to detect drift', { schedule: sch.id, stack: st.id, slot: iso(slot), run: run.id });
       } catch (e) {

@@ -17,6 +17,7 @@ import { phaseState } from './views.ts';
 import { iso, normSerial } from './ids.ts';
 import { Presence } from './workers.ts';
 import { Workspaces } from './workspaces.ts';
+import { DEFAULT_QUOTAS, UploadSlots, type Quotas } from './quotas.ts';
 import { StackStates } from './state.ts';
 import { STEP_STATUS } from '../tool/steps.ts';
 import type { PlanSummary } from '../tool/plan.ts';
@@ -33,6 +34,10 @@ export interface ServiceOptions {
   blobs: BlobStore;
   logs: LogFiles;
   log: Logger;
+  /** Unset fields get DEFAULT_QUOTAS. */
+  quotas?: Partial<Quotas> | undefined;
+  /** Where uploads land first (the free-disk floor is measured there). */
+  tmpDir?: string;
   /** Where sealed state versions live (DATA/state). */
   stateDir: string;
   /** Told as runs are assigned and phases and runs end (lib/metrics/server.ts). */
@@ -60,16 +65,20 @@ export class Service {
   readonly log: Logger;
   /** Sealed workspace uploads and downloads. */
   readonly workspaces: Workspaces;
+  readonly quotas: Quotas;
+  readonly uploads: UploadSlots;
   /** Sealed state versions of managed-state stacks. */
   readonly states: StackStates;
 
   constructor(opts: ServiceOptions) {
     this.opts = opts;
+    this.quotas = { ...DEFAULT_QUOTAS, ...Object.fromEntries(Object.entries(opts.quotas ?? {}).filter(([, v]) => v !== undefined)) };
+    this.uploads = new UploadSlots(this.quotas);
     this.store = opts.store;
     this.ca = opts.ca;
     this.serverUrl = opts.serverUrl;
     this.log = opts.log;
-    this.workspaces = new Workspaces(opts.blobs, opts.maxWorkspaceBytes);
+    this.workspaces = new Workspaces({ blobs: opts.blobs, maxBytes: opts.maxWorkspaceBytes, uploads: this.uploads, quotas: this.quotas, tmpDir: opts.tmpDir });
     this.events.setMaxListeners(0);
     this.states = new StackStates(this, opts.stateDir);
     this.presence = new Presence({

@@ -2,7 +2,9 @@
 // The pool is always the one of the client certificate, checked per request,
 // so a certificate revoked mid-connection is refused from its next request on.
 import type { IncomingMessage } from 'node:http';
+import type { KeyObject } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
+import { decimal } from './fields.ts';
 import { HttpError, Router, readBody, readJson, sendJson, type Ctx } from './http.ts';
 import { badField } from './refusal.ts';
 import type { Service } from './service.ts';
@@ -24,23 +26,41 @@ function peerOf(sock: TLSSocket): { serial: string | undefined; authorized: bool
   return p;
 }
 
+/** The refusal for a client certificate that failed verification, naming the actual problem. */
+export function untrusted(code: string): HttpError {
+  const why: Record<string, [string, string]> = {
+    INVALID_PURPOSE: ['CLIENT_CERT_WRONG_PURPOSE', 'it is not meant for client authentication (its extended key usage lacks clientAuth); launchers use the pool certificate from their token'],
+    CERT_HAS_EXPIRED: ['CLIENT_CERT_EXPIRED', 'it has expired; get a new token with launcher admin pool reset'],
+    CERT_NOT_YET_VALID: ['CLIENT_CERT_NOT_YET_VALID', 'it is not valid yet (check the clocks of this server and the launcher host)'],
+    CERT_SIGNATURE_FAILURE: ['CLIENT_CERT_UNTRUSTED', 'its issuer has the name of this server\'s CA but its signature does not verify: it was issued by another CA'],
+  };
+  const [code_, text] = why[code] ?? ['CLIENT_CERT_UNTRUSTED', `it is not issued by this server's CA (${code})`];
+  return new HttpError(401, code_, `Client certificate refused: ${text}`);
+}
+
+/**
+ * A client certificate whose signature failed to verify leaves an error on
+ * OpenSSL's per-thread error queue after the handshake, and the connection's
+ * next read picks it up as its own failure and resets the connection: the
+ * client would see a reset instead of the 401 above. Any call that manages
+ * the queue clears it; checking the certificate against the CA is one that
+ * also means something.
+ */
+export function settleFailedVerification(sock: TLSSocket, caPublicKey: KeyObject): void {
+  try { sock.getPeerX509Certificate()?.verify(caPublicKey); } catch { /* only the side effect matters */ }
+}
+
 export function authenticateWorker(req: IncomingMessage, s: Service): { poolId: string; keyId: string } {
   const peer = peerOf(req.socket as TLSSocket);
   if (!peer.serial) {
     throw new HttpError(401, 'CLIENT_CERT_REQUIRED', 'Client certificate required: launchers authenticate with the pool certificate from their token');
   }
-  if (!peer.authorized) {
-    throw new HttpError(401, 'CLIENT_CERT_UNTRUSTED', `Client certificate refused: it is not issued by this server's CA (${peer.error})`);
-  }
+  if (!peer.authorized) throw untrusted(peer.error);
   // The revocation check runs on every request: a reset applies at once.
   return s.poolForSerial(peer.serial);
 }
 
-const phaseParam = (ctx: Ctx): number => {
-  const n = Number(ctx.params.phase);
-  if (!Number.isInteger(n) || n < 0 || n > 10_000) throw badField('phase', 'a phase number from 0');
-  return n;
-};
+const phaseParam = (ctx: Ctx): number => decimal(ctx.params.phase, 'phase', 10_000, 'a phase number from 0 (decimal digits)');
 
 export function workerRoutes(s: Service): Router {
   const r = new Router();
@@ -54,8 +74,7 @@ export function workerRoutes(s: Service): Router {
   r.add('POST', '/v1/worker/poll', async (ctx) => {
     const body = await readJson(ctx.req);
     const waitArg = ctx.query.get('wait');
-    const wait = waitArg === null ? DEFAULT_POLL_SECONDS : Number(waitArg);
-    if (!Number.isFinite(wait) || wait < 0) throw badField('wait', `seconds from 0 to ${MAX_POLL_SECONDS}`);
+    const wait = waitArg === null ? DEFAULT_POLL_SECONDS : decimal(waitArg, 'wait', 1_000_000, `whole seconds from 0 to ${MAX_POLL_SECONDS}`);
     const { req, res } = ctx;
     const alive = (): boolean => !res.destroyed && !req.socket.destroyed && res.writable;
     const pending = ops.poll(auth(ctx), body, Math.min(wait, MAX_POLL_SECONDS) * 1000, alive);
@@ -84,8 +103,7 @@ export function workerRoutes(s: Service): Router {
   });
 
   r.add('POST', '/v1/worker/runs/{run}/phases/{phase}/logs', async (ctx) => {
-    const seq = Number(ctx.query.get('seq'));
-    if (ctx.query.get('seq') === null || !Number.isInteger(seq) || seq < 0) throw badField('seq', 'the chunk\'s sequence number (an integer from 0)');
+    const seq = decimal(ctx.query.get('seq'), 'seq', Number.MAX_SAFE_INTEGER, 'the chunk\'s sequence number (decimal digits, from 0)');
     const phase = phaseParam(ctx);
     const chunk = await readBody(ctx.req, LOG_CHUNK_LIMIT, () => new HttpError(413, 'LOG_CHUNK_TOO_LARGE', `Log chunk too large: at most ${LOG_CHUNK_LIMIT} bytes per chunk`));
     sendJson(ctx.res, 200, await ops.appendLog(auth(ctx).poolId, ctx.params.run!, phase, seq, chunk));
@@ -103,8 +121,8 @@ export function workerRoutes(s: Service): Router {
   });
 
   r.add('GET', '/v1/worker/runs/{run}/state/{version}', async (ctx) => {
-    const v = Number(ctx.params.version);
-    if (!Number.isInteger(v) || v < 1) throw badField('version', 'a state version number from 1');
+    const v = decimal(ctx.params.version, 'version', Number.MAX_SAFE_INTEGER, 'a state version number from 1 (decimal digits)');
+    if (v < 1) throw badField('version', 'a state version number from 1 (decimal digits)');
     streamFile(ctx, await ops.downloadState(auth(ctx).poolId, ctx.params.run!, v));
   });
 

@@ -2,6 +2,7 @@
 // heartbeat), phase start, log chunks, workspaces, results, deregistration.
 // The scheduling core (assignment, dispatch, leases, phase ends) is Service.
 import type { Readable } from 'node:stream';
+import { isExitCode } from './fields.ts';
 import { Refusal, badField } from './refusal.ts';
 import { REPORTABLE_OUTCOMES, type Assignment, type Empty, type LogAck, type PhaseStatus, type PollReply, type Registration, type ReportableOutcome, type WorkspaceAck } from '../protocol.ts';
 import { canTakeWork } from './scheduler.ts';
@@ -12,6 +13,7 @@ import { parsePlanSummary } from '../tool/plan.ts';
 import type { PlanSummary, StateAck } from '../protocol.ts';
 import type { RunSpec } from './store.ts';
 import type { StateWrite } from './state.ts';
+import { capChunk } from './quotas.ts';
 import type { Waiter } from './workers.ts';
 
 /** The long-poll's wait when the launcher names none, and the longest it may ask for. */
@@ -190,11 +192,18 @@ export class WorkerOps {
       }
       const run = this.s.store.runs.get(runId)!;
       if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
-      await this.s.opts.logs.write(runId, phase, ph.log_bytes, chunk);
-      this.s.store.runs.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + chunk.length });
-      this.s.opts.metrics?.logIngested(poolId, chunk.length);
+      // The run's cap counts every phase: past it the log ends with a marker,
+      // later chunks are acknowledged (so the sequence stays whole) but dropped,
+      // and the answer tells the launcher to stop sending.
+      const limit = this.s.quotas.maxRunLogBytes;
+      const total = this.s.store.runs.phases(runId).reduce((n, p) => n + p.log_bytes, 0);
+      const { store, truncated } = capChunk(chunk, total, ph.log_bytes, limit);
+      if (store.length > 0) await this.s.opts.logs.write(runId, phase, ph.log_bytes, store);
+      this.s.store.runs.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + store.length });
+      if (truncated && store.length > 0) this.s.log.warn('Run log truncated', { run: runId, phase, limit });
+      if (store.length > 0) this.s.opts.metrics?.logIngested(poolId, store.length);
       this.s.changed(runId);
-      return { nextSeq: seq + 1 };
+      return truncated ? { nextSeq: seq + 1, truncated: true } : { nextSeq: seq + 1 };
     });
   }
 
@@ -209,7 +218,7 @@ export class WorkerOps {
   async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<WorkspaceAck> {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
-    const got = await this.s.workspaces.receive(body, declared);
+    const got = await this.s.workspaces.receive(body, declared, run.worker_id ?? 'unknown');
     if (!got) throw new Refusal('invalid', 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
     const again = this.s.store.runs.get(runId)!;
     const ph2 = this.s.store.runs.phase(runId, phase)!;
@@ -225,10 +234,10 @@ export class WorkerOps {
     const outcome = body.outcome as ReportableOutcome;
     if (!REPORTABLE_OUTCOMES.includes(outcome)) throw badField('outcome', `one of ${REPORTABLE_OUTCOMES.join(', ')}`);
     const exitCode = body.exitCode === undefined || body.exitCode === null ? null : body.exitCode;
-    if (exitCode !== null && !Number.isInteger(exitCode)) throw badField('exitCode', 'an integer or null');
+    if (exitCode !== null && !isExitCode(exitCode)) throw badField('exitCode', 'a 32-bit integer or null');
     const error = body.error === undefined || body.error === null ? null : String(body.error).slice(0, 4096);
     const logSeq = body.logSeq === undefined ? null : body.logSeq;
-    if (logSeq !== null && (!Number.isInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
+    if (logSeq !== null && (!Number.isSafeInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
     let plan: PlanSummary | undefined;
     if (body.plan !== undefined && body.plan !== null) {
       try { plan = parsePlanSummary(body.plan); } catch (e) { throw new Refusal('invalid', 'INVALID_FIELD', (e as Error).message); }

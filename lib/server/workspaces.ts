@@ -5,6 +5,7 @@
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { workspaceTooLarge, type BlobStore } from './blobs.ts';
+import { checkDiskFloor, type Quotas, type UploadSlots } from './quotas.ts';
 import { Refusal } from './refusal.ts';
 import type { RunRow } from './store.ts';
 
@@ -14,12 +15,24 @@ export function looksSealed(head: Buffer): boolean {
   return s.startsWith('age-encryption.org/v1\n') || s.startsWith('-----BEGIN AGE ENCRYPTED FILE-----');
 }
 
+export interface WorkspaceOptions {
+  blobs: BlobStore;
+  maxBytes: number;
+  /** Upload slots per worker and in total (quotas.ts). */
+  uploads: UploadSlots;
+  quotas: Quotas;
+  /** Where uploads land first (the free-disk floor is measured there). */
+  tmpDir: string | undefined;
+}
+
 export class Workspaces {
   private readonly blobs: BlobStore;
   private readonly maxBytes: number;
-  constructor(blobs: BlobStore, maxBytes: number) {
-    this.blobs = blobs;
-    this.maxBytes = maxBytes;
+  private readonly o: WorkspaceOptions;
+  constructor(o: WorkspaceOptions) {
+    this.o = o;
+    this.blobs = o.blobs;
+    this.maxBytes = o.maxBytes;
   }
 
   /** The run's latest sealed workspace as a stream. */
@@ -29,11 +42,28 @@ export class Workspaces {
     return f;
   }
 
-  /** Streams an upload into a temp file; undefined for an empty body. The caller commits or discards it. */
-  async receive(body: Readable, declared: number): Promise<{ tmp: string; size: number } | undefined> {
+  /**
+   * Streams an upload into a temp file for `owner` (a worker id, or "admin"):
+   * within the per-worker and total upload slots and above the free-disk
+   * floor; undefined for an empty body. The caller commits or discards it;
+   * whatever fails, nothing is left in tmp/.
+   */
+  async receive(body: Readable, declared: number, owner = 'admin'): Promise<{ tmp: string; size: number } | undefined> {
     const limit = this.maxBytes;
     if (Number.isFinite(declared) && declared > limit) throw workspaceTooLarge(limit);
-    const got = await this.blobs.receive(body, limit);
+    const release = this.o.uploads.acquire(owner);
+    try {
+      return await this.#receive(body, declared, limit);
+    } finally {
+      release();
+    }
+  }
+
+  async #receive(body: Readable, declared: number, limit: number): Promise<{ tmp: string; size: number } | undefined> {
+    const floor = this.o.quotas.minFreeDiskBytes;
+    const dir = this.o.tmpDir;
+    if (dir !== undefined) await checkDiskFloor(dir, Number.isFinite(declared) ? declared : 0, floor);
+    const got = await this.blobs.receive(body, limit, dir === undefined ? undefined : (n) => checkDiskFloor(dir, Number.isFinite(declared) ? Math.max(0, declared - n) : 0, floor));
     if (got.size === 0) { await this.blobs.discard(got.tmp); return undefined; }
     const fh = await open(got.tmp, 'r');
     const head = Buffer.alloc(40);

@@ -1,22 +1,26 @@
-// The launcher's Git client: a shallow fetch of exactly the run's commit
-// (isomorphic-git, bundled; no git binary on the host or in the runner image)
-// and a checkout of its tree into a directory that becomes the run's
-// workspace. The repository's .git stays outside that directory: the
-// workspace holds the files only, so the credential (sent as a header, never
-// written to a Git config) cannot land in it, and the sealed workspace does
-// not carry the pack a second time.
+// The launcher's Git client: a shallow fetch of exactly the run's commit and a
+// checkout of its tree into a directory that becomes the run's workspace; no
+// git binary on the host or in the runner image.
 //
-// file:///path sources are read in place on the worker host (a bare
-// repository or a working copy's .git), without a fetch.
+// - http(s):// sources: Git smart HTTP (smart-http.ts) asks for the one commit
+//   at depth 1, and the pack is indexed and read in memory (pack.ts) with
+//   node:zlib and node:crypto. Nothing is written but the checked-out files:
+//   the credential (sent as a header) cannot land in the workspace, and the
+//   sealed workspace does not carry the pack a second time.
+// - file:///path sources are read in place on the worker host (a bare
+//   repository or a working copy's .git, loose objects and many packs) with
+//   isomorphic-git, loaded on first use.
 import * as fs from 'node:fs';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as Git from 'isomorphic-git';
 import { LauncherError } from '../errors.ts';
 import { firstLine } from './webhook.ts';
 import { SHA_RE } from './repo.ts';
-import { undiciGitHttp, type GitHttpRequest, type GitHttpResponse } from './http.ts';
+import { indexPack, parseCommit, parseTree, PackError } from './pack.ts';
+import { SmartHttpError, discoverRefs, fetchPack } from './smart-http.ts';
 
 export interface SourceSpec {
   repo: string;
@@ -35,16 +39,17 @@ export interface Fetched {
   message: string | null;
   files: number;
   bytes: number;
+  /** Objects received (http sources: the pack's count; 0 when read in place). */
+  objects: number;
 }
 
 export interface FetchOptions {
   /** Where the tree is written (created; should be empty). */
   dir: string;
-  /** Where the fetched objects go (outside `dir`). */
-  gitdir: string;
+  /** A private directory for the received pack while it is read (default: a new one under the OS temp dir); removed after. */
+  scratch?: string;
   credential?: RepoCredential | undefined;
   signal?: AbortSignal;
-  http?: { request(r: GitHttpRequest): Promise<GitHttpResponse> };
 }
 
 export class SourceError extends LauncherError {
@@ -69,78 +74,117 @@ function describe(spec: SourceSpec): string {
 /** Fetches the commit and writes its tree into `opts.dir`. */
 export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise<Fetched> {
   if (spec.commit !== null && !SHA_RE.test(spec.commit)) throw new SourceError('SOURCE_COMMIT_INVALID', `Cannot fetch ${spec.repo}: commit "${spec.commit}" is not a 40-character SHA`);
-  const git = await loadGit();
-  const cache = {};
   const url = new URL(spec.repo);
-  let gitdir: string;
-  let sha: string;
-  if (url.protocol === 'file:') {
-    const path = decodeURIComponent(url.pathname);
-    gitdir = existsSync(join(path, '.git')) ? join(path, '.git') : path;
-    if (!existsSync(join(gitdir, 'objects'))) throw new SourceError('SOURCE_FETCH_FAILED', `Cannot read ${spec.repo}: ${path} on this worker host is not a Git repository`);
-    sha = spec.commit ?? await git.resolveRef({ fs, gitdir, ref: `refs/heads/${spec.branch ?? 'HEAD'}` }).catch((e: unknown) => {
-      throw new SourceError('SOURCE_BRANCH_NOT_FOUND', `Cannot fetch ${describe(spec)}: branch "${spec.branch}" not found`, e);
-    });
-  } else {
-    gitdir = opts.gitdir;
-    await git.init({ fs, dir: gitdir, bare: true, defaultBranch: 'main' });
-    // The URL only (no credential) in a config outside the workspace: fetch needs a remote's refspec.
-    await git.addRemote({ fs, gitdir, remote: 'origin', url: spec.repo });
-    const headers: Record<string, string> = {};
-    if (opts.credential) headers.Authorization = `Basic ${Buffer.from(`${opts.credential.username}:${opts.credential.password}`).toString('base64')}`;
-    const ref = spec.commit ?? spec.branch ?? 'HEAD';
-    try {
-      const r = await git.fetch({
-        fs, cache, gitdir, url: spec.repo, ref, singleBranch: true, depth: 1, tags: false, headers,
-        http: opts.http ?? undiciGitHttp(opts.signal ? { signal: opts.signal } : {}),
-      });
-      if (!r.fetchHead) throw new SourceError('SOURCE_EMPTY', `Cannot fetch ${describe(spec)}: the repository has no commits`);
-      sha = r.fetchHead;
-    } catch (e) {
-      throw fetchError(spec, e);
-    }
-  }
-  let commit: Awaited<ReturnType<typeof Git.readCommit>>;
+  const reader = url.protocol === 'file:' ? await localReader(spec, url) : await httpReader(spec, opts);
+  let commit: { tree: string; author: string | null; message: string };
   try {
-    commit = await git.readCommit({ fs, cache, gitdir, oid: sha });
+    commit = await reader.commit(reader.sha);
   } catch (e) {
-    throw new SourceError('SOURCE_COMMIT_NOT_FOUND', `Cannot fetch ${describe(spec)}: commit ${sha} is not in the repository (or not reachable from a branch)`, e);
+    throw new SourceError('SOURCE_COMMIT_NOT_FOUND', `Cannot fetch ${describe(spec)}: commit ${reader.sha} is not in the repository (or not reachable from a branch)`, e);
   }
-  const a = commit.commit.author;
-  const stats = await checkout(git, { gitdir, cache, tree: commit.commit.tree, dir: opts.dir, ...(opts.signal ? { signal: opts.signal } : {}) });
+  const stats = await checkout(reader, commit.tree, opts.dir, opts.signal);
+  return { sha: reader.sha, author: commit.author, message: firstLine(commit.message), ...stats, objects: reader.objects };
+}
+
+/** What a checkout reads: trees, blobs and the commit, from wherever they are. */
+interface ObjectReader {
+  sha: string;
+  objects: number;
+  commit(oid: string): Promise<{ tree: string; author: string | null; message: string }>;
+  tree(oid: string): Promise<Array<{ mode: string; path: string; oid: string; type: 'blob' | 'tree' | 'commit' }>>;
+  blob(oid: string): Promise<Uint8Array>;
+}
+
+const typeOfMode = (mode: string): 'blob' | 'tree' | 'commit' => (mode === '40000' || mode === '040000' ? 'tree' : mode === '160000' ? 'commit' : 'blob');
+
+async function httpReader(spec: SourceSpec, opts: FetchOptions): Promise<ObjectReader> {
+  const headers: Record<string, string> = {};
+  if (opts.credential) headers.authorization = `Basic ${Buffer.from(`${opts.credential.username}:${opts.credential.password}`).toString('base64')}`;
+  const o = { headers, ...(opts.signal ? { signal: opts.signal } : {}) };
+  let sha: string;
+  let pack: ReturnType<typeof indexPack>;
+  try {
+    const adv = await discoverRefs(spec.repo, o);
+    if (spec.commit !== null) {
+      sha = spec.commit;
+    } else {
+      const branch = spec.branch ?? 'main';
+      const tip = adv.refs.get(`refs/heads/${branch}`);
+      if (!tip) {
+        throw new SourceError('SOURCE_BRANCH_NOT_FOUND', adv.refs.size === 0
+          ? `Cannot fetch ${describe(spec)}: the repository has no branches yet (push a commit first)`
+          : `Cannot fetch ${describe(spec)}: branch "${branch}" not found in the repository`);
+      }
+      sha = tip;
+    }
+    // The pack goes to a file as it arrives and is read back as one buffer:
+    // one copy in memory instead of the frames plus their concatenation.
+    const scratch = opts.scratch ?? mkdtempSync(join(tmpdir(), 'launcher-fetch-'));
+    mkdirSync(scratch, { recursive: true, mode: 0o700 });
+    const file = join(scratch, 'fetch.pack');
+    const fd = openSync(file, 'w', 0o600);
+    try {
+      await fetchPack(spec.repo, sha, adv.capabilities, o, (b) => { writeSync(fd, b); });
+      closeSync(fd);
+      pack = indexPack(readFileSync(file));
+    } finally {
+      try { closeSync(fd); } catch { /* closed */ }
+      rmSync(opts.scratch ? file : scratch, { recursive: true, force: true });
+    }
+  } catch (e) {
+    throw fetchError(spec, e);
+  }
+  if (!pack.has(sha)) throw new SourceError('SOURCE_COMMIT_NOT_FOUND', `Cannot fetch ${describe(spec)}: the Git server sent no commit ${sha}`);
+  const read = (oid: string, type: string): Buffer => {
+    const obj = pack.read(oid);
+    if (obj.type !== type) throw new SourceError('SOURCE_FETCH_FAILED', `Cannot check out ${describe(spec)}: object ${oid} is a ${obj.type}, expected a ${type}`);
+    return obj.data;
+  };
   return {
     sha,
-    author: a ? (a.email ? `${a.name} <${a.email}>` : a.name) : null,
-    message: firstLine(commit.commit.message),
-    ...stats,
+    objects: pack.count,
+    commit: async (oid) => parseCommit(read(oid, 'commit')),
+    tree: async (oid) => parseTree(read(oid, 'tree')).map((e) => ({ mode: e.mode.padStart(6, '0'), path: e.name, oid: e.oid, type: typeOfMode(e.mode) })),
+    blob: async (oid) => read(oid, 'blob'),
+  };
+}
+
+async function localReader(spec: SourceSpec, url: URL): Promise<ObjectReader> {
+  const git = await loadGit();
+  const cache = {};
+  const path = decodeURIComponent(url.pathname);
+  const gitdir = existsSync(join(path, '.git')) ? join(path, '.git') : path;
+  if (!existsSync(join(gitdir, 'objects'))) throw new SourceError('SOURCE_FETCH_FAILED', `Cannot read ${spec.repo}: ${path} on this worker host is not a Git repository`);
+  const sha = spec.commit ?? await git.resolveRef({ fs, gitdir, ref: `refs/heads/${spec.branch ?? 'main'}` }).catch((e: unknown) => {
+    throw new SourceError('SOURCE_BRANCH_NOT_FOUND', `Cannot fetch ${describe(spec)}: branch "${spec.branch}" not found`, e);
+  });
+  return {
+    sha,
+    objects: 0,
+    async commit(oid) {
+      const c = await git.readCommit({ fs, cache, gitdir, oid });
+      const a = c.commit.author;
+      return { tree: c.commit.tree, author: a ? (a.email ? `${a.name} <${a.email}>` : a.name) : null, message: c.commit.message };
+    },
+    tree: async (oid) => (await git.readTree({ fs, cache, gitdir, oid })).tree.map((e) => ({ mode: e.mode, path: e.path, oid: e.oid, type: e.type })),
+    blob: async (oid) => (await git.readBlob({ fs, cache, gitdir, oid })).blob,
   };
 }
 
 function fetchError(spec: SourceSpec, e: unknown): SourceError {
   if (e instanceof SourceError) return e;
-  const err = e as { code?: string; message?: string; data?: { statusCode?: number; statusMessage?: string }; cause?: { code?: string } };
   const where = describe(spec);
-  if (err.code === 'HttpError') {
-    const status = err.data?.statusCode;
-    const hint = status === 401 || status === 403
-      ? ' (the repository credential was refused or is missing: set it with launcher admin stack update STACK --repo-credential USER:TOKEN)'
-      : status === 404 ? ' (no repository at that URL)' : '';
-    return new SourceError(status === 401 || status === 403 ? 'SOURCE_AUTH_FAILED' : 'SOURCE_FETCH_FAILED', `Cannot fetch ${where}: the Git server answered ${status} ${err.data?.statusMessage ?? ''}`.trimEnd() + hint, e);
+  if (e instanceof SmartHttpError) {
+    const hint = e.code === 'SOURCE_AUTH_FAILED' ? ' (the repository credential was refused or is missing: set it with launcher admin stack update STACK --repo-credential USER:TOKEN)' : '';
+    return new SourceError(e.code, `Cannot fetch ${where}: ${e.message}${hint}`, e);
   }
-  if (err.code === 'NotFoundError' && spec.commit === null) {
-    return new SourceError('SOURCE_BRANCH_NOT_FOUND', `Cannot fetch ${where}: branch "${spec.branch}" not found in the repository`, e);
-  }
-  if (err.code === 'SmartHttpError' || err.code === 'ParseError' || err.code === 'UnknownTransportError') {
-    return new SourceError('SOURCE_FETCH_FAILED', `Cannot fetch ${where}: the server does not speak Git smart HTTP (${err.message})`, e);
-  }
-  const net = err.cause?.code ?? (err.code && /^E[A-Z]+$/.test(err.code) ? err.code : undefined);
-  return new SourceError('SOURCE_FETCH_FAILED', `Cannot fetch ${where}: ${net ? `${net} ` : ''}${err.message ?? String(e)}`.trim(), e);
+  if (e instanceof PackError) return new SourceError('SOURCE_FETCH_FAILED', `Cannot fetch ${where}: ${e.message}`, e);
+  if ((e as Error).name === 'AbortError') return new SourceError('SOURCE_FETCH_CANCELED', `Fetch of ${where} canceled`, e);
+  return new SourceError('SOURCE_FETCH_FAILED', `Cannot fetch ${where}: ${(e as Error).message ?? String(e)}`, e);
 }
 
-interface CheckoutOptions { gitdir: string; cache: object; tree: string; dir: string; signal?: AbortSignal }
-
 /** Writes the tree into `dir`: files with their modes, symlinks; submodules and LFS are refused. */
-async function checkout(git: typeof Git, o: CheckoutOptions): Promise<{ files: number; bytes: number }> {
+async function checkout(reader: ObjectReader, rootTree: string, dir: string, signal: AbortSignal | undefined): Promise<{ files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
   const writes = new Set<Promise<void>>();
@@ -152,14 +196,14 @@ async function checkout(git: typeof Git, o: CheckoutOptions): Promise<{ files: n
     if (failed) throw failed;
   };
   const walk = async (oid: string, rel: string): Promise<void> => {
-    const { tree } = await git.readTree({ fs, cache: o.cache, gitdir: o.gitdir, oid });
+    const tree = await reader.tree(oid);
     for (const e of tree) {
-      o.signal?.throwIfAborted();
+      signal?.throwIfAborted();
       if (e.path === '' || e.path === '.' || e.path === '..' || e.path.includes('/') || e.path.includes('\0') || e.path.toLowerCase() === '.git') {
         throw new SourceError('SOURCE_UNSAFE_PATH', `Cannot check out ${rel}${e.path}: the name is not allowed in a workspace`);
       }
       const path = rel + e.path;
-      const abs = join(o.dir, path);
+      const abs = join(dir, path);
       if (e.mode === '160000' || e.type === 'commit') {
         throw new SourceError('SOURCE_SUBMODULE', `Cannot check out the repository: ${path} is a Git submodule (commit ${e.oid}), and submodules are not supported yet; vendor that code into the repository or fetch it in a phase script`);
       }
@@ -168,7 +212,7 @@ async function checkout(git: typeof Git, o: CheckoutOptions): Promise<{ files: n
         await walk(e.oid, `${path}/`);
         continue;
       }
-      const { blob } = await git.readBlob({ fs, cache: o.cache, gitdir: o.gitdir, oid: e.oid });
+      const blob = await reader.blob(e.oid);
       if (e.path === '.gitattributes' && /\bfilter=lfs\b/.test(Buffer.from(blob).toString('utf8'))) {
         throw new SourceError('SOURCE_LFS', `Cannot check out the repository: ${path} stores files in Git LFS (filter=lfs), and Git LFS is not supported yet; the run would see pointer files instead of the content`);
       }
@@ -184,8 +228,8 @@ async function checkout(git: typeof Git, o: CheckoutOptions): Promise<{ files: n
       }
     }
   };
-  await mkdir(o.dir, { recursive: true });
-  await walk(o.tree, '');
+  await mkdir(dir, { recursive: true });
+  await walk(rootTree, '');
   await Promise.all(writes);
   if (failed) throw failed;
   return { files, bytes };

@@ -42,6 +42,10 @@ export async function launchBrowser(o: { serverCertPem: string; viewport?: { wid
       `--ignore-certificate-errors-spki-list=${spkiPin(o.serverCertPem)}`,
     ],
   });
+  // A loaded machine (several engineers' tests at once) can take long to paint;
+  // waits are bounds, not assertions about speed.
+  context.setDefaultTimeout(120_000);
+  context.setDefaultNavigationTimeout(120_000);
   const requests: string[] = [];
   const errors: string[] = [];
   const watch = (p: Page): void => {

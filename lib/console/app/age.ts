@@ -119,3 +119,8 @@ export async function seal(plain: Uint8Array, publicKeyPems: string[]): Promise<
 export async function sealSecretEnv(secrets: Record<string, string>, publicKeyPems: string[]): Promise<string> {
   return b64(await seal(te.encode(JSON.stringify(secrets)), publicKeyPems));
 }
+
+/** Any text sealed the same way (a repository credential `{"username", "password"}`), base64. */
+export async function sealText(text: string, publicKeyPems: string[]): Promise<string> {
+  return b64(await seal(te.encode(text), publicKeyPems));
+}

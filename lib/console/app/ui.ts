@@ -118,13 +118,18 @@ export function Badge({ state }: { state: string }) {
 }
 
 export function Copy({ text, label }: { text: string; label: string }) {
-  const [done, setDone] = useState(false);
+  const [done, setDone] = useState('');
   const copy = async (): Promise<void> => {
-    await navigator.clipboard.writeText(text);
-    setDone(true);
-    setTimeout(() => setDone(false), 2000);
+    try {
+      await navigator.clipboard.writeText(text);
+      setDone('Copied');
+    } catch {
+      // No clipboard permission: say so rather than fail silently; the text is on screen to select.
+      setDone('Copy refused by the browser: select the text instead');
+    }
+    setTimeout(() => setDone(''), 3000);
   };
-  return html`<button type="button" class="secondary" onClick=${copy}>${done ? 'Copied' : label}</button>`;
+  return html`<button type="button" class="secondary" onClick=${copy}>${done || label}</button>`;
 }
 
 export function Code({ text, label }: { text: string; label: string }) {

@@ -39,7 +39,7 @@ export function PoolsPage() {
 function CsrField({ id, value, onInput }: { id: string; value: string; onInput: (v: string) => void }) {
   return html`<div class="field">
     <label for=${id}>Certificate request (CSR)</label>
-    <textarea id=${id} name="csr" rows="6" spellcheck="false" placeholder="-----BEGIN CERTIFICATE REQUEST-----" value=${value}
+    <textarea id=${id} name="csr" rows="6" spellcheck=${false} placeholder="-----BEGIN CERTIFICATE REQUEST-----" value=${value}
       onInput=${(e: Event) => onInput((e.target as HTMLTextAreaElement).value)}></textarea>
     <label class="file">Or choose the CSR file
       <input type="file" name="csr-file" accept=".csr,.pem,.req,text/plain"
@@ -48,12 +48,12 @@ function CsrField({ id, value, onInput }: { id: string; value: string; onInput: 
 }
 
 /** The token, shown once, with everything needed to start a launcher with it. */
-export function TokenPanel({ token, poolName, what }: { token: string; poolName: string; what: string }) {
+export function TokenPanel({ token, poolName, what, id = 'pool-token' }: { token: string; poolName: string; what: string; id?: string }) {
   return html`<div class="panel token" role="region" aria-label="Pool token">
     <h2>${what}</h2>
     <p class="warning">This token is shown once. Copy or download it now: the server keeps only the certificate.</p>
-    <label for="pool-token">Token</label>
-    <textarea id="pool-token" readonly rows="4" spellcheck="false" value=${token}></textarea>
+    <label for=${id}>Token</label>
+    <textarea id=${id} readonly rows="4" spellcheck=${false} value=${token}></textarea>
     <div class="actions">
       <${Copy} text=${token} label="Copy token" />
       <button type="button" class="secondary" onClick=${() => download(`${poolName}.token`, token + '\n')}>Download token</button>
@@ -105,14 +105,15 @@ function CsrAction({ pool, label, path, what, confirmText }: { pool: Obj; label:
   const [csr, setCsr] = useState('');
   const [token, setToken] = useState('');
   const act = useAction();
-  if (token) return html`<${TokenPanel} token=${token} poolName=${pool.name} what=${what} />`;
+  const slug = label.replace(/\W+/g, '-').toLowerCase();
+  if (token) return html`<${TokenPanel} token=${token} poolName=${pool.name} what=${what} id=${`token-${slug}`} />`;
   if (!open) return html`<button type="button" class="secondary" onClick=${() => setOpen(true)}>${label}</button>`;
   const submit = async (e: Event): Promise<void> => {
     e.preventDefault();
     if (confirmText && !confirm(confirmText)) return;
     await act.run(async () => setToken((await post<{ token: string }>(path, { csr })).token));
   };
-  const id = `csr-${label.replace(/\W+/g, '-').toLowerCase()}`;
+  const id = `csr-${slug}`;
   return html`<form class="form panel" onSubmit=${submit} aria-label=${label}>
     <h3>${label}</h3>
     <${CsrField} id=${id} value=${csr} onInput=${setCsr} />

@@ -7,6 +7,8 @@ import type { RunLogEvent } from '../../../protocol.ts';
 import { LogLines } from '../logstore.ts';
 import { LogView } from '../logview.ts';
 import { Badge, ErrorNote, Loading, Page, Time, html, navigate, useAction, useGet, useLocation } from '../ui.ts';
+import { Changes } from './tool.ts';
+import { CommitFacts } from './source.ts';
 
 export const RUN_STATES = ['QUEUED', 'RUNNING', 'UNCONFIRMED', 'FINISHED', 'FAILED', 'CANCELED', 'DISCARDED'];
 const ENDED = new Set(['FINISHED', 'FAILED', 'CANCELED', 'DISCARDED']);
@@ -25,7 +27,7 @@ export function RunsTable({ runs, showStack = true }: { runs: Obj[]; showStack?:
       <td><a href=${`/runs/${enc(r.id)}`}><code>${r.id}</code></a></td>
       ${showStack ? html`<td><a href=${`/stacks/${enc(r.stack)}`}>${r.stackName}</a></td>` : null}
       <td>${r.proposed ? 'proposed' : 'tracked'}</td>
-      <td><${Badge} state=${r.state} /></td>
+      <td><${Badge} state=${r.status ?? r.state} />${r.drifted ? html` <${Badge} state="DRIFTED" />` : null}</td>
       <td>${phaseLabel(r)}</td>
       <td><${Time} iso=${r.createdAt} /></td>
       <td><${Time} iso=${r.endedAt} /></td>
@@ -129,7 +131,7 @@ export function RunPage({ id }: { id: string }) {
     !ENDED.has(run.state) && !run.cancelRequested ? action('Cancel', 'cancel', 'Cancel this run?') : null,
     run.state === 'QUEUED' || run.state === 'UNCONFIRMED' ? action('Prioritise', 'prioritize') : null,
   ];
-  return html`<${Page} title=${html`Run <code>${run.id}</code> <${Badge} state=${run.state} />`} actions=${actions}>
+  return html`<${Page} title=${html`Run <code>${run.id}</code> <${Badge} state=${run.status ?? run.state} />`} actions=${actions}>
     <${ErrorNote} error=${act.error} />
     <${ErrorNote} error=${streamError} />
     <dl class="facts">
@@ -138,9 +140,12 @@ export function RunPage({ id }: { id: string }) {
       <dt>Type</dt><dd>${run.proposed ? 'proposed (read-only)' : 'tracked'}</dd>
       <dt>Phase</dt><dd>${phaseLabel(run)}</dd>
       <dt>Worker</dt><dd>${run.worker ?? '–'}</dd>
-      ${run.commit ? html`<dt>Commit</dt><dd><code>${String(run.commit.sha ?? run.commit).slice(0, 12)}</code> ${run.commit.message ?? ''}</dd>` : null}
+      <${CommitFacts} commit=${run.commit} />
+      ${run.trigger && run.trigger !== 'manual' ? html`<dt>Triggered by</dt><dd>${run.trigger}</dd>` : null}
+      ${run.drifted ? html`<dt>Drift</dt><dd><${Badge} state="DRIFTED" /> the plan found changes</dd>` : null}
       ${run.cancelRequested && !ENDED.has(run.state) ? html`<dt>Cancel</dt><dd>requested; waiting for the worker</dd>` : null}
     </dl>
+    <${Changes} changes=${run.changes} />
     <div class="run-grid">
       <div><h2>Timeline</h2><${Timeline} run=${run} /></div>
       <div class="run-log"><h2>Log ${ended ? null : html`<span class="live" aria-label="live">● live</span>`}</h2>

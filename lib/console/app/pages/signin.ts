@@ -24,7 +24,7 @@ export function SignInPage({ onSignedIn }: { onSignedIn: () => void }) {
   return html`<${Page} title="Sign in">
     <form class="form narrow" onSubmit=${submit}>
       <div class="field"><label for="admin-token">Admin token</label>
-        <input id="admin-token" name="token" type="password" required autocomplete="current-password" spellcheck="false" aria-describedby="admin-token-help"
+        <input id="admin-token" name="token" type="password" required autocomplete="current-password" spellcheck=${false} aria-describedby="admin-token-help"
           value=${token} onInput=${(e: Event) => setToken((e.target as HTMLInputElement).value)} />
         <p id="admin-token-help" class="muted small">The server printed it on first start; it is in <code>DATA/admin.token</code>.</p></div>
       <${ErrorNote} error=${act.error} />

@@ -3,10 +3,12 @@
 // image, environment, write-only secrets sealed in this browser, phases).
 import { useEffect, useState } from 'preact/hooks';
 import { type Obj, api, enc, post, qs } from '../api.ts';
-import { sealSecretEnv } from '../age.ts';
+import { sealSecretEnv, sealText } from '../age.ts';
 import { Badge, ErrorNote, Loading, Page, Time, html, navigate, setFlash, takeFlash, useAction, useGet } from '../ui.ts';
 import { poolKeys } from './pools.ts';
 import { RunsTable } from './runs.ts';
+import { NO_SOURCE, SourceFields, Webhook, sourceFields, sourceForm, type SourceForm } from './source.ts';
+import { NO_TOOL, Schedules, StateVersions, ToolFields, toolField, toolForm, type ToolForm } from './tool.ts';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -39,7 +41,7 @@ export function StacksPage({ kind }: { kind: 'stack' | 'module' }) {
         const r = lastTracked.get(s.id);
         return html`<tr data-stack=${s.id}><td><a href=${`/stacks/${enc(s.id)}`}>${s.name}</a></td>
           <td>${s.pool ? html`<a href=${`/pools/${enc(s.pool)}`}>${poolName(s.pool)}</a>` : html`<span class="muted">detached</span>`}</td>
-          <td>${r ? html`<a href=${`/runs/${enc(r.id)}`}><${Badge} state=${r.state} /></a> <${Time} iso=${r.createdAt} />` : html`<span class="muted">none</span>`}</td>
+          <td>${r ? html`<a href=${`/runs/${enc(r.id)}`}><${Badge} state=${r.state} /></a> <${Time} iso=${r.createdAt} />` : html`<span class="muted">none</span>`}${s.drifted ? html` <${Badge} state="DRIFTED" />` : null}</td>
           <td><${Time} iso=${s.updatedAt} /></td></tr>`;
       })}</tbody></table></div>`}
   </${Page}>`;
@@ -53,10 +55,10 @@ function Pairs({ legend, rows, set, secret, idPrefix }: { legend: string; rows: 
   return html`<fieldset class="pairs"><legend>${legend}</legend>
     ${rows.map((r, i) => html`<div class="pair">
       <label class="sr-only" for=${`${idPrefix}-name-${i}`}>${legend} ${i + 1} name</label>
-      <input id=${`${idPrefix}-name-${i}`} placeholder="NAME" value=${r.name} autocomplete="off" spellcheck="false"
+      <input id=${`${idPrefix}-name-${i}`} placeholder="NAME" value=${r.name} autocomplete="off" spellcheck=${false}
         aria-invalid=${r.name !== '' && !ENV_NAME.test(r.name)} onInput=${(e: Event) => upd(i, 'name', (e.target as HTMLInputElement).value)} />
       <label class="sr-only" for=${`${idPrefix}-value-${i}`}>${legend} ${i + 1} value</label>
-      <input id=${`${idPrefix}-value-${i}`} placeholder="value" value=${r.value} type=${secret ? 'password' : 'text'} autocomplete=${secret ? 'new-password' : 'off'} spellcheck="false"
+      <input id=${`${idPrefix}-value-${i}`} placeholder="value" value=${r.value} type=${secret ? 'password' : 'text'} autocomplete=${secret ? 'new-password' : 'off'} spellcheck=${false}
         onInput=${(e: Event) => upd(i, 'value', (e.target as HTMLInputElement).value)} />
       <button type="button" class="secondary small" aria-label=${`Remove ${legend.toLowerCase()} ${i + 1}`} onClick=${() => set(rows.filter((_, j) => j !== i))}>Remove</button>
     </div>`)}
@@ -77,7 +79,7 @@ function Phases({ rows, set }: { rows: PhaseRow[]; set: (r: PhaseRow[]) => void 
       <div class="field"><label for=${`phase-name-${i}`}>Phase ${i + 1} name</label>
         <input id=${`phase-name-${i}`} value=${r.name} required onInput=${(e: Event) => upd(i, { name: (e.target as HTMLInputElement).value })} /></div>
       <div class="field grow"><label for=${`phase-script-${i}`}>Phase ${i + 1} script</label>
-        <textarea id=${`phase-script-${i}`} rows="3" spellcheck="false" required value=${r.script} onInput=${(e: Event) => upd(i, { script: (e.target as HTMLTextAreaElement).value })}></textarea></div>
+        <textarea id=${`phase-script-${i}`} rows="3" spellcheck=${false} required value=${r.script} onInput=${(e: Event) => upd(i, { script: (e.target as HTMLTextAreaElement).value })}></textarea></div>
       <label class="check"><input type="checkbox" checked=${r.confirm} onChange=${(e: Event) => upd(i, { confirm: (e.target as HTMLInputElement).checked })} /> Wait for confirmation before phase ${i + 1}</label>
       <div class="actions">
         ${i > 0 ? html`<button type="button" class="secondary small" onClick=${() => move(i, -1)} aria-label=${`Move phase ${i + 1} up`}>Up</button>` : null}
@@ -101,6 +103,11 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
   const [secrets, setSecrets] = useState<Pair[]>([]);
   const [clearSecrets, setClearSecrets] = useState(false);
   const [phases, setPhases] = useState<PhaseRow[]>([{ name: 'plan', script: '', confirm: false }]);
+  const [tool, setTool] = useState<ToolForm>(NO_TOOL);
+  const [source, setSource] = useState<SourceForm>(NO_SOURCE);
+  const [at, setAt] = useState('');
+  const [projectRoot, setProjectRoot] = useState('.');
+  const [stateHistory, setStateHistory] = useState('');
   const [saved, setSaved] = useState(takeFlash);
   const act = useAction();
   const s = stack.data?.stack;
@@ -109,7 +116,12 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
     if (!s) return;
     setName(s.name); setKind(s.kind); setPool(s.pool ?? ''); setImage(s.image ?? '');
     setEnv(Object.entries(s.env ?? {}).map(([k, v]) => ({ name: k, value: String(v) })));
-    setPhases((s.phases as Obj[]).map((p) => ({ name: p.name, script: p.script, confirm: !!p.confirm })));
+    const ph = (s.phases as Obj[]).map((p) => ({ name: p.name, script: p.script, confirm: !!p.confirm }));
+    setPhases(ph.length ? ph : [{ name: 'plan', script: '', confirm: false }]);
+    setTool(toolForm(s.tool));
+    setSource(sourceForm(s));
+    setProjectRoot(s.projectRoot ?? '.');
+    setStateHistory(s.stateHistory ? String(s.stateHistory) : '');
     setSecrets([]); setClearSecrets(false);
   }, [s?.id, s?.updatedAt]);
 
@@ -124,8 +136,16 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
       const body: Obj = {
         name: name.trim(), kind, pool: pool || null, image: image.trim() || null,
         env: Object.fromEntries(env.map((p) => [p.name, p.value])),
-        phases: phases.map((p) => ({ name: p.name.trim(), script: p.script, confirm: p.confirm })),
+        phases: tool.workflow === 'phases' ? phases.map((p) => ({ name: p.name.trim(), script: p.script, confirm: p.confirm })) : null,
       };
+      // Servers without tool workflows do not know these fields: send them only when used.
+      if (tool.workflow !== 'phases' || s?.tool) body.tool = toolField(tool);
+      Object.assign(body, await sourceFields(source, s, async (json) => {
+        if (!pool) throw new Error('The repository credential is sealed to the worker pool\'s keys: attach a worker pool first');
+        return sealText(json, await poolKeys(pool));
+      }));
+      if (projectRoot.trim() !== (s?.projectRoot ?? '.')) body.projectRoot = projectRoot.trim() || '.';
+      if (stateHistory.trim() && Number(stateHistory) !== s?.stateHistory) body.stateHistory = Number(stateHistory);
       let note = '';
       if (secrets.length > 0) {
         if (!pool) throw new Error('Secrets are sealed to the worker pool\'s keys: attach a worker pool first');
@@ -147,13 +167,15 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
     });
   };
   const trigger = (proposed: boolean) => act.run(async () => {
-    const out = await post<{ run: Obj }>(`/v1/stacks/${enc(id!)}/runs`, { proposed });
+    const ref = at.trim();
+    const out = await post<{ run: Obj }>(`/v1/stacks/${enc(id!)}/runs`, { proposed, ...(ref ? (/^[0-9a-f]{40}$/.test(ref) ? { commit: ref } : { branch: ref }) : {}) });
     navigate(`/runs/${enc(out.run.id)}`);
   });
   const del = () => confirm(`Delete ${s!.name}?`) && act.run(async () => { await api('DELETE', `/v1/stacks/${enc(id!)}`); navigate(s!.kind === 'module' ? '/modules' : '/stacks'); });
   const sealedTo = sealedKeyCount(s?.secretEnv);
 
   return html`<${Page} title=${s ? `${s.kind === 'module' ? 'Module' : 'Stack'} ${s.name}` : `New ${kind}`} actions=${s ? html`
+      ${s.repo ? html`<label class="inline" for="trigger-at">at <input id="trigger-at" class="short" placeholder=${s.branch ?? 'branch or commit'} spellcheck=${false} value=${at} onInput=${(e: Event) => setAt((e.target as HTMLInputElement).value)} /></label>` : null}
       <button type="button" disabled=${act.busy || !s.pool} onClick=${() => trigger(false)}>Trigger run</button>
       <button type="button" class="secondary" disabled=${act.busy || !s.pool} onClick=${() => trigger(true)}>Trigger proposed run</button>
       <button type="button" class="danger" disabled=${act.busy} onClick=${del}>Delete</button>` : null}>
@@ -171,7 +193,7 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
             ${(pools.data?.pools ?? []).map((p) => html`<option value=${p.id}>${p.name}</option>`)}
           </select></div>
         <div class="field"><label for="stack-image">Runner image</label>
-          <input id="stack-image" placeholder="the launcher's default image" value=${image} spellcheck="false" onInput=${(e: Event) => setImage((e.target as HTMLInputElement).value)} /></div>
+          <input id="stack-image" placeholder="the launcher's default image" value=${image} spellcheck=${false} onInput=${(e: Event) => setImage((e.target as HTMLInputElement).value)} /></div>
         <${Pairs} legend="Environment" rows=${env} set=${setEnv} idPrefix="env" />
         <div class="secrets">
           <${Pairs} legend="Secrets" rows=${secrets} set=${setSecrets} secret=${true} idPrefix="secret" />
@@ -180,12 +202,22 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
           ${s ? html`<p class="sealed-status" aria-live="polite">${sealedTo ? `Stored secrets: sealed to ${sealedTo} key${sealedTo === 1 ? '' : 's'}.` : 'No secrets stored.'}</p>` : null}
           ${s && sealedTo ? html`<label class="check"><input type="checkbox" checked=${clearSecrets} onChange=${(e: Event) => setClearSecrets((e.target as HTMLInputElement).checked)} /> Remove the stored secrets</label>` : null}
         </div>
-        <${Phases} rows=${phases} set=${setPhases} />
+        <${SourceFields} f=${source} set=${setSource} stack=${s} sealedTo=${sealedKeyCount(s?.repoCredential)} />
+        <${ToolFields} f=${tool} set=${setTool} kind=${kind} />
+        ${tool.workflow === 'phases' ? html`<${Phases} rows=${phases} set=${setPhases} />` : null}
+        <div class="field"><label for="stack-root">Project root (the directory inside the source where scripts and steps run)</label>
+          <input id="stack-root" spellcheck=${false} placeholder="." value=${projectRoot} onInput=${(e: Event) => setProjectRoot((e.target as HTMLInputElement).value)} /></div>
+        ${tool.workflow !== 'phases' && tool.manageState && kind === 'stack' ? html`<div class="field"><label for="stack-history">State versions to keep</label>
+          <input id="stack-history" type="number" min="1" inputmode="numeric" placeholder="server default" value=${stateHistory} onInput=${(e: Event) => setStateHistory((e.target as HTMLInputElement).value)} /></div>` : null}
       </section>
       <${ErrorNote} error=${act.error} />
       ${saved ? html`<p class="ok" role="status">${saved}</p>` : null}
       <button type="submit" disabled=${act.busy}>${s ? 'Save' : `Create ${kind}`}</button>
     </form>
+    ${s?.drifted ? html`<p class="warning" role="status">Drifted: a scheduled plan found changes no tracked run has applied yet${s.driftedRun ? html` (<a href=${`/runs/${enc(s.driftedRun)}`}>${s.driftedRun}</a>)` : ''}.</p>` : null}
+    ${s?.repo ? html`<h2>Webhook</h2><${Webhook} stack=${s} />` : null}
+    ${s?.tool && s.kind === 'stack' && s.tool.manageState ? html`<h2>State versions</h2><${StateVersions} stack=${s} />` : null}
+    ${s?.tool && s.kind === 'stack' ? html`<h2>Drift detection</h2><${Schedules} stack=${s} />` : null}
     ${s ? html`<h2>Runs</h2>${runs.data ? html`<${RunsTable} runs=${runs.data.runs} showStack=${false} />` : html`<${Loading} what="runs" />`}` : null}
   </${Page}>`;
 }
