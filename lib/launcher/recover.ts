@@ -9,6 +9,12 @@
 // - no container and no result: the phase may or may not have run, and a
 //   write phase is never re-run by itself, so it is reported as a system error;
 // - any other container labelled with this worker: removed.
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { killContainer, waitContainer } from '../docker/containers.ts';
+import { sshRsaIdentity, sshRsaRecipient } from '../age/index.ts';
+import { collectToolStep } from './toolstep.ts';
+import type { RetryOptions } from './retry.ts';
 import { listManagedContainers, removeManagedContainers } from '../executor.ts';
 import type { Assignment, PhaseReport } from '../protocol.ts';
 import { isPermanent, ServerError } from './api.ts';
@@ -19,6 +25,32 @@ import { retryTransient } from './retry.ts';
 export interface Resumable {
   assignment: Assignment;
   from: ResumeFrom;
+}
+
+/**
+ * The server gave up on the phase (the launcher was away past the grace
+ * period) but its container is still here: stop it, then seal and upload the
+ * state it wrote. The server takes it if nothing else wrote the stack's state
+ * meanwhile, and otherwise keeps it beside the run (STATE_CONFLICT).
+ */
+async function salvageToolState(a: Assignment, containerId: string, ctx: PhaseContext, log: Logger, retry: RetryOptions): Promise<void> {
+  const fields = { runId: a.runId, phase: a.phase, phaseName: a.phaseName };
+  const workDir = join(ctx.state.path, 'work', `${a.runId.replace(/[^A-Za-z0-9_-]/g, '_')}-${a.phase}-salvage`);
+  mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  try {
+    await killContainer(ctx.docker, containerId, 'SIGTERM').catch(() => {});
+    const timer = setTimeout(() => { void killContainer(ctx.docker, containerId, 'SIGKILL').catch(() => {}); }, 10_000);
+    await waitContainer(ctx.docker, containerId).catch(() => {});
+    clearTimeout(timer);
+    const got = await collectToolStep(a, containerId, 'canceled', {
+      api: ctx.api, docker: ctx.docker, identity: sshRsaIdentity(ctx.poolKey), recipients: a.recipients.map((pem) => sshRsaRecipient(pem)),
+      workDir, retry, note: (line) => log.info(line, fields),
+    });
+    if (got.stateVersion) log.info('Stored the state of a phase the server had given up on', { ...fields, version: got.stateVersion });
+    if (got.error) log.warn('Could not store the state of a phase the server had given up on', { ...fields, error: got.error });
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
 }
 
 export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable | undefined> {
@@ -51,6 +83,8 @@ export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable
   }
   if (st.state !== 'RUNNING') {
     log.info('The interrupted phase is already over on the server', { ...fields, state: st.state });
+    // A tool step's state is real infrastructure's record: store it before the container goes.
+    if (mine && a.tool?.writesState) await salvageToolState(a, mine.id, ctx, log, retry);
     if (mine) await removeManagedContainers(docker, [mine], say);
     state.clearRun();
     state.clearSpill();

@@ -1,7 +1,7 @@
 // The admin API (/v1/*, bearer token): thin HTTP glue over AdminOps, plus the
 // log stream that follows a run until it ends by waiting on run events.
 import { once } from 'node:events';
-import { Router, readJson, sendJson, type Ctx } from './http.ts';
+import { HttpError, Router, readJson, sendJson, type Ctx } from './http.ts';
 import { badField } from './refusal.ts';
 import type { AdminOps } from './admin-ops.ts';
 import { sealedField } from './admin-ops.ts';
@@ -113,6 +113,16 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
   });
   r.add('GET', '/v1/runs/{run}/workspace', async (ctx) => {
     streamFile(ctx, await s.workspaces.open(ops.run(p(ctx, 'run'))));
+  });
+  r.add('GET', '/v1/runs/{run}/state', async (ctx) => {
+    // A state upload refused for a conflict, kept sealed beside its run (nothing is lost).
+    const run = ops.run(p(ctx, 'run'));
+    const row = s.store.states.latestConflict(run.id);
+    const f = row ? await s.opts.blobs.open(s.states.conflictPath(run.id, row.phase)) : undefined;
+    if (!row || !f) throw new HttpError(404, 'NO_STATE_CONFLICT', `Run ${run.id} has no kept state: its state uploads were all stored as versions (see GET /v1/stacks/{id}/state)`);
+    ctx.res.setHeader('x-state-base', String(row.base ?? 'none'));
+    ctx.res.setHeader('x-state-current', String(row.current ?? 'none'));
+    streamFile(ctx, f);
   });
   r.add('GET', '/v1/runs/{run}/logs', async (ctx) => {
     const run = ops.run(p(ctx, 'run'));

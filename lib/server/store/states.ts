@@ -37,6 +37,10 @@ export class StateStore {
     this.q.run(`INSERT OR REPLACE INTO state_conflicts (run_id, phase, stack_id, base, current, serial, lineage, size, sha256, created_at)
       VALUES ($run_id, $phase, $stack_id, $base, $current, $serial, $lineage, $size, $sha256, $created_at)`, { ...c });
   }
+  /** The run's latest kept (refused) state upload, if any. */
+  latestConflict(runId: string): { phase: number; current: number | null; base: number | null } | undefined {
+    return this.q.get<{ phase: number; current: number | null; base: number | null }>('SELECT phase, current, base FROM state_conflicts WHERE run_id = ? ORDER BY phase DESC LIMIT 1', [runId]);
+  }
   /** The highest version ever given (deleted ones included: numbers are never reused). */
   maxVersion(stackId: string): number {
     const r = this.q.get<{ v: number | null }>('SELECT value AS v FROM meta WHERE key = ?', [`state-max:${stackId}`]);
