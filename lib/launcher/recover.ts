@@ -11,11 +11,11 @@
 // - any other container labelled with this worker: removed.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { killContainer, removeContainer, waitContainer } from '../docker/containers.ts';
+import { killContainer, waitContainer } from '../docker/containers.ts';
 import { sshRsaIdentity, sshRsaRecipient } from '../age/index.ts';
 import { collectToolStep } from './toolstep.ts';
 import type { RetryOptions } from './retry.ts';
-import { listManagedContainers } from '../executor.ts';
+import { listManagedContainers, removeManagedContainers } from '../executor.ts';
 import type { Assignment, PhaseReport } from '../protocol.ts';
 import { isPermanent, ServerError } from './api.ts';
 import type { LogCheckpoint } from './logcheckpoint.ts';
@@ -62,11 +62,9 @@ export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable
   const containers = (await Promise.all([...ids].map((w) => listManagedContainers(docker, { workerId: w })))).flat();
   const a = inflight?.assignment;
   const mine = a ? containers.find((c) => c.runId === a.runId && c.phase === String(a.phase)) : undefined;
-  for (const c of containers) {
-    if (c === mine) continue;
-    log.info('Removing a leftover container', { container: c.name, runId: c.runId, phase: c.phase, state: c.state });
-    await removeContainer(docker, c.id).catch((e) => log.warn('Could not remove a leftover container', { container: c.name, error: (e as Error).message }));
-  }
+  // The executor owns container removal (at once, each bounded by its timeout).
+  const say = (m: string): void => log.info(m);
+  await removeManagedContainers(docker, containers.filter((c) => c !== mine), say);
   if (!inflight || !a) {
     state.clearSpill();
     return undefined;
@@ -79,7 +77,7 @@ export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable
   } catch (e) {
     if (isPermanent(e)) throw e;
     log.warn('The server no longer has the interrupted phase; dropping it', { ...fields, error: (e as Error).message });
-    if (mine) await removeContainer(docker, mine.id).catch(() => {});
+    if (mine) await removeManagedContainers(docker, [mine], say);
     state.clearRun();
     return undefined;
   }
@@ -87,7 +85,7 @@ export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable
     log.info('The interrupted phase is already over on the server', { ...fields, state: st.state });
     // A tool step's state is real infrastructure's record: store it before the container goes.
     if (mine && a.tool?.writesState) await salvageToolState(a, mine.id, ctx, log, retry);
-    if (mine) await removeContainer(docker, mine.id).catch(() => {});
+    if (mine) await removeManagedContainers(docker, [mine], say);
     state.clearRun();
     state.clearSpill();
     return undefined;
