@@ -5,7 +5,7 @@
 // TCP connections held open against the server (reopened as it closes them),
 // then without again, in one run against one server process.
 //
-//   node_modules/.bin/node --import tsx bench/hostile.bench.ts [--launchers 1000] [--hostile 20000] [--triggers 200]
+//   node_modules/.bin/node --import tsx bench/hostile.bench.ts [--launchers 1000] [--hostile 20000] [--triggers 200] [--spacing-ms 75]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -18,11 +18,16 @@ import { cpuSeconds, memoryOf, NODE, percentile, ROOT, spawnWithLimit, stop } fr
 import { startSoakServer } from './load/soak.ts';
 
 const { values } = parseArgs({ options: {
-  launchers: { type: 'string', default: '1000' }, hostile: { type: 'string', default: '20000' }, triggers: { type: 'string', default: '200' }, child: { type: 'boolean' },
+  launchers: { type: 'string', default: '1000' }, hostile: { type: 'string', default: '20000' }, triggers: { type: 'string', default: '200' },
+  'spacing-ms': { type: 'string', default: '75' }, child: { type: 'boolean' },
 } });
 const N = Number(values.launchers);
 const H = Number(values.hostile);
 const TRIGGERS = Number(values.triggers);
+// Triggers are spaced so each phase spans more than the 10 s handshake
+// deadline: the hostile phase then includes the server closing and the
+// attackers reopening their connections, not just holding them.
+const SPACING_MS = Number(values['spacing-ms']);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const say = (s: string) => console.log(s);
 
@@ -53,7 +58,7 @@ async function main(): Promise<void> {
         await srv.admin.ok('POST', `/v1/stacks/${stack.id}/runs`, { proposed: false });
         const at = await Promise.race([got, sleep(30_000).then(() => NaN)]);
         if (i >= 20) lat.push(at - t0);
-        await sleep(5);
+        await sleep(SPACING_MS);
       }
       const ok = lat.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
       const r = { p50: percentile(ok, 50), p99: percentile(ok, 99) };
@@ -74,7 +79,8 @@ async function main(): Promise<void> {
     }
     const t0 = Date.now();
     while (peak < 0.9 * H && Date.now() - t0 < 180_000) await sleep(500);
-    await sleep(3000);
+    // Past the first handshake deadline, so the churn is under way.
+    await sleep(12_000);
     const open = stats.reduce((s, h) => s + (h?.open ?? 0), 0);
     const during = await measure(`with ${H} hostile connections (${open} open)`);
     for (const c of hostile) await stop(c);
