@@ -3,9 +3,12 @@
 // clock runs from the admin request to the moment a launcher has parsed its
 // poll answer. Measured without hostile connections, then with 20,000 idle
 // TCP connections held open against the server (reopened as it closes them),
-// then without again, in one run against one server process.
+// then without again, in one run against one server process. The attackers
+// share this machine's cores with the server; --nice-attackers runs them at
+// nice 19, closer to attackers on other hosts (the server still handles every
+// one of their connections).
 //
-//   node_modules/.bin/node --import tsx bench/hostile.bench.ts [--launchers 1000] [--hostile 20000] [--triggers 200] [--spacing-ms 75]
+//   node_modules/.bin/node --import tsx bench/hostile.bench.ts [--launchers 1000] [--hostile 20000] [--triggers 200] [--spacing-ms 75] [--nice-attackers]
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -19,7 +22,7 @@ import { startSoakServer } from './load/soak.ts';
 
 const { values } = parseArgs({ options: {
   launchers: { type: 'string', default: '1000' }, hostile: { type: 'string', default: '20000' }, triggers: { type: 'string', default: '200' },
-  'spacing-ms': { type: 'string', default: '75' }, child: { type: 'boolean' },
+  'spacing-ms': { type: 'string', default: '75' }, 'nice-attackers': { type: 'boolean', default: false }, child: { type: 'boolean' },
 } });
 const N = Number(values.launchers);
 const H = Number(values.hostile);
@@ -71,7 +74,7 @@ async function main(): Promise<void> {
     const stats: Array<{ open: number }> = [];
     const hostile: ChildProcess[] = [];
     for (let i = 0, left = H; left > 0; i++, left -= 10_000) {
-      const c = spawnWithLimit([NODE, '--import', 'tsx', join(ROOT, 'bench/load/hostile.ts'), new URL(srv.origin).port, String(Math.min(10_000, left)), String(i * 100), '100'], {
+      const c = spawnWithLimit([...(values['nice-attackers'] ? ['nice', '-n', '19'] : []), NODE, '--import', 'tsx', join(ROOT, 'bench/load/hostile.ts'), new URL(srv.origin).port, String(Math.min(10_000, left)), String(i * 100), '100'], {
         log: (l) => { try { stats[i] = JSON.parse(l); peak = Math.max(peak, stats.reduce((s, h) => s + (h?.open ?? 0), 0)); } catch { /* not JSON */ } },
       });
       hostile.push(c);
