@@ -17,6 +17,7 @@
 //      RSS (/usr/bin/time).
 //
 //   node_modules/.bin/node --import tsx bench/console.bench.ts [rounds=5] [lines=100000]
+//   CONSOLE_BENCH_HOLD=1 …   keeps the server up at the end to time the peer from outside
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, watch } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -205,6 +206,12 @@ try {
   console.log(`peer: stored → printed by run logs --follow (${toPrint.length} lines): p50 ${f(median(toPrint))} ms, p90 ${f(pct(toPrint, 0.9))} ms, max ${f(Math.max(...toPrint))} ms`);
   console.log(`${bigLines}-line run page: first log row ${f(median(pages.map((x) => x.first)))} ms, last line painted ${f(median(pages.map((x) => x.last)))} ms, JS heap ${f(median(pages.map((x) => x.heapMB)))} MB, DOM nodes ${median(pages.map((x) => x.nodes))}`);
   console.log(`peer: launcher admin run logs > pipe: ${f(median(terminal.map((x) => x.ms)))} ms, peak RSS ${f(median(terminal.map((x) => x.rssMB)))} MB`);
+  if (process.env.CONSOLE_BENCH_HOLD) {
+    // Keep the server up so the terminal peer can be timed from outside, e.g.
+    // /usr/bin/time -v <binary> admin run logs RUN --data DATA > /dev/null
+    console.log(`holding: ${binary} admin run logs ${big.id} --data ${data}   (Ctrl-C or SIGTERM ends it)`);
+    await new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); });
+  }
 } finally {
   for (const c of children.reverse()) if (c.exitCode === null) c.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 1500));

@@ -254,7 +254,12 @@ test('the product flow in the browser: sign in, pool from a CSR file, launcher, 
   await page.getByRole('button', { name: 'Filter' }).click();
   await waitText(page, 'table.workers tbody tr', 'IDLE');
   const workerId = await page.locator('table.workers tbody tr').first().getAttribute('data-worker');
-  await page.getByRole('button', { name: `Drain ${workerId}` }).click();
+  // By tag (every worker with instance_id=i-console), then one by one.
+  await page.getByRole('button', { name: 'Drain all with instance_id=i-console', exact: true }).click();
+  await waitText(page, 'table.workers tbody tr', 'DRAINED');
+  await page.getByRole('button', { name: `Undrain ${workerId}`, exact: true }).click();
+  await waitText(page, 'table.workers tbody tr', 'IDLE');
+  await page.getByRole('button', { name: `Drain ${workerId}`, exact: true }).click();
   await waitText(page, 'table.workers tbody tr', 'DRAINED');
   await shot(page, 'workers');
   const w = (await adminApi('GET', '/v1/workers?metadata=instance_id=i-console')).body.workers[0];
@@ -294,7 +299,7 @@ test('the product flow in the browser: sign in, pool from a CSR file, launcher, 
   await shot(page, 'audit');
   const audit = readFileSync(join(data, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const actions = audit.map((a) => `${a.action} ${a.status}`);
-  for (const a of ['POST /console/session 201', 'POST /v1/pools 201', 'POST /v1/stacks 201', 'POST /v1/stacks/{stack}/runs 201', 'POST /v1/runs/{run}/confirm 200', 'POST /v1/workers/drain 200', 'POST /v1/runs/{run}/prioritize 200', 'POST /v1/runs/{run}/cancel 200', 'POST /v1/runs/{run}/discard 200']) {
+  for (const a of ['POST /console/session 201', 'POST /v1/pools 201', 'POST /v1/stacks 201', 'POST /v1/stacks/{stack}/runs 201', 'POST /v1/runs/{run}/confirm 200', 'POST /v1/workers/drain 200', 'POST /v1/workers/undrain 200', 'POST /v1/runs/{run}/prioritize 200', 'POST /v1/runs/{run}/cancel 200', 'POST /v1/runs/{run}/discard 200']) {
     assert.ok(actions.includes(a), `audit has ${a}: ${actions.join(', ')}`);
   }
   assert.is(audit.find((a) => a.action === 'POST /v1/runs/{run}/confirm').run, runId, 'the audit line names the run, as for the CLI');

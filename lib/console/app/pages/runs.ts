@@ -121,6 +121,7 @@ export function RunPage({ id }: { id: string }) {
     return () => { es.close(); cancelAnimationFrame(frame); };
   }, [id]);
 
+  const poolOf = useGet<{ pool: Obj }>(run ? `/v1/pools/${enc(run.pool)}` : null);
   if (!run) return html`<${Page} title=${`Run ${id}`}><${ErrorNote} error=${streamError} /><${Loading} what="the run" /></${Page}>`;
   const base = `/v1/runs/${enc(run.id)}`;
   const action = (name: string, path: string, question?: string) => html`<button type="button" class=${name === 'Confirm' ? '' : 'secondary'} disabled=${act.busy}
@@ -136,7 +137,7 @@ export function RunPage({ id }: { id: string }) {
     <${ErrorNote} error=${streamError} />
     <dl class="facts">
       <dt>Stack</dt><dd><a href=${`/stacks/${enc(run.stack)}`}>${run.stackName}</a> (${run.kind})</dd>
-      <dt>Pool</dt><dd><a href=${`/pools/${enc(run.pool)}`}>${run.pool}</a></dd>
+      <dt>Pool</dt><dd><a href=${`/pools/${enc(run.pool)}`}>${poolOf.data?.pool.name ?? run.pool}</a></dd>
       <dt>Type</dt><dd>${run.proposed ? 'proposed (read-only)' : 'tracked'}</dd>
       <dt>Phase</dt><dd>${phaseLabel(run)}</dd>
       <dt>Worker</dt><dd>${run.worker ?? '–'}</dd>
