@@ -3,6 +3,7 @@
 // Subcommands load lazily so `launcher version` does not pay for the server.
 import { processIo, type Command } from './lib/cli/io.ts';
 import { isLauncherError } from './lib/errors.ts';
+import { nodeVersionProblem } from './lib/node-version.ts';
 
 const commands: Record<string, () => Promise<{ run: Command }>> = {
   run: () => import('./lib/cli/run.ts'),
@@ -31,6 +32,12 @@ Run 'launcher COMMAND --help' for a command's options.
 `;
 
 export async function main(argv: string[]): Promise<number> {
+  // Before any command module loads: an older Node would fail inside undici with a stack trace.
+  const tooOld = nodeVersionProblem(process.versions.node, process.execPath);
+  if (tooOld !== undefined) {
+    process.stderr.write(`launcher: ${tooOld}\n`);
+    return 2;
+  }
   const [first, ...rest] = argv;
   if (first === '--help' || first === '-h' || first === 'help') {
     process.stdout.write(USAGE);

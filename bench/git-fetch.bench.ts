@@ -94,5 +94,10 @@ for (let i = 0; i < runs; i++) {
   a.push(x); b.push(y); ratios.push(x / y);
   console.log(`run ${i + 1}: launcher fetch ${x.toFixed(0)} ms, git clone --depth 1 ${y.toFixed(0)} ms, ratio ${(x / y).toFixed(2)}`);
 }
-console.log(`median of ${runs}: launcher fetch ${median(a).toFixed(0)} ms, git clone --depth 1 ${median(b).toFixed(0)} ms, ratio ${median(ratios).toFixed(2)} (pairwise), load ${(await import('node:os')).loadavg()[0]!.toFixed(1)}`);
+const load = (await import('node:os')).loadavg()[0]!.toFixed(1);
+console.log(`median of ${runs}: launcher fetch ${median(a).toFixed(0)} ms, git clone --depth 1 ${median(b).toFixed(0)} ms, ratio ${median(ratios).toFixed(2)} (pairwise), load ${load}`);
+console.log('\n| fetch, depth 1 | files | MiB | median ms | ratio (pairwise median) |');
+console.log('| --- | --- | --- | --- | --- |');
+console.log(`| launcher (smart HTTP + node:zlib) | ${files} | ${mib} | ${median(a).toFixed(0)} | ${median(ratios).toFixed(2)} |`);
+console.log(`| git clone --depth 1 | ${files} | ${mib} | ${median(b).toFixed(0)} | 1 |`);
 await gs.stop();

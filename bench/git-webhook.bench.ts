@@ -94,6 +94,11 @@ console.log(`webhook → run queued (202):        ${fmt(hook)}`);
 console.log(`admin API trigger (201):           ${fmt(admin)}`);
 console.log(`bare node:https HMAC + 202:        ${fmt(floor)}`);
 console.log(`runs queued: ${runs} (limit 1000 listed); load average ${loadavg()[0]!.toFixed(1)}`);
+console.log('\n| round trip | p50 ms | p90 ms | p99 ms |');
+console.log('| --- | --- | --- | --- |');
+for (const [name, xs] of [['webhook → run queued (202)', hook], ['admin API trigger (201)', admin], ['bare node:https HMAC + 202', floor]] as const) {
+  console.log(`| ${name} | ${pct(xs, 50).toFixed(2)} | ${pct(xs, 90).toFixed(2)} | ${pct(xs, 99).toFixed(2)} |`);
+}
 serverAgent.destroy();
 bareAgent.destroy();
 bare.close();

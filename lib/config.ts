@@ -5,6 +5,8 @@
 import process from 'node:process';
 import { ConfigError } from './errors.ts';
 import { DurationError, parseDuration } from './duration.ts';
+import { DEFAULT_DOCKER_HOST, parseDockerHost } from './docker/host.ts';
+import type { PullPolicy } from './executor.ts';
 
 export interface Mount {
   hostPath: string;
@@ -17,7 +19,6 @@ export interface WhitelistEntry {
   only?: 'ro' | 'wo';
 }
 
-export type PullPolicy = 'if-not-present' | 'always';
 
 export interface LauncherConfig {
   /** Raw SPACELIFT_TOKEN; decoded elsewhere. */
@@ -53,7 +54,6 @@ export interface KnownVariable {
 }
 
 export const DEFAULT_RUNNER_IMAGE = 'public.ecr.aws/spacelift/runner-terraform:latest';
-export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
 const METADATA_PREFIX = 'SPACELIFT_METADATA_';
 const MISSPELLED_RUNTIME = 'SPCELIFT_WORKER_RUNTIME';
 
@@ -182,7 +182,7 @@ export function parseLauncherConfig(
     runLogsOnStdout: parseBoolean(env, 'SPACELIFT_RUN_LOGS_ON_STANDARD_OUTPUT_ENABLED'),
     debug: parseBoolean(env, 'SPACELIFT_DEBUG'),
     stateDir: parseStateDir(env, opts.uid ?? process.getuid?.() ?? -1),
-    dockerHost: parseDockerHost(env),
+    dockerHost: parseDockerHost(env.DOCKER_HOST).host,
     pullPolicy: parsePullPolicy(env),
     metricsListen: parseListen(env, 'SPACELIFT_LAUNCHER_METRICS_ADDR', warnings),
   };
@@ -199,6 +199,11 @@ export function parseLauncherConfig(
     warnings.push(unknownVariableWarning(name));
   }
   return { config, warnings };
+}
+
+/** The host directories a run gets: the ones for every run, then the read-only or write run's own. */
+export function phaseMounts(config: LauncherConfig, readOnly: boolean): Mount[] {
+  return [...config.extraMounts, ...(readOnly ? config.roExtraMounts : config.woExtraMounts)];
 }
 
 /** The variables a run receives from the launcher's own environment. */
@@ -291,6 +296,11 @@ function parseStateDir(env: Record<string, string | undefined>, uid: number): st
     if (!raw.startsWith('/')) throw bad('SPACELIFT_LAUNCHER_STATE_DIR', raw, 'is not an absolute path', '/var/lib/spacelift-launcher');
     return raw.length > 1 ? raw.replace(/\/+$/, '') : raw;
   }
+  return defaultStateDir(env, uid);
+}
+
+/** The state directory when SPACELIFT_LAUNCHER_STATE_DIR is unset: /var/lib for root, else XDG_STATE_HOME, else HOME. */
+export function defaultStateDir(env: Record<string, string | undefined>, uid: number): string {
   if (uid === 0) return '/var/lib/spacelift-launcher';
   const xdg = env.XDG_STATE_HOME?.trim();
   // The XDG spec says relative values are invalid and must be ignored.
@@ -298,15 +308,6 @@ function parseStateDir(env: Record<string, string | undefined>, uid: number): st
   const home = env.HOME?.trim();
   if (home !== undefined && home.startsWith('/')) return `${home.replace(/\/+$/, '')}/.local/state/spacelift-launcher`;
   throw new ConfigError('Cannot choose a state directory: HOME is not set; set SPACELIFT_LAUNCHER_STATE_DIR (try /var/lib/spacelift-launcher)');
-}
-
-function parseDockerHost(env: Record<string, string | undefined>): string {
-  const raw = env.DOCKER_HOST?.trim();
-  if (raw === undefined || raw === '') return DEFAULT_DOCKER_HOST;
-  if (raw.startsWith('/')) return `unix://${raw}`;
-  if (/^unix:\/\/\/./.test(raw)) return raw;
-  if (raw.startsWith('unix://')) throw bad('DOCKER_HOST', raw, 'has no absolute socket path', DEFAULT_DOCKER_HOST);
-  throw bad('DOCKER_HOST', raw, 'is not a unix socket (the launcher talks to the local engine only)', DEFAULT_DOCKER_HOST);
 }
 
 function parsePullPolicy(env: Record<string, string | undefined>): PullPolicy {

@@ -397,9 +397,18 @@ export async function listManagedContainers(docker: DockerClient, filter: { work
 /** Removes every container of this worker left by an earlier launcher process; returns their ids. */
 export async function removeLeftovers(docker: DockerClient, workerId: string, log?: (m: string) => void): Promise<string[]> {
   const list = await listManagedContainers(docker, { workerId });
+  await removeManagedContainers(docker, list, log);
+  return list.map((c) => c.id);
+}
+
+/**
+ * Removes the given containers at once (not one after another), each bounded by
+ * the cleanup timeout; a failure is logged, never thrown: the next start lists
+ * the container again.
+ */
+export async function removeManagedContainers(docker: DockerClient, list: readonly ManagedContainer[], log?: (m: string) => void): Promise<void> {
   await Promise.all(list.map(async (c) => {
     log?.(`Removing leftover container ${c.name} (run ${c.runId}, phase ${c.phase}, ${c.state})`);
     await cleanup(docker, c.id, DEFAULT_CLEANUP_TIMEOUT_MS, log ?? (() => {}));
   }));
-  return list.map((c) => c.id);
 }

@@ -3,6 +3,7 @@
 // needs node-forge, is in lib/csr.ts so the launcher daemon never loads forge.
 import * as crypto from 'node:crypto';
 import { LauncherError } from './errors.ts';
+import { DerError, children, readTlv, type Tlv } from './der.ts';
 
 const DEFAULT_SOURCE = 'SPACELIFT_POOL_PRIVATE_KEY';
 const ACCEPTED =
@@ -57,38 +58,19 @@ export function readPemBlocks(text: string): PemBlock[] {
   return blocks;
 }
 
-interface DerTlv { tag: number; start: number; end: number }
+/** Reads leniently (non-minimal lengths pass): the point is to find the modulus size, not to judge the encoding. */
+const LENIENT = { minimal: false };
 
-/** One DER element at `pos` (content from start to end), or null when it does not fit. */
-function derAt(b: Buffer, pos: number, limit: number): DerTlv | null {
-  if (pos + 2 > limit) return null;
-  const tag = b[pos]!;
-  let len = b[pos + 1]!;
-  let start = pos + 2;
-  if (len & 0x80) {
-    const n = len & 0x7f;
-    if (n === 0 || n > 4 || start + n > limit) return null;
-    len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + b[start + i]!;
-    start += n;
-  }
-  return start + len > limit ? null : { tag, start, end: start + len };
+function derAt(b: Buffer, pos: number, limit: number): Tlv | null {
+  try { return readTlv(b, pos, limit, LENIENT); } catch (e) { if (e instanceof DerError) return null; throw e; }
 }
 
-/** The elements inside a constructed element, or null when they do not parse. */
-function derChildren(b: Buffer, t: DerTlv): DerTlv[] | null {
-  const out: DerTlv[] = [];
-  for (let p = t.start; p < t.end;) {
-    const c = derAt(b, p, t.end);
-    if (c === null) return null;
-    out.push(c);
-    p = c.end;
-  }
-  return out;
+function derChildren(b: Buffer, t: Tlv): Tlv[] | null {
+  try { return children(b, t, LENIENT); } catch (e) { if (e instanceof DerError) return null; throw e; }
 }
 
-function integerBits(b: Buffer, t: DerTlv): number {
-  let i = t.start;
+function integerBits(b: Buffer, t: Tlv): number {
+  let i = t.start + t.headerLength;
   while (i < t.end && b[i] === 0) i++;
   return i === t.end ? 0 : (t.end - i - 1) * 8 + (32 - Math.clz32(b[i]!));
 }
@@ -111,11 +93,12 @@ export function rsaModulusBits(der: Buffer, layout: 'pkcs1' | 'pkcs8' | 'spki'):
   if (layout === 'pkcs8') {
     const inner = kids[2];
     if (kids[0]?.tag !== 0x02 || kids[1]?.tag !== 0x30 || inner?.tag !== 0x04) return null;
-    return rsaModulusBits(der.subarray(inner.start, inner.end), 'pkcs1');
+    return rsaModulusBits(der.subarray(inner.start + inner.headerLength, inner.end), 'pkcs1');
   }
   const bits = kids[1];
-  if (kids[0]?.tag !== 0x30 || bits?.tag !== 0x03 || der[bits.start] !== 0) return null;
-  const rsa = derAt(der, bits.start + 1, bits.end);
+  const bitsStart = bits ? bits.start + bits.headerLength : 0;
+  if (kids[0]?.tag !== 0x30 || bits?.tag !== 0x03 || der[bitsStart] !== 0) return null;
+  const rsa = derAt(der, bitsStart + 1, bits.end);
   const nums = rsa && rsa.tag === 0x30 ? derChildren(der, rsa) : null;
   return nums && nums[0]?.tag === 0x02 ? integerBits(der, nums[0]) : null;
 }

@@ -443,3 +443,19 @@ export interface AuditList { entries: AuditEntry[] }
 export interface SignInRequest { token: string }
 /** `GET`, `POST` and `DELETE /console/session`. */
 export interface ConsoleSession { signedIn: boolean; csrf?: string; expiresAt?: string }
+
+// Retention (`POST /v1/gc`)
+
+/** `POST /v1/gc`: periods not given are the server's own (--retain-runs, --retain-offline-workers). */
+export interface GcRequest { dryRun?: boolean; retainRuns?: string; retainOfflineWorkers?: string }
+/** What gc removed (or, in a dry run, would remove). */
+export interface GcReport {
+  dryRun: boolean;
+  /** Runs that ended before this time were (or would be) removed; null: runs are kept forever. */
+  runsEndedBefore: string | null;
+  runs: { count: number; logBytes: number; workspaceBytes: number; oldestEndedAt: string | null; newestEndedAt: string | null };
+  workers: { count: number; ids: string[] };
+  orphans: { files: number; bytes: number; paths: string[] };
+  /** Every byte above together. */
+  bytes: number;
+}

@@ -9,6 +9,7 @@ import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract, pack, type Header, type Pack } from 'tar-stream';
+import { feedEntry } from './tar-feed.ts';
 import { LauncherError } from './errors.ts';
 
 /** What tar-stream accepts for an entry: a name and any other header fields. */
@@ -19,38 +20,13 @@ function nodeReadable(p: Pack): Readable {
   return Readable.from(p, { objectMode: false });
 }
 
-/** Writes a stream into a tar-stream writable with backpressure, then ends it. */
-interface TarWritable {
-  readonly destroyed: boolean;
-  write(chunk: Uint8Array): boolean;
-  end(): unknown;
-  once(event: 'drain' | 'close', listener: () => void): unknown;
-  off(event: 'drain' | 'close', listener: () => void): unknown;
-}
-
 function sinkGone(): LauncherError {
   return new LauncherError('WORKSPACE_STREAM_CLOSED', 'Cannot copy the workspace archive: its destination closed before the archive ended');
 }
 
-async function feed(src: AsyncIterable<unknown>, sink: object): Promise<void> {
-  // tar-stream's streamx event typings do not fit a structural type; the shape is this.
-  const dst = sink as TarWritable;
-  for await (const chunk of src) {
-    // A destroyed sink never emits 'drain' or 'close' again: waiting would
-    // hang and leave `src` (a file, a socket) open forever. Throwing here ends
-    // the for-await, which destroys `src`.
-    if (dst.destroyed) throw sinkGone();
-    if (!dst.write(chunk as Uint8Array)) {
-      if (dst.destroyed) throw sinkGone();
-      await new Promise<void>((resolve) => {
-        const done = () => { dst.off('drain', done); dst.off('close', done); resolve(); };
-        dst.once('drain', done);
-        dst.once('close', done);
-      });
-    }
-  }
-  if (dst.destroyed) throw sinkGone();
-  dst.end();
+/** Writes a stream into a tar-stream writable with backpressure, then ends it. */
+function feed(src: AsyncIterable<unknown>, sink: object): Promise<void> {
+  return feedEntry(src, sink, sinkGone);
 }
 
 /** Starts one entry of `out` and copies `body` into it; settles when the entry is written or fails. */

@@ -22,14 +22,14 @@ let env: Record<string, string>;
 
 interface CliResult { code: number | null; out: string; err: string }
 
-function cli(args: string[], o: { env?: Record<string, string>; cwd?: string; onErr?: (text: string) => void } = {}): Promise<CliResult> {
+function cli(args: string[], o: { env?: Record<string, string>; cwd?: string; onErr?: (text: string) => void; onOut?: (text: string) => void } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     const p = spawn(NODE, ['--import', 'tsx', join(ROOT, 'launcher.ts'), 'admin', ...args], {
       cwd: o.cwd ?? ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...(o.env ?? env) }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     let err = '';
-    p.stdout.on('data', (d) => { out += d; });
+    p.stdout.on('data', (d) => { out += d; o.onOut?.(out); });
     p.stderr.on('data', (d) => { err += d; o.onErr?.(err); });
     const t = setTimeout(() => p.kill('SIGKILL'), 120_000);
     p.on('close', (code) => { clearTimeout(t); resolve({ code, out, err }); });
@@ -37,20 +37,23 @@ function cli(args: string[], o: { env?: Record<string, string>; cwd?: string; on
 }
 
 /** A running CLI whose exit we await later (drain --wait, logs --follow). */
-function cliBackground(args: string[]): { done: Promise<CliResult>; exited: () => boolean; stderrMatches: (re: RegExp) => Promise<void> } {
+function cliBackground(args: string[]): { done: Promise<CliResult>; exited: () => boolean; stderrMatches: (re: RegExp) => Promise<void>; stdoutMatches: (re: RegExp) => Promise<void> } {
   let finished = false;
-  let err = '';
-  const waiters: { re: RegExp; resolve: () => void }[] = [];
-  const done = cli(args, { onErr: (text) => {
-    err = text;
-    for (const w of waiters.filter((x) => x.re.test(err))) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
-  } }).then((r) => { finished = true; return r; });
-  const stderrMatches = (re: RegExp) => new Promise<void>((resolve, reject) => {
-    if (re.test(err)) return resolve();
-    waiters.push({ re, resolve });
-    void done.then((r) => reject(new Error(`exited (${r.code}) before printing ${re}: ${r.err}`)));
+  const text = { err: '', out: '' };
+  const waiters: { stream: 'err' | 'out'; re: RegExp; resolve: () => void }[] = [];
+  const wake = (): void => {
+    for (const w of waiters.filter((x) => x.re.test(text[x.stream]))) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+  };
+  const done = cli(args, {
+    onErr: (t) => { text.err = t; wake(); },
+    onOut: (t) => { text.out = t; wake(); },
+  }).then((r) => { finished = true; return r; });
+  const matches = (stream: 'err' | 'out') => (re: RegExp) => new Promise<void>((resolve, reject) => {
+    if (re.test(text[stream])) return resolve();
+    waiters.push({ stream, re, resolve });
+    void done.then((r) => reject(new Error(`exited (${r.code}) before printing ${re} on std${stream}: ${r.err}`)));
   });
-  return { done, exited: () => finished, stderrMatches };
+  return { done, exited: () => finished, stderrMatches: matches('err'), stdoutMatches: matches('out') };
 }
 
 function ok(r: CliResult, what: string): string {
@@ -232,7 +235,8 @@ test('run logs prints stored logs; --follow streams until the run ends; confirm 
   const follow = cliBackground(['run', 'logs', runId, '--phase', '1', '--follow']);
   r = await srv.worker(prod.cert, 'POST', `/v1/worker/runs/${runId}/phases/1/logs?seq=0`, Buffer.from('apply output\n'));
   assert.is(r.status, 200, r.text);
-  await new Promise((res) => setTimeout(res, 1500));
+  // It has streamed the first chunk and is still attached while the phase runs.
+  await follow.stdoutMatches(/^apply output\n$/);
   assert.not.ok(follow.exited(), 'follow stays attached while the phase runs');
   r = await srv.worker(prod.cert, 'POST', `/v1/worker/runs/${runId}/phases/1/logs?seq=1`, Buffer.from('apply done\n'));
   assert.is(r.status, 200, r.text);

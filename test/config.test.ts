@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../lib/errors.ts';
-import { DEFAULT_RUNNER_IMAGE, LAUNCHER_VARIABLES, maskedValues, parseLauncherConfig, unknownVariableWarning, variablesTable, whitelistedEnv } from '../lib/config.ts';
+import { DEFAULT_RUNNER_IMAGE, LAUNCHER_VARIABLES, defaultStateDir, maskedValues, parseLauncherConfig, unknownVariableWarning, variablesTable, whitelistedEnv } from '../lib/config.ts';
 
 const TOKEN = 'eyJ2ZXJzaW9uIjoxfQ==';
 const KEY = 'LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCg==';
@@ -203,6 +203,13 @@ test('state directory: explicit, root, XDG_STATE_HOME, HOME, none', () => {
   assert.is(parse({ SPACELIFT_LAUNCHER_STATE_DIR: '/x' }, 0).config.stateDir, '/x');
   assert.match(refused({ SPACELIFT_LAUNCHER_STATE_DIR: 'state' }).message, /^Cannot parse SPACELIFT_LAUNCHER_STATE_DIR: "state" is not an absolute path/);
   assert.match(refused({ HOME: undefined }).message, /^Cannot choose a state directory: .*SPACELIFT_LAUNCHER_STATE_DIR/);
+});
+
+test('default state directory (one rule for the launcher): root, then XDG_STATE_HOME, then HOME', () => {
+  assert.is(defaultStateDir({ XDG_STATE_HOME: '/x' }, 1000), '/x/spacelift-launcher');
+  assert.is(defaultStateDir({ HOME: '/home/u' }, 1000), '/home/u/.local/state/spacelift-launcher');
+  assert.is(defaultStateDir({ XDG_STATE_HOME: '/x', HOME: '/home/u' }, 0), '/var/lib/spacelift-launcher');
+  assert.throws(() => defaultStateDir({}, 1000), /Cannot choose a state directory: HOME is not set/);
 });
 
 test('DOCKER_HOST: unix sockets only, bare paths accepted', () => {

@@ -6,9 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { Readable } from 'node:stream';
 import { pack, extract } from 'tar-stream';
-import {
-  DockerClient, DockerError, MIN_API_VERSION, negotiateVersion, parseDockerHost,
-} from '../lib/docker/client.ts';
+import { DockerClient, DockerError, MIN_API_VERSION, negotiateVersion } from '../lib/docker/client.ts';
+import { parseDockerHost } from '../lib/docker/host.ts';
+import { ConfigError } from '../lib/errors.ts';
 import { imageRegistry, normaliseRegistry, parseDockerConfig, registryAuthHeader } from '../lib/docker/auth.ts';
 import { Demuxer, muxFrame } from '../lib/docker/stream.ts';
 import { importImage, inspectImage, removeImage, withDefaultTag } from '../lib/docker/images.ts';
@@ -18,12 +18,21 @@ import { TEST_IMAGE, busyboxRootfs, ensureTestImage } from './helpers/docker.ts'
 
 const docker = new DockerClient();
 
-test('DOCKER_HOST: unix sockets (default), tcp, and a clear refusal otherwise', () => {
+test('DOCKER_HOST: unix sockets (default, unix:// or a bare path), and a clear refusal otherwise (tcp:// too)', () => {
   assert.is(parseDockerHost(undefined).socketPath, '/var/run/docker.sock');
+  assert.is(parseDockerHost('').host, 'unix:///var/run/docker.sock');
   assert.is(parseDockerHost('unix:///run/user/1000/docker.sock').socketPath, '/run/user/1000/docker.sock');
-  assert.is(parseDockerHost('tcp://127.0.0.1:2375').origin, 'http://127.0.0.1:2375');
-  assert.throws(() => parseDockerHost('npipe:////./pipe/docker_engine'), /Unsupported DOCKER_HOST "npipe:.*": expected unix:\/\/\/path/);
-  assert.throws(() => parseDockerHost('unix://relative.sock'), /must be absolute/);
+  assert.is(parseDockerHost('/tmp/d.sock').host, 'unix:///tmp/d.sock');
+  const refusal = (v: string): ConfigError => { try { parseDockerHost(v); } catch (e) { assert.ok(e instanceof ConfigError); return e; } throw new Error(`${v} was accepted`); };
+  for (const v of ['tcp://127.0.0.1:2375', 'http://127.0.0.1:2375', 'npipe:////./pipe/docker_engine']) {
+    const e = refusal(v);
+    assert.is(e.code, 'DOCKER_HOST_INVALID');
+    assert.is(e.exitCode, 2);
+    assert.is(e.message, `Cannot parse DOCKER_HOST: "${v}" is not a unix socket (the launcher talks to the local engine only) (try unix:///var/run/docker.sock)`);
+  }
+  assert.match(refusal('unix://relative.sock').message, /no absolute socket path/);
+  // The client refuses what start-up refuses: one parser for both.
+  assert.throws(() => new DockerClient({ host: 'tcp://127.0.0.1:2375' }), /is not a unix socket/);
 });
 
 test('API version negotiation: newest common version, refuses engines older than the minimum', () => {

@@ -8,46 +8,27 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DockerClient } from '../lib/docker/client.ts';
 import { publicKeyPem, parsePoolPrivateKey } from '../lib/keys.ts';
-import { ensureTestImage, freePort, removeWorkerContainers } from './helpers/docker.ts';
-import { startTestServer, type TestServer } from './helpers/server.ts';
+import { freePort } from './helpers/docker.ts';
+import { LauncherFleet } from './helpers/fleet.ts';
+import type { TestServer } from './helpers/server.ts';
 import {
-  createPool, createStack, filesContaining, runLogs, sealToKey, seedPoolKey, startLauncher, tarOf, tempDir,
-  trigger, waitRun, workers, ended, type LauncherProcess, type PoolKey,
+  createStack, filesContaining, runLogs, sealToKey, tarOf, trigger, waitRun, workers, ended, type LauncherProcess, type PoolKey,
 } from './helpers/launcher.ts';
 
-const docker = new DockerClient();
+const fleet = new LauncherFleet('e2e');
 let srv: TestServer;
 let key: PoolKey;
 let pool: { poolId: string; token: string };
 let pub: string;
-const launchers: LauncherProcess[] = [];
-const dirs: Array<{ remove(): void }> = [];
-const workerIds = new Set<string>();
 
-function launch(metadata: Record<string, string>, env: Record<string, string> = {}): LauncherProcess {
-  const d = tempDir('launcher-e2e-state-');
-  dirs.push(d);
-  const menv = Object.fromEntries(Object.entries(metadata).map(([k, v]) => [`SPACELIFT_METADATA_${k}`, v]));
-  const l = startLauncher({ token: pool.token, keyB64: key.keyB64, stateDir: d.path, env: { ...menv, ...env } });
-  launchers.push(l);
-  return l;
-}
-
-async function registered(l: LauncherProcess): Promise<string> {
-  const line = await l.waitFor(/Registered with the server/);
-  const id = (JSON.parse(line) as { workerId: string }).workerId;
-  workerIds.add(id);
-  return id;
-}
+const launch = (metadata: Record<string, string>, env: Record<string, string> = {}): LauncherProcess => fleet.launch({ metadata, env });
+const registered = (l: LauncherProcess): Promise<string> => fleet.registered(l);
 
 test.before(async () => {
-  await ensureTestImage(docker);
-  key = seedPoolKey(4096);
+  await fleet.start();
+  ({ srv, key, pool } = fleet);
   pub = publicKeyPem(parsePoolPrivateKey(key.keyPem));
-  srv = await startTestServer();
-  pool = await createPool(srv, 'e2e', key.csrPem);
 });
 
 const MARKER = `workspace-marker-${randomBytes(8).toString('hex')}`;
@@ -109,8 +90,7 @@ test('plan on one launcher, confirm, apply on a second (the first drained): appl
   // The sealed workspace opens with the stock age CLI and the seed's key file.
   const ws = await srv.admin('GET', `/v1/runs/${runId}/workspace`);
   assert.is(ws.status, 200);
-  const d = tempDir();
-  dirs.push(d);
+  const d = { path: fleet.stateDir() };
   writeFileSync(join(d.path, 'ws.age'), ws.raw);
   const tarBytes = execFileSync('age', ['-d', '-i', key.keyPath, join(d.path, 'ws.age')]);
   writeFileSync(join(d.path, 'ws.tar'), tarBytes);
@@ -132,7 +112,7 @@ test('plan on one launcher, confirm, apply on a second (the first drained): appl
 });
 
 test('run logs on standard output as structured lines when enabled, masked; metrics count the phase', async () => {
-  for (const l of launchers.splice(0)) { l.kill('SIGTERM'); await l.exitCode(); }
+  await fleet.stopAll();
   const mport = await freePort();
   const l = launch({ role: 'stdout' }, {
     SPACELIFT_RUN_LOGS_ON_STANDARD_OUTPUT_ENABLED: 'true', HOST_TOKEN: HOST_SECRET, SPACELIFT_WHITELIST_ENVS: 'HOST_TOKEN', SPACELIFT_MASK_ENVS: 'HOST_TOKEN',
@@ -166,12 +146,5 @@ test('a graceful stop deregisters the worker and exits 0', async () => {
   assert.not.ok(ws.some((w) => w.id === id), 'deregistered workers leave the list');
 });
 
-test.after(async () => {
-  for (const l of launchers) { l.kill('SIGTERM'); await l.exitCode(30_000); }
-  for (const id of workerIds) await removeWorkerContainers(docker, id).catch(() => {});
-  await srv?.stop();
-  key?.dir.cleanup();
-  for (const d of dirs) d.remove();
-  await docker.close();
-});
+test.after(() => fleet.close());
 test.run();

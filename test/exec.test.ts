@@ -67,8 +67,16 @@ test('configuration and usage errors exit 2 with a message naming the culprit', 
   assert.match(noScript.stderr, /Missing SCRIPT/);
   const badEnv = await exec([...img, '--secret', 'no-equals-sign-supersecret', '--', 'true']);
   assert.is(badEnv.code, 2);
-  assert.match(badEnv.stderr, /Cannot parse --secret \(no "="\): expected NAME=VALUE/);
+  assert.match(badEnv.stderr, /Cannot use --secret \(value not shown\): expected KEY=VALUE, e\.g\. --secret TF_VAR_region=eu-west-1/);
   assert.not.match(badEnv.stderr, /supersecret/);
+  // The same rules as launcher admin (one parser): variable names only, each key once.
+  const badName = await exec([...img, '--env', '1X=y', '--', 'true']);
+  assert.is(badName.code, 2);
+  assert.match(badName.stderr, /Cannot use --env 1X=…: "1X" is not a variable name/);
+  const twice = await exec([...img, '--secret', 'T=s3cr3tvalue', '--secret', 'T=s3cr3tvalue', '--', 'true']);
+  assert.is(twice.code, 2);
+  assert.match(twice.stderr, /Cannot use --secret T=… twice/);
+  assert.not.match(twice.stderr, /s3cr3tvalue/);
   const unknown = await exec(['--frobnicate', '--', 'true']);
   assert.is(unknown.code, 2);
   const mount = await exec([...img, '--', 'true'], { SPACELIFT_WORKER_EXTRA_MOUNTS: '/nonexistent/launcher-x:/x' });

@@ -4,51 +4,24 @@
 // (exit 3).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DockerClient } from '../lib/docker/client.ts';
 import { listManagedContainers } from '../lib/executor.ts';
-import { ensureTestImage, removeWorkerContainers } from './helpers/docker.ts';
-import { opensslCsr, startTestServer, type TestServer } from './helpers/server.ts';
-import {
-  createPool, createStack, runLogs, seedPoolKey, startLauncher, tempDir, trigger, waitRun, ended,
-  type LauncherProcess, type PoolKey,
-} from './helpers/launcher.ts';
+import { LauncherFleet } from './helpers/fleet.ts';
+import { opensslCsr, type TestServer } from './helpers/server.ts';
+import { createStack, runLogs, trigger, waitRun, ended, type LauncherProcess } from './helpers/launcher.ts';
 
-const docker = new DockerClient();
+const fleet = new LauncherFleet('control');
+const docker = fleet.docker;
 let srv: TestServer;
-let key: PoolKey;
 let pool: { poolId: string; token: string };
-const launchers: LauncherProcess[] = [];
-const dirs: Array<{ remove(): void }> = [];
-const workerIds = new Set<string>();
 
-function launch(env: Record<string, string> = {}, token = pool.token): LauncherProcess {
-  const d = tempDir('launcher-control-state-');
-  dirs.push(d);
-  const l = startLauncher({ token, keyB64: key.keyB64, stateDir: d.path, env });
-  launchers.push(l);
-  return l;
-}
-async function registered(l: LauncherProcess): Promise<string> {
-  const id = (JSON.parse(await l.waitFor(/Registered with the server/)) as { workerId: string }).workerId;
-  workerIds.add(id);
-  return id;
-}
-async function waitLogs(runId: string, re: RegExp): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!re.test(await runLogs(srv, runId).catch(() => ''))) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${re} in the logs of ${runId}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-async function stopAll(): Promise<void> {
-  for (const l of launchers.splice(0)) { l.kill('SIGTERM'); await l.exitCode(60_000); }
-}
+const launch = (env: Record<string, string> = {}, token?: string): LauncherProcess => fleet.launch({ env, ...(token ? { token } : {}) });
+const registered = (l: LauncherProcess): Promise<string> => fleet.registered(l);
+const waitLogs = (runId: string, re: RegExp): Promise<void> => fleet.waitLogs(runId, re);
+const stopAll = (): Promise<void> => fleet.stopAll();
 
 test.before(async () => {
-  await ensureTestImage(docker);
-  key = seedPoolKey(4096);
-  srv = await startTestServer();
-  pool = await createPool(srv, 'control', key.csrPem);
+  await fleet.start();
+  ({ srv, pool } = fleet);
 });
 
 test('cancel: the container gets SIGTERM, the phase ends canceled, nothing is left behind', async () => {
@@ -125,9 +98,7 @@ test('a pool reset refuses the old certificate: exit 3 saying to get a new token
   await stopAll();
   const l = launch();
   await registered(l);
-  const d = tempDir();
-  dirs.push(d);
-  const fresh = opensslCsr(d.path, 'fresh', 2048);
+  const fresh = opensslCsr(fleet.stateDir(), 'fresh', 2048);
   const r = await srv.admin('POST', `/v1/pools/${pool.poolId}/reset`, { csr: fresh.csrPem });
   assert.is(r.status, 200, r.text);
   // The held long-poll answers at its wait at the latest; the next call is refused.
@@ -136,12 +107,5 @@ test('a pool reset refuses the old certificate: exit 3 saying to get a new token
   assert.match(l.out, /get a new token/);
 });
 
-test.after(async () => {
-  await stopAll();
-  for (const id of workerIds) await removeWorkerContainers(docker, id).catch(() => {});
-  await srv?.stop();
-  key?.dir.cleanup();
-  for (const d of dirs) d.remove();
-  await docker.close();
-});
+test.after(() => fleet.close());
 test.run();

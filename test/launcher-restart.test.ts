@@ -4,52 +4,25 @@
 // and restarted mid-run loses no log line and stores none twice.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DockerClient } from '../lib/docker/client.ts';
 import { removeContainer } from '../lib/docker/containers.ts';
 import { listManagedContainers } from '../lib/executor.ts';
-import { ensureTestImage, removeWorkerContainers } from './helpers/docker.ts';
-import { startTestServer, type TestServer } from './helpers/server.ts';
-import {
-  createPool, createStack, runLogs, seedPoolKey, startLauncher, tempDir, trigger, waitRun, ended,
-  type LauncherProcess, type PoolKey,
-} from './helpers/launcher.ts';
+import { LauncherFleet } from './helpers/fleet.ts';
+import type { TestServer } from './helpers/server.ts';
+import { createStack, runLogs, trigger, waitRun, ended, type LauncherProcess } from './helpers/launcher.ts';
 
-const docker = new DockerClient();
+const fleet = new LauncherFleet('restart');
+const docker = fleet.docker;
 let srv: TestServer;
-let key: PoolKey;
 let pool: { poolId: string; token: string };
 let counter: string;
-const launchers: LauncherProcess[] = [];
-const dirs: Array<{ remove(): void }> = [];
-const workerIds = new Set<string>();
 const N = 100;
 
-function stateDir(): string {
-  const d = tempDir('launcher-restart-state-');
-  dirs.push(d);
-  return d.path;
-}
+const stateDir = (): string => fleet.stateDir();
 /** One launcher at a time, so the test knows which one takes the run. */
-async function stopAll(): Promise<void> {
-  for (const x of launchers.splice(0)) { x.kill('SIGTERM'); await x.exitCode(60_000); }
-}
-function launch(dir: string): LauncherProcess {
-  const l = startLauncher({ token: pool.token, keyB64: key.keyB64, stateDir: dir });
-  launchers.push(l);
-  return l;
-}
-async function registered(l: LauncherProcess): Promise<string> {
-  const id = (JSON.parse(await l.waitFor(/Registered with the server/)) as { workerId: string }).workerId;
-  workerIds.add(id);
-  return id;
-}
-async function waitLogs(runId: string, re: RegExp): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (!re.test(await runLogs(srv, runId).catch(() => ''))) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${re} in the logs of ${runId}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const stopAll = (): Promise<void> => fleet.stopAll();
+const launch = (dir: string, env: Record<string, string> = {}): LauncherProcess => fleet.launch({ stateDir: dir, env });
+const registered = (l: LauncherProcess): Promise<string> => fleet.registered(l);
+const waitLogs = (runId: string, re: RegExp): Promise<void> => fleet.waitLogs(runId, re);
 /** The stored log must be exactly "line 1" … "line N", each once, in order. */
 function assertEveryLineOnce(logs: string): void {
   const got = logs.split('\n').filter(Boolean);
@@ -61,10 +34,8 @@ function assertEveryLineOnce(logs: string): void {
 }
 
 test.before(async () => {
-  await ensureTestImage(docker);
-  key = seedPoolKey(4096);
-  srv = await startTestServer();
-  pool = await createPool(srv, 'restart', key.csrPem);
+  await fleet.start();
+  ({ srv, pool } = fleet);
   counter = await createStack(srv, { name: 'counter', pool: pool.poolId, phases: [{ name: 'count', script: `i=1; while [ $i -le ${N} ]; do echo "line $i"; i=$((i+1)); sleep 0.1; done` }] });
 });
 
@@ -121,25 +92,22 @@ test('a phase whose container vanished while the launcher was down is reported, 
 
 test('server kill -9 and restart mid-run: no lost and no duplicated log line', async () => {
   await stopAll();
-  const l = launch(stateDir());
+  // Run output on the launcher's stdout too: it shows the run going on while the server is down.
+  const l = launch(stateDir(), { SPACELIFT_RUN_LOGS_ON_STANDARD_OUTPUT_ENABLED: 'true' });
   await registered(l);
   const runId = await trigger(srv, counter);
   await waitLogs(runId, /^line 10$/m);
   await srv.kill9();
   await l.waitFor(/Log upload failed|Lost the server/);
-  await new Promise((r) => setTimeout(r, 1500));
+  // Keep the server down until the run has printed five more lines, which must
+  // reach the server once it is back.
+  const printed = Math.max(0, ...[...l.out.matchAll(/"msg":"line (\d+)"/g)].map((m) => Number(m[1])));
+  await l.waitFor(new RegExp(`"msg":"line ${Math.min(N, printed + 5)}"`));
   await srv.start();
   const run = await waitRun(srv, runId, ended);
   assert.is(run.state, 'FINISHED', JSON.stringify(run));
   assertEveryLineOnce(await runLogs(srv, runId));
 });
 
-test.after(async () => {
-  for (const l of launchers) { l.kill('SIGTERM'); await l.exitCode(30_000); }
-  for (const id of workerIds) await removeWorkerContainers(docker, id).catch(() => {});
-  await srv?.stop();
-  key?.dir.cleanup();
-  for (const d of dirs) d.remove();
-  await docker.close();
-});
+test.after(() => fleet.close());
 test.run();

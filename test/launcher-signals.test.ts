@@ -3,7 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EventEmitter } from 'node:events';
-import { handleSignals, EXIT_QUIT } from '../lib/launcher/signals.ts';
+import { EXIT_QUIT } from '../lib/launcher/exit-codes.ts';
+import { handleSignals } from '../lib/launcher/signals.ts';
 import { Metrics, serveMetrics } from '../lib/launcher/metrics.ts';
 import type { StopMode } from '../lib/launcher/worker.ts';
 

@@ -36,7 +36,7 @@ test('a token that is not base64 is a configuration error (exit 2) that names th
 test('an unknown option is a usage error (exit 2) that points at the help', async () => {
   const r = await runLauncher({ token, keyB64: key.keyB64, stateDir: stateDir(), args: ['run', '--bogus'] });
   assert.is(r.code, 2, r.out);
-  assert.match(r.out, /Unknown option '--bogus'.*launcher run --help/);
+  assert.match(r.out, /Unknown option --bogus for launcher run: expected one of --help \(see launcher run --help; settings are environment variables\)/);
 });
 
 test('a missing key is a configuration error (exit 2)', async () => {

@@ -16,7 +16,27 @@ class FakeLogServer {
   unreachable = false;
   loseReplies = 0;
   refuse = false;
+  #waiters: { ready: () => boolean; resolve: () => void }[] = [];
+  /** Resolves once `ready()` holds, checked after every call: a test waits on what the shipper did, not on time. */
+  until(ready: () => boolean, what = 'the expected upload', ms = 10_000): Promise<void> {
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      // A deadline so a shipper that never calls fails the test instead of hanging it.
+      const t = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms (calls: ${this.calls.join(',')})`)), ms);
+      this.#waiters.push({ ready, resolve: () => { clearTimeout(t); resolve(); } });
+    });
+  }
+  #settle(): void {
+    for (const w of this.#waiters.filter((x) => x.ready())) { this.#waiters.splice(this.#waiters.indexOf(w), 1); w.resolve(); }
+  }
   upload = async (seq: number, bytes: Uint8Array): Promise<number> => {
+    try {
+      return await this.#upload(seq, bytes);
+    } finally {
+      this.#settle();
+    }
+  };
+  #upload = async (seq: number, bytes: Uint8Array): Promise<number> => {
     this.calls.push(seq);
     await new Promise((r) => setImmediate(r));
     if (this.refuse) throw Object.assign(new Error('Certificate refused (fake)'), { permanent: true });
@@ -62,7 +82,7 @@ test('the timer ships buffered output without a flush', async () => {
   const srv = new FakeLogServer();
   const s = new LogShipper({ upload: srv.upload, spillDir: spillDir(), flushMs: 20 });
   s.write(Buffer.from('hello\n'));
-  for (let i = 0; i < 500 && srv.chunks.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  await srv.until(() => srv.chunks.length > 0);
   assert.is(srv.text, 'hello\n');
   await s.close();
 });
@@ -101,8 +121,10 @@ test('while the server is unreachable (fake) chunks spill to files with bounded 
   for (const ch of text.match(/[\s\S]{1,50}/g)!) s.write(Buffer.from(ch));
   assert.ok(s.spilledChunks > 0, 'some chunks spilled');
   assert.ok(readdirSync(dir).length === s.spilledChunks);
+  // close() keeps trying while the server is unreachable: let it fail twice more first.
+  const tried = srv.calls.length;
   const done = s.close();
-  await new Promise((r) => setTimeout(r, 30));
+  await srv.until(() => srv.calls.length >= tried + 2);
   srv.unreachable = false;
   await done;
   assert.is(srv.text, text);

@@ -299,4 +299,68 @@ test('createMaskStream masks a secret printed in two writes with a pause between
   assert.ok(stream.masker.patternCount >= 2);
 });
 
+// ---- adding values: a second automaton, not a rebuild of the first ----
+
+/** Writes `input` in the given pieces, calling add(value) before the piece at `addAt`. */
+function runWithAdd(secrets: string[], added: string[], input: Uint8Array, cuts: number[], addAt: number): string {
+  const m = new Masker({ secrets: secrets.map((value, i) => ({ name: `S${i}`, value })) });
+  const parts: Uint8Array[] = [];
+  let prev = 0;
+  const ends = [...cuts, input.length];
+  ends.forEach((c, k) => {
+    if (k === addAt) for (const v of added) m.add(v);
+    parts.push(m.write(input.slice(prev, c)).slice());
+    prev = c;
+  });
+  if (addAt >= ends.length) for (const v of added) m.add(v);
+  parts.push(m.end());
+  return parts.map((p) => dec.decode(p)).join('');
+}
+
+test('add() builds an automaton of the added patterns only; the first one is kept until the added outweigh it', () => {
+  const m = new Masker({ secrets: [{ name: 'A', value: 'first-secret-value-that-is-long' }, { name: 'B', value: 'second-secret-value-long-too' }] });
+  const before = m.automatonSizes;
+  assert.ok(before.base > 0);
+  assert.is(before.added, 0);
+  m.add('later-value');
+  assert.is(m.automatonSizes.base, before.base, 'the automaton over the first secrets is not rebuilt');
+  assert.ok(m.automatonSizes.added > 0);
+  // Enough later values to outweigh the first ones: folded into one automaton again.
+  for (let i = 0; i < 20; i++) m.add(`another-later-value-${i}-padding`);
+  const after = m.automatonSizes;
+  assert.ok(after.base > before.base, `folded: ${JSON.stringify(after)}`);
+  assert.ok(after.added < after.base, 'what was added since the fold stays smaller than the rest');
+  assert.is(dec.decode(m.write(enc.encode('x later-value y first-secret-value-that-is-long z another-later-value-7-padding\n'))) + dec.decode(m.end()),
+    `x ${MASK} y ${MASK} z ${MASK}\n`);
+});
+
+test('a value added before the output is masked exactly as if it had been given at the start, whatever the splits', () => {
+  const secrets = ['base-secret-1234', 'overlapping-abc', 'dGVzdC1zZWNyZXQ='];
+  const added = ['abc-added-value', 'secret-1234-more', 'x'.repeat(3) + 'late'];
+  const text = 'pre base-secret-1234-more overlapping-abc-added-value mid xxxlate ' +
+    `${Buffer.from('abc-added-value').toString('base64')} "abc-added-value" secret-1234-more base-secret-1234\nend`;
+  const bytes = enc.encode(text);
+  const expected = runSplits({ secrets: [...secrets, ...added].map((value, i) => ({ name: `S${i}`, value })) }, bytes, []);
+  assert.not.match(expected, /abc-added-value|secret-1234|xxxlate/);
+  const rand = rng(7);
+  for (let round = 0; round < 300; round++) {
+    const cuts = [...new Set(Array.from({ length: Math.floor(rand() * 6) + 1 }, () => Math.floor(rand() * (bytes.length + 1))))].sort((a, b) => a - b);
+    assert.is(runWithAdd(secrets, added, bytes, cuts, 0), expected, `cuts ${cuts.join(',')}`);
+  }
+});
+
+test('a value added mid-stream masks what is still held back and everything after; redact uses both automata', () => {
+  const m = new Masker({ secrets: [{ name: 'T', value: 'token-value-1' }] });
+  let out = dec.decode(m.write(enc.encode('a token-val')));
+  m.add('val-added-9');
+  out += dec.decode(m.write(enc.encode('ue-1 b val-added-9 c token-value-1 d\n'))) + dec.decode(m.end());
+  assert.is(out, `a ${MASK} b ${MASK} c ${MASK} d\n`);
+  assert.is(m.redact('val-added-9 and token-value-1 and val-added-9token-value-1'), `${MASK} and ${MASK} and ${MASK}`);
+});
+
+test('::add-mask:: lines add to the second automaton and still mask across any split', () => {
+  const input = 'one\n::add-mask::dir-value-42\nsee dir-value-42 and base-secret-xyz\n::add-mask::other-77\ndir-value-42other-77\n';
+  check({ secrets: [{ name: 'B', value: 'base-secret-xyz' }] }, input, `one\n::add-mask::${MASK}\nsee ${MASK} and ${MASK}\n::add-mask::${MASK}\n${MASK}\n`, 11);
+});
+
 test.run();

@@ -99,9 +99,10 @@ test('worker registers, a queued run reaches its waiting long-poll at once, phas
   await createStack('flow', poolA.id);
   // The worker is waiting (long-poll of 30 s) before the run exists.
   const events: string[] = [];
+  const held = await srv.heldPolls();
   const poll = srv.worker(poolA.cert, 'POST', '/v1/worker/poll?wait=30', { workerId: wid, accept: true, runId: null })
     .then((r) => { events.push('poll answered'); return r; });
-  await new Promise((r) => setTimeout(r, 300));
+  await srv.waitHeldPolls(held + 1);
   events.push('triggering');
   const trig = await srv.admin('POST', '/v1/stacks/flow/runs', { proposed: false, workspace: SEALED('ws0').toString('base64') });
   assert.is(trig.status, 201, trig.text);
@@ -164,8 +165,9 @@ test('worker registers, a queued run reaches its waiting long-poll at once, phas
   assert.is(logs.text, 'line one\nline two\n');
 
   // Confirm wakes the waiting worker with phase 1 and the workspace of phase 0.
+  const held2 = await srv.heldPolls();
   const poll2 = srv.worker(poolA.cert, 'POST', '/v1/worker/poll?wait=30', { workerId: wid, accept: true, runId: null });
-  await new Promise((res) => setTimeout(res, 200));
+  await srv.waitHeldPolls(held2 + 1);
   // QUEUED, or already RUNNING when the waiting worker took it in the same step.
   assert.ok(['QUEUED', 'RUNNING'].includes((await srv.admin('POST', `/v1/runs/${runId}/confirm`)).body.run.state));
   const a2 = (await poll2).body.assignment;
@@ -194,9 +196,12 @@ test('logs?follow=1 streams new chunks and ends when the run ends', async () => 
   const got = (await srv.worker(poolA.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body;
   assert.is(got.assignment.runId, runId);
   await srv.worker(poolA.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid });
-  const follow = srv.admin('GET', `/v1/runs/${runId}/logs?follow=1`);
+  // The follower must have streamed the first chunk before the second exists.
+  let sawFirst!: () => void;
+  const firstStreamed = new Promise<void>((r) => { sawFirst = r; });
+  const follow = srv.admin('GET', `/v1/runs/${runId}/logs?follow=1`, undefined, { onText: (t) => { if (t === 'a\n') sawFirst(); } });
   await srv.worker(poolA.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/logs?seq=0`, Buffer.from('a\n'));
-  await new Promise((r) => setTimeout(r, 100));
+  await Promise.race([firstStreamed, follow.then((r) => { throw new Error(`the follow ended before streaming the first chunk: ${r.status} ${r.text}`); })]);
   await srv.worker(poolA.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/logs?seq=1`, Buffer.from('b\n'));
   await srv.worker(poolA.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/result`, { workerId: wid, outcome: 'failed', exitCode: 3, logSeq: 2 });
   const r = await follow;
@@ -293,8 +298,9 @@ test('drain by metadata tag reaches a waiting worker at once; undrained it gets 
   const wid = await register(poolB.cert, { instance_id: 'i-drain-me' });
   const other = await register(poolB.cert, { instance_id: 'i-other' });
   // First poll after registration settles the control state.
+  const held = await srv.heldPolls();
   const poll = srv.worker(poolB.cert, 'POST', '/v1/worker/poll?wait=30', { workerId: wid, accept: true, runId: null });
-  await new Promise((r) => setTimeout(r, 200));
+  await srv.waitHeldPolls(held + 1);
   const d = await srv.admin('POST', '/v1/workers/drain', { metadata: { instance_id: 'i-drain-me' } });
   assert.is(d.status, 200);
   assert.equal(d.body.workers.map((w: { id: string }) => w.id), [wid]);
@@ -325,8 +331,9 @@ test('cancel of a started phase is delivered in the poll; the run ends CANCELED 
   const a = (await srv.worker(poolB.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body.assignment;
   assert.is(a.runId, runId);
   await srv.worker(poolB.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid });
+  const held = await srv.heldPolls();
   const busyPoll = srv.worker(poolB.cert, 'POST', '/v1/worker/poll?wait=30', { workerId: wid, accept: false, runId });
-  await new Promise((r) => setTimeout(r, 200));
+  await srv.waitHeldPolls(held + 1);
   const c = await srv.admin('POST', `/v1/runs/${runId}/cancel`);
   assert.is(c.body.run.state, 'RUNNING');
   assert.is(c.body.run.cancelRequested, true);
@@ -360,8 +367,9 @@ test('prioritize moves a run to the head of its pool queue; delete refuses a bus
 
 test('cycle: registered workers are told to exit after their current run; later ones are not', async () => {
   const before = await register(poolA.cert);
+  const held = await srv.heldPolls();
   const poll = srv.worker(poolA.cert, 'POST', '/v1/worker/poll?wait=30', { workerId: before, accept: true, runId: null });
-  await new Promise((r) => setTimeout(r, 200));
+  await srv.waitHeldPolls(held + 1);
   const c = await srv.admin('POST', `/v1/pools/${poolA.id}/cycle`);
   assert.is(c.status, 200);
   assert.is(c.body.pool.cycle, 1);

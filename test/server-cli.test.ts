@@ -48,7 +48,7 @@ test('bad flags are config errors (exit code 2) naming the flag and an example',
     [[], /Missing --data/],
     [['--data', 'd', '--worker-lease', '30'], /Invalid --worker-lease: .*"30" has no unit \(try 30m\)/],
     [['--data', 'd', '--url', 'http://x:80'], /Invalid --url: "http:\/\/x:80" \(expected https:\/\/NAME:PORT/],
-    [['--data', 'd', '--bogus'], /Unknown option '--bogus'/],
+    [['--data', 'd', '--bogus'], /Unknown option --bogus for launcher server: expected one of --data, --listen, .*\(see launcher server --help\)/],
   ];
   for (const [argv, re] of cases) {
     assert.throws(() => parseServerArgs(argv, '/'), (e: Error & { exitCode?: number }) => re.test(e.message) && e.exitCode === 2, argv.join(' '));

@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LOCK_FILE, processStartTime, StateDir, defaultStateDir } from '../lib/launcher/statedir.ts';
+import { LOCK_FILE, processStartTime, StateDir } from '../lib/launcher/statedir.ts';
 
 const dirs: string[] = [];
 function tmp(): string {
@@ -99,11 +99,6 @@ test('spill directories are per phase and cleared', () => {
   const sd = new StateDir(tmp());
   assert.ok(sd.spillDir('run_a', 0) !== sd.spillDir('run_a', 1));
   assert.ok(sd.spillDir('../x', 0).startsWith(join(sd.path, 'spill')));
-});
-
-test('default state directory follows XDG_STATE_HOME, then HOME', () => {
-  assert.is(defaultStateDir({ XDG_STATE_HOME: '/x' }), '/x/spacelift-launcher');
-  assert.is(defaultStateDir({ HOME: '/home/u' }), '/home/u/.local/state/spacelift-launcher');
 });
 
 test('an unusable directory is a configuration error naming the variable', () => {

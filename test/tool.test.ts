@@ -79,6 +79,27 @@ test('step scripts run under a real shell: hooks fail the step with their exit c
   }
 });
 
+test('a stop reaches the tool: SIGTERM to the step script is forwarded to the tool, and the step waits for it to finish and takes its exit code', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'launcher-tool-sig-'));
+  try {
+    // A stand-in tool: on SIGTERM it writes what Terraform would (its state) and exits 3.
+    const fake = join(dir, 'faketf');
+    writeFileSync(fake, '#!/bin/sh\ntrap \'echo interrupted > state.txt; exit 3\' TERM\necho started > started.txt\nwhile :; do sleep 0.1; done\n', { mode: 0o755 });
+    const script = stepScript(cfg({ binary: fake, manageState: false }), 'apply', { projectRoot: '.' });
+    const { spawn } = await import('node:child_process');
+    const { existsSync, readFileSync } = await import('node:fs');
+    const p = spawn('sh', ['-c', script], { cwd: dir, stdio: 'ignore' });
+    for (let i = 0; i < 100 && !existsSync(join(dir, 'started.txt')); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(existsSync(join(dir, 'started.txt')), 'the tool started');
+    p.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    assert.is(code, 3, 'the step ends with the tool\'s own exit code');
+    assert.is(readFileSync(join(dir, 'state.txt'), 'utf8').trim(), 'interrupted');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the override pins the local backend to the managed state file', () => {
   assert.match(overrideFile(), /terraform \{\n {2}backend "local" \{\n {4}path = "\.launcher\/terraform\.tfstate"/);
 });

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyDelta, indexPack, parseCommit, parseTree, PackError } from '../lib/vcs/pack.ts';
+import { applyDelta, indexPack, PackIndexer, parseCommit, parseTree, PackError } from '../lib/vcs/pack.ts';
 import { FLUSH, parseAdvertisement, parsePktLines, pktLine, readPackResponse, SmartHttpError } from '../lib/vcs/smart-http.ts';
 
 const dirs: string[] = [];
@@ -68,9 +68,20 @@ test('damaged packs are refused with a reason', () => {
   const r = repoWithSimilarFiles();
   const { pack } = packOf(r, true);
   const flipped = Buffer.from(pack); flipped[200] ^= 0xff;
-  assert.throws(() => indexPack(flipped), (e: Error) => e instanceof PackError && /trailer does not match/.test(e.message));
+  // Found while the pack streams in (the object no longer inflates), or at its end (the trailer).
+  assert.throws(() => indexPack(flipped), (e: Error) => e instanceof PackError && /^Corrupt pack/.test(e.message));
+  const badTrailer = Buffer.from(pack); badTrailer[badTrailer.length - 1] ^= 0xff;
+  assert.throws(() => indexPack(badTrailer), (e: Error) => e instanceof PackError && /trailer does not match/.test(e.message));
   assert.throws(() => indexPack(pack.subarray(0, pack.length - 100)), (e: Error) => e instanceof PackError);
   assert.throws(() => indexPack(Buffer.from('NOTAPACK'.repeat(8))), /does not start with "PACK"/);
+  // Fed in small pieces, as it arrives from the network: the same objects.
+  const ix = new PackIndexer();
+  for (let i = 0; i < pack.length; i += 1000) ix.push(pack.subarray(i, i + 1000));
+  const whole = indexPack(pack);
+  const streamed = ix.end();
+  const head = r.git('rev-parse', 'HEAD');
+  assert.ok(streamed.read(head).data.equals(whole.read(head).data));
+  assert.ok(streamed.read(r.git('rev-parse', 'HEAD:file-3.tf')).data.equals(r.raw('cat-file', 'blob', 'HEAD:file-3.tf')));
   assert.throws(() => indexPack(pack).read('f'.repeat(40)), /not in the pack/);
 });
 

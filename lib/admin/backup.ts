@@ -3,11 +3,10 @@
 // closing checksum list); FILE appears only once the whole archive is there
 // and correct (temp file beside it, fsync, rename), so a cron job never keeps
 // half a backup under the real name.
-import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { readArchive } from '../backup/archive.ts';
-import { fsyncDir } from '../server/blobs.ts';
+import { fsyncDir, tempPathFor } from '../atomic-file.ts';
 import { need, write, type Command } from './command.ts';
 import { byteSize, json } from './format.ts';
 
@@ -20,7 +19,7 @@ export const backup: Command = {
   async run(ctx, args) {
     const file = resolve(ctx.cwd, need(args, 'output', 'the file to write the backup to', 'backup -o FILE'));
     const started = Date.now();
-    const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+    const tmp = tempPathFor(file);
     const fh = await open(tmp, 'wx', 0o600);
     let ok = false;
     try {

@@ -5,6 +5,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { LauncherError } from '../errors.ts';
+import { SERVER_UNTRUSTED, connectionErrorCode, isTrustFailure } from '../tls-trust.ts';
 
 export interface Connection {
   /** Base URL of the server, e.g. https://127.0.0.1:8443 */
@@ -76,19 +77,14 @@ export function errorFromResponse(status: number, text: string): AdminError {
   return new AdminError(`HTTP_${status}`, `The server answered ${status}${snippet ? `: ${snippet}` : ''}`, status, body);
 }
 
-const TLS_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE',
-]);
-
 /** A failure before any HTTP answer: refused connection, untrusted certificate. */
 export function transportError(server: URL, e: unknown): LauncherError {
   if (e instanceof LauncherError) return e;
   const cause = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
-  const code = cause?.code ?? cause?.cause?.code ?? '';
+  const code = connectionErrorCode(e);
   const detail = cause?.cause?.message ?? cause?.message ?? String(e);
-  if (TLS_CODES.has(code)) {
-    return new LauncherError('SERVER_UNTRUSTED',
+  if (isTrustFailure(code)) {
+    return new LauncherError(SERVER_UNTRUSTED,
       `Cannot trust the server at ${server.origin}: ${detail}; pass its CA certificate with --ca FILE (or LAUNCHER_CA), or use --data DIR on the server host`,
       { cause: e });
   }

@@ -4,6 +4,7 @@
 // (exit 1) carrying the server's code.
 import type { Writable } from 'node:stream';
 import { ConfigError } from '../errors.ts';
+import type { PhaseSpec } from '../protocol.ts';
 import type { AdminClient } from './client.ts';
 
 export interface OptionSpec {
@@ -63,38 +64,6 @@ export function need(args: Args, name: string, what: string, usage: string): str
   const v = str(args, name);
   if (v === undefined || v === '') throw new ConfigError(`Missing --${name}: ${what} (usage: launcher admin ${usage})`);
   return v;
-}
-
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-/**
- * `K=V` pairs from a repeatable flag. `envNames` restricts keys to what a shell
- * accepts as a variable name (for --env and --secret); metadata tags allow
- * any key without "=". The value may contain "=".
- */
-export function keyValues(values: string[], flagName: string, opts: { envNames?: boolean; secret?: boolean } = {}): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of values) {
-    const i = item.indexOf('=');
-    const key = i < 0 ? '' : item.slice(0, i);
-    if (i <= 0) {
-      // A malformed --secret may be the bare value: never echo it.
-      const shown = opts.secret ? '(value not shown)' : `"${item.length > 40 ? item.slice(0, 40) + '…' : item}"`;
-      throw new ConfigError(`Cannot use --${flagName} ${shown}: expected KEY=VALUE`);
-    }
-    if (opts.envNames && !ENV_NAME.test(key)) {
-      throw new ConfigError(`Cannot use --${flagName} ${key}=…: "${key}" is not a variable name; expected letters, digits and _ not starting with a digit`);
-    }
-    if (key in out) throw new ConfigError(`Cannot use --${flagName} ${key}=… twice: give each key once`);
-    out[key] = item.slice(i + 1);
-  }
-  return out;
-}
-
-export interface PhaseSpec {
-  name: string;
-  script: string;
-  confirm: boolean;
 }
 
 /** `--phase NAME=SCRIPT` in order, and `--confirm NAME` marking phases that wait. */

@@ -5,15 +5,7 @@ import { ConfigError } from '../errors.ts';
 import { parseRetention } from '../retention/policy.ts';
 import { flag, str, write, type Command } from './command.ts';
 import { byteSize, json } from './format.ts';
-
-interface GcReport {
-  dryRun: boolean;
-  runsEndedBefore: string | null;
-  runs: { count: number; logBytes: number; workspaceBytes: number; oldestEndedAt: string | null; newestEndedAt: string | null };
-  workers: { count: number; ids: string[] };
-  orphans: { files: number; bytes: number; paths: string[] };
-  bytes: number;
-}
+import type { GcReport, GcRequest } from '../protocol.ts';
 
 const listed = (items: string[], total: number): string =>
   items.length === 0 ? '' : `: ${items.slice(0, 10).join(', ')}${total > 10 ? `, … (${total - 10} more)` : ''}`;
@@ -45,7 +37,7 @@ export const gc: Command = {
     'retain-offline-workers': { type: 'string', arg: 'DURATION', help: 'workers OFFLINE longer go (default: the server\'s --retain-offline-workers)' },
   },
   async run(ctx, args) {
-    const body: Record<string, unknown> = { dryRun: flag(args, 'dry-run') };
+    const body: GcRequest = { dryRun: flag(args, 'dry-run') };
     const runs = str(args, 'retain-runs');
     const workers = str(args, 'retain-offline-workers');
     // Checked here too, so the message names the flag rather than the API field.

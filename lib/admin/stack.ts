@@ -4,7 +4,8 @@
 import { ConfigError } from '../errors.ts';
 import { STACK_KINDS, type StackKind, type StackList, type StackReply, type StackRequest, type StackView, type WebhookReply } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
-import { flag, keyValues, list, need, phases, str, write, type AdminContext, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
+import { keyValues } from '../key-values.ts';
+import { flag, list, need, phases, str, write, type AdminContext, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
 import { HOOK_POINTS, TOOL_NAMES, TOOL_STEPS as STEPS, type ToolConfig } from '../protocol.ts';
 
 type ToolPatch = Partial<ToolConfig>;

@@ -10,7 +10,7 @@ import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import type { StackReply, StateList, StateVersionView } from '../protocol.ts';
-import { fsyncDir } from '../server/blobs.ts';
+import { fsyncDir } from '../atomic-file.ts';
 import { readStateHead } from '../tool/state.ts';
 import { createSealStream } from '../age/seal.ts';
 import { seg } from './client.ts';

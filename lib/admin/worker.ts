@@ -5,7 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError } from '../errors.ts';
 import type { WorkerList, WorkerSelector, WorkerView } from '../protocol.ts';
 import type { AdminClient } from './client.ts';
-import { flag, keyValues, list, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
+import { keyValues } from '../key-values.ts';
+import { flag, list, str, write, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
 import { ago, cell, json, table, tags } from './format.ts';
 
 

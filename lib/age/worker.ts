@@ -88,7 +88,7 @@ function writeChunkAt(fd: number, bufs: Buffer[], position: number): void {
   for (const b of bufs) want += b.length;
   let done = writevSync(fd, bufs, position);
   if (done === want) return;
-  // Short write: finish byte by byte range, without writev.
+  // Short write (rare for regular files): write the rest from one buffer.
   const all = Buffer.concat(bufs);
   while (done < want) done += writeSync(fd, all, done, want - done, position + done);
 }

@@ -10,7 +10,7 @@ import { mkdir, open, readdir, rename, rm, rmdir, stat, type FileHandle } from '
 import { basename, dirname, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { LauncherError } from '../errors.ts';
-import { fsyncDir } from '../server/blobs.ts';
+import { fsyncDir } from '../atomic-file.ts';
 import { SCHEMA_VERSION } from '../server/db.ts';
 import { readArchive } from './archive.ts';
 import { DATABASE_NAME, entryMode, invalidBackup, type BackupManifest } from './format.ts';

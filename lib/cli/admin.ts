@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { usageError } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { ConfigError, LauncherError } from '../errors.ts';
 import { AdminClient, AdminError } from '../admin/client.ts';
@@ -51,23 +52,6 @@ function nounUsage(name: string, noun: Noun): string {
 function commandUsage(c: Command): string {
   const own = c.options && Object.keys(c.options).length > 0 ? `\nOptions:\n${optionLines(c.options)}` : '';
   return `Usage: launcher admin ${c.usage}\n\n${c.summary}\n${own}\nConnection and output:\n${optionLines(GLOBAL_OPTIONS)}`;
-}
-
-/** Translate node:util parseArgs errors into usage errors that name the flag. */
-function parseFailure(e: unknown, c: Command, allowed: Record<string, OptionSpec>): ConfigError {
-  const err = e as { code?: string; message?: string };
-  const accepted = Object.keys(allowed).map((k) => `--${k}`).join(', ');
-  const m = /'(?:-\w, )?(-{1,2}[^' ,]+)/.exec(err.message ?? '');
-  const flagName = m?.[1] ?? 'an option';
-  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    return new ConfigError(`Unknown option ${flagName} for launcher admin ${c.usage.split(' ').filter((w) => /^[a-z]+$/.test(w)).slice(0, 2).join(' ')}: expected one of ${accepted}`, { code: 'USAGE' });
-  }
-  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-    const o = allowed[flagName.replace(/^-+/, '')];
-    const what = o?.type === 'boolean' ? 'it takes no value' : `it needs a value${o?.arg ? ` (${o.arg})` : ''}`;
-    return new ConfigError(`Cannot use ${flagName}: ${what}`, { code: 'USAGE' });
-  }
-  return new ConfigError(`Cannot read the arguments: ${err.message ?? String(e)}`, { code: 'USAGE' });
 }
 
 export function checkPositionals(c: Command, positionals: string[]): void {
@@ -122,7 +106,7 @@ export function parseCommand(argv: string[]): { command: Command | null; help: s
     });
     parsed = { values: r.values as Args['values'], positionals: r.positionals };
   } catch (e) {
-    throw parseFailure(e, command, allowed);
+    throw usageError(e, `admin ${command.usage.split(' ').filter((w) => /^[a-z]+$/.test(w)).slice(0, 2).join(' ')}`, allowed);
   }
   if (parsed.values.help === true) return { command: null, help: commandUsage(command), args: parsed };
   checkPositionals(command, parsed.positionals);
@@ -165,7 +149,8 @@ export async function run(io: CommandIo): Promise<number> {
       out: io.stdout,
       err: io.stderr,
       cwd: io.cwd,
-      signal: io.signal,
+      // No signal: Ctrl-C ends an admin command the default way, at once.
+      signal: undefined,
       now: () => Date.now(),
       readFile(path, flagName) {
         const text = readText(resolve(io.cwd, path));

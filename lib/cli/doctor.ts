@@ -1,9 +1,8 @@
 // `launcher doctor`: preflight checks of this host's launcher configuration.
 // Prints each check as PASS/FAIL (WARN still passes) with a fix under every
 // failure; exit 0 only when everything passes, 1 otherwise.
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
-import { ConfigError } from '../errors.ts';
 import { parseLauncherConfig } from '../config.ts';
 import { allPassed, formatChecks, runDoctor } from '../launcher/doctor.ts';
 
@@ -17,11 +16,7 @@ TLS, and this host's clock agrees with the server's. Exit 0 only if all pass.
 
 export async function run(io: CommandIo): Promise<number> {
   let values;
-  try {
-    ({ values } = parseArgs({ args: io.argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: false }));
-  } catch (e) {
-    throw new ConfigError(`Invalid arguments: ${(e as Error).message} (see launcher doctor --help; settings are environment variables)`, { code: 'USAGE' });
-  }
+  ({ values } = parseCommandArgs('doctor', { args: io.argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: false }, 'settings are environment variables'));
   if (values.help) {
     io.stdout.write(USAGE);
     return 0;

@@ -6,14 +6,15 @@
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
-import { maskedValues, parseLauncherConfig, whitelistedEnv, type LauncherConfig } from '../config.ts';
-import { Masker, MAX_DIRECTIVE_BYTES } from '../mask.ts';
+import { keyValues } from '../key-values.ts';
+import { maskedValues, parseLauncherConfig, phaseMounts, whitelistedEnv } from '../config.ts';
+import { Masker } from '../mask.ts';
 import { DockerClient } from '../docker/client.ts';
 import { loadDockerConfig, registryAuthHeader } from '../docker/auth.ts';
-import { runPhase, type PhaseMount, type PhaseResult } from '../executor.ts';
+import { runPhase, type PhaseResult } from '../executor.ts';
 import { extractToDirectory, packDirectory } from '../workspace.ts';
 import type { StdStream } from '../docker/stream.ts';
 
@@ -38,74 +39,21 @@ Exit code: the script's; 124 when the logs or run timeout stopped it;
 /** Exit code for a phase stopped by a launcher timeout, as timeout(1) uses. */
 export const TIMEOUT_EXIT_CODE = 124;
 
-function keyValues(flag: string, values: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const kv of values) {
-    const eq = kv.indexOf('=');
-    const key = eq < 0 ? '' : kv.slice(0, eq);
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
-      // Never echo a --secret value.
-      const shown = flag === '--secret' ? (eq < 0 ? '(no "=")' : `"${key}=…"`) : `"${kv}"`;
-      throw new ConfigError(`Cannot parse ${flag} ${shown}: expected NAME=VALUE with a variable name, e.g. ${flag} TF_VAR_region=eu-west-1`);
-    }
-    out[key] = kv.slice(eq + 1);
-  }
-  return out;
-}
-
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        image: { type: 'string' },
-        workspace: { type: 'string' },
-        out: { type: 'string' },
-        env: { type: 'string', multiple: true },
-        secret: { type: 'string', multiple: true },
-        'read-only': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')}: see launcher exec --help`);
-  }
-}
-
-function mountsFor(config: LauncherConfig, readOnly: boolean): PhaseMount[] {
-  return [...config.extraMounts, ...(readOnly ? config.roExtraMounts : config.woExtraMounts)]
-    .map((m) => ({ hostPath: m.hostPath, containerPath: m.containerPath }));
-}
-
-/**
- * One masker per output stream keeps stdout and stderr apart; a
- * `::add-mask::VALUE` line on one stream must also mask VALUE on the other,
- * so complete directive lines are sniffed here and handed across.
- */
-class DirectiveSniffer {
-  #atLineStart = true;
-  #line: number[] | undefined;
-  #onValue: (v: string) => void;
-  constructor(onValue: (v: string) => void) { this.#onValue = onValue; }
-  push(chunk: Uint8Array): void {
-    for (const b of chunk) {
-      if (this.#atLineStart) this.#line = [];
-      this.#atLineStart = b === 10;
-      if (!this.#line) continue;
-      if (b === 10) {
-        const text = new TextDecoder().decode(new Uint8Array(this.#line)).replace(/\r$/, '');
-        this.#line = undefined;
-        if (text.startsWith('::add-mask::') && text.length > '::add-mask::'.length) this.#onValue(text.slice('::add-mask::'.length));
-        continue;
-      }
-      this.#line.push(b);
-      const prefix = '::add-mask::';
-      const n = this.#line.length;
-      if ((n <= prefix.length && b !== prefix.charCodeAt(n - 1)) || n > MAX_DIRECTIVE_BYTES) this.#line = undefined;
-    }
-  }
+  return parseCommandArgs('exec', {
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      image: { type: 'string' },
+      workspace: { type: 'string' },
+      out: { type: 'string' },
+      env: { type: 'string', multiple: true },
+      secret: { type: 'string', multiple: true },
+      'read-only': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
 }
 
 export async function run(io: CommandIo): Promise<number> {
@@ -121,8 +69,8 @@ export async function run(io: CommandIo): Promise<number> {
   const say = (m: string) => io.stderr.write(`launcher exec: ${m}\n`);
   for (const w of warnings) say(`warning: ${w}`);
 
-  const phaseEnv = keyValues('--env', opts.env ?? []);
-  const secretEnv = keyValues('--secret', opts.secret ?? []);
+  const phaseEnv = keyValues(opts.env ?? [], 'env', { envNames: true });
+  const secretEnv = keyValues(opts.secret ?? [], 'secret', { envNames: true, secret: true });
   const readOnly = opts['read-only'] === true;
   const image = opts.image ?? config.defaultRunnerImage;
   const workspace = opts.workspace === undefined ? undefined : resolve(io.cwd, opts.workspace);
@@ -135,21 +83,19 @@ export async function run(io: CommandIo): Promise<number> {
 
   const secrets = [...maskedValues(config, io.env), ...Object.entries(secretEnv).map(([name, value]) => ({ name, value }))];
   const onWarning = (m: string) => say(`warning: ${m}`);
+  // One masker per output stream keeps stdout and stderr apart; a value an
+  // `::add-mask::` line adds on one stream is masked on the other too (the
+  // masker's own onAdd hook: it alone reads directives).
   const maskers: Record<StdStream, Masker> = {
-    stdout: new Masker({ secrets, onWarning }),
-    stderr: new Masker({ secrets, onWarning: () => {} }), // same secrets: warn once
-  };
-  const sniffers: Record<StdStream, DirectiveSniffer> = {
-    stdout: new DirectiveSniffer((v) => maskers.stderr.add(v)),
-    stderr: new DirectiveSniffer((v) => maskers.stdout.add(v)),
+    stdout: new Masker({ secrets, onWarning, onAdd: (v) => maskers.stderr.add(v, 'a value added on stdout') }),
+    stderr: new Masker({ secrets, onWarning: () => {}, onAdd: (v) => maskers.stdout.add(v, 'a value added on stderr') }), // same secrets: warn once
   };
   const sinks = { stdout: io.stdout, stderr: io.stderr };
 
   const ac = new AbortController();
   const onSignal = () => ac.abort();
-  io.signal?.addEventListener('abort', onSignal);
-  const ownSignals = io.signal === undefined;
-  if (ownSignals) { process.once('SIGINT', onSignal); process.once('SIGTERM', onSignal); }
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
 
   const docker = new DockerClient({ host: config.dockerHost });
   let result: PhaseResult;
@@ -162,7 +108,7 @@ export async function run(io: CommandIo): Promise<number> {
       script,
       env: { ...whitelistedEnv(config, io.env, readOnly), ...phaseEnv, ...secretEnv },
       readOnly,
-      mounts: mountsFor(config, readOnly),
+      mounts: phaseMounts(config, readOnly),
       network: config.workerNetwork,
       ...(config.runtime ? { runtime: config.runtime } : {}),
       pullPolicy: config.pullPolicy,
@@ -172,7 +118,6 @@ export async function run(io: CommandIo): Promise<number> {
       signal: ac.signal,
       onPullProgress: (line) => say(`pull: ${line}`),
       onOutput: (chunk, stream) => {
-        sniffers[stream].push(chunk);
         const out = maskers[stream].write(chunk);
         if (out.length > 0) sinks[stream].write(out);
       },
@@ -184,8 +129,8 @@ export async function run(io: CommandIo): Promise<number> {
       const rest = maskers[s].end();
       if (rest.length > 0) sinks[s].write(rest);
     }
-    io.signal?.removeEventListener('abort', onSignal);
-    if (ownSignals) { process.off('SIGINT', onSignal); process.off('SIGTERM', onSignal); }
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await docker.close();
   }
   return exitCodeFor(result, say);

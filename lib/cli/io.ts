@@ -9,8 +9,6 @@ export interface CommandIo {
   stdout: Writable;
   stderr: Writable;
   cwd: string;
-  /** Aborted on SIGINT/SIGTERM by the entry; long-running commands watch it. */
-  signal?: AbortSignal;
 }
 
 /** Every subcommand module exports `run(io)` resolving to the exit code. */

@@ -1,12 +1,11 @@
 // `launcher keygen`: the pool's RSA key and CSR, the same result as the seed's
 // `openssl req -new -newkey rsa:4096 -nodes -keyout spacelift.key -out spacelift.csr`
 // for hosts without openssl. The key is written with mode 0600 and never printed.
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { dirname, resolve } from 'node:path';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
+import { writeFilesAtomic } from '../atomic-file.ts';
 import { ConfigError, LauncherError } from '../errors.ts';
 import { createCsr } from '../csr.ts';
 import { MAX_POOL_KEY_BITS, MIN_POOL_KEY_BITS, generatePoolKey } from '../keys.ts';
@@ -32,56 +31,20 @@ export function parseBits(value: string): number {
   return bits;
 }
 
-/**
- * Writes each file to a random temporary name beside it (created exclusively,
- * never following a planted link), fsyncs it, and only once every one is
- * complete renames them into place and fsyncs the directory: a crash or a
- * full disk never leaves half a key, nor a new key beside an old CSR.
- */
-async function writeAllAtomic(files: Array<{ path: string; data: string; mode: number }>): Promise<void> {
-  const tmps: string[] = [];
-  try {
-    for (const f of files) {
-      const tmp = join(dirname(f.path), `.${basename(f.path)}.${randomBytes(6).toString('hex')}.tmp`);
-      tmps.push(tmp);
-      const fh = await open(tmp, 'wx', f.mode);
-      try {
-        await fh.writeFile(f.data);
-        await fh.chmod(f.mode); // the umask may have narrowed it
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    }
-    for (let i = 0; i < files.length; i++) await rename(tmps[i]!, files[i]!.path);
-    for (const d of new Set(files.map((f) => dirname(f.path)))) {
-      const dh = await open(d, 'r');
-      try { await dh.sync(); } finally { await dh.close(); }
-    }
-  } catch (e) {
-    for (const t of tmps) await rm(t, { force: true });
-    throw e;
-  }
-}
-
 export async function run(io: CommandIo): Promise<number> {
   let values: { out?: string; bits?: string; cn?: string; force?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: io.argv,
-      options: {
-        out: { type: 'string', short: 'o' },
-        bits: { type: 'string' },
-        cn: { type: 'string' },
-        force: { type: 'boolean', short: 'f' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')}: see launcher keygen --help`);
-  }
+  ({ values } = parseCommandArgs('keygen', {
+    args: io.argv,
+    options: {
+      out: { type: 'string', short: 'o' },
+      bits: { type: 'string' },
+      cn: { type: 'string' },
+      force: { type: 'boolean', short: 'f' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+  }));
   if (values.help) {
     io.stdout.write(USAGE);
     return 0;
@@ -102,7 +65,8 @@ export async function run(io: CommandIo): Promise<number> {
 
   const key = generatePoolKey(bits);
   const csr = createCsr(key.privateKeyPem, { commonName: values.cn ?? undefined });
-  await writeAllAtomic([{ path: keyPath, data: key.privateKeyPem, mode: 0o600 }, { path: csrPath, data: csr, mode: 0o644 }]);
+  // Both complete before either is renamed into place: never a new key beside an old CSR.
+  await writeFilesAtomic([{ path: keyPath, data: key.privateKeyPem, mode: 0o600 }, { path: csrPath, data: csr, mode: 0o644 }]);
 
   const q = (s: string) => (/^[\w./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
   io.stdout.write(

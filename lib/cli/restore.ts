@@ -1,7 +1,7 @@
 // `launcher server restore FILE --data DIR`: a backup from `launcher admin
 // backup` becomes a new data directory (see lib/backup/restore.ts).
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
 import { restoreBackup } from '../backup/restore.ts';
@@ -26,14 +26,10 @@ Exit codes: 0 restored, 1 the backup is damaged or incomplete, 2 bad arguments
 export async function run(io: CommandIo): Promise<number> {
   let values;
   let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: io.argv, allowPositionals: true,
-      options: { data: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
-    }));
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')} (see launcher server restore --help)`);
-  }
+  ({ values, positionals } = parseCommandArgs('server restore', {
+    args: io.argv, allowPositionals: true,
+    options: { data: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+  }));
   if (values.help) { io.stdout.write(USAGE); return 0; }
   if (positionals.length !== 1) throw new ConfigError(positionals.length === 0 ? 'Missing FILE: expected launcher server restore FILE --data DIR' : `Unexpected argument "${positionals[1]}": expected launcher server restore FILE --data DIR`);
   if (!values.data) throw new ConfigError('Missing --data: the directory to restore into (it must not exist or be empty)');

@@ -8,11 +8,11 @@
 //   3 refused by the server (pool reset or deleted): get a new token
 //   4 cycled by the server: the supervisor should start a fresh launcher
 //   5 Docker unreachable at start-up
-import { parseArgs } from 'node:util';
 import type { Server } from 'node:http';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
-import { parseLauncherConfig, whitelistedEnv, maskedValues, type LauncherConfig } from '../config.ts';
-import { ConfigError, LauncherError, isLauncherError } from '../errors.ts';
+import { parseLauncherConfig, phaseMounts, whitelistedEnv, maskedValues, type LauncherConfig } from '../config.ts';
+import { LauncherError, isLauncherError } from '../errors.ts';
 import { assertKeyMatchesCertificate, parsePoolPrivateKey } from '../keys.ts';
 import { decodeToken } from '../token.ts';
 import { DockerClient } from '../docker/client.ts';
@@ -23,7 +23,8 @@ import { Metrics, serveMetrics } from '../launcher/metrics.ts';
 import { createLogger } from '../log.ts';
 import { Masker } from '../mask.ts';
 import { handleSignals } from '../launcher/signals.ts';
-import { EXIT_DOCKER, Worker } from '../launcher/worker.ts';
+import { EXIT_DOCKER } from '../launcher/exit-codes.ts';
+import { Worker } from '../launcher/worker.ts';
 import type { PhaseSettings } from '../launcher/phase.ts';
 import { VERSION } from '../version.ts';
 
@@ -46,7 +47,7 @@ export function phaseSettings(config: LauncherConfig, env: Record<string, string
     logsTimeoutMs: config.logsTimeoutMs,
     runTimeoutMs: config.runTimeoutMs,
     pullPolicy: config.pullPolicy,
-    mounts: (readOnly) => [...config.extraMounts, ...(readOnly ? config.roExtraMounts : config.woExtraMounts)],
+    mounts: (readOnly) => phaseMounts(config, readOnly),
     env: (readOnly) => whitelistedEnv(config, env, readOnly),
     masks: maskedValues(config, env),
     registryAuth: (image) => registryAuthHeader(auths, image),
@@ -56,11 +57,7 @@ export function phaseSettings(config: LauncherConfig, env: Record<string, string
 
 export async function run(io: CommandIo): Promise<number> {
   let values;
-  try {
-    ({ values } = parseArgs({ args: io.argv, options: { help: { type: 'boolean', short: 'h' } }, allowPositionals: false }));
-  } catch (e) {
-    throw new ConfigError(`Invalid arguments: ${(e as Error).message} (see launcher run --help; settings are environment variables)`, { code: 'USAGE' });
-  }
+  ({ values } = parseCommandArgs('run', { args: io.argv, options: { help: { type: 'boolean', short: 'h' } }, allowPositionals: false }, 'settings are environment variables'));
   if (values.help) {
     io.stdout.write(USAGE);
     return 0;
@@ -109,13 +106,7 @@ export async function run(io: CommandIo): Promise<number> {
       state.unlock();
       process.exit(code);
     });
-    const onAbort = () => worker.stop('graceful');
-    io.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await worker.run();
-    } finally {
-      io.signal?.removeEventListener('abort', onAbort);
-    }
+    return await worker.run();
   } finally {
     unhandle();
     metricsServer?.close();

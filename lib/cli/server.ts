@@ -1,7 +1,7 @@
 // `launcher server`: the control plane. Parses flags, starts the HTTPS server
 // on the data directory, and runs until SIGINT/SIGTERM.
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
 import { ConfigError } from '../errors.ts';
 import { parseDuration } from '../duration.ts';
@@ -111,38 +111,34 @@ function retention(text: string | undefined, flag: string): number | undefined {
 
 export function parseServerArgs(argv: string[], cwd: string) {
   let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        data: { type: 'string' },
-        listen: { type: 'string', default: DEFAULT_LISTEN },
-        url: { type: 'string' },
-        'worker-lease': { type: 'string', default: '30s' },
-        'worker-grace': { type: 'string', default: '2m' },
-        'max-workspace-size': { type: 'string', default: '1GiB' },
-        dist: { type: 'string' },
-        'max-connections': { type: 'string' },
-        'max-pending-per-address': { type: 'string' },
-        'handshake-timeout': { type: 'string' },
-        'headers-timeout': { type: 'string' },
-        'body-timeout': { type: 'string' },
-        'max-run-log': { type: 'string' },
-        'max-uploads-per-worker': { type: 'string' },
-        'max-uploads': { type: 'string' },
-        'min-free-disk': { type: 'string' },
-        'metrics-listen': { type: 'string' },
-        'retain-runs': { type: 'string' },
-        'retain-offline-workers': { type: 'string' },
-        debug: { type: 'boolean', default: false },
-        'rotate-admin-token': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')} (see launcher server --help)`);
-  }
+  ({ values } = parseCommandArgs('server', {
+    args: argv,
+    options: {
+      data: { type: 'string' },
+      listen: { type: 'string', default: DEFAULT_LISTEN },
+      url: { type: 'string' },
+      'worker-lease': { type: 'string', default: '30s' },
+      'worker-grace': { type: 'string', default: '2m' },
+      'max-workspace-size': { type: 'string', default: '1GiB' },
+      dist: { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-pending-per-address': { type: 'string' },
+      'handshake-timeout': { type: 'string' },
+      'headers-timeout': { type: 'string' },
+      'body-timeout': { type: 'string' },
+      'max-run-log': { type: 'string' },
+      'max-uploads-per-worker': { type: 'string' },
+      'max-uploads': { type: 'string' },
+      'min-free-disk': { type: 'string' },
+      'metrics-listen': { type: 'string' },
+      'retain-runs': { type: 'string' },
+      'retain-offline-workers': { type: 'string' },
+      debug: { type: 'boolean', default: false },
+      'rotate-admin-token': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    allowPositionals: false,
+  }));
   if (values.help) return { help: true as const };
   if (!values.data) throw new ConfigError('Missing --data: the server needs a data directory (e.g. --data /var/lib/launcher)');
   const listen = parseListen(values.listen!);
@@ -197,14 +193,10 @@ export async function run(io: CommandIo): Promise<number> {
   }
   const log = createServerLogger({ stream: io.stderr, debug: args.debug || io.env.SPACELIFT_DEBUG === 'true' || io.env.SPACELIFT_DEBUG === '1' });
   const server = await startServer({ ...args, log, stdout: io.stdout });
+  // The server owns its process signals (the entry installs none).
   await new Promise<void>((done) => {
-    if (io.signal) {
-      if (io.signal.aborted) done();
-      io.signal.addEventListener('abort', () => done(), { once: true });
-    } else {
-      process.once('SIGINT', () => done());
-      process.once('SIGTERM', () => done());
-    }
+    process.once('SIGINT', () => done());
+    process.once('SIGTERM', () => done());
   });
   log.info('Server stopping');
   await server.close();

@@ -3,14 +3,14 @@
 // Output to a file goes through a temporary file beside it and a rename after
 // the last chunk authenticated: a wrong key or a damaged blob never leaves a
 // file (half-written or otherwise) at OUT.
-import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './args.ts';
 import type { CommandIo } from './io.ts';
+import { tempPathFor } from '../atomic-file.ts';
 import { ConfigError, LauncherError } from '../errors.ts';
 import {
   ArmoredSealer, Opener, Sealer, parseIdentityFile, transformOf, parseRecipient, parseRecipientsFile,
@@ -47,23 +47,19 @@ Open options:
 type Values = { recipient?: string[]; 'recipients-file'?: string[]; identity?: string[]; armor?: boolean; output?: string; help?: boolean };
 
 function parse(argv: string[]): { values: Values; positionals: string[] } {
-  try {
-    return parseArgs({
-      args: argv,
-      options: {
-        recipient: { type: 'string', short: 'r', multiple: true },
-        'recipients-file': { type: 'string', short: 'R', multiple: true },
-        identity: { type: 'string', short: 'i', multiple: true },
-        armor: { type: 'boolean', short: 'a' },
-        output: { type: 'string', short: 'o' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: true,
-    });
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message.replace(/\.$/, '')}: see launcher state --help`);
-  }
+  return parseCommandArgs('state', {
+    args: argv,
+    options: {
+      recipient: { type: 'string', short: 'r', multiple: true },
+      'recipients-file': { type: 'string', short: 'R', multiple: true },
+      identity: { type: 'string', short: 'i', multiple: true },
+      armor: { type: 'boolean', short: 'a' },
+      output: { type: 'string', short: 'o' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
 }
 
 async function readKeyFile(io: CommandIo, flag: string, path: string): Promise<string> {
@@ -130,7 +126,7 @@ async function targetFor(io: CommandIo, output: string | undefined): Promise<Tar
   // Renaming over a device (e.g. /dev/null) or FIFO would replace it with a
   // regular file, so those are written in place.
   if (existing && !existing.isFile()) return { path, tmp: null };
-  return { path, tmp: join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`) };
+  return { path, tmp: tempPathFor(path) };
 }
 
 async function publish(target: Target, work: () => Promise<void>): Promise<void> {

@@ -4,7 +4,8 @@
 // comes from the admin API (/v1/…) like `launcher admin`; see app.ts for how
 // a session cookie is accepted there.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HttpError, readJson, sendJson, str, tokenMatches } from '../server/http.ts';
+import { str } from '../server/fields.ts';
+import { HttpError, readJson, sendJson, tokenMatches } from '../server/http.ts';
 import type { ConsoleAssets, Asset } from './assets.ts';
 import type { ConsoleSession } from '../protocol.ts';
 import { CONSOLE_CSP } from './headers.ts';

@@ -5,6 +5,8 @@
 import { Pool, type Dispatcher } from 'undici';
 import type { Duplex, Readable } from 'node:stream';
 import { LauncherError, isLauncherError } from '../errors.ts';
+import { parseDockerHost, type DockerEndpoint } from './host.ts';
+
 
 /**
  * Oldest Engine API version we speak: 1.41 is Docker Engine 20.10, the engine
@@ -14,7 +16,6 @@ import { LauncherError, isLauncherError } from '../errors.ts';
 export const MIN_API_VERSION = '1.41';
 /** Newest version whose API documentation this client was checked against. */
 export const MAX_API_VERSION = '1.47';
-export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
 
 /** An Engine API failure; `status` is the engine's HTTP status when it answered. */
 export class DockerError extends LauncherError {
@@ -39,31 +40,6 @@ function codeForStatus(status: number): string {
   if (status === 401 || status === 403) return 'DOCKER_UNAUTHORIZED';
   if (status === 400) return 'DOCKER_BAD_REQUEST';
   return 'DOCKER_ENGINE_ERROR';
-}
-
-export interface DockerEndpoint {
-  /** What the user gave (for messages). */
-  host: string;
-  origin: string;
-  socketPath?: string;
-}
-
-/** DOCKER_HOST → where to connect: `unix:///path` or `tcp://host:port` (plain HTTP). */
-export function parseDockerHost(host: string | undefined): DockerEndpoint {
-  const h = host === undefined || host === '' ? DEFAULT_DOCKER_HOST : host;
-  if (h.startsWith('unix://')) {
-    const socketPath = h.slice('unix://'.length);
-    if (!socketPath.startsWith('/')) {
-      throw new DockerError('DOCKER_HOST_INVALID', 'connect', `Unsupported DOCKER_HOST "${h}": the socket path must be absolute (try unix:///var/run/docker.sock)`);
-    }
-    return { host: h, origin: 'http://docker', socketPath };
-  }
-  if (h.startsWith('/')) return { host: h, origin: 'http://docker', socketPath: h };
-  if (h.startsWith('tcp://') || h.startsWith('http://')) {
-    const url = new URL(h.replace(/^tcp:/, 'http:'));
-    return { host: h, origin: `http://${url.host}` };
-  }
-  throw new DockerError('DOCKER_HOST_INVALID', 'connect', `Unsupported DOCKER_HOST "${h}": expected unix:///path/to/docker.sock or tcp://host:port`);
 }
 
 function versionNumber(v: string): number {
@@ -125,7 +101,7 @@ export class DockerClient {
     // No body/headers timeouts: waits and log streams last as long as the run;
     // the executor applies its own timeouts and aborts through signals.
     this.#pool = new Pool(this.endpoint.origin, {
-      ...(this.endpoint.socketPath ? { socketPath: this.endpoint.socketPath } : {}),
+      socketPath: this.endpoint.socketPath,
       connections: 16,
       headersTimeout: 0,
       bodyTimeout: 0,

@@ -10,9 +10,10 @@ import type { KeyObject } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { LauncherError } from '../errors.ts';
+import { SERVER_UNTRUSTED, connectionErrorCode, isTrustFailure } from '../tls-trust.ts';
+import { EXIT_REFUSED } from './exit-codes.ts';
 import type { CommitReport, LogAck, PhaseReport, StateAck, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
 
-export const EXIT_REFUSED = 3;
 
 export class ServerError extends LauncherError {
   readonly status: number | undefined;
@@ -49,12 +50,6 @@ export interface WorkerApiOptions {
   /** Called after every answer from the server (any status): "last contact". */
   onContact?: () => void;
 }
-
-// TLS failures that mean the server is not the one the token pins.
-const TRUST_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE',
-]);
 
 interface CallOptions {
   json?: unknown;
@@ -145,11 +140,11 @@ export class WorkerApi {
   }
 
   #transportError(what: string, e: unknown, signal?: AbortSignal): ServerError {
-    const err = e as { code?: string; name?: string; message?: string; cause?: { code?: string } };
-    const code = err?.code ?? err?.cause?.code ?? '';
+    const err = e as { name?: string; message?: string };
+    const code = connectionErrorCode(e);
     if (signal?.aborted) return new ServerError('SERVER_ABORTED', `Server ${what} was aborted`, { cause: e });
-    if (TRUST_CODES.has(code)) {
-      return new ServerError('SERVER_NOT_TRUSTED', `Cannot trust the server at ${this.#origin} (${code}): its certificate is not from the CA in SPACELIFT_TOKEN; check the token is for this server`, { transient: true, cause: e });
+    if (isTrustFailure(code)) {
+      return new ServerError(SERVER_UNTRUSTED, `Cannot trust the server at ${this.#origin} (${code}): its certificate is not from the CA in SPACELIFT_TOKEN; check the token is for this server`, { transient: true, cause: e });
     }
     if (err?.name === 'TimeoutError' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT') {
       return new ServerError('SERVER_TIMEOUT', `Server ${what} timed out at ${this.#origin}`, { transient: true, cause: e });

@@ -231,7 +231,7 @@ export async function runAssignment(a: Assignment, ctx: PhaseContext, cancel: Ab
       try {
         const got = await fetchSource(
           { repo: fetching.repo, branch: fetching.branch, commit: fetching.commit },
-          { dir: join(workDir, 'source'), scratch: join(workDir, 'fetch'), credential, signal: cancel },
+          { dir: join(workDir, 'source'), credential, signal: cancel },
         );
         sourceDir = join(workDir, 'source');
         say(`Fetched ${fetching.repo} ${fetching.branch ?? ''} at ${got.sha}: ${got.files} files, ${got.bytes} bytes in ${Date.now() - started} ms`.replace('  ', ' '));

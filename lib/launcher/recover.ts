@@ -9,8 +9,13 @@
 // - no container and no result: the phase may or may not have run, and a
 //   write phase is never re-run by itself, so it is reported as a system error;
 // - any other container labelled with this worker: removed.
-import { removeContainer } from '../docker/containers.ts';
-import { listManagedContainers } from '../executor.ts';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { killContainer, waitContainer } from '../docker/containers.ts';
+import { sshRsaIdentity, sshRsaRecipient } from '../age/index.ts';
+import { collectToolStep } from './toolstep.ts';
+import type { RetryOptions } from './retry.ts';
+import { listManagedContainers, removeManagedContainers } from '../executor.ts';
 import type { Assignment, PhaseReport } from '../protocol.ts';
 import { isPermanent, ServerError } from './api.ts';
 import type { LogCheckpoint } from './logcheckpoint.ts';
@@ -22,6 +27,32 @@ export interface Resumable {
   from: ResumeFrom;
 }
 
+/**
+ * The server gave up on the phase (the launcher was away past the grace
+ * period) but its container is still here: stop it, then seal and upload the
+ * state it wrote. The server takes it if nothing else wrote the stack's state
+ * meanwhile, and otherwise keeps it beside the run (STATE_CONFLICT).
+ */
+async function salvageToolState(a: Assignment, containerId: string, ctx: PhaseContext, log: Logger, retry: RetryOptions): Promise<void> {
+  const fields = { runId: a.runId, phase: a.phase, phaseName: a.phaseName };
+  const workDir = join(ctx.state.path, 'work', `${a.runId.replace(/[^A-Za-z0-9_-]/g, '_')}-${a.phase}-salvage`);
+  mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  try {
+    await killContainer(ctx.docker, containerId, 'SIGTERM').catch(() => {});
+    const timer = setTimeout(() => { void killContainer(ctx.docker, containerId, 'SIGKILL').catch(() => {}); }, 10_000);
+    await waitContainer(ctx.docker, containerId).catch(() => {});
+    clearTimeout(timer);
+    const got = await collectToolStep(a, containerId, 'canceled', {
+      api: ctx.api, docker: ctx.docker, identity: sshRsaIdentity(ctx.poolKey), recipients: a.recipients.map((pem) => sshRsaRecipient(pem)),
+      workDir, retry, note: (line) => log.info(line, fields),
+    });
+    if (got.stateVersion) log.info('Stored the state of a phase the server had given up on', { ...fields, version: got.stateVersion });
+    if (got.error) log.warn('Could not store the state of a phase the server had given up on', { ...fields, error: got.error });
+  } finally {
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
 export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable | undefined> {
   const { api, state, docker, workerId } = ctx;
   const inflight = state.readRun<InFlight>();
@@ -31,11 +62,9 @@ export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable
   const containers = (await Promise.all([...ids].map((w) => listManagedContainers(docker, { workerId: w })))).flat();
   const a = inflight?.assignment;
   const mine = a ? containers.find((c) => c.runId === a.runId && c.phase === String(a.phase)) : undefined;
-  for (const c of containers) {
-    if (c === mine) continue;
-    log.info('Removing a leftover container', { container: c.name, runId: c.runId, phase: c.phase, state: c.state });
-    await removeContainer(docker, c.id).catch((e) => log.warn('Could not remove a leftover container', { container: c.name, error: (e as Error).message }));
-  }
+  // The executor owns container removal (at once, each bounded by its timeout).
+  const say = (m: string): void => log.info(m);
+  await removeManagedContainers(docker, containers.filter((c) => c !== mine), say);
   if (!inflight || !a) {
     state.clearSpill();
     return undefined;
@@ -48,13 +77,15 @@ export async function recover(ctx: PhaseContext, log: Logger): Promise<Resumable
   } catch (e) {
     if (isPermanent(e)) throw e;
     log.warn('The server no longer has the interrupted phase; dropping it', { ...fields, error: (e as Error).message });
-    if (mine) await removeContainer(docker, mine.id).catch(() => {});
+    if (mine) await removeManagedContainers(docker, [mine], say);
     state.clearRun();
     return undefined;
   }
   if (st.state !== 'RUNNING') {
     log.info('The interrupted phase is already over on the server', { ...fields, state: st.state });
-    if (mine) await removeContainer(docker, mine.id).catch(() => {});
+    // A tool step's state is real infrastructure's record: store it before the container goes.
+    if (mine && a.tool?.writesState) await salvageToolState(a, mine.id, ctx, log, retry);
+    if (mine) await removeManagedContainers(docker, [mine], say);
     state.clearRun();
     state.clearSpill();
     return undefined;

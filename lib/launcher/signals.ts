@@ -7,8 +7,8 @@
 //   next launcher on the same state directory picks the phase up again.
 import type { Logger } from './phase.ts';
 import type { StopMode } from './worker.ts';
+import { EXIT_QUIT } from './exit-codes.ts';
 
-export const EXIT_QUIT = 131;
 
 export interface Stoppable {
   stop(mode: StopMode): void;

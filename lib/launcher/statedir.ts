@@ -8,21 +8,15 @@
 // different process: the start time recorded beside the pid differs) is stale
 // and is broken; breaking happens under a short-lived guard directory so two
 // launchers started by the same cron minute cannot both win.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, rmdirSync, statSync, writeSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, rmdirSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomicSync } from '../atomic-file.ts';
 import { LauncherError } from '../errors.ts';
 
 export const LOCK_FILE = 'launcher.pid';
 const CHECKPOINT_FILE = 'checkpoint.json';
 const WORKER_FILE = 'worker.json';
 const RUN_FILE = 'run.json';
-
-/** Default when SPACELIFT_LAUNCHER_STATE_DIR is unset. */
-export function defaultStateDir(env: Record<string, string | undefined>): string {
-  if (env.XDG_STATE_HOME) return join(env.XDG_STATE_HOME, 'spacelift-launcher');
-  return join(env.HOME || homedir(), '.local', 'state', 'spacelift-launcher');
-}
 
 interface LockRecord {
   pid: number;
@@ -70,19 +64,6 @@ function readLock(path: string): LockRecord | null {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
-}
-
-/** Writes a file so a crash leaves either the old or the new content, never half. */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
 }
 
 export type LockOutcome = { acquired: true } | { acquired: false; pid: number };
@@ -182,7 +163,7 @@ export class StateDir {
     return this.#readJson<WorkerIdentity>(WORKER_FILE);
   }
   writeWorker(w: WorkerIdentity): void {
-    writeFileAtomic(join(this.path, WORKER_FILE), JSON.stringify(w, null, 2) + '\n');
+    writeFileAtomicSync(join(this.path, WORKER_FILE), JSON.stringify(w, null, 2) + '\n');
   }
 
   /** The in-flight phase (see worker.ts for its shape). */
@@ -190,7 +171,7 @@ export class StateDir {
     return this.#readJson<T>(RUN_FILE);
   }
   writeRun(run: unknown): void {
-    writeFileAtomic(join(this.path, RUN_FILE), JSON.stringify(run, null, 2) + '\n');
+    writeFileAtomicSync(join(this.path, RUN_FILE), JSON.stringify(run, null, 2) + '\n');
   }
   clearRun(): void {
     rmSync(join(this.path, RUN_FILE), { force: true });
@@ -202,7 +183,7 @@ export class StateDir {
     return this.#readJson<T>(CHECKPOINT_FILE);
   }
   writeCheckpoint(cp: unknown): void {
-    writeFileAtomic(join(this.path, CHECKPOINT_FILE), JSON.stringify(cp) + '\n');
+    writeFileAtomicSync(join(this.path, CHECKPOINT_FILE), JSON.stringify(cp) + '\n');
   }
 
   /** Where one phase's log chunks spill while the server is unreachable. */

@@ -20,13 +20,8 @@ import { recover } from './recover.ts';
 import { retryTransient } from './retry.ts';
 import { VERSION } from '../version.ts';
 import { LauncherError } from '../errors.ts';
+import { EXIT_CYCLED, EXIT_OK } from './exit-codes.ts';
 
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_CONFIG = 2;
-export const EXIT_REFUSED = 3;
-export const EXIT_CYCLED = 4;
-export const EXIT_DOCKER = 5;
 
 export type StopMode = 'graceful' | 'cancel';
 

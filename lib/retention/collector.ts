@@ -10,21 +10,11 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { setImmediate as breathe } from 'node:timers/promises';
-import { TERMINAL_STATES } from '../protocol.ts';
+import { TERMINAL_STATES, type GcReport } from '../protocol.ts';
 import { transaction } from '../server/db.ts';
 import type { Logger } from '../server/log.ts';
 import { isOrphan, runCutoff, sweepIntervalMs, workersToRemove, type RetentionPolicy, type WorkerFacts } from './policy.ts';
 
-export interface GcReport {
-  dryRun: boolean;
-  /** Runs that ended before this time were (or would be) removed; null: runs are kept forever. */
-  runsEndedBefore: string | null;
-  runs: { count: number; logBytes: number; workspaceBytes: number; oldestEndedAt: string | null; newestEndedAt: string | null };
-  workers: { count: number; ids: string[] };
-  orphans: { files: number; bytes: number; paths: string[] };
-  /** Every byte above together. */
-  bytes: number;
-}
 
 export interface CollectorDeps {
   db: DatabaseSync;

@@ -1,7 +1,8 @@
 // The admin API (/v1/*, bearer token): thin HTTP glue over AdminOps, plus the
 // log stream that follows a run until it ends by waiting on run events.
 import { once } from 'node:events';
-import { Router, badField, readJson, sendJson, type Ctx } from './http.ts';
+import { HttpError, Router, readJson, sendJson, type Ctx } from './http.ts';
+import { badField } from './refusal.ts';
 import type { AdminOps } from './admin-ops.ts';
 import { sealedField } from './admin-ops.ts';
 import { RUN_ACTIONS, isTerminal, type RunReply } from '../protocol.ts';
@@ -74,7 +75,7 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
       const proposed = flag(ctx.query.get('proposed'), 'proposed');
       ops.stack(p(ctx, 'stack'));
       const declared = Number(ctx.req.headers['content-length'] ?? NaN);
-      const got = await s.receiveWorkspace(ctx.req, declared);
+      const got = await s.workspaces.receive(ctx.req, declared);
       try {
         out = await ops.trigger(p(ctx, 'stack'), proposed, got ? { tmp: got.tmp } : undefined);
       } catch (e) {
@@ -111,7 +112,17 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
     await streamRunEvents(s, ctx, id, () => ops.runView(ops.run(id)));
   });
   r.add('GET', '/v1/runs/{run}/workspace', async (ctx) => {
-    streamFile(ctx, await s.workspace(ops.run(p(ctx, 'run'))));
+    streamFile(ctx, await s.workspaces.open(ops.run(p(ctx, 'run'))));
+  });
+  r.add('GET', '/v1/runs/{run}/state', async (ctx) => {
+    // A state upload refused for a conflict, kept sealed beside its run (nothing is lost).
+    const run = ops.run(p(ctx, 'run'));
+    const row = s.store.states.latestConflict(run.id);
+    const f = row ? await s.opts.blobs.open(s.states.conflictPath(run.id, row.phase)) : undefined;
+    if (!row || !f) throw new HttpError(404, 'NO_STATE_CONFLICT', `Run ${run.id} has no kept state: its state uploads were all stored as versions (see GET /v1/stacks/{id}/state)`);
+    ctx.res.setHeader('x-state-base', String(row.base ?? 'none'));
+    ctx.res.setHeader('x-state-current', String(row.current ?? 'none'));
+    streamFile(ctx, f);
   });
   r.add('GET', '/v1/runs/{run}/logs', async (ctx) => {
     const run = ops.run(p(ctx, 'run'));
@@ -149,8 +160,8 @@ async function streamLogs(s: Service, ctx: Ctx, runId: string, phases: number[],
       let offset = 0;
       for (;;) {
         if (res.destroyed) return;
-        const run = s.store.runById(runId)!;
-        const ph = s.store.phase(runId, idx)!;
+        const run = s.store.runs.get(runId)!;
+        const ph = s.store.runs.phase(runId, idx)!;
         if (ph.log_bytes > offset) {
           const end = ph.log_bytes;
           await s.opts.logs.copy(runId, idx, offset, end, res);

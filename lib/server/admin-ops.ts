@@ -6,13 +6,16 @@ import { inspectCsr, issuePoolCertificate } from '../pki.ts';
 import { encodeToken } from '../token.ts';
 import { decodeBase64Strict } from '../keys.ts';
 import { transaction } from './db.ts';
-import { HttpError, badField, bool, str, stringMap } from './http.ts';
+import { bool, str, stringMap } from './fields.ts';
+import { Refusal, badField } from './refusal.ts';
 import {
   WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
   type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type ScheduleList, type ScheduleReply, type WebhookReply, type WorkerList, type WorkerView,
 } from '../protocol.ts';
 import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
-import { Service, iso, looksSealed, newId, normSerial } from './service.ts';
+import { iso, newId, normSerial } from './ids.ts';
+import { Service } from './service.ts';
+import { looksSealed } from './workspaces.ts';
 import type { KeyRow, PoolRow, RunRow, RunSpec, StackRow, WorkerRow } from './store.ts';
 import { keyJson, poolJson, runJson, stackJson, workerJson } from './views.ts';
 import type { Readable } from 'node:stream';
@@ -76,17 +79,17 @@ export class AdminOps {
   // ------------------------------------------------------------ pools
 
   pool(idOrName: string): PoolRow {
-    const p = this.store.pool(idOrName);
-    if (!p) throw new HttpError(404, 'POOL_NOT_FOUND', `Pool not found: "${idOrName}" (list pools with GET /v1/pools)`);
+    const p = this.store.pools.find(idOrName);
+    if (!p) throw new Refusal('not-found', 'POOL_NOT_FOUND', `Pool not found: "${idOrName}" (list pools with GET /v1/pools)`);
     return p;
   }
 
   poolView(p: PoolRow): PoolView {
-    return poolJson(p, this.store.keys(p.id), this.store.poolCounts(p.id));
+    return poolJson(p, this.store.pools.keys(p.id), this.store.pools.counts(p.id));
   }
 
   listPools(): PoolList {
-    return { pools: this.store.pools().map((p) => this.poolView(p)) };
+    return { pools: this.store.pools.list().map((p) => this.poolView(p)) };
   }
 
   private csr(body: Record<string, unknown>): string {
@@ -94,7 +97,7 @@ export class AdminOps {
     try {
       inspectCsr(csr);
     } catch (e) {
-      if (isLauncherError(e)) throw new HttpError(400, 'CSR_INVALID', e.message);
+      if (isLauncherError(e)) throw new Refusal('invalid', 'CSR_INVALID', e.message);
       throw e;
     }
     return csr;
@@ -115,14 +118,14 @@ export class AdminOps {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
     const description = str(body, 'description', { optional: true, max: 1024, hint: 'free text of at most 1024 characters' }) ?? '';
-    if (this.store.pool(name)) throw new HttpError(409, 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
+    if (this.store.pools.find(name)) throw new Refusal('conflict', 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
     const id = newId('pool');
     const { key, token } = this.issueKey(id, csr);
     transaction(this.store.db, () => {
-      this.store.run('INSERT INTO pools (id, name, description, cycle, created_at) VALUES (?, ?, ?, 0, ?)', [id, name, description, iso()]);
-      this.store.insertKey(key);
+      this.store.pools.insert({ id, name, description, createdAt: iso() });
+      this.store.pools.insertKey(key);
     });
-    this.store.forgetPools();
+    this.store.pools.forget();
     return { pool: this.poolView(this.pool(id)), token };
   }
 
@@ -131,10 +134,10 @@ export class AdminOps {
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
     transaction(this.store.db, () => {
-      this.store.run("UPDATE pool_keys SET state = 'revoked', retired_at = coalesce(retired_at, ?) WHERE pool_id = ? AND state != 'revoked'", [iso(), p.id]);
-      this.store.insertKey(key);
+      this.store.pools.revokeKeys(p.id, iso());
+      this.store.pools.insertKey(key);
     });
-    this.store.forgetPools();
+    this.store.pools.forget();
     // Polls held on the old certificate end now; their next request gets 403.
     this.s.presence.releaseWhere((w) => w.poolId === p.id);
     return { pool: this.poolView(this.pool(p.id)), token };
@@ -142,25 +145,24 @@ export class AdminOps {
 
   cyclePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
-    this.store.run('UPDATE pools SET cycle = cycle + 1 WHERE id = ?', [p.id]);
-    this.store.forgetPools();
-    for (const w of this.store.workers(p.id)) this.s.wake(w.id);
+    this.store.pools.bumpCycle(p.id);
+    for (const w of this.store.workers.list(p.id)) this.s.wake(w.id);
     return { pool: this.poolView(this.pool(p.id)) };
   }
 
   deletePool(idOrName: string): PoolReply {
     const p = this.pool(idOrName);
-    const active = this.store.activeRunCount('pool_id', p.id);
-    if (active > 0) throw new HttpError(409, 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
+    const active = this.store.runs.activeCount('pool', p.id);
+    if (active > 0) throw new Refusal('conflict', 'POOL_BUSY', `Pool ${p.id} has ${active} active run(s): cancel or finish them first`);
     const view = this.poolView(p);
-    const workers = this.store.workers(p.id);
+    const workers = this.store.workers.list(p.id);
     const now = iso();
     transaction(this.store.db, () => {
-      this.store.run('UPDATE pools SET deleted_at = ? WHERE id = ?', [now, p.id]);
-      this.store.run('UPDATE stacks SET pool_id = NULL, updated_at = ? WHERE pool_id = ?', [now, p.id]);
-      this.store.run('UPDATE workers SET deregistered_at = ? WHERE pool_id = ? AND deregistered_at IS NULL', [now, p.id]);
+      this.store.pools.markDeleted(p.id, now);
+      this.store.stacks.detachPool(p.id, now);
+      this.store.workers.deregisterPool(p.id, now);
     });
-    this.store.forgetPools();
+    this.store.pools.forget();
     for (const w of workers) this.s.presence.forget(w.id);
     return { pool: view };
   }
@@ -169,25 +171,24 @@ export class AdminOps {
     const p = this.pool(idOrName);
     const csr = this.csr(body);
     const { key, token } = this.issueKey(p.id, csr);
-    this.store.insertKey(key);
+    this.store.pools.insertKey(key);
     return { key: keyJson(key), token };
   }
 
   retireKey(idOrName: string, keyId: string): KeyReply {
     const p = this.pool(idOrName);
-    const k = this.store.key(p.id, keyId);
-    if (!k) throw new HttpError(404, 'KEY_NOT_FOUND', `Key not found: "${keyId}" in pool ${p.id}`);
-    if (k.state !== 'active') throw new HttpError(409, 'KEY_STATE', `Key ${k.id} is ${k.state}, not active`);
-    if (this.store.activeKeys(p.id).length <= 1) throw new HttpError(409, 'LAST_KEY', `Key ${k.id} is the pool's last active key: add a new key first (POST /v1/pools/${p.id}/keys)`);
-    this.store.run("UPDATE pool_keys SET state = 'retired', retired_at = ? WHERE id = ?", [iso(), k.id]);
-    this.store.forgetPools();
+    const k = this.store.pools.key(p.id, keyId);
+    if (!k) throw new Refusal('not-found', 'KEY_NOT_FOUND', `Key not found: "${keyId}" in pool ${p.id}`);
+    if (k.state !== 'active') throw new Refusal('conflict', 'KEY_STATE', `Key ${k.id} is ${k.state}, not active`);
+    if (this.store.pools.activeKeys(p.id).length <= 1) throw new Refusal('conflict', 'LAST_KEY', `Key ${k.id} is the pool's last active key: add a new key first (POST /v1/pools/${p.id}/keys)`);
+    this.store.pools.retireKey(k.id, iso());
     this.s.presence.releaseWhere((w) => w.keyId === k.id);
-    return { key: keyJson(this.store.key(p.id, k.id)!) };
+    return { key: keyJson(this.store.pools.key(p.id, k.id)!) };
   }
 
   queue(idOrName: string): RunList {
     const p = this.pool(idOrName);
-    const runs = [...this.store.queued(p.id, 100_000), ...this.store.unconfirmed(p.id)];
+    const runs = [...this.store.runs.queued(p.id, 100_000), ...this.store.runs.unconfirmed(p.id)];
     return { runs: runs.map((r) => this.runView(r)) };
   }
 
@@ -204,7 +205,7 @@ export class AdminOps {
     const meta = metadataPairs(q.getAll('metadata'));
     const status = q.get('status');
     if (status && !(WORKER_STATUSES as readonly string[]).includes(status)) throw badField('status', WORKER_STATUSES.join(', '));
-    const rows = this.store.workers(pool?.id).filter((w) => matches(w, meta) &&
+    const rows = this.store.workers.list(pool?.id).filter((w) => matches(w, meta) &&
       (!status || workerStatus({ offline: w.offline === 1, drained: w.drained === 1, busy: w.current_run !== null }) === status));
     return { workers: rows.map((w) => this.workerView(w)) };
   }
@@ -214,29 +215,29 @@ export class AdminOps {
     if (body.ids !== undefined) {
       if (!Array.isArray(body.ids) || body.ids.length === 0 || !body.ids.every((i) => typeof i === 'string')) throw badField('ids', 'a non-empty list of worker ids');
       const ids = new Set(body.ids as string[]);
-      rows = this.store.workers().filter((w) => ids.has(w.id));
+      rows = this.store.workers.list().filter((w) => ids.has(w.id));
     } else if (body.metadata !== undefined) {
       const meta = stringMap(body, 'metadata', /^.{1,256}$/, 'string values');
       if (!meta || Object.keys(meta).length === 0) throw badField('metadata', 'a non-empty object of tag values');
       const poolArg = str(body, 'pool', { optional: true });
       const pool = poolArg ? this.pool(poolArg) : undefined;
-      rows = this.store.workers(pool?.id).filter((w) => matches(w, Object.entries(meta)));
+      rows = this.store.workers.list(pool?.id).filter((w) => matches(w, Object.entries(meta)));
     } else {
       throw badField('ids', 'a list of worker ids, or "metadata" with tag values to match');
     }
     for (const w of rows) {
-      this.store.updateWorker(w.id, { drained: drained ? 1 : 0 });
+      this.store.workers.update(w.id, { drained: drained ? 1 : 0 });
       this.s.wake(w.id);
     }
     if (!drained) for (const pool of new Set(rows.map((w) => w.pool_id))) this.s.dispatch(pool);
-    return { workers: rows.map((w) => this.workerView(this.store.worker(w.id)!)) };
+    return { workers: rows.map((w) => this.workerView(this.store.workers.get(w.id)!)) };
   }
 
   // ------------------------------------------------------------ stacks
 
   stack(idOrName: string): StackRow {
-    const st = this.store.stack(idOrName);
-    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks)`);
+    const st = this.store.stacks.find(idOrName);
+    if (!st) throw new Refusal('not-found', 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks)`);
     return st;
   }
 
@@ -244,7 +245,7 @@ export class AdminOps {
     const poolArg = q.get('pool');
     const pool = poolArg ? this.pool(poolArg) : undefined;
     const kind = q.get('kind');
-    return { stacks: this.store.stacks().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map((s) => this.stackView(s)) };
+    return { stacks: this.store.stacks.list().filter((s) => (!pool || s.pool_id === pool.id) && (!kind || s.kind === kind)).map((s) => this.stackView(s)) };
   }
 
   private stackFields(body: Record<string, unknown>, partial: boolean): Partial<StackRow> {
@@ -264,7 +265,7 @@ export class AdminOps {
         const tool = parseToolConfig(body.tool);
         out.tool = tool ? JSON.stringify(tool) : null;
       } catch (e) {
-        if (e instanceof ToolConfigError) throw new HttpError(400, 'INVALID_FIELD', e.message);
+        if (e instanceof ToolConfigError) throw new Refusal('invalid', 'INVALID_FIELD', e.message);
         throw e;
       }
     }
@@ -275,7 +276,7 @@ export class AdminOps {
       out.phases = '[]';
     }
     if ('projectRoot' in body) {
-      try { out.project_root = relativePath(body.projectRoot, 'projectRoot'); } catch (e) { throw new HttpError(400, 'INVALID_FIELD', (e as Error).message); }
+      try { out.project_root = relativePath(body.projectRoot, 'projectRoot'); } catch (e) { throw new Refusal('invalid', 'INVALID_FIELD', (e as Error).message); }
     }
     if ('stateHistory' in body) {
       const n = body.stateHistory;
@@ -288,7 +289,7 @@ export class AdminOps {
       } else {
         const repo = str(body, 'repo', { max: 2048, hint: REPO_URL_HINT })!;
         const problem = repoUrlProblem(repo);
-        if (problem) throw new HttpError(400, 'INVALID_FIELD', `Invalid field "repo": ${problem} (expected ${REPO_URL_HINT})`);
+        if (problem) throw new Refusal('invalid', 'INVALID_FIELD', `Invalid field "repo": ${problem} (expected ${REPO_URL_HINT})`);
         out.repo = repo;
         out.repo_key = repoKey(repo) ?? null;
       }
@@ -300,7 +301,7 @@ export class AdminOps {
       if (!Array.isArray(v) || v.length > MAX_TRIGGER_PATHS || !v.every((g) => typeof g === 'string')) throw badField('triggerPaths', `a list of at most ${MAX_TRIGGER_PATHS} path patterns (${GLOB_HINT})`);
       for (const g of v as string[]) {
         const problem = globProblem(g);
-        if (problem) throw new HttpError(400, 'INVALID_FIELD', `Invalid field "triggerPaths": "${g}": ${problem} (expected ${GLOB_HINT})`);
+        if (problem) throw new Refusal('invalid', 'INVALID_FIELD', `Invalid field "triggerPaths": "${g}": ${problem} (expected ${GLOB_HINT})`);
       }
       out.trigger_paths = JSON.stringify(v);
     }
@@ -317,13 +318,13 @@ export class AdminOps {
     const repo = f.repo !== undefined ? f.repo : current?.repo ?? null;
     if (repo === null) {
       const stray = (['branch', 'repo_credential', 'trigger_paths'] as const).find((k) => f[k] !== undefined && f[k] !== null && f[k] !== '[]');
-      if (stray) throw new HttpError(400, 'INVALID_FIELD', `Invalid field "${stray === 'repo_credential' ? 'repoCredential' : stray === 'trigger_paths' ? 'triggerPaths' : 'branch'}": the stack has no repository (give "repo" too)`);
+      if (stray) throw new Refusal('invalid', 'INVALID_FIELD', `Invalid field "${stray === 'repo_credential' ? 'repoCredential' : stray === 'trigger_paths' ? 'triggerPaths' : 'branch'}": the stack has no repository (give "repo" too)`);
       if (f.repo === null) f.webhook_secret = null;
       return;
     }
     if ((current?.branch ?? null) === null && f.branch === undefined) f.branch = 'main';
     if (f.repo !== undefined && (current?.repo_key !== f.repo_key || !current?.webhook_secret)) {
-      const sibling = this.store.stacksByRepoKey([f.repo_key!]).find((s) => s.id !== current?.id && s.webhook_secret);
+      const sibling = this.store.stacks.byRepoKey([f.repo_key!]).find((s) => s.id !== current?.id && s.webhook_secret);
       f.webhook_secret = sibling?.webhook_secret ?? randomBytes(24).toString('base64url');
     }
   }
@@ -338,7 +339,7 @@ export class AdminOps {
   createStack(body: Record<string, unknown>): StackReply {
     const f = this.stackFields(body, false);
     this.sourceFields(f, undefined);
-    if (this.store.stack(f.name!)) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
+    if (this.store.stacks.find(f.name!)) throw new Refusal('conflict', 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     const now = iso();
     const row: StackRow = {
       id: newId('stk'), name: f.name!, kind: f.kind!, pool_id: f.pool_id ?? null, image: f.image ?? null,
@@ -349,7 +350,7 @@ export class AdminOps {
       state_holder: null, drifted_run: null,
     };
     this.checkShape(row);
-    this.store.insertStack(row);
+    this.store.stacks.insert(row);
     return { stack: this.stackView(row) };
   }
 
@@ -358,14 +359,14 @@ export class AdminOps {
     const f = this.stackFields(body, true);
     this.sourceFields(f, st);
     if (f.name && f.name !== st.name) {
-      const other = this.store.stack(f.name);
-      if (other && other.id !== st.id) throw new HttpError(409, 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
+      const other = this.store.stacks.find(f.name);
+      if (other && other.id !== st.id) throw new Refusal('conflict', 'NAME_TAKEN', `Stack name taken: "${f.name}" (choose another name)`);
     }
     // Switching to a tool drops the phases, and back again needs phases.
     if (f.tool !== undefined && f.tool !== null && f.phases === undefined) f.phases = '[]';
     this.checkShape({ tool: f.tool !== undefined ? f.tool : st.tool, phases: f.phases ?? st.phases });
-    this.store.updateStack(st.id, { ...f, updated_at: iso() });
-    const after = this.store.stack(st.id)!;
+    this.store.stacks.update(st.id, { ...f, updated_at: iso() });
+    const after = this.store.stacks.find(st.id)!;
     if (f.state_history !== undefined) await this.s.states.prune(after);
     return { stack: this.stackView(after) };
   }
@@ -373,8 +374,8 @@ export class AdminOps {
   /** Where a Git server sends pushes for this stack, and the secret it signs them with. */
   webhook(idOrName: string): WebhookReply {
     const st = this.stack(idOrName);
-    if (!st.repo || !st.webhook_secret) throw new HttpError(409, 'STACK_NO_REPO', `Stack ${st.name} has no repository: set one with PATCH /v1/stacks/${st.id} {"repo": URL, "branch": BRANCH}`);
-    const shared = this.store.stacksByRepoKey([st.repo_key!]).filter((s) => s.webhook_secret === st.webhook_secret).map((s) => s.name);
+    if (!st.repo || !st.webhook_secret) throw new Refusal('conflict', 'STACK_NO_REPO', `Stack ${st.name} has no repository: set one with PATCH /v1/stacks/${st.id} {"repo": URL, "branch": BRANCH}`);
+    const shared = this.store.stacks.byRepoKey([st.repo_key!]).filter((s) => s.webhook_secret === st.webhook_secret).map((s) => s.name);
     return { webhook: { url: `${this.s.serverUrl}/v1/hooks/git`, secret: st.webhook_secret, contentType: 'application/json', events: ['push'], repo: st.repo, stacks: shared } };
   }
 
@@ -386,10 +387,10 @@ export class AdminOps {
 
   async deleteStack(idOrName: string, purgeState: boolean): Promise<StackReply & { purgedStateVersions?: number }> {
     const st = this.stack(idOrName);
-    const active = this.store.activeRunCount('stack_id', st.id);
-    if (active > 0) throw new HttpError(409, 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
-    this.store.updateStack(st.id, { deleted_at: iso() });
-    this.store.run('UPDATE schedules SET deleted_at = ? WHERE stack_id = ? AND deleted_at IS NULL', [iso(), st.id]);
+    const active = this.store.runs.activeCount('stack', st.id);
+    if (active > 0) throw new Refusal('conflict', 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
+    this.store.stacks.update(st.id, { deleted_at: iso() });
+    this.store.schedules.endForStack(st.id, iso());
     const view = this.stackView(st);
     if (!purgeState) return { stack: view };
     return { stack: view, purgedStateVersions: await this.s.states.purge(st.id) };
@@ -399,8 +400,8 @@ export class AdminOps {
 
   /** A live stack by id or name, or a deleted one by id (its state is kept until purged). */
   stateStack(idOrName: string): StackRow {
-    const st = this.store.stack(idOrName) ?? this.store.stackAny(idOrName);
-    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks; a deleted stack's state is reachable by its id)`);
+    const st = this.store.stacks.find(idOrName) ?? this.store.stacks.any(idOrName);
+    if (!st) throw new Refusal('not-found', 'STACK_NOT_FOUND', `Stack not found: "${idOrName}" (list stacks with GET /v1/stacks; a deleted stack's state is reachable by its id)`);
     return st;
   }
 
@@ -416,9 +417,9 @@ export class AdminOps {
   /** Writers other than the holding run wait until it ends. */
   private notHeld(st: StackRow, what: string): () => void {
     return () => {
-      const fresh = this.store.stackAny(st.id) ?? st;
+      const fresh = this.store.stacks.any(st.id) ?? st;
       const h = this.s.states.holder(fresh);
-      if (h) throw new HttpError(409, 'STATE_LOCKED', `Cannot ${what} the state of ${st.name}: run ${h.id} holds it until it ends (wait for it, or cancel it)`, { holder: h.id });
+      if (h) throw new Refusal('conflict', 'STATE_LOCKED', `Cannot ${what} the state of ${st.name}: run ${h.id} holds it until it ends (wait for it, or cancel it)`, { holder: h.id });
     };
   }
 
@@ -442,10 +443,10 @@ export class AdminOps {
   // ------------------------------------------------------------ runs
 
   runView(r: RunRow): RunView {
-    const phases = this.store.phases(r.id);
+    const phases = this.store.runs.phases(r.id);
     let reason = r.reason;
     if (r.state === 'QUEUED' && r.holds_state === 1) {
-      const st = this.store.stackAny(r.stack_id);
+      const st = this.store.stacks.any(r.stack_id);
       const holder = st ? this.s.states.holder(st) : undefined;
       if (holder && holder.id !== r.id) reason = `waiting: run ${holder.id} holds the stack's state until it ends`;
     }
@@ -453,8 +454,8 @@ export class AdminOps {
   }
 
   run(id: string): RunRow {
-    const r = this.store.runById(id);
-    if (!r) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${id}"`);
+    const r = this.store.runs.get(id);
+    if (!r) throw new Refusal('not-found', 'RUN_NOT_FOUND', `Run not found: "${id}"`);
     return r;
   }
 
@@ -479,21 +480,21 @@ export class AdminOps {
   }
 
   triggerPool(st: StackRow): PoolRow {
-    if (!st.pool_id) throw new HttpError(409, 'STACK_NO_POOL', `Stack ${st.name} is not attached to a worker pool (PATCH /v1/stacks/${st.id} with {"pool": ID})`);
+    if (!st.pool_id) throw new Refusal('conflict', 'STACK_NO_POOL', `Stack ${st.name} is not attached to a worker pool (PATCH /v1/stacks/${st.id} with {"pool": ID})`);
     return this.pool(st.pool_id);
   }
 
   /** The commit a new run records (null for a stack without a repository, or an uploaded workspace). */
   runCommit(st: StackRow, proposed: boolean, uploaded: boolean, o: TriggerOptions): RunCommit | null {
     if ((o.commit !== undefined || o.branch !== undefined) && !st.repo) {
-      throw new HttpError(409, 'STACK_NO_REPO', `Cannot run ${st.name} at a commit or branch: it has no repository (set one with --repo URL --branch BRANCH)`);
+      throw new Refusal('conflict', 'STACK_NO_REPO', `Cannot run ${st.name} at a commit or branch: it has no repository (set one with --repo URL --branch BRANCH)`);
     }
     if (o.commit !== undefined && !SHA_RE.test(o.commit)) throw badField('commit', 'a full 40-character commit SHA (lowercase hex)');
     if (o.branch !== undefined) branchField({ branch: o.branch }, 'branch');
     if (!st.repo || (uploaded && o.commit === undefined && o.branch === undefined)) return null;
     const branch = o.branch ?? st.branch;
     if (!proposed && branch !== st.branch) {
-      throw new HttpError(409, 'BRANCH_NOT_TRACKED', `Cannot queue a tracked run of ${st.name} from branch "${branch}": the stack tracks "${st.branch}"; ask for a proposed (read-only) run, or change the stack's branch`);
+      throw new Refusal('conflict', 'BRANCH_NOT_TRACKED', `Cannot queue a tracked run of ${st.name} from branch "${branch}": the stack tracks "${st.branch}"; ask for a proposed (read-only) run, or change the stack's branch`);
     }
     return { repo: st.repo, branch, sha: o.commit ?? null, author: o.author ?? null, message: o.message ?? null };
   }
@@ -520,7 +521,7 @@ export class AdminOps {
     const now = iso();
     const state = initialState(phases);
     transaction(this.store.db, () => {
-      this.store.insertRun({
+      this.store.runs.insert({
         id, stack_id: st.id, stack_name: st.name, stack_kind: st.kind, pool_id: pool.id, proposed: proposed ? 1 : 0,
         state, phase: 0, phase_count: phases.length, spec: JSON.stringify(spec), secret_env: st.secret_env,
         worker_id: null, cancel_requested: 0, has_workspace: hasWorkspace ? 1 : 0, reason: null,
@@ -542,34 +543,34 @@ export class AdminOps {
     const stackArg = q.get('stack');
     const poolArg = q.get('pool');
     const state = q.get('state') ?? undefined;
-    const stack = stackArg ? (this.store.stack(stackArg)?.id ?? stackArg) : undefined;
+    const stack = stackArg ? (this.store.stacks.find(stackArg)?.id ?? stackArg) : undefined;
     const pool = poolArg ? this.pool(poolArg).id : undefined;
-    return { runs: this.store.runs({ stack, pool, state: state?.toUpperCase(), limit }).map((r) => this.runView(r)) };
+    return { runs: this.store.runs.list({ stack, pool, state: state?.toUpperCase(), limit }).map((r) => this.runView(r)) };
   }
 
   act(id: string, action: RunAction): RunReply {
     const r = this.run(id);
-    const ph = this.store.phase(r.id, r.phase)!;
+    const ph = this.store.runs.phase(r.id, r.phase)!;
     const to = adminTransition(r.state, action, ph.started_at !== null);
-    if (to === undefined) throw new HttpError(409, 'RUN_STATE', `Cannot ${action} run ${r.id}: it is ${r.state}`);
+    if (to === undefined) throw new Refusal('conflict', 'RUN_STATE', `Cannot ${action} run ${r.id}: it is ${r.state}`);
     const now = iso();
     if (action === 'prioritize') {
-      this.store.updateRun(r.id, { queue_key: prioritizedKey(this.store.activeQueueKeys(r.pool_id)), updated_at: now });
+      this.store.runs.update(r.id, { queue_key: prioritizedKey(this.store.runs.activeQueueKeys(r.pool_id)), updated_at: now });
     } else if (to === 'request-cancel') {
-      this.store.updateRun(r.id, { cancel_requested: 1, updated_at: now });
+      this.store.runs.update(r.id, { cancel_requested: 1, updated_at: now });
       if (r.worker_id) this.s.wake(r.worker_id);
     } else {
       const state = to as RunState;
       const ended = state === 'CANCELED' || state === 'DISCARDED';
       transaction(this.store.db, () => {
-        this.store.updateRun(r.id, {
+        this.store.runs.update(r.id, {
           state, worker_id: null, updated_at: now, ended_at: ended ? now : null,
           reason: ended ? (state === 'CANCELED' ? 'canceled' : 'discarded') : null,
           cancel_requested: state === 'CANCELED' ? 1 : r.cancel_requested,
         });
         if (r.state === 'RUNNING' && r.worker_id) {
-          this.store.updatePhase(r.id, r.phase, { outcome: 'canceled', ended_at: now });
-          this.store.updateWorker(r.worker_id, { current_run: null, idle_since: now });
+          this.store.runs.updatePhase(r.id, r.phase, { outcome: 'canceled', ended_at: now });
+          this.store.workers.update(r.worker_id, { current_run: null, idle_since: now });
         }
       });
       if (r.state === 'RUNNING' && r.worker_id) {
@@ -613,7 +614,7 @@ export function sealedField(body: Record<string, unknown>, name: string, max: nu
 function branchField(body: Record<string, unknown>, name: string): string {
   const v = str(body, name, { max: 255, hint: 'a branch name, e.g. main' })!;
   const problem = branchProblem(v);
-  if (problem) throw new HttpError(400, 'INVALID_FIELD', `Invalid field "${name}": "${v}": ${problem} (expected a branch name, e.g. main)`);
+  if (problem) throw new Refusal('invalid', 'INVALID_FIELD', `Invalid field "${name}": "${v}": ${problem} (expected a branch name, e.g. main)`);
   return v;
 }
 

@@ -19,7 +19,8 @@ import { createBlobStore } from './blobs.ts';
 import type { DatabaseSync } from 'node:sqlite';
 import { dataPaths, type DataPaths, loadOrCreateCa, loadOrIssueServerCert, newAdminToken, prepareDataDir, readPidFile, writeAdminTokenFile, writePidFile, writeServerUrlFile } from './datadir.ts';
 import { checkpointOnTimer, openDatabase } from './db.ts';
-import { HttpError, Router, badField, bearerToken, sendError, sendJson, sha256, tokenMatches, type Ctx } from './http.ts';
+import { HttpError, Router, bearerToken, httpErrorOf, sendError, sendJson, sha256, tokenMatches, type Ctx } from './http.ts';
+import { badField } from './refusal.ts';
 import { auditTail } from './audit.ts';
 import type { Logger } from './log.ts';
 import { LogFiles } from './logs.ts';
@@ -143,7 +144,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     db,
     presence: { heldCount: () => presence?.heldCount() ?? 0, acceptingByPool: () => presence?.acceptingByPool() ?? new Map() },
     sealed: () => blobs.stored(),
-    poolName: (id) => store.poolAny(id)?.name ?? id,
+    poolName: (id) => store.pools.any(id)?.name ?? id,
     meta: { get: (k) => store.meta(k), set: (k, v) => store.setMeta(k, v) },
   });
   const service = new Service({
@@ -265,8 +266,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         throw new HttpError(404, 'NOT_FOUND', `Not found: ${req.method} ${ctx.path}`);
       }
     } catch (e) {
-      if (e instanceof HttpError && (e.status === 401 || e.status === 403)) {
-        o.log.warn('Request refused', { code: e.code, method: req.method, path: ctx.path, remote });
+      const refused = httpErrorOf(e);
+      if (refused && (refused.status === 401 || refused.status === 403)) {
+        o.log.warn('Request refused', { code: refused.code, method: req.method, path: ctx.path, remote });
       }
       fail(o.log, ctx, e);
     }
@@ -400,9 +402,10 @@ const DRAIN_MS = 10_000;
 
 function fail(log: Logger, ctx: Ctx, e: unknown): void {
   const { req, res } = ctx;
-  let err: HttpError;
-  if (e instanceof HttpError) err = e;
-  else if (clientWentAway(req, e)) {
+  let err = httpErrorOf(e);
+  if (err !== undefined) {
+    // answered below
+  } else if (clientWentAway(req, e)) {
     // Not the server's fault and nothing to answer: the client hung up.
     log.debug('Client went away', { method: req.method, path: ctx.path, remote: ctx.remote ?? null });
     if (!res.destroyed) res.destroy();

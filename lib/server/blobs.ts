@@ -10,7 +10,8 @@ import { lstat, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/p
 import type { Dirent } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
-import { HttpError } from './http.ts';
+import { fsyncDir, writeFileAtomic } from '../atomic-file.ts';
+import { Refusal } from './refusal.ts';
 
 export interface BlobStore {
   /**
@@ -71,13 +72,8 @@ export async function cleanTmp(dir: string): Promise<{ files: number; bytes: num
   return { files, bytes };
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try { await fh.sync(); } finally { await fh.close(); }
-}
-
-export function workspaceTooLarge(limit: number): HttpError {
-  return new HttpError(413, 'WORKSPACE_TOO_LARGE', `Sealed workspace too large: the server's limit is ${limit} bytes (--max-workspace-size)`);
+export function workspaceTooLarge(limit: number): Refusal {
+  return new Refusal('too-large', 'WORKSPACE_TOO_LARGE', `Sealed workspace too large: the server's limit is ${limit} bytes (--max-workspace-size)`);
 }
 
 async function sizeOf(path: string): Promise<number | undefined> {
@@ -206,7 +202,7 @@ export function createBlobStore(opts: { tmpDir: string; workspacesDir: string; s
             }
           });
           body.on('error', fail);
-          const aborted = (): void => fail(new HttpError(400, 'UPLOAD_ABORTED', 'Upload aborted: the client closed the connection before the end of the body'));
+          const aborted = (): void => fail(new Refusal('invalid', 'UPLOAD_ABORTED', 'Upload aborted: the client closed the connection before the end of the body'));
           body.on('aborted', aborted);
           body.on('close', () => { if ((body as { complete?: boolean }).complete === false) aborted(); });
           out.on('error', fail);
@@ -255,18 +251,4 @@ export function createBlobStore(opts: { tmpDir: string; workspacesDir: string; s
       }
     },
   };
-}
-
-/** Writes a small whole file atomically with the given mode (keys, certificates, tokens). */
-export async function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'wx', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  await fsyncDir(dirname(path));
 }

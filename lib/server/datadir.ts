@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { LauncherError } from '../errors.ts';
 import { createCertificateAuthority, issueServerCertificate, type CertificateAuthority } from '../pki.ts';
-import { writeFileAtomic } from './blobs.ts';
+import { writeFileAtomic } from '../atomic-file.ts';
 
 export interface DataPaths {
   dir: string;

@@ -4,7 +4,9 @@
 import { parseDuration } from '../duration.ts';
 import { BackupInProgress, type Collector } from '../retention/collector.ts';
 import { parseRetention, type RetentionPolicy } from '../retention/policy.ts';
-import { HttpError, badField, bool, readJson, sendJson, str, type Router } from './http.ts';
+import { bool, str } from './fields.ts';
+import { HttpError, readJson, sendJson, type Router } from './http.ts';
+import { badField } from './refusal.ts';
 
 function period(body: Record<string, unknown>, name: string): number | undefined {
   const v = str(body, name, { optional: true, max: 32, hint: 'a duration such as "30d", "720h" or "90m"' });

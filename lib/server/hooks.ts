@@ -6,7 +6,8 @@
 import type { AdminOps } from './admin-ops.ts';
 import { transaction } from './db.ts';
 import { HttpError, readBody, sendJson, type Ctx } from './http.ts';
-import { iso, newId, type Service } from './service.ts';
+import { iso, newId } from './ids.ts';
+import type { Service } from './service.ts';
 import type { StackRow } from './store.ts';
 import type { HookReply } from '../protocol.ts';
 import { pathsMatch } from '../vcs/paths.ts';
@@ -45,7 +46,7 @@ export async function receiveGitHook(s: Service, ops: AdminOps, ctx: Ctx): Promi
   }
   const urls = repoUrls(payload);
   const keys = [...new Set(urls.map(repoKey).filter((k): k is string => k !== undefined))];
-  const candidates = s.store.stacksByRepoKey(keys);
+  const candidates = s.store.stacks.byRepoKey(keys);
   audit.repo = urls[0] ?? null;
   if (candidates.length === 0) {
     return { status: 202, body: { message: 'no stack uses this repository', runs: [], skipped: [] }, audit: { ...audit, outcome: 'no stack' } };
@@ -73,7 +74,7 @@ export async function receiveGitHook(s: Service, ops: AdminOps, ctx: Ctx): Promi
   const skipped: HookReply['skipped'] = [];
   const now = iso();
   transaction(s.store.db, () => {
-    if (delivery.id !== undefined && !s.store.addDelivery(`${delivery.sender}:${delivery.id}`, now)) {
+    if (delivery.id !== undefined && !s.store.runs.addDelivery(`${delivery.sender}:${delivery.id}`, now)) {
       for (const st of verified) skipped.push({ stack: st.id, reason: 'delivery already received' });
       return;
     }
@@ -81,7 +82,7 @@ export async function receiveGitHook(s: Service, ops: AdminOps, ctx: Ctx): Promi
       const why = skipReason(st, push);
       if (why) { skipped.push({ stack: st.id, reason: why }); continue; }
       const proposed = push.branch !== st.branch;
-      if (s.store.pushRun(st.id, push.after!, proposed)) {
+      if (s.store.runs.pushRun(st.id, push.after!, proposed)) {
         skipped.push({ stack: st.id, reason: `a push already queued a ${proposed ? 'proposed' : 'tracked'} run at ${push.after}` });
         continue;
       }

@@ -1,8 +1,10 @@
 // The HTTP layer shared by the worker and admin APIs: a tiny router, JSON
-// bodies with a size limit, and errors with stable codes. Handlers throw
-// HttpError; the router turns it into {"error": {"code", "message"}}.
+// bodies with a size limit, and errors with stable codes. The domain throws
+// Refusal (refusal.ts), the HTTP edge itself HttpError; both become
+// {"error": {"code", "message"}} with the status chosen here.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Refusal, type RefusalKind } from './refusal.ts';
 
 export const JSON_BODY_LIMIT = 1024 * 1024;
 
@@ -20,23 +22,15 @@ export class HttpError extends Error {
   }
 }
 
-export const badField = (name: string, expected: string): HttpError =>
-  new HttpError(400, 'INVALID_FIELD', `Invalid field "${name}": expected ${expected}`);
+const STATUS: Record<RefusalKind, number> = {
+  invalid: 400, unauthenticated: 401, forbidden: 403, 'not-found': 404, conflict: 409, 'too-large': 413, busy: 429, broken: 500, full: 507,
+};
 
-/**
- * A whole number written plainly in decimal (a query or path parameter):
- * "0x0", "2.0", "1e0", " 1" and "+1" are refused, not read as numbers.
- */
-export function decimal(text: string | null | undefined, name: string, max: number, expected: string): number {
-  if (typeof text !== 'string' || !/^(0|[1-9][0-9]{0,15})$/.test(text)) throw badField(name, expected);
-  const n = Number(text);
-  if (n > max) throw badField(name, expected);
-  return n;
-}
-
-/** Exit codes as processes have them: a 32-bit signed integer. */
-export function isExitCode(v: unknown): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647;
+/** The HTTP answer for an error a handler threw: a Refusal by its kind, an HttpError as is; undefined for anything else (a bug: 500). */
+export function httpErrorOf(e: unknown): HttpError | undefined {
+  if (e instanceof HttpError) return e;
+  if (e instanceof Refusal) return new HttpError(STATUS[e.kind], e.code, e.message, e.extra);
+  return undefined;
 }
 
 export interface Ctx {
@@ -149,34 +143,4 @@ export function bearerToken(req: IncomingMessage): string | undefined {
   if (typeof h !== 'string') return undefined;
   const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
   return m ? m[1] : undefined;
-}
-
-// Field readers: each names the field and what would be accepted.
-export function str(body: Record<string, unknown>, name: string, opts: { optional?: boolean; max?: number; pattern?: RegExp; hint?: string } = {}): string | undefined {
-  const v = body[name];
-  if (v === undefined || v === null) {
-    if (opts.optional) return undefined;
-    throw badField(name, opts.hint ?? 'a string');
-  }
-  if (typeof v !== 'string' || v.length > (opts.max ?? 1024 * 1024) || (opts.pattern && !opts.pattern.test(v))) throw badField(name, opts.hint ?? 'a string');
-  return v;
-}
-
-export function bool(body: Record<string, unknown>, name: string, dflt: boolean): boolean {
-  const v = body[name];
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'boolean') throw badField(name, 'true or false');
-  return v;
-}
-
-export function stringMap(body: Record<string, unknown>, name: string, keyPattern: RegExp, hint: string): Record<string, string> | undefined {
-  const v = body[name];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'object' || Array.isArray(v)) throw badField(name, `an object of ${hint}`);
-  const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
-    if (!keyPattern.test(k) || typeof val !== 'string') throw badField(`${name}.${k}`, `${hint}`);
-    out[k] = val;
-  }
-  return out;
 }

@@ -71,8 +71,11 @@ interface Tracked { sock: Socket; address: string; authed: boolean }
 export class ConnectionGuard {
   readonly limits: ConnectionLimits;
   readonly #log: Logger;
-  // Insertion order is age order: the first unauthenticated entry is the oldest.
   readonly #open = new Map<Socket, Tracked>();
+  // Unauthenticated connections only, oldest first (insertion order): the
+  // eviction victim is the first entry, found without walking past the
+  // thousands of launchers that connected before it.
+  readonly #unauthed = new Set<Tracked>();
   readonly #pendingByAddress = new Map<string, number>();
   #pending = 0;
   /** Counters for the log and tests. */
@@ -132,6 +135,7 @@ export class ConnectionGuard {
     const t = this.#open.get(this.#raw(sock));
     if (!t || t.authed) return;
     t.authed = true;
+    this.#unauthed.delete(t);
     this.#dropPending(t.address);
   }
 
@@ -165,7 +169,9 @@ export class ConnectionGuard {
       sock.destroy();
       return false;
     }
-    this.#open.set(sock, { sock, address, authed: false });
+    const t: Tracked = { sock, address, authed: false };
+    this.#open.set(sock, t);
+    this.#unauthed.add(t);
     this.#pendingByAddress.set(address, pendingHere + 1);
     this.#pending++;
     sock.once('close', () => this.#forget(sock));
@@ -173,7 +179,7 @@ export class ConnectionGuard {
   }
 
   #oldestPending(): Tracked | undefined {
-    for (const t of this.#open.values()) if (!t.authed) return t;
+    for (const t of this.#unauthed) return t;
     return undefined;
   }
 
@@ -181,7 +187,10 @@ export class ConnectionGuard {
     const t = this.#open.get(sock);
     if (!t) return;
     this.#open.delete(sock);
-    if (!t.authed) this.#dropPending(t.address);
+    if (!t.authed) {
+      this.#unauthed.delete(t);
+      this.#dropPending(t.address);
+    }
   }
 
   #dropPending(address: string): void {

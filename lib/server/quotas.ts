@@ -6,7 +6,7 @@
 // - a free-disk floor: an upload that would leave less than `minFreeDiskBytes`
 //   free gets 507 instead of filling the disk.
 import { statfs } from 'node:fs/promises';
-import { HttpError } from './http.ts';
+import { Refusal } from './refusal.ts';
 
 export interface Quotas {
   maxRunLogBytes: number;
@@ -54,10 +54,10 @@ export class UploadSlots {
   acquire(owner: string): () => void {
     const mine = this.#perWorker.get(owner) ?? 0;
     if (owner !== 'admin' && mine >= this.#q.maxUploadsPerWorker) {
-      throw new HttpError(429, 'TOO_MANY_UPLOADS', `Too many uploads at once: worker ${owner} already has ${mine} in progress (the limit is ${this.#q.maxUploadsPerWorker}); retry when one has finished`);
+      throw new Refusal('busy', 'TOO_MANY_UPLOADS', `Too many uploads at once: worker ${owner} already has ${mine} in progress (the limit is ${this.#q.maxUploadsPerWorker}); retry when one has finished`);
     }
     if (this.#total >= this.#q.maxUploads) {
-      throw new HttpError(429, 'TOO_MANY_UPLOADS', `Too many uploads at once: the server has ${this.#total} in progress (the limit is ${this.#q.maxUploads}); retry shortly`);
+      throw new Refusal('busy', 'TOO_MANY_UPLOADS', `Too many uploads at once: the server has ${this.#total} in progress (the limit is ${this.#q.maxUploads}); retry shortly`);
     }
     this.#perWorker.set(owner, mine + 1);
     this.#total++;
@@ -82,6 +82,6 @@ export async function freeBytes(dir: string): Promise<number> {
 export async function checkDiskFloor(dir: string, incoming: number, floor: number): Promise<void> {
   const free = await freeBytes(dir);
   if (free - incoming < floor) {
-    throw new HttpError(507, 'INSUFFICIENT_STORAGE', `Upload refused: the server's disk has ${free} bytes free and keeps at least ${floor} free (--min-free-disk)`);
+    throw new Refusal('full', 'INSUFFICIENT_STORAGE', `Upload refused: the server's disk has ${free} bytes free and keeps at least ${floor} free (--min-free-disk)`);
   }
 }

@@ -49,7 +49,7 @@ export async function streamRunEvents(s: Service, ctx: Ctx, runId: string, view:
   };
 
   let lastRun = '';
-  const first = s.store.runById(runId)!;
+  const first = s.store.runs.get(runId)!;
   let { phase, offset } = resumePoint(req.headers['last-event-id'], first.phase_count);
   // Bytes of a UTF-8 character cut by a chunk wait for the rest of it.
   let decoder = new StringDecoder('utf8');
@@ -57,14 +57,14 @@ export async function streamRunEvents(s: Service, ctx: Ctx, runId: string, view:
     await send('retry: 2000\n\n');
     for (;;) {
       if (res.destroyed) return;
-      const run = s.store.runById(runId)!;
+      const run = s.store.runs.get(runId)!;
       const current = JSON.stringify(view());
       if (current !== lastRun) {
         lastRun = current;
         await send(`event: run\ndata: ${current}\n\n`);
         continue;
       }
-      const ph = s.store.phase(runId, phase);
+      const ph = s.store.runs.phase(runId, phase);
       if (ph && ph.log_bytes > offset) {
         const end = Math.min(ph.log_bytes, offset + EVENT_LOG_BYTES);
         const bytes = await s.opts.logs.read(runId, phase, offset, end);

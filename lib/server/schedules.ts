@@ -12,13 +12,12 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ScheduleView } from '../protocol.ts';
 import { CronError, dueSlot, nextSlot, parseCron } from '../schedule/cron.ts';
-import { HttpError, badField } from './http.ts';
-import { iso, newId, type Service } from './service.ts';
-import type { RunRow, StackRow } from './store.ts';
+import { iso, newId } from './ids.ts';
+import { Refusal, badField } from './refusal.ts';
+import type { Service } from './service.ts';
+import type { RunRow, ScheduleRow, StackRow } from './store.ts';
 
-export interface ScheduleRow {
-  id: string; stack_id: string; cron: string; reconcile: number; last_slot: string | null; created_at: string; deleted_at: string | null;
-}
+export type { ScheduleRow };
 
 /** What the schedules need from the rest of the server (AdminOps.trigger). */
 export type Trigger = (stackId: string, proposed: boolean, workspace: { tmp: string } | undefined, source: string) => Promise<{ run: { id: string } }>;
@@ -47,37 +46,34 @@ export class Schedules {
   }
 
   list(stackId?: string): ScheduleRow[] {
-    return stackId
-      ? this.s.store.all<ScheduleRow>('SELECT * FROM schedules WHERE deleted_at IS NULL AND stack_id = ? ORDER BY created_at, id', [stackId])
-      : this.s.store.all<ScheduleRow>('SELECT * FROM schedules WHERE deleted_at IS NULL ORDER BY created_at, id');
+    return this.s.store.schedules.list(stackId);
   }
 
   get(id: string): ScheduleRow {
-    const r = this.s.store.get<ScheduleRow>('SELECT * FROM schedules WHERE id = ? AND deleted_at IS NULL', [id]);
-    if (!r) throw new HttpError(404, 'SCHEDULE_NOT_FOUND', `Schedule not found: "${id}" (list them with GET /v1/stacks/{id}/schedules)`);
+    const r = this.s.store.schedules.find(id);
+    if (!r) throw new Refusal('not-found', 'SCHEDULE_NOT_FOUND', `Schedule not found: "${id}" (list them with GET /v1/stacks/{id}/schedules)`);
     return r;
   }
 
   add(st: StackRow, body: Record<string, unknown>): ScheduleRow {
     if (typeof body.cron !== 'string' || body.cron.length > 200) throw badField('cron', 'a cron expression in UTC, e.g. "0 3 * * *" (minute hour day-of-month month day-of-week)');
     try { parseCron(body.cron); } catch (e) {
-      if (e instanceof CronError) throw new HttpError(400, 'INVALID_FIELD', `Invalid field "cron": ${e.message}`);
+      if (e instanceof CronError) throw new Refusal('invalid', 'INVALID_FIELD', `Invalid field "cron": ${e.message}`);
       throw e;
     }
     if (body.reconcile !== undefined && typeof body.reconcile !== 'boolean') throw badField('reconcile', 'true or false');
-    if (!st.tool) throw new HttpError(409, 'NOT_A_TOOL_STACK', `Stack ${st.name} has no tool: drift detection plans with Terraform or OpenTofu (set --tool first)`);
+    if (!st.tool) throw new Refusal('conflict', 'NOT_A_TOOL_STACK', `Stack ${st.name} has no tool: drift detection plans with Terraform or OpenTofu (set --tool first)`);
     const row: ScheduleRow = {
       id: newId('sch'), stack_id: st.id, cron: body.cron.trim(), reconcile: body.reconcile === true ? 1 : 0,
       last_slot: null, created_at: iso(this.now()), deleted_at: null,
     };
-    this.s.store.run('INSERT INTO schedules (id, stack_id, cron, reconcile, last_slot, created_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      [row.id, row.stack_id, row.cron, row.reconcile, row.last_slot, row.created_at, row.deleted_at]);
+    this.s.store.schedules.insert(row);
     return row;
   }
 
   delete(id: string): ScheduleRow {
     const r = this.get(id);
-    this.s.store.run('UPDATE schedules SET deleted_at = ? WHERE id = ?', [iso(this.now()), id]);
+    this.s.store.schedules.markDeleted(id, iso(this.now()));
     return r;
   }
 
@@ -99,9 +95,8 @@ export class Schedules {
       }
       if (slot === undefined) continue;
       // Recorded before anything else happens: this slot is handled, whatever follows.
-      const changed = this.s.store.run('UPDATE schedules SET last_slot = ? WHERE id = ? AND (last_slot IS NULL OR last_slot < ?)', [iso(slot), sch.id, iso(slot)]);
-      if (changed === 0) continue;
-      const st = this.s.store.stackAny(sch.stack_id);
+      if (!this.s.store.schedules.claimSlot(sch.id, iso(slot))) continue;
+      const st = this.s.store.stacks.any(sch.stack_id);
       if (!st || st.deleted_at) continue;
       const holder = this.s.states.holder(st);
       if (holder) {
@@ -132,7 +127,7 @@ export class Schedules {
    */
   private async latestSource(st: StackRow, from?: RunRow): Promise<{ tmp: string } | undefined> {
     const r = from && from.has_workspace === 1 ? from
-      : this.s.store.get<RunRow>('SELECT * FROM runs WHERE stack_id = ? AND has_workspace = 1 ORDER BY n DESC LIMIT 1', [st.id]);
+      : this.s.store.runs.latestWithWorkspace(st.id);
     if (!r) return undefined;
     const src = this.s.opts.blobs.workspacePath(r.id);
     const dir = join(this.s.opts.stateDir, 'tmp');
@@ -145,9 +140,9 @@ export class Schedules {
   /** A scheduled run found drift: with `reconcile`, queue a tracked run of the same source. */
   private async reconcile(run: RunRow): Promise<void> {
     const id = (run.trigger ?? '').replace(/^schedule:/, '');
-    const sch = this.s.store.get<ScheduleRow>('SELECT * FROM schedules WHERE id = ?', [id]);
+    const sch = this.s.store.schedules.any(id);
     if (!sch || sch.reconcile !== 1 || sch.deleted_at) return;
-    const st = this.s.store.stackAny(run.stack_id);
+    const st = this.s.store.stacks.any(run.stack_id);
     if (!st || st.deleted_at) return;
     const ws = await this.latestSource(st, run);
     const { run: tracked } = await this.trigger(st.id, false, ws, `reconcile:${run.id}`);

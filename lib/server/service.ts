@@ -3,23 +3,21 @@
 // end, leases and grace periods, and the certificate-to-pool check. WorkerOps
 // and AdminOps build the two APIs on it; it never touches a socket beyond the
 // Waiter callbacks it is handed.
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 import type { CertificateAuthority } from '../pki.ts';
 import type { BlobStore } from './blobs.ts';
-import { workspaceTooLarge } from './blobs.ts';
 import { afterCommit, transaction } from './db.ts';
-import { HttpError, badField } from './http.ts';
+import { Refusal, badField } from './refusal.ts';
 import type { Logger } from './log.ts';
 import type { LogFiles } from './logs.ts';
 import type { Assignment, Control, Outcome, PollReply, RunState } from '../protocol.ts';
 import { afterPhase, planAssignments, onWorkerLost, type WorkerFacts } from './scheduler.ts';
 import type { PhaseRow, PoolRow, RunRow, RunSpec, Store, WorkerRow } from './store.ts';
 import { phaseState } from './views.ts';
+import { iso, normSerial } from './ids.ts';
 import { Presence } from './workers.ts';
-import { checkDiskFloor, DEFAULT_QUOTAS, UploadSlots, type Quotas } from './quotas.ts';
+import { Workspaces } from './workspaces.ts';
+import { DEFAULT_QUOTAS, UploadSlots, type Quotas } from './quotas.ts';
 import { StackStates } from './state.ts';
 import { STEP_STATUS } from '../tool/steps.ts';
 import type { PlanSummary } from '../tool/plan.ts';
@@ -53,22 +51,7 @@ export interface RunObserver {
   logIngested(poolId: string, bytes: number): void;
 }
 
-
-export const DEFAULT_POLL_SECONDS = 25;
-export const MAX_POLL_SECONDS = 60;
-export const LOG_CHUNK_LIMIT = 1024 * 1024;
-
-export const newId = (prefix: string): string => `${prefix}_${randomBytes(8).toString('hex')}`;
-export const iso = (ms = Date.now()): string => new Date(ms).toISOString();
-export const normSerial = (s: string): string => s.toLowerCase().replace(/^0+(?=.)/, '');
-
-const notFound = (what: string, id: string, code: string): HttpError => new HttpError(404, code, `${what} not found: "${id}"`);
-
-/** True when bytes start like an age file (binary or armored): the server refuses plaintext by mistake. */
-export function looksSealed(head: Buffer): boolean {
-  const s = head.subarray(0, 40).toString('latin1');
-  return s.startsWith('age-encryption.org/v1\n') || s.startsWith('-----BEGIN AGE ENCRYPTED FILE-----');
-}
+const notFound = (what: string, id: string, code: string): Refusal => new Refusal('not-found', code, `${what} not found: "${id}"`);
 
 export class Service {
   readonly store: Store;
@@ -80,6 +63,8 @@ export class Service {
   /** Emits the run id whenever a run's state or logs change (log followers wait on it). */
   readonly events = new EventEmitter();
   readonly log: Logger;
+  /** Sealed workspace uploads and downloads. */
+  readonly workspaces: Workspaces;
   readonly quotas: Quotas;
   readonly uploads: UploadSlots;
   /** Sealed state versions of managed-state stacks. */
@@ -93,6 +78,7 @@ export class Service {
     this.ca = opts.ca;
     this.serverUrl = opts.serverUrl;
     this.log = opts.log;
+    this.workspaces = new Workspaces({ blobs: opts.blobs, maxBytes: opts.maxWorkspaceBytes, uploads: this.uploads, quotas: this.quotas, tmpDir: opts.tmpDir });
     this.events.setMaxListeners(0);
     this.states = new StackStates(this, opts.stateDir);
     this.presence = new Presence({
@@ -115,7 +101,7 @@ export class Service {
   /** After a restart: leases restart for live workers, grace resumes for OFFLINE ones holding a started phase. */
   recover(): void {
     const now = Date.now();
-    for (const w of this.store.workers()) {
+    for (const w of this.store.workers.list()) {
       if (w.offline === 0) {
         this.presence.seen(w.id, Date.parse(w.last_seen));
       } else if (w.current_run) {
@@ -123,8 +109,8 @@ export class Service {
         this.presence.startGrace(w.id, left);
       }
     }
-    for (const r of this.store.runningRuns()) {
-      const w = r.worker_id ? this.store.worker(r.worker_id) : undefined;
+    for (const r of this.store.runs.running()) {
+      const w = r.worker_id ? this.store.workers.get(r.worker_id) : undefined;
       if (!w || w.deregistered_at || w.current_run !== r.id) this.workerGone(r, w?.id ?? r.worker_id ?? '');
     }
   }
@@ -133,28 +119,28 @@ export class Service {
 
   /** The pool a client certificate (by serial) belongs to; 403 when revoked, retired or unknown. */
   poolForSerial(serial: string): { poolId: string; keyId: string } {
-    const key = this.store.keyBySerial(normSerial(serial));
+    const key = this.store.pools.keyBySerial(normSerial(serial));
     if (!key || key.state !== 'active') {
-      throw new HttpError(403, 'CERT_REVOKED', 'Client certificate refused: it was revoked by a pool reset or key retirement (use the pool\'s current token)');
+      throw new Refusal('forbidden', 'CERT_REVOKED', 'Client certificate refused: it was revoked by a pool reset or key retirement (use the pool\'s current token)');
     }
-    const pool = this.store.poolAny(key.pool_id);
-    if (!pool || pool.deleted_at) throw new HttpError(403, 'POOL_DELETED', 'Client certificate refused: its worker pool was deleted');
+    const pool = this.store.pools.any(key.pool_id);
+    if (!pool || pool.deleted_at) throw new Refusal('forbidden', 'POOL_DELETED', 'Client certificate refused: its worker pool was deleted');
     return { poolId: pool.id, keyId: key.id };
   }
 
   // ------------------------------------------------------------ helpers
 
   pool(id: string): PoolRow {
-    const p = this.store.poolAny(id);
+    const p = this.store.pools.any(id);
     if (!p) throw notFound('Pool', id, 'POOL_NOT_FOUND');
     return p;
   }
 
   poolWorker(poolId: string, workerId: unknown): WorkerRow {
     if (typeof workerId !== 'string' || workerId === '') throw badField('workerId', 'the worker id from POST /v1/worker/register');
-    const w = this.store.worker(workerId);
+    const w = this.store.workers.get(workerId);
     if (!w || w.pool_id !== poolId || w.deregistered_at) {
-      throw new HttpError(404, 'WORKER_NOT_FOUND', `Worker not found: "${workerId}" is not registered in this pool (register again)`);
+      throw new Refusal('not-found', 'WORKER_NOT_FOUND', `Worker not found: "${workerId}" is not registered in this pool (register again)`);
     }
     return w;
   }
@@ -163,7 +149,7 @@ export class Service {
   touch(w: WorkerRow): void {
     this.presence.seen(w.id);
     if (w.offline) {
-      this.store.updateWorker(w.id, { offline: 0, offline_since: null, last_seen: iso() });
+      this.store.workers.update(w.id, { offline: 0, offline_since: null, last_seen: iso() });
       w.offline = 0;
       this.log.info('Worker back online', { worker: w.id, pool: w.pool_id });
     }
@@ -171,13 +157,13 @@ export class Service {
 
   /** The run's phase, only if it was assigned (to `workerId` when given) in this pool: otherwise 404. */
   assignedPhase(poolId: string, runId: string, phase: number, worker?: WorkerRow): { run: RunRow; ph: PhaseRow } {
-    const run = this.store.runById(runId);
-    const ph = run && run.pool_id === poolId ? this.store.phase(runId, phase) : undefined;
+    const run = this.store.runs.get(runId);
+    const ph = run && run.pool_id === poolId ? this.store.runs.phase(runId, phase) : undefined;
     if (!run || !ph || !ph.worker_id || (worker !== undefined && ph.worker_id !== worker.id)) {
-      throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}" phase ${phase} is not assigned to this worker`);
+      throw new Refusal('not-found', 'RUN_NOT_FOUND', `Run not found: "${runId}" phase ${phase} is not assigned to this worker`);
     }
     // The caller's row was read in this same tick: no second read.
-    const w = worker ?? this.store.worker(ph.worker_id);
+    const w = worker ?? this.store.workers.get(ph.worker_id);
     if (w && !w.deregistered_at) this.touch(w);
     return { run, ph };
   }
@@ -186,8 +172,8 @@ export class Service {
     return run.state === 'RUNNING' && run.phase === ph.idx && ph.outcome === null;
   }
 
-  closed(run: RunRow, ph: PhaseRow): HttpError {
-    return new HttpError(409, 'RUN_STATE', `Phase ${ph.idx} of run ${run.id} is not running (run ${run.state}, phase ${phaseState(ph)})`);
+  closed(run: RunRow, ph: PhaseRow): Refusal {
+    return new Refusal('conflict', 'RUN_STATE', `Phase ${ph.idx} of run ${run.id} is not running (run ${run.state}, phase ${phaseState(ph)})`);
   }
 
   view(w: WorkerRow, pool: PoolRow, accept: boolean): WorkerFacts {
@@ -199,10 +185,10 @@ export class Service {
 
   /** `current`: the worker's current run when the caller holds it (saves a read). */
   control(w: WorkerRow, extraCancel: string[] = [], current?: RunRow): Control {
-    const pool = this.store.poolAny(w.pool_id);
+    const pool = this.store.pools.any(w.pool_id);
     const cancel = [...extraCancel];
     if (w.current_run) {
-      const r = current?.id === w.current_run ? current : this.store.runById(w.current_run);
+      const r = current?.id === w.current_run ? current : this.store.runs.get(w.current_run);
       if (r && r.state === 'RUNNING' && r.cancel_requested === 1 && !cancel.includes(r.id)) cancel.push(r.id);
     }
     return { drain: w.drained === 1, cycle: pool ? w.cycle_gen < pool.cycle : true, cancel };
@@ -217,7 +203,7 @@ export class Service {
   assignmentFor(run: RunRow): Assignment {
     const spec = JSON.parse(run.spec) as RunSpec;
     const ph = spec.phases[run.phase]!;
-    const row = this.store.phase(run.id, run.phase);
+    const row = this.store.runs.phase(run.id, run.phase);
     return {
       runId: run.id, phase: run.phase, phaseName: ph.name, phaseCount: run.phase_count,
       stack: { id: run.stack_id, name: run.stack_name, kind: run.stack_kind },
@@ -230,7 +216,7 @@ export class Service {
       source: spec.source && run.has_workspace === 0
         ? { ...spec.source, commit: run.commit_sha ?? spec.source.commit }
         : null,
-      recipients: this.store.recipients(run.pool_id),
+      recipients: this.store.pools.recipients(run.pool_id),
       logs: { nextSeq: row?.log_next_seq ?? 0 },
       ...(spec.tool ? { tool: this.toolAssignment(run, spec, ph.step ?? 'init') } : {}),
     };
@@ -257,11 +243,11 @@ export class Service {
     // updated_at of a QUEUED run is when it entered the queue (trigger, confirm, requeue).
     this.opts.metrics?.runAssigned(run.pool_id, run.updated_at, now);
     transaction(this.store.db, () => {
-      this.store.updateRun(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
-      this.store.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
-      this.store.updateWorker(workerId, { current_run: run.id, idle_since: null, last_seen: now });
+      this.store.runs.update(run.id, { state: 'RUNNING', worker_id: workerId, updated_at: now });
+      this.store.runs.updatePhase(run.id, run.phase, { worker_id: workerId, assigned_at: now, started_at: null });
+      this.store.workers.update(workerId, { current_run: run.id, idle_since: null, last_seen: now });
       // From its first step to its end, a tracked run holds the stack's state.
-      if (run.holds_state === 1) this.store.updateStack(run.stack_id, { state_holder: run.id });
+      if (run.holds_state === 1) this.store.stacks.update(run.stack_id, { state_holder: run.id });
     });
     run.state = 'RUNNING';
     run.worker_id = workerId;
@@ -277,7 +263,7 @@ export class Service {
     for (;;) {
       const count = this.presence.acceptingCount(poolId);
       if (count === 0) return;
-      const runs = this.store.queued(poolId, Math.min(count, BATCH));
+      const runs = this.store.runs.queued(poolId, Math.min(count, BATCH));
       if (runs.length === 0) return;
       const waiters = this.presence.acceptingIn(poolId, runs.length);
       if (waiters.length === 0) return;
@@ -291,7 +277,7 @@ export class Service {
           const waiter = this.presence.take(p.workerId)!;
           const run = runs.find((r) => r.id === p.runId)!;
           this.assign(run, p.workerId);
-          const w = this.store.worker(p.workerId)!;
+          const w = this.store.workers.get(p.workerId)!;
           const reply = this.reply(w, this.assignmentFor(run), [], undefined, run);
           // Rolled back: the poll gets an empty answer and the launcher polls again.
           afterCommit(this.store.db, () => waiter.settle(reply), () => waiter.settle(null));
@@ -305,7 +291,7 @@ export class Service {
   wake(workerId: string): void {
     const waiter = this.presence.take(workerId);
     if (!waiter) return;
-    const w = this.store.worker(workerId);
+    const w = this.store.workers.get(workerId);
     waiter.settle(w ? this.reply(w, null) : null);
   }
 
@@ -313,9 +299,9 @@ export class Service {
   requeue(run: RunRow, workerId: string): void {
     const now = iso();
     transaction(this.store.db, () => {
-      this.store.updateRun(run.id, { state: 'QUEUED', worker_id: null, updated_at: now });
-      this.store.updatePhase(run.id, run.phase, { worker_id: null, assigned_at: null, started_at: null });
-      this.store.updateWorker(workerId, { current_run: null, idle_since: now });
+      this.store.runs.update(run.id, { state: 'QUEUED', worker_id: null, updated_at: now });
+      this.store.runs.updatePhase(run.id, run.phase, { worker_id: null, assigned_at: null, started_at: null });
+      this.store.workers.update(workerId, { current_run: null, idle_since: now });
     });
     this.log.info('Run requeued: its phase was never started', { run: run.id, phase: run.phase, worker: workerId });
     this.changed(run.id);
@@ -338,16 +324,16 @@ export class Service {
     }
     const ended = next.state === 'FINISHED' || next.state === 'FAILED' || next.state === 'CANCELED';
     transaction(this.store.db, () => {
-      this.store.updatePhase(run.id, ph.idx, { outcome, exit_code: detail.exitCode ?? null, error: detail.error ?? null, ended_at: now });
-      this.store.updateRun(run.id, {
+      this.store.runs.updatePhase(run.id, ph.idx, { outcome, exit_code: detail.exitCode ?? null, error: detail.error ?? null, ended_at: now });
+      this.store.runs.update(run.id, {
         state: next.state, phase: next.phase, worker_id: null, reason: next.reason, updated_at: now,
         ended_at: ended ? now : null,
       });
-      if (workerId) this.store.releaseWorker(workerId, run.id, now);
-      if (plan) this.store.updateRun(run.id, { changes: JSON.stringify(plan), drifted: drifted ? 1 : 0 });
-      if (drifted) this.store.updateStack(run.stack_id, { drifted_run: run.id });
+      if (workerId) this.store.workers.release(workerId, run.id, now);
+      if (plan) this.store.runs.update(run.id, { changes: JSON.stringify(plan), drifted: drifted ? 1 : 0 });
+      if (drifted) this.store.stacks.update(run.stack_id, { drifted_run: run.id });
       // A tracked run that applied (or found nothing to apply) leaves no drift behind.
-      if (run.proposed === 0 && next.state === 'FINISHED' && spec.tool) this.store.updateStack(run.stack_id, { drifted_run: null });
+      if (run.proposed === 0 && next.state === 'FINISHED' && spec.tool) this.store.stacks.update(run.stack_id, { drifted_run: null });
     });
     this.opts.metrics?.phaseEnded(run.pool_id, ph, outcome, now);
     if (ended) this.opts.metrics?.runEnded(run, next.state, now);
@@ -370,79 +356,38 @@ export class Service {
 
   /** A worker holding `run` is gone for good (deregistered, grace over, or missing after a restart). */
   workerGone(run: RunRow, workerId: string): void {
-    const ph = this.store.phase(run.id, run.phase)!;
+    const ph = this.store.runs.phase(run.id, run.phase)!;
     if (onWorkerLost(ph.started_at !== null) === 'requeue') this.requeue(run, workerId);
     else this.endPhase(run, ph, 'worker-lost', { error: 'worker lost' }, workerId);
   }
 
   private leaseExpired(workerId: string): void {
-    const w = this.store.worker(workerId);
+    const w = this.store.workers.get(workerId);
     if (!w || w.deregistered_at || w.offline) return;
     const now = Date.now();
-    this.store.updateWorker(w.id, { offline: 1, offline_since: iso(now), last_seen: iso(this.presence.lastSeen.get(w.id) ?? now) });
+    this.store.workers.update(w.id, { offline: 1, offline_since: iso(now), last_seen: iso(this.presence.lastSeen.get(w.id) ?? now) });
     this.log.warn('Worker offline: its lease expired', { worker: w.id, pool: w.pool_id });
     if (!w.current_run) return;
-    const run = this.store.runById(w.current_run);
+    const run = this.store.runs.get(w.current_run);
     if (!run || run.state !== 'RUNNING' || run.worker_id !== w.id) {
-      this.store.updateWorker(w.id, { current_run: null });
+      this.store.workers.update(w.id, { current_run: null });
       return;
     }
-    const ph = this.store.phase(run.id, run.phase)!;
+    const ph = this.store.runs.phase(run.id, run.phase)!;
     if (onWorkerLost(ph.started_at !== null) === 'requeue') this.requeue(run, w.id);
     else this.presence.startGrace(w.id);
   }
 
   private graceExpired(workerId: string): void {
-    const w = this.store.worker(workerId);
+    const w = this.store.workers.get(workerId);
     if (!w || !w.offline || !w.current_run) return;
-    const run = this.store.runById(w.current_run);
+    const run = this.store.runs.get(w.current_run);
     if (run && run.state === 'RUNNING' && run.worker_id === w.id) {
       this.log.warn('Worker lost: it did not come back within the grace period', { worker: w.id, run: run.id });
       this.workerGone(run, w.id);
     } else {
-      this.store.updateWorker(w.id, { current_run: null });
+      this.store.workers.update(w.id, { current_run: null });
     }
-  }
-
-  // ------------------------------------------------------------ sealed workspaces
-
-  async workspace(run: RunRow): Promise<{ stream: Readable; size: number }> {
-    const f = run.has_workspace ? await this.opts.blobs.open(this.opts.blobs.workspacePath(run.id)) : undefined;
-    if (!f) throw new HttpError(404, 'NO_WORKSPACE', `Run ${run.id} has no sealed workspace`);
-    return f;
-  }
-
-  /** Streams a sealed workspace upload into place (temp, fsync, rename). */
-  /**
-   * Receives a sealed workspace into tmp/ for `owner` (a worker id, or
-   * "admin"): within the per-worker and total upload slots and above the
-   * free-disk floor. Whatever fails, nothing is left in tmp/.
-   */
-  async receiveWorkspace(body: Readable, declared: number, owner = 'admin'): Promise<{ tmp: string; size: number } | undefined> {
-    const limit = this.opts.maxWorkspaceBytes;
-    if (Number.isFinite(declared) && declared > limit) throw workspaceTooLarge(limit);
-    const release = this.uploads.acquire(owner);
-    try {
-      return await this.#receive(body, declared, limit);
-    } finally {
-      release();
-    }
-  }
-
-  async #receive(body: Readable, declared: number, limit: number): Promise<{ tmp: string; size: number } | undefined> {
-    const floor = this.quotas.minFreeDiskBytes;
-    const dir = this.opts.tmpDir;
-    if (dir !== undefined) await checkDiskFloor(dir, Number.isFinite(declared) ? declared : 0, floor);
-    const got = await this.opts.blobs.receive(body, limit, dir === undefined ? undefined : (n) => checkDiskFloor(dir, Number.isFinite(declared) ? Math.max(0, declared - n) : 0, floor));
-    if (got.size === 0) { await this.opts.blobs.discard(got.tmp); return undefined; }
-    const fh = await open(got.tmp, 'r');
-    const head = Buffer.alloc(40);
-    try { await fh.read(head, 0, 40, 0); } finally { await fh.close(); }
-    if (!looksSealed(head)) {
-      await this.opts.blobs.discard(got.tmp);
-      throw new HttpError(400, 'NOT_SEALED', 'Workspace refused: it is not an age file (seal it to the pool\'s keys first; the server never stores plaintext)');
-    }
-    return got;
   }
 
   close(): void {

@@ -12,11 +12,13 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { baseMatches, versionsToPrune } from '../tool/state.ts';
 import type { StateVersionView } from '../protocol.ts';
-import { fsyncDir } from './blobs.ts';
+import { fsyncDir } from '../atomic-file.ts';
 import { transaction } from './db.ts';
-import { HttpError } from './http.ts';
-import { iso, type Service } from './service.ts';
-import { StateRows, type RunRow, type StackRow, type StateVersionRow } from './store.ts';
+import { Refusal } from './refusal.ts';
+import { iso } from './ids.ts';
+import type { Service } from './service.ts';
+import type { RunRow, StackRow, StateVersionRow } from './store.ts';
+import type { StateStore } from './store/states.ts';
 
 export interface StateWrite {
   /** The version the writer started from (null: none). */
@@ -43,13 +45,13 @@ export function stateVersionJson(v: StateVersionRow): StateVersionView {
 
 export class StackStates {
   private readonly s: Service;
-  readonly rows: StateRows;
+  readonly rows: StateStore;
   private readonly dir: string;
   private readonly locks = new Map<string, Promise<unknown>>();
 
   constructor(s: Service, dir: string) {
     this.s = s;
-    this.rows = new StateRows(s.store);
+    this.rows = s.store.states;
     this.dir = dir;
   }
 
@@ -69,22 +71,22 @@ export class StackStates {
   /** The tracked run holding the stack's state, if it is still active. */
   holder(st: StackRow): RunRow | undefined {
     if (!st.state_holder) return undefined;
-    const r = this.s.store.runById(st.state_holder);
+    const r = this.s.store.runs.get(st.state_holder);
     return r && ['QUEUED', 'RUNNING', 'UNCONFIRMED'].includes(r.state) ? r : undefined;
   }
 
   /** Receives a sealed upload into a temp file; refuses plaintext. */
   async receive(body: Readable, declared: number): Promise<{ tmp: string; size: number }> {
-    const got = await this.s.receiveWorkspace(body, declared).catch((e: unknown) => {
-      if (e instanceof HttpError && e.code === 'NOT_SEALED') {
-        throw new HttpError(400, 'NOT_SEALED', 'State refused: it is not an age file (seal it to the pool\'s keys first; the server never stores plaintext state)');
+    const got = await this.s.workspaces.receive(body, declared).catch((e: unknown) => {
+      if (e instanceof Refusal && e.code === 'NOT_SEALED') {
+        throw new Refusal('invalid', 'NOT_SEALED', 'State refused: it is not an age file (seal it to the pool\'s keys first; the server never stores plaintext state)');
       }
-      if (e instanceof HttpError && e.code === 'WORKSPACE_TOO_LARGE') {
-        throw new HttpError(413, 'STATE_TOO_LARGE', `Sealed state too large: the server's limit is ${this.s.opts.maxWorkspaceBytes} bytes (--max-workspace-size)`);
+      if (e instanceof Refusal && e.code === 'WORKSPACE_TOO_LARGE') {
+        throw new Refusal('too-large', 'STATE_TOO_LARGE', `Sealed state too large: the server's limit is ${this.s.opts.maxWorkspaceBytes} bytes (--max-workspace-size)`);
       }
       throw e;
     });
-    if (!got) throw new HttpError(400, 'INVALID_FIELD', 'State refused: the body is empty (expected a sealed age file)');
+    if (!got) throw new Refusal('invalid', 'INVALID_FIELD', 'State refused: the body is empty (expected a sealed age file)');
     return got;
   }
 
@@ -107,7 +109,7 @@ export class StackStates {
         }
         if (!baseMatches(cur?.version ?? null, w.base)) {
           if (opts.onConflict) await opts.onConflict(tmp, cur?.version ?? null);
-          throw new HttpError(409, 'STATE_CONFLICT', `State refused: it was based on version ${w.base ?? 'none'} but the stack's current state is version ${cur?.version ?? 'none'} (someone else wrote it meanwhile; start again from the current version)`, { current: cur?.version ?? null });
+          throw new Refusal('conflict', 'STATE_CONFLICT', `State refused: it was based on version ${w.base ?? 'none'} but the stack's current state is version ${cur?.version ?? 'none'} (someone else wrote it meanwhile; start again from the current version)`, { current: cur?.version ?? null });
         }
         const sha = await sha256File(tmp.tmp);
         const version = Math.max(this.rows.maxVersion(st.id), cur?.version ?? 0) + 1;
@@ -134,8 +136,7 @@ export class StackStates {
   async keepConflict(run: RunRow, phase: number, tmp: { tmp: string; size: number }, w: StateWrite, current: number | null): Promise<void> {
     const sha = await sha256File(tmp.tmp);
     await this.s.opts.blobs.commit(tmp.tmp, this.conflictPath(run.id, phase));
-    this.s.store.run(`INSERT OR REPLACE INTO state_conflicts (run_id, phase, stack_id, base, current, serial, lineage, size, sha256, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, [run.id, phase, run.stack_id, w.base, current, w.serial, w.lineage, tmp.size, sha, iso()]);
+    this.rows.recordConflict({ run_id: run.id, phase, stack_id: run.stack_id, base: w.base, current, serial: w.serial, lineage: w.lineage, size: tmp.size, sha256: sha, created_at: iso() });
     this.s.log.warn('State upload refused: kept beside its run', { run: run.id, stack: run.stack_id, base: w.base ?? undefined, current: current ?? undefined });
   }
 
@@ -155,7 +156,7 @@ export class StackStates {
   /** A copy of version `from` becomes the next version. */
   async rollback(st: StackRow, from: number, check: () => void): Promise<StateVersionRow> {
     const src = this.rows.version(st.id, from);
-    if (!src) throw new HttpError(404, 'STATE_VERSION_NOT_FOUND', `State version ${from} of stack ${st.name} not found (list versions with launcher admin stack state list ${st.name})`);
+    if (!src) throw new Refusal('not-found', 'STATE_VERSION_NOT_FOUND', `State version ${from} of stack ${st.name} not found (list versions with launcher admin stack state list ${st.name})`);
     await mkdir(join(this.dir, 'tmp'), { recursive: true });
     const tmp = join(this.dir, 'tmp', `rollback-${st.id}-${Date.now()}`);
     await copyFile(this.blobPath(st.id, from), tmp);
@@ -170,19 +171,19 @@ export class StackStates {
   async openVersion(st: StackRow, version: number | undefined): Promise<{ row: StateVersionRow; stream: Readable; size: number }> {
     const row = version === undefined ? this.rows.current(st.id) : this.rows.version(st.id, version);
     if (!row) {
-      throw new HttpError(404, 'STATE_VERSION_NOT_FOUND', version === undefined
+      throw new Refusal('not-found', 'STATE_VERSION_NOT_FOUND', version === undefined
         ? `Stack ${st.name} has no state yet (a tracked run writes the first version, or push one with launcher admin stack state push)`
         : `State version ${version} of stack ${st.name} not found (list versions with launcher admin stack state list ${st.name})`);
     }
     const f = await this.s.opts.blobs.open(this.blobPath(st.id, row.version));
-    if (!f) throw new HttpError(500, 'STATE_BLOB_MISSING', `State version ${row.version} of stack ${st.name} is recorded but its file is missing from the data directory`);
+    if (!f) throw new Refusal('broken', 'STATE_BLOB_MISSING', `State version ${row.version} of stack ${st.name} is recorded but its file is missing from the data directory`);
     return { row, ...f };
   }
 
   /** Deletes every version (stack delete --purge-state). */
   async purge(stackId: string): Promise<number> {
     const n = this.rows.list(stackId).length;
-    this.s.store.run('DELETE FROM state_versions WHERE stack_id = ?', [stackId]);
+    this.rows.deleteAll(stackId);
     // While a backup is being written (it may still read these files) the
     // removal waits for it, and this answer does not.
     const path = join(this.dir, stackId);

@@ -4,9 +4,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { KeyObject } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
-import { HttpError, Router, badField, decimal, readBody, readJson, sendJson, type Ctx } from './http.ts';
-import { DEFAULT_POLL_SECONDS, LOG_CHUNK_LIMIT, MAX_POLL_SECONDS, type Service } from './service.ts';
-import { WorkerOps } from './worker-ops.ts';
+import { decimal } from './fields.ts';
+import { HttpError, Router, readBody, readJson, sendJson, type Ctx } from './http.ts';
+import { badField } from './refusal.ts';
+import type { Service } from './service.ts';
+import { DEFAULT_POLL_SECONDS, LOG_CHUNK_LIMIT, MAX_POLL_SECONDS, WorkerOps } from './worker-ops.ts';
 
 /** The pool a request's client certificate belongs to: 401 without a valid one, 403 when revoked. */
 // The peer certificate of a connection cannot change (renegotiation is

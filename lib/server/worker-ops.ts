@@ -2,10 +2,12 @@
 // heartbeat), phase start, log chunks, workspaces, results, deregistration.
 // The scheduling core (assignment, dispatch, leases, phase ends) is Service.
 import type { Readable } from 'node:stream';
-import { HttpError, badField, isExitCode } from './http.ts';
+import { isExitCode } from './fields.ts';
+import { Refusal, badField } from './refusal.ts';
 import { REPORTABLE_OUTCOMES, type Assignment, type Empty, type LogAck, type PhaseStatus, type PollReply, type Registration, type ReportableOutcome, type WorkspaceAck } from '../protocol.ts';
 import { canTakeWork } from './scheduler.ts';
-import { DEFAULT_POLL_SECONDS, iso, newId, type Service } from './service.ts';
+import { iso, newId } from './ids.ts';
+import type { Service } from './service.ts';
 import { phaseState } from './views.ts';
 import { parsePlanSummary } from '../tool/plan.ts';
 import type { PlanSummary, StateAck } from '../protocol.ts';
@@ -13,6 +15,12 @@ import type { RunSpec } from './store.ts';
 import type { StateWrite } from './state.ts';
 import { capChunk } from './quotas.ts';
 import type { Waiter } from './workers.ts';
+
+/** The long-poll's wait when the launcher names none, and the longest it may ask for. */
+export const DEFAULT_POLL_SECONDS = 25;
+export const MAX_POLL_SECONDS = 60;
+/** Largest log chunk a launcher may send in one request. */
+export const LOG_CHUNK_LIMIT = 1024 * 1024;
 
 const DEFAULT_CONTROL_SIG = JSON.stringify({ drain: false, cycle: false, cancel: [] });
 
@@ -27,9 +35,9 @@ export class WorkerOps {
     const version = body.version === undefined || body.version === null ? null : String(body.version).slice(0, 128);
     const now = iso();
     let id = typeof body.workerId === 'string' ? body.workerId : '';
-    const known = id ? this.s.store.worker(id) : undefined;
+    const known = id ? this.s.store.workers.get(id) : undefined;
     if (known && known.pool_id === poolId) {
-      this.s.store.updateWorker(id, {
+      this.s.store.workers.update(id, {
         metadata: JSON.stringify(metadata), host: JSON.stringify(host), version,
         offline: 0, offline_since: null, deregistered_at: null, cycle_gen: pool.cycle, last_seen: now,
         idle_since: known.current_run ? null : now,
@@ -37,7 +45,7 @@ export class WorkerOps {
       this.s.log.info('Worker registered again', { worker: id, pool: poolId });
     } else {
       id = newId('wrk');
-      this.s.store.insertWorker({
+      this.s.store.workers.insert({
         id, pool_id: poolId, metadata: JSON.stringify(metadata), version, host: JSON.stringify(host),
         registered_at: now, last_seen: now, idle_since: now, current_run: null, drained: 0, offline: 0,
         offline_since: null, cycle_gen: pool.cycle, deregistered_at: null,
@@ -66,10 +74,10 @@ export class WorkerOps {
     let resend: Assignment | null = null;
     const extraCancel: string[] = [];
     if (w.current_run) {
-      const run = this.s.store.runById(w.current_run);
-      const ph = run ? this.s.store.phase(run.id, run.phase) : undefined;
+      const run = this.s.store.runs.get(w.current_run);
+      const ph = run ? this.s.store.runs.phase(run.id, run.phase) : undefined;
       if (!run || !ph || run.state !== 'RUNNING' || run.worker_id !== w.id) {
-        this.s.store.updateWorker(w.id, { current_run: null, idle_since: iso() });
+        this.s.store.workers.update(w.id, { current_run: null, idle_since: iso() });
         w.current_run = null;
       } else if (says !== run.id) {
         if (ph.started_at === null) {
@@ -91,7 +99,7 @@ export class WorkerOps {
     const eligible = canTakeWork(this.s.view(w, pool, accept));
     let queuedHead = false;
     if (eligible) {
-      const [run] = this.s.store.queued(pool.id, 1);
+      const [run] = this.s.store.runs.queued(pool.id, 1);
       if (run && this.s.presence.acceptingIn(pool.id, 1).length === 0) {
         this.s.assign(run, w.id);
         w.current_run = run.id;
@@ -118,7 +126,7 @@ export class WorkerOps {
   }
 
   private replyFor(workerId: string, extraCancel: string[]): PollReply | undefined {
-    const w = this.s.store.worker(workerId);
+    const w = this.s.store.workers.get(workerId);
     return w ? this.s.reply(w, null, extraCancel) : undefined;
   }
 
@@ -127,7 +135,7 @@ export class WorkerOps {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase, w);
     if (ph.started_at !== null && ph.outcome === null) return {};
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
-    this.s.store.updatePhase(runId, phase, { started_at: iso() });
+    this.s.store.runs.updatePhase(runId, phase, { started_at: iso() });
     this.s.log.debug('Phase started', { run: runId, phase, worker: w.id });
     this.s.changed(runId);
     return {};
@@ -150,11 +158,11 @@ export class WorkerOps {
       if (typeof v !== 'string') throw badField(k, 'a string or null');
       return v.slice(0, max);
     };
-    if (run.commit_repo === null) throw new HttpError(409, 'RUN_NO_SOURCE', `Run ${runId} has no repository to record a commit for`);
+    if (run.commit_repo === null) throw new Refusal('conflict', 'RUN_NO_SOURCE', `Run ${runId} has no repository to record a commit for`);
     if (run.commit_sha !== null && run.commit_sha !== sha) {
-      throw new HttpError(409, 'COMMIT_MISMATCH', `Run ${runId} is at commit ${run.commit_sha}, not ${sha}`);
+      throw new Refusal('conflict', 'COMMIT_MISMATCH', `Run ${runId} is at commit ${run.commit_sha}, not ${sha}`);
     }
-    this.s.store.updateRun(runId, {
+    this.s.store.runs.update(runId, {
       commit_sha: sha,
       commit_author: text('author', 512) ?? run.commit_author,
       commit_message: text('message', 512) ?? run.commit_message,
@@ -177,21 +185,21 @@ export class WorkerOps {
   async appendLog(poolId: string, runId: string, phase: number, seq: number, chunk: Buffer): Promise<LogAck> {
     this.s.assignedPhase(poolId, runId, phase);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
-      const ph = this.s.store.phase(runId, phase)!;
+      const ph = this.s.store.runs.phase(runId, phase)!;
       if (seq < ph.log_next_seq) return { nextSeq: ph.log_next_seq };
       if (seq > ph.log_next_seq) {
-        throw new HttpError(409, 'LOG_SEQ_GAP', `Log chunk out of order: got seq ${seq}, expected ${ph.log_next_seq} (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
+        throw new Refusal('conflict', 'LOG_SEQ_GAP', `Log chunk out of order: got seq ${seq}, expected ${ph.log_next_seq} (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
       }
-      const run = this.s.store.runById(runId)!;
+      const run = this.s.store.runs.get(runId)!;
       if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
       // The run's cap counts every phase: past it the log ends with a marker,
       // later chunks are acknowledged (so the sequence stays whole) but dropped,
       // and the answer tells the launcher to stop sending.
       const limit = this.s.quotas.maxRunLogBytes;
-      const total = this.s.store.phases(runId).reduce((n, p) => n + p.log_bytes, 0);
+      const total = this.s.store.runs.phases(runId).reduce((n, p) => n + p.log_bytes, 0);
       const { store, truncated } = capChunk(chunk, total, ph.log_bytes, limit);
       if (store.length > 0) await this.s.opts.logs.write(runId, phase, ph.log_bytes, store);
-      this.s.store.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + store.length });
+      this.s.store.runs.updatePhase(runId, phase, { log_next_seq: seq + 1, log_bytes: ph.log_bytes + store.length });
       if (truncated && store.length > 0) this.s.log.warn('Run log truncated', { run: runId, phase, limit });
       if (store.length > 0) this.s.opts.metrics?.logIngested(poolId, store.length);
       this.s.changed(runId);
@@ -201,22 +209,22 @@ export class WorkerOps {
 
   /** The sealed workspace for a worker of the run's pool that holds an assignment of it. */
   async workerWorkspace(poolId: string, runId: string): Promise<{ stream: Readable; size: number }> {
-    const run = this.s.store.runById(runId);
-    if (!run || run.pool_id !== poolId) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
+    const run = this.s.store.runs.get(runId);
+    if (!run || run.pool_id !== poolId) throw new Refusal('not-found', 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
     this.s.assignedPhase(poolId, runId, run.phase);
-    return this.s.workspace(run);
+    return this.s.workspaces.open(run);
   }
 
   async uploadWorkspace(poolId: string, runId: string, phase: number, body: Readable, declared: number): Promise<WorkspaceAck> {
     const { run, ph } = this.s.assignedPhase(poolId, runId, phase);
     if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
-    const got = await this.s.receiveWorkspace(body, declared, run.worker_id ?? 'unknown');
-    if (!got) throw new HttpError(400, 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
-    const again = this.s.store.runById(runId)!;
-    const ph2 = this.s.store.phase(runId, phase)!;
+    const got = await this.s.workspaces.receive(body, declared, run.worker_id ?? 'unknown');
+    if (!got) throw new Refusal('invalid', 'INVALID_FIELD', 'Workspace refused: the body is empty (expected a sealed age file)');
+    const again = this.s.store.runs.get(runId)!;
+    const ph2 = this.s.store.runs.phase(runId, phase)!;
     if (!this.s.isOpen(again, ph2)) { await this.s.opts.blobs.discard(got.tmp); throw this.s.closed(again, ph2); }
     await this.s.opts.blobs.commit(got.tmp, this.s.opts.blobs.workspacePath(runId));
-    this.s.store.updateRun(runId, { has_workspace: 1, updated_at: iso() });
+    this.s.store.runs.update(runId, { has_workspace: 1, updated_at: iso() });
     this.s.log.info('Workspace stored', { run: runId, phase, bytes: got.size });
     return { bytes: got.size };
   }
@@ -232,19 +240,19 @@ export class WorkerOps {
     if (logSeq !== null && (!Number.isSafeInteger(logSeq) || (logSeq as number) < 0)) throw badField('logSeq', 'the next log sequence number (an integer from 0)');
     let plan: PlanSummary | undefined;
     if (body.plan !== undefined && body.plan !== null) {
-      try { plan = parsePlanSummary(body.plan); } catch (e) { throw new HttpError(400, 'INVALID_FIELD', (e as Error).message); }
+      try { plan = parsePlanSummary(body.plan); } catch (e) { throw new Refusal('invalid', 'INVALID_FIELD', (e as Error).message); }
     }
     this.s.assignedPhase(poolId, runId, phase, w);
     return this.s.opts.logs.exclusive(runId, phase, async () => {
-      const run = this.s.store.runById(runId)!;
-      const ph = this.s.store.phase(runId, phase)!;
+      const run = this.s.store.runs.get(runId)!;
+      const ph = this.s.store.runs.phase(runId, phase)!;
       if (ph.outcome !== null) {
         if (ph.outcome === outcome) return {};
-        throw new HttpError(409, 'RESULT_CONFLICT', `Phase ${phase} of run ${runId} already ended as ${ph.outcome}, not ${outcome}`);
+        throw new Refusal('conflict', 'RESULT_CONFLICT', `Phase ${phase} of run ${runId} already ended as ${ph.outcome}, not ${outcome}`);
       }
       if (!this.s.isOpen(run, ph)) throw this.s.closed(run, ph);
       if (logSeq !== null && (logSeq as number) > ph.log_next_seq) {
-        throw new HttpError(409, 'LOG_SEQ_GAP', `Phase result refused: the server has log chunks up to seq ${ph.log_next_seq - 1} but the result says ${logSeq as number} were sent (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
+        throw new Refusal('conflict', 'LOG_SEQ_GAP', `Phase result refused: the server has log chunks up to seq ${ph.log_next_seq - 1} but the result says ${logSeq as number} were sent (resend from ${ph.log_next_seq})`, { nextSeq: ph.log_next_seq });
       }
       this.s.endPhase(run, ph, outcome, { exitCode: exitCode as number | null, error, ...(plan ? { plan } : {}) }, w.id);
       return {};
@@ -253,11 +261,11 @@ export class WorkerOps {
 
   /** A sealed state version for a run of this pool: the stack's version the assignment named. */
   async downloadState(poolId: string, runId: string, version: number): Promise<{ stream: Readable; size: number }> {
-    const run = this.s.store.runById(runId);
-    if (!run || run.pool_id !== poolId) throw new HttpError(404, 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
+    const run = this.s.store.runs.get(runId);
+    if (!run || run.pool_id !== poolId) throw new Refusal('not-found', 'RUN_NOT_FOUND', `Run not found: "${runId}"`);
     this.s.assignedPhase(poolId, runId, run.phase);
-    const st = this.s.store.stackAny(run.stack_id);
-    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack of run ${runId} not found`);
+    const st = this.s.store.stacks.any(run.stack_id);
+    if (!st) throw new Refusal('not-found', 'STACK_NOT_FOUND', `Stack of run ${runId} not found`);
     const f = await this.s.states.openVersion(st, version);
     return { stream: f.stream, size: f.size };
   }
@@ -271,11 +279,11 @@ export class WorkerOps {
     const { run } = this.s.assignedPhase(poolId, runId, phase);
     const spec = JSON.parse(run.spec) as RunSpec;
     if (run.proposed === 1 || !spec.tool?.manageState) {
-      throw new HttpError(409, 'STATE_READ_ONLY', `State refused: run ${runId} is ${run.proposed === 1 ? 'a proposed run, which never writes state' : 'not a managed-state run'}`);
+      throw new Refusal('conflict', 'STATE_READ_ONLY', `State refused: run ${runId} is ${run.proposed === 1 ? 'a proposed run, which never writes state' : 'not a managed-state run'}`);
     }
     const w = stateWriteQuery(q, runId);
-    const st = this.s.store.stackAny(run.stack_id);
-    if (!st) throw new HttpError(404, 'STACK_NOT_FOUND', `Stack of run ${runId} not found`);
+    const st = this.s.store.stacks.any(run.stack_id);
+    if (!st) throw new Refusal('not-found', 'STACK_NOT_FOUND', `Stack of run ${runId} not found`);
     const got = await this.s.states.receive(body, declared);
     const row = await this.s.states.commit(st, got, w, {
       onConflict: (tmp, current) => this.s.states.keepConflict(run, phase, tmp, w, current),
@@ -287,10 +295,10 @@ export class WorkerOps {
   deregister(poolId: string, body: Record<string, unknown>): Empty {
     const w = this.s.poolWorker(poolId, body.workerId);
     if (w.current_run) {
-      const run = this.s.store.runById(w.current_run);
+      const run = this.s.store.runs.get(w.current_run);
       if (run && run.state === 'RUNNING' && run.worker_id === w.id) this.s.workerGone(run, w.id);
     }
-    this.s.store.updateWorker(w.id, { deregistered_at: iso(), current_run: null, last_seen: iso() });
+    this.s.store.workers.update(w.id, { deregistered_at: iso(), current_run: null, last_seen: iso() });
     this.s.presence.forget(w.id);
     this.s.log.info('Worker deregistered', { worker: w.id, pool: poolId });
     return {};

@@ -18,6 +18,21 @@ export const STEP_STATUS: Record<Step, string> = {
 
 export interface ToolPhase { name: Step; step: Step; script: string; confirm: boolean }
 
+/**
+ * A stop (cancel, timeout, a launcher giving up) sends SIGTERM to the script,
+ * but the tool is the script's child and would die with the container without
+ * writing its state. So the tool runs in the background and the signal is
+ * forwarded to it as SIGTERM, which Terraform and OpenTofu treat like Ctrl-C:
+ * they stop their operations, record what they created (a half-done resource
+ * as tainted) and exit. (SIGINT would not do: a background job of a
+ * non-interactive shell starts with SIGINT ignored.)
+ */
+const FORWARD_SIGNALS = [
+  'child=',
+  `trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; fi' TERM INT`,
+  'tf_run() { "$@" & child=$!; rc=0; wait "$child" || rc=$?; while kill -0 "$child" 2>/dev/null; do rc=0; wait "$child" || rc=$?; done; child=; return "$rc"; }',
+];
+
 /** POSIX single quoting: safe for any string. */
 export function shQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -49,10 +64,10 @@ function hooks(cfg: ToolConfig, point: HookPoint): string[] {
 
 /** The script of one step. State lives in .launcher/ under the project root (see OVERRIDE_FILE). */
 export function stepScript(cfg: ToolConfig, step: Step, opts: { projectRoot: string; module?: boolean }): string {
-  const tf = shQuote(cfg.binary);
+  const tf = `tf_run ${shQuote(cfg.binary)}`;
   const extra = (cfg.args[step] ?? []).map(shQuote).join(' ');
   const withExtra = (cmd: string) => (extra ? `${cmd} ${extra}` : cmd);
-  const lines: string[] = ['set -e', cdLine(opts.projectRoot).trimEnd(), 'export TF_IN_AUTOMATION=1 TF_INPUT=0'].filter(Boolean);
+  const lines: string[] = ['set -e', cdLine(opts.projectRoot).trimEnd(), 'export TF_IN_AUTOMATION=1 TF_INPUT=0', ...FORWARD_SIGNALS].filter(Boolean);
   const managed = cfg.manageState && !opts.module;
   switch (step) {
     case 'init':

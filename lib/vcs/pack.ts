@@ -4,6 +4,7 @@
 // by id. Both are native, which is what makes a depth-1 checkout of a large
 // repository cost about what `git clone --depth 1` costs (docs/benchmarks.md);
 // the pack itself stays one Buffer and objects are inflated again when read.
+// Indexing runs while the pack arrives (PackIndexer), as git's index-pack does.
 //
 // Format: https://git-scm.com/docs/pack-format (version 2 and 3 headers).
 import { createHash } from 'node:crypto';
@@ -38,11 +39,11 @@ export interface PackIndex {
   read(oid: string): GitObject;
 }
 
-/** Inflates the zlib stream at `at`; returns the data and the compressed length. */
-function inflateAt(pack: Buffer, at: number, size: number): { data: Buffer; used: number } {
+/** Inflates the zlib stream at `at` (not past `limit`); returns the data and the compressed length. */
+function inflateAt(pack: Buffer, at: number, size: number, limit: number): { data: Buffer; used: number } {
   // A bound on the compressed length (stored blocks add 5 bytes per 16 KiB at
   // worst) so zlib is never handed the whole rest of the pack.
-  const end = Math.min(pack.length - 20, at + size + Math.ceil(size / 16_000) * 5 + 64);
+  const end = Math.min(limit, at + compressedBound(size));
   let r: { buffer: Buffer; engine: { bytesWritten: number } };
   try {
     r = inflateSync(pack.subarray(at, end), { info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
@@ -52,6 +53,8 @@ function inflateAt(pack: Buffer, at: number, size: number): { data: Buffer; used
   if (r.buffer.length !== size) throw new PackError(`Corrupt pack: the object at offset ${at} inflates to ${r.buffer.length} bytes, its header says ${size}`);
   return { data: r.buffer, used: r.engine.bytesWritten };
 }
+
+const compressedBound = (size: number): number => size + Math.ceil(size / 16_000) * 5 + 64;
 
 /** Applies a Git delta to its base. */
 export function applyDelta(base: Buffer, delta: Buffer): Buffer {
@@ -104,112 +107,179 @@ export function applyDelta(base: Buffer, delta: Buffer): Buffer {
 const oidOf = (type: ObjectType, data: Buffer): string =>
   createHash('sha1').update(`${type} ${data.length}\0`).update(data).digest('hex');
 
-/** Indexes a whole pack (its trailer checksum verified). */
+/** Indexes a whole pack held in memory (its trailer checksum verified). */
 export function indexPack(pack: Buffer): PackIndex {
-  if (pack.length < 32 || pack.toString('latin1', 0, 4) !== 'PACK') throw new PackError('Not a Git pack: it does not start with "PACK"');
-  const version = pack.readUInt32BE(4);
-  if (version !== 2 && version !== 3) throw new PackError(`Unsupported pack version ${version} (expected 2 or 3)`);
-  const count = pack.readUInt32BE(8);
-  const trailer = pack.subarray(pack.length - 20).toString('hex');
-  if (createHash('sha1').update(pack.subarray(0, pack.length - 20)).digest('hex') !== trailer) {
-    throw new PackError('Corrupt pack: its SHA-1 trailer does not match its content (truncated or damaged in transfer)');
+  const ix = new PackIndexer();
+  ix.push(pack);
+  return ix.end();
+}
+
+/**
+ * Indexes a pack while it arrives: each object is inflated and hashed as soon
+ * as all of its bytes can be there, so the work overlaps the download (as
+ * git's index-pack does) instead of following it. Deltas are resolved as they
+ * come when their base is known (always, for ofs-deltas), else at the end.
+ */
+export class PackIndexer {
+  #buf = Buffer.allocUnsafe(1 << 20);
+  #len = 0;
+  #hash = createHash('sha1');
+  #hashed = 0;
+  #at = 12;
+  #n = 0;
+  #count = -1;
+  #entries = new Map<number, Entry>();
+  #byOid = new Map<string, number>();
+  #deferred: number[] = [];
+  // Resolved objects kept as delta bases; bounded, then simply cleared.
+  #cache = new Map<number, GitObject>();
+  #cached = 0;
+  #budget = 64 * 1024 * 1024;
+  readonly #onObject: ((oid: string, obj: GitObject) => void) | undefined;
+
+  /** `onObject` hears of every object as soon as its id is known (a checkout can start early). */
+  constructor(onObject?: (oid: string, obj: GitObject) => void) {
+    this.#onObject = onObject;
   }
 
-  const entries = new Map<number, Entry>();
-  const byOid = new Map<string, number>();
-  // Resolved objects kept while indexing, so a chain of deltas is not
-  // re-resolved from its root for every link; bounded, then simply cleared.
-  let cache = new Map<number, GitObject>();
-  let cached = 0;
-  // Generous while indexing (delta chains); small once objects are read one by
-  // one for a checkout, where each is used once.
-  let budget = 64 * 1024 * 1024;
-  const remember = (at: number, obj: GitObject): void => {
-    if (obj.data.length > budget) return;
-    if (cached + obj.data.length > budget) { cache = new Map(); cached = 0; }
-    cache.set(at, obj);
-    cached += obj.data.length;
-  };
+  push(chunk: Buffer): void {
+    if (this.#len + chunk.length > this.#buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.#len + chunk.length, Math.floor(this.#buf.length * 1.5)));
+      this.#buf.copy(grown, 0, 0, this.#len);
+      this.#buf = grown;
+    }
+    chunk.copy(this.#buf, this.#len);
+    this.#len += chunk.length;
+    // Everything but the last 20 bytes (which may be the trailer) is hashed now.
+    if (this.#len - 20 > this.#hashed) {
+      this.#hash.update(this.#buf.subarray(this.#hashed, this.#len - 20));
+      this.#hashed = this.#len - 20;
+    }
+    this.#parse(false);
+  }
 
-  const resolve = (at: number, depth = 0): GitObject => {
-    const hit = cache.get(at);
+  end(): PackIndex {
+    const pack = this.#buf.subarray(0, this.#len);
+    if (pack.length < 32 || pack.toString('latin1', 0, 4) !== 'PACK') throw new PackError('Not a Git pack: it does not start with "PACK"');
+    if (this.#hash.digest('hex') !== pack.toString('hex', pack.length - 20)) {
+      throw new PackError('Corrupt pack: its SHA-1 trailer does not match its content (truncated or damaged in transfer)');
+    }
+    this.#parse(true);
+    if (this.#at !== pack.length - 20) throw new PackError(`Corrupt pack: ${pack.length - 20 - this.#at} bytes follow its last object`);
+    for (const d of this.#deferred) {
+      const obj = this.#resolve(d);
+      const oid = oidOf(obj.type, obj.data);
+      this.#byOid.set(oid, d);
+      this.#onObject?.(oid, obj);
+    }
+    this.#deferred = [];
+    this.#cache = new Map();
+    this.#cached = 0;
+    // Objects are now read one by one for a checkout, each used once.
+    this.#budget = 4 * 1024 * 1024;
+    const count = this.#count;
+    return {
+      count,
+      has: (oid) => this.#byOid.has(oid),
+      read: (oid) => {
+        const off = this.#byOid.get(oid);
+        if (off === undefined) throw new PackError(`Object ${oid} is not in the pack`);
+        return this.#resolve(off);
+      },
+    };
+  }
+
+  #remember(at: number, obj: GitObject): void {
+    if (obj.data.length > this.#budget) return;
+    if (this.#cached + obj.data.length > this.#budget) { this.#cache = new Map(); this.#cached = 0; }
+    this.#cache.set(at, obj);
+    this.#cached += obj.data.length;
+  }
+
+  #resolve(at: number, depth = 0): GitObject {
+    const hit = this.#cache.get(at);
     if (hit) return hit;
-    const e = entries.get(at);
+    const e = this.#entries.get(at);
     if (!e) throw new PackError(`Corrupt pack: a delta names a base at offset ${at}, where no object starts`);
     if (depth > 10_000) throw new PackError('Corrupt pack: a delta chain does not end');
-    const { data } = inflateAt(pack, e.data, e.size);
+    const { data } = inflateAt(this.#buf, e.data, e.size, this.#len);
     let obj: GitObject;
     if (e.kind === OFS_DELTA || e.kind === REF_DELTA) {
-      const baseAt = e.kind === OFS_DELTA ? e.baseOffset! : byOid.get(e.baseOid!);
+      const baseAt = e.kind === OFS_DELTA ? e.baseOffset! : this.#byOid.get(e.baseOid!);
       if (baseAt === undefined) throw new PackError(`Cannot resolve a delta: its base ${e.baseOid} is not in the pack (a thin pack?)`);
-      const base = resolve(baseAt, depth + 1);
+      const base = this.#resolve(baseAt, depth + 1);
       obj = { type: base.type, data: applyDelta(base.data, data) };
     } else {
       obj = { type: TYPES[e.kind]!, data };
     }
-    remember(at, obj);
+    this.#remember(at, obj);
     return obj;
-  };
+  }
 
-  // One pass over the headers (each zlib stream is inflated once to find where
-  // the next object starts; that also gives the id of every non-delta object).
-  let at = 12;
-  const deltas: number[] = [];
-  for (let n = 0; n < count; n++) {
-    if (at >= pack.length - 20) throw new PackError(`Corrupt pack: it ends after ${n} of ${count} objects`);
-    const start = at;
-    let c = pack[at++]!;
-    const kind = (c >> 4) & 7;
-    let size = c & 15;
-    let shift = 4;
-    while (c & 0x80) {
-      c = pack[at++]!;
-      size += (c & 0x7f) * 2 ** shift;
-      shift += 7;
+  #parse(final: boolean): void {
+    const buf = this.#buf;
+    if (this.#count < 0) {
+      if (this.#len < 12) return;
+      if (buf.toString('latin1', 0, 4) !== 'PACK') throw new PackError('Not a Git pack: it does not start with "PACK"');
+      const version = buf.readUInt32BE(4);
+      if (version !== 2 && version !== 3) throw new PackError(`Unsupported pack version ${version} (expected 2 or 3)`);
+      this.#count = buf.readUInt32BE(8);
     }
-    const e: Entry = { kind, size, data: at };
-    if (kind === OFS_DELTA) {
-      c = pack[at++]!;
-      let back = c & 0x7f;
-      while (c & 0x80) {
-        c = pack[at++]!;
-        back = (back + 1) * 128 + (c & 0x7f);
+    const limit = final ? this.#len - 20 : this.#len;
+    while (this.#n < this.#count) {
+      let at = this.#at;
+      if (final ? at >= limit : limit - at < 32) {
+        if (final) throw new PackError(`Corrupt pack: it ends after ${this.#n} of ${this.#count} objects`);
+        return;
       }
-      e.baseOffset = start - back;
-    } else if (kind === REF_DELTA) {
-      e.baseOid = pack.toString('hex', at, at + 20);
-      at += 20;
-    } else if (!TYPES[kind]) {
-      throw new PackError(`Corrupt pack: unknown object type ${kind} at offset ${start}`);
-    }
-    e.data = at;
-    entries.set(start, e);
-    const { data, used } = inflateAt(pack, at, size);
-    at += used;
-    if (kind === OFS_DELTA || kind === REF_DELTA) {
-      deltas.push(start);
-    } else {
-      byOid.set(oidOf(TYPES[kind]!, data), start);
+      const start = at;
+      let c = buf[at++]!;
+      const kind = (c >> 4) & 7;
+      let size = c & 15;
+      let shift = 4;
+      while (c & 0x80) {
+        c = buf[at++]!;
+        size += (c & 0x7f) * 2 ** shift;
+        shift += 7;
+      }
+      const e: Entry = { kind, size, data: at };
+      if (kind === OFS_DELTA) {
+        c = buf[at++]!;
+        let back = c & 0x7f;
+        while (c & 0x80) {
+          c = buf[at++]!;
+          back = (back + 1) * 128 + (c & 0x7f);
+        }
+        e.baseOffset = start - back;
+      } else if (kind === REF_DELTA) {
+        e.baseOid = buf.toString('hex', at, at + 20);
+        at += 20;
+      } else if (!TYPES[kind]) {
+        throw new PackError(`Corrupt pack: unknown object type ${kind} at offset ${start}`);
+      }
+      // Wait until the whole zlib stream is surely here (or the pack has ended).
+      if (!final && limit < at + compressedBound(size)) return;
+      e.data = at;
+      const { data, used } = inflateAt(buf, at, size, limit);
+      this.#entries.set(start, e);
+      this.#at = at + used;
+      this.#n++;
+      if (kind === OFS_DELTA || kind === REF_DELTA) {
+        const baseAt = kind === OFS_DELTA ? e.baseOffset! : this.#byOid.get(e.baseOid!);
+        if (baseAt === undefined) { this.#deferred.push(start); continue; }
+        const base = this.#resolve(baseAt);
+        const obj = { type: base.type, data: applyDelta(base.data, data) };
+        this.#remember(start, obj);
+        const oid = oidOf(obj.type, obj.data);
+        this.#byOid.set(oid, start);
+        this.#onObject?.(oid, obj);
+      } else {
+        const oid = oidOf(TYPES[kind]!, data);
+        this.#byOid.set(oid, start);
+        this.#onObject?.(oid, { type: TYPES[kind]!, data });
+      }
     }
   }
-  // Deltas after their bases are known (a ref-delta may name a later object).
-  for (const d of deltas) {
-    const obj = resolve(d);
-    byOid.set(oidOf(obj.type, obj.data), d);
-  }
-  cache = new Map();
-  cached = 0;
-  budget = 4 * 1024 * 1024;
-
-  return {
-    count,
-    has: (oid) => byOid.has(oid),
-    read(oid) {
-      const off = byOid.get(oid);
-      if (off === undefined) throw new PackError(`Object ${oid} is not in the pack`);
-      return resolve(off);
-    },
-  };
 }
 
 export interface TreeEntry { mode: string; name: string; oid: string }

@@ -3,23 +3,21 @@
 // git binary on the host or in the runner image.
 //
 // - http(s):// sources: Git smart HTTP (smart-http.ts) asks for the one commit
-//   at depth 1, and the pack is indexed and read in memory (pack.ts) with
-//   node:zlib and node:crypto. Nothing is written but the checked-out files:
+//   at depth 1, and the pack is indexed while it arrives and read in memory
+//   (pack.ts) with node:zlib and node:crypto. Nothing is written but the checked-out files:
 //   the credential (sent as a header) cannot land in the workspace, and the
 //   sealed workspace does not carry the pack a second time.
 // - file:///path sources are read in place on the worker host (a bare
 //   repository or a working copy's .git, loose objects and many packs) with
 //   isomorphic-git, loaded on first use.
 import * as fs from 'node:fs';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as Git from 'isomorphic-git';
 import { LauncherError } from '../errors.ts';
 import { firstLine } from './webhook.ts';
 import { SHA_RE } from './repo.ts';
-import { indexPack, parseCommit, parseTree, PackError } from './pack.ts';
+import { PackIndexer, parseCommit, parseTree, PackError, type PackIndex } from './pack.ts';
 import { SmartHttpError, discoverRefs, fetchPack } from './smart-http.ts';
 
 export interface SourceSpec {
@@ -46,8 +44,6 @@ export interface Fetched {
 export interface FetchOptions {
   /** Where the tree is written (created; should be empty). */
   dir: string;
-  /** A private directory for the received pack while it is read (default: a new one under the OS temp dir); removed after. */
-  scratch?: string;
   credential?: RepoCredential | undefined;
   signal?: AbortSignal;
 }
@@ -65,7 +61,6 @@ let gitModule: Promise<typeof Git> | undefined;
 const loadGit = (): Promise<typeof Git> => (gitModule ??= import('isomorphic-git'));
 
 const LFS_POINTER = 'version https://git-lfs.github.com/spec/v1';
-const WRITERS = 16;
 
 function describe(spec: SourceSpec): string {
   return `${spec.repo} at ${spec.commit ?? `the tip of ${spec.branch ?? 'HEAD'}`}`;
@@ -82,7 +77,7 @@ export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise
   } catch (e) {
     throw new SourceError('SOURCE_COMMIT_NOT_FOUND', `Cannot fetch ${describe(spec)}: commit ${reader.sha} is not in the repository (or not reachable from a branch)`, e);
   }
-  const stats = await checkout(reader, commit.tree, opts.dir, opts.signal);
+  const stats = await checkout(reader, commit.tree, opts.dir, opts.signal, reader.written);
   return { sha: reader.sha, author: commit.author, message: firstLine(commit.message), ...stats, objects: reader.objects };
 }
 
@@ -90,6 +85,8 @@ export async function fetchSource(spec: SourceSpec, opts: FetchOptions): Promise
 interface ObjectReader {
   sha: string;
   objects: number;
+  /** Files already written while the pack arrived, with their sizes. */
+  written?: Map<string, number>;
   commit(oid: string): Promise<{ tree: string; author: string | null; message: string }>;
   tree(oid: string): Promise<Array<{ mode: string; path: string; oid: string; type: 'blob' | 'tree' | 'commit' }>>;
   blob(oid: string): Promise<Uint8Array>;
@@ -102,7 +99,8 @@ async function httpReader(spec: SourceSpec, opts: FetchOptions): Promise<ObjectR
   if (opts.credential) headers.authorization = `Basic ${Buffer.from(`${opts.credential.username}:${opts.credential.password}`).toString('base64')}`;
   const o = { headers, ...(opts.signal ? { signal: opts.signal } : {}) };
   let sha: string;
-  let pack: ReturnType<typeof indexPack>;
+  let pack: PackIndex;
+  let early: EarlyCheckout | undefined;
   try {
     const adv = await discoverRefs(spec.repo, o);
     if (spec.commit !== null) {
@@ -117,20 +115,12 @@ async function httpReader(spec: SourceSpec, opts: FetchOptions): Promise<ObjectR
       }
       sha = tip;
     }
-    // The pack goes to a file as it arrives and is read back as one buffer:
-    // one copy in memory instead of the frames plus their concatenation.
-    const scratch = opts.scratch ?? mkdtempSync(join(tmpdir(), 'launcher-fetch-'));
-    mkdirSync(scratch, { recursive: true, mode: 0o700 });
-    const file = join(scratch, 'fetch.pack');
-    const fd = openSync(file, 'w', 0o600);
-    try {
-      await fetchPack(spec.repo, sha, adv.capabilities, o, (b) => { writeSync(fd, b); });
-      closeSync(fd);
-      pack = indexPack(readFileSync(file));
-    } finally {
-      try { closeSync(fd); } catch { /* closed */ }
-      rmSync(opts.scratch ? file : scratch, { recursive: true, force: true });
-    }
+    // Indexed while it arrives: inflating and hashing overlap the download,
+    // and so does writing every file whose path is already known.
+    early = new EarlyCheckout(opts.dir, sha);
+    const indexer = new PackIndexer((oid, obj) => early!.object(oid, obj.type, obj.data));
+    await fetchPack(spec.repo, sha, adv.capabilities, o, (b) => indexer.push(b));
+    pack = indexer.end();
   } catch (e) {
     throw fetchError(spec, e);
   }
@@ -143,6 +133,7 @@ async function httpReader(spec: SourceSpec, opts: FetchOptions): Promise<ObjectR
   return {
     sha,
     objects: pack.count,
+    ...(early ? { written: early.written } : {}),
     commit: async (oid) => parseCommit(read(oid, 'commit')),
     tree: async (oid) => parseTree(read(oid, 'tree')).map((e) => ({ mode: e.mode.padStart(6, '0'), path: e.name, oid: e.oid, type: typeOfMode(e.mode) })),
     blob: async (oid) => read(oid, 'blob'),
@@ -184,22 +175,98 @@ function fetchError(spec: SourceSpec, e: unknown): SourceError {
 }
 
 /** Writes the tree into `dir`: files with their modes, symlinks; submodules and LFS are refused. */
-async function checkout(reader: ObjectReader, rootTree: string, dir: string, signal: AbortSignal | undefined): Promise<{ files: number; bytes: number }> {
+/** A tree entry name that may be written, or undefined (the checkout's walk refuses it with a reason). */
+function safeName(name: string): boolean {
+  return !(name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || name.toLowerCase() === '.git');
+}
+
+const isLfsPointer = (blob: Uint8Array): boolean =>
+  blob.length < 1024 && Buffer.from(blob.subarray(0, LFS_POINTER.length)).toString('latin1') === LFS_POINTER;
+
+/**
+ * Writes files while the pack streams in. Git sends the commit, then its
+ * trees, then the blobs: once the commit and a tree are in, the paths of the
+ * blobs below it are known, and each blob is written the moment it arrives.
+ * Anything this cannot place (a blob before its tree, .gitattributes, an LFS
+ * pointer, a submodule, an unsafe name) is left to the checkout's walk, which
+ * also makes every refusal.
+ */
+class EarlyCheckout {
+  readonly written = new Map<string, number>();
+  readonly #dir: string;
+  readonly #commit: string;
+  readonly #trees = new Map<string, Buffer>();
+  /** Trees whose path is known but whose object has not arrived: oid → paths. */
+  readonly #waiting = new Map<string, string[]>();
+  /** Blobs whose path is known: oid → where and with which mode. */
+  readonly #blobs = new Map<string, Array<{ path: string; mode: string }>>();
+
+  constructor(dir: string, commit: string) {
+    this.#dir = dir;
+    this.#commit = commit;
+    mkdirSync(dir, { recursive: true });
+  }
+
+  object(oid: string, type: string, data: Buffer): void {
+    if (type === 'commit' && oid === this.#commit) {
+      this.#place(parseCommit(data).tree, '');
+    } else if (type === 'tree') {
+      this.#trees.set(oid, data);
+      const paths = this.#waiting.get(oid);
+      if (paths) {
+        this.#waiting.delete(oid);
+        for (const rel of paths) this.#place(oid, rel);
+      }
+    } else if (type === 'blob') {
+      const targets = this.#blobs.get(oid);
+      if (!targets) return;
+      this.#blobs.delete(oid);
+      if (isLfsPointer(data)) return;
+      for (const t of targets) {
+        const abs = join(this.#dir, t.path);
+        if (t.mode === '120000') symlinkSync(data.toString('utf8'), abs);
+        else writeFileSync(abs, data, { mode: t.mode === '100755' ? 0o755 : 0o644 });
+        this.written.set(t.path, data.length);
+      }
+    }
+  }
+
+  #place(treeOid: string, rel: string): void {
+    const data = this.#trees.get(treeOid);
+    if (!data) {
+      const list = this.#waiting.get(treeOid) ?? [];
+      list.push(rel);
+      this.#waiting.set(treeOid, list);
+      return;
+    }
+    for (const e of parseTree(data)) {
+      if (!safeName(e.name)) continue;
+      const path = rel + e.name;
+      const type = typeOfMode(e.mode);
+      if (type === 'tree') {
+        mkdirSync(join(this.#dir, path), { recursive: true });
+        this.#place(e.oid, `${path}/`);
+      } else if (type === 'blob' && e.name !== '.gitattributes') {
+        const list = this.#blobs.get(e.oid) ?? [];
+        list.push({ path, mode: e.mode.padStart(6, '0') });
+        this.#blobs.set(e.oid, list);
+      }
+    }
+  }
+}
+
+async function checkout(reader: ObjectReader, rootTree: string, dir: string, signal: AbortSignal | undefined, written?: Map<string, number>): Promise<{ files: number; bytes: number }> {
   let files = 0;
   let bytes = 0;
-  const writes = new Set<Promise<void>>();
-  let failed: unknown;
-  const schedule = async (p: Promise<void>): Promise<void> => {
-    const tracked = p.catch((e: unknown) => { failed ??= e; }).finally(() => writes.delete(tracked));
-    writes.add(tracked);
-    if (writes.size >= WRITERS) await Promise.race(writes);
-    if (failed) throw failed;
-  };
+  // Synchronous writes, with a turn of the event loop every few hundred
+  // files: on a busy host, handing each of 10,000 small writes to the thread
+  // pool costs more in scheduling than the writes themselves.
+  let sinceYield = 0;
   const walk = async (oid: string, rel: string): Promise<void> => {
     const tree = await reader.tree(oid);
     for (const e of tree) {
       signal?.throwIfAborted();
-      if (e.path === '' || e.path === '.' || e.path === '..' || e.path.includes('/') || e.path.includes('\0') || e.path.toLowerCase() === '.git') {
+      if (!safeName(e.path)) {
         throw new SourceError('SOURCE_UNSAFE_PATH', `Cannot check out ${rel}${e.path}: the name is not allowed in a workspace`);
       }
       const path = rel + e.path;
@@ -208,29 +275,34 @@ async function checkout(reader: ObjectReader, rootTree: string, dir: string, sig
         throw new SourceError('SOURCE_SUBMODULE', `Cannot check out the repository: ${path} is a Git submodule (commit ${e.oid}), and submodules are not supported yet; vendor that code into the repository or fetch it in a phase script`);
       }
       if (e.type === 'tree') {
-        await mkdir(abs, { recursive: true });
+        mkdirSync(abs, { recursive: true });
         await walk(e.oid, `${path}/`);
+        continue;
+      }
+      const done = written?.get(path);
+      if (done !== undefined) {
+        files++;
+        bytes += done;
         continue;
       }
       const blob = await reader.blob(e.oid);
       if (e.path === '.gitattributes' && /\bfilter=lfs\b/.test(Buffer.from(blob).toString('utf8'))) {
         throw new SourceError('SOURCE_LFS', `Cannot check out the repository: ${path} stores files in Git LFS (filter=lfs), and Git LFS is not supported yet; the run would see pointer files instead of the content`);
       }
-      if (blob.length < 1024 && Buffer.from(blob.subarray(0, LFS_POINTER.length)).toString('latin1') === LFS_POINTER) {
+      if (isLfsPointer(blob)) {
         throw new SourceError('SOURCE_LFS', `Cannot check out the repository: ${path} is a Git LFS pointer, and Git LFS is not supported yet`);
       }
       files++;
       bytes += blob.length;
-      if (e.mode === '120000') {
-        await schedule(symlink(Buffer.from(blob).toString('utf8'), abs));
-      } else {
-        await schedule(writeFile(abs, blob, { mode: e.mode === '100755' ? 0o755 : 0o644 }));
+      if (e.mode === '120000') symlinkSync(Buffer.from(blob).toString('utf8'), abs);
+      else writeFileSync(abs, blob, { mode: e.mode === '100755' ? 0o755 : 0o644 });
+      if (++sinceYield >= 256) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
     }
   };
-  await mkdir(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true });
   await walk(rootTree, '');
-  await Promise.all(writes);
-  if (failed) throw failed;
   return { files, bytes };
 }

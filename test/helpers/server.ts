@@ -141,16 +141,40 @@ export class TestServer {
   }
 
   /** An admin API call with the bearer token (override with `token`, or null for none). */
-  admin<T = any>(method: string, path: string, body?: unknown, o: { token?: string | null; headers?: Record<string, string> } = {}): Promise<HttpResult<T>> {
+  admin<T = any>(method: string, path: string, body?: unknown, o: { token?: string | null; headers?: Record<string, string>; onText?: (soFar: string) => void } = {}): Promise<HttpResult<T>> {
     const token = o.token === undefined ? this.adminToken : o.token;
     const headers: Record<string, string> = { ...o.headers };
     if (token !== null) headers.authorization = `Bearer ${token}`;
-    return httpsRequest(this.url, method, path, { ca: this.caPem, headers, body });
+    return httpsRequest(this.url, method, path, { ca: this.caPem, headers, body, ...(o.onText ? { onText: o.onText } : {}) });
   }
 
   /** A worker API call with a client certificate (or none). */
   worker<T = any>(cert: ClientCert | null, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult<T>> {
     return httpsRequest(this.url, method, path, { ca: this.caPem, headers, body, ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}) });
+  }
+
+  /** How many worker long-polls the server holds open right now (from its /metrics). */
+  async heldPolls(): Promise<number> {
+    const r = await this.admin('GET', '/metrics');
+    if (r.status !== 200) throw new Error(`GET /metrics answered ${r.status}: ${r.text.slice(0, 200)}`);
+    const m = /^launcher_long_polls_held (\d+)$/m.exec(r.text);
+    if (!m) throw new Error('GET /metrics has no launcher_long_polls_held line');
+    return Number(m[1]);
+  }
+
+  /**
+   * Waits until the server holds at least `count` long-polls: a poll sent
+   * without awaiting it has then reached the server and is waiting there, so
+   * what the test does next happens while it waits (no guessed sleep).
+   */
+  async waitHeldPolls(count: number, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const n = await this.heldPolls();
+      if (n >= count) return;
+      if (Date.now() > deadline) throw new Error(`The server holds ${n} long-polls, not ${count}, after ${timeoutMs} ms`);
+      await new Promise((r) => setImmediate(r));
+    }
   }
 }
 
@@ -164,7 +188,7 @@ export async function startTestServer(o: TestServerOptions = {}): Promise<TestSe
  * One HTTPS request. `body`: a Buffer/string is sent as is (octet-stream unless
  * a content-type header says otherwise), anything else as JSON.
  */
-export function httpsRequest<T = any>(base: string, method: string, path: string, o: { ca: string; cert?: string; key?: string; headers?: Record<string, string>; body?: unknown; signal?: AbortSignal }): Promise<HttpResult<T>> {
+export function httpsRequest<T = any>(base: string, method: string, path: string, o: { ca: string; cert?: string; key?: string; headers?: Record<string, string>; body?: unknown; signal?: AbortSignal; onText?: (soFar: string) => void }): Promise<HttpResult<T>> {
   const u = new URL(path, base);
   const headers: Record<string, string> = { ...o.headers };
   let payload: Buffer | undefined;
@@ -185,7 +209,7 @@ export function httpsRequest<T = any>(base: string, method: string, path: string
   return new Promise((resolve, reject) => {
     const req = request(opts, (res) => {
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('data', (c: Buffer) => { chunks.push(c); o.onText?.(Buffer.concat(chunks).toString('utf8')); });
       res.on('error', reject);
       res.on('end', () => {
         const raw = Buffer.concat(chunks);
