@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
 import { ensureBuilt } from '../test/helpers/build.ts';
+import { startProcess, type Started } from '../test/helpers/processes.ts';
 import { launchBrowser } from '../test/helpers/browser.ts';
 import { TEST_IMAGE, ensureTestImage } from '../test/helpers/docker.ts';
 import { httpsRequest } from '../test/helpers/server.ts';
@@ -39,14 +40,7 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]!; };
 const f = (x: number, d = 1): string => x.toFixed(d);
 
-function started(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string } {
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { out += d; });
-  return { child, output: () => out };
-}
+const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
 async function until<T>(fn: () => T | undefined | Promise<T | undefined>, what: string, ms = 300_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {

@@ -4,12 +4,13 @@
 // dist/launcher-linux-x64 (the admin steps too), so this proves what ships.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
 import { ensureBuilt } from './helpers/build.ts';
+import { startProcess, waitForOutput, type Started } from './helpers/processes.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 
 const binary = ensureBuilt();
@@ -18,25 +19,8 @@ const data = join(work, 'data');
 const children: ChildProcess[] = [];
 let url = '';
 
-function started(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string } {
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { out += d; });
-  return { child, output: () => out };
-}
+const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
 
-async function waitForOutput(p: { child: ChildProcess; output: () => string }, pattern: RegExp, what: string, ms = 90_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = pattern.exec(p.output());
-    if (m) return m;
-    if (p.child.exitCode !== null) throw new Error(`${what} exited ${p.child.exitCode}:\n${p.output()}`);
-    if (Date.now() > deadline) throw new Error(`${what}: no ${pattern} within ${ms} ms:\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** `launcher admin … --json` through the binary, against the server's data directory. */
 function admin(args: string[]): any {

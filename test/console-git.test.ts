@@ -6,7 +6,7 @@
 // delivered by curl.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import { signBody } from '../lib/vcs/webhook.ts';
 import { ensureBuilt, root } from './helpers/build.ts';
+import { startProcess, waitForOutput, type Started } from './helpers/processes.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 import { githubPushPayload, startGitServer, type GitServer } from './helpers/git-server.ts';
@@ -27,25 +28,8 @@ const children: ChildProcess[] = [];
 let browser: Browser | undefined;
 let gs: GitServer | undefined;
 
-function started(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string } {
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { out += d; });
-  return { child, output: () => out };
-}
+const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
 
-async function waitForOutput(p: { child: ChildProcess; output: () => string }, pattern: RegExp, what: string, ms = 90_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = pattern.exec(p.output());
-    if (m) return m;
-    if (p.child.exitCode !== null) throw new Error(`${what} exited ${p.child.exitCode}:\n${p.output()}`);
-    if (Date.now() > deadline) throw new Error(`${what}: no ${pattern} within ${ms} ms:\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const waitText = (page: Page, selector: string, text: string | RegExp, ms = 120_000) =>
   page.locator(selector, { hasText: text }).first().waitFor({ state: 'visible', timeout: ms });

@@ -5,13 +5,14 @@
 // (downloaded and opened with `age`), a rollback, and a drift schedule.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import { ensureBuilt, root } from './helpers/build.ts';
+import { startProcess, waitForOutput, type Started } from './helpers/processes.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TERRAFORM_IMAGE, ensureTerraformImage } from './helpers/terraform.ts';
 import { httpsRequest } from './helpers/server.ts';
@@ -23,25 +24,8 @@ const shots = join(root, 'docs/console');
 const children: ChildProcess[] = [];
 let browser: Browser | undefined;
 
-function started(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string } {
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { out += d; });
-  return { child, output: () => out };
-}
+const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
 
-async function waitForOutput(p: { child: ChildProcess; output: () => string }, pattern: RegExp, what: string, ms = 90_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = pattern.exec(p.output());
-    if (m) return m;
-    if (p.child.exitCode !== null) throw new Error(`${what} exited ${p.child.exitCode}:\n${p.output()}`);
-    if (Date.now() > deadline) throw new Error(`${what}: no ${pattern} within ${ms} ms:\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const waitText = (page: Page, selector: string, text: string | RegExp, ms = 180_000) =>
   page.locator(selector, { hasText: text }).first().waitFor({ state: 'visible', timeout: ms });

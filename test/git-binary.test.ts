@@ -4,13 +4,14 @@
 // PATH holds no git, running in a busybox image that has none either.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
 import { signBody } from '../lib/vcs/webhook.ts';
 import { ensureBuilt } from './helpers/build.ts';
+import { startProcess, waitForOutput, type Started } from './helpers/processes.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 import { githubPushPayload, startGitServer, type GitServer } from './helpers/git-server.ts';
 
@@ -23,25 +24,8 @@ const children: ChildProcess[] = [];
 let url = '';
 let gs: GitServer | undefined;
 
-function started(args: string[], env: Record<string, string> = {}): { child: ChildProcess; output: () => string } {
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
-  children.push(child);
-  let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
-  child.stderr!.on('data', (d) => { out += d; });
-  return { child, output: () => out };
-}
+const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
 
-async function waitForOutput(p: { child: ChildProcess; output: () => string }, pattern: RegExp, what: string, ms = 90_000): Promise<RegExpExecArray> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const m = pattern.exec(p.output());
-    if (m) return m;
-    if (p.child.exitCode !== null) throw new Error(`${what} exited ${p.child.exitCode}:\n${p.output()}`);
-    if (Date.now() > deadline) throw new Error(`${what}: no ${pattern} within ${ms} ms:\n${p.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function adminText(args: string[], input?: string): string {
   const r = spawnSync(binary, ['admin', ...args, '--data', data, '--server', url], { encoding: 'utf8', timeout: 60_000, ...(input !== undefined ? { input } : {}) });
