@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
 import { ensureBuilt } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started } from './helpers/processes.ts';
+import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 
 const binary = ensureBuilt();
@@ -43,13 +43,7 @@ async function waitRunState(runId: string, states: string[], ms = 120_000): Prom
 }
 
 test.after(async () => {
-  for (const c of children.reverse()) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const closed = new Promise((r) => c.once('close', r));
-      c.kill('SIGTERM');
-      await closed;
-    }
-  }
+  await stopProcesses(children);
   rmSync(work, { recursive: true, force: true });
 });
 

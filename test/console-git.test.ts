@@ -14,7 +14,7 @@ import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import { signBody } from '../lib/vcs/webhook.ts';
 import { ensureBuilt, root } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started } from './helpers/processes.ts';
+import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 import { githubPushPayload, startGitServer, type GitServer } from './helpers/git-server.ts';
@@ -36,13 +36,7 @@ const waitText = (page: Page, selector: string, text: string | RegExp, ms = 120_
 
 test.after(async () => {
   await browser?.close();
-  for (const c of children.reverse()) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const closed = new Promise((r) => c.once('close', r));
-      c.kill('SIGTERM');
-      await closed;
-    }
-  }
+  await stopProcesses(children);
   await gs?.stop();
   rmSync(work, { recursive: true, force: true });
 });

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import { ensureBuilt, root } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started } from './helpers/processes.ts';
+import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TERRAFORM_IMAGE, ensureTerraformImage } from './helpers/terraform.ts';
 import { httpsRequest } from './helpers/server.ts';
@@ -32,13 +32,7 @@ const waitText = (page: Page, selector: string, text: string | RegExp, ms = 180_
 
 test.after(async () => {
   await browser?.close();
-  for (const c of children.reverse()) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const closed = new Promise((r) => c.once('close', r));
-      c.kill('SIGTERM');
-      await closed;
-    }
-  }
+  await stopProcesses(children);
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import { ensureBuilt, root } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started } from './helpers/processes.ts';
+import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 import { httpsRequest } from './helpers/server.ts';
@@ -50,13 +50,7 @@ async function waitText(page: Page, selector: string, text: string | RegExp, ms 
 
 test.after(async () => {
   await browser?.close();
-  for (const c of children.reverse()) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const closed = new Promise((r) => c.once('close', r));
-      c.kill('SIGTERM');
-      await closed;
-    }
-  }
+  await stopProcesses(children);
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
 import { signBody } from '../lib/vcs/webhook.ts';
 import { ensureBuilt } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started } from './helpers/processes.ts';
+import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 import { githubPushPayload, startGitServer, type GitServer } from './helpers/git-server.ts';
 
@@ -47,13 +47,7 @@ async function waitRunState(runId: string, states: string[], ms = 120_000): Prom
 }
 
 test.after(async () => {
-  for (const c of children.reverse()) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const closed = new Promise((r) => c.once('close', r));
-      c.kill('SIGTERM');
-      await closed;
-    }
-  }
+  await stopProcesses(children);
   await gs?.stop();
   rmSync(work, { recursive: true, force: true });
 });

@@ -32,3 +32,14 @@ export async function waitForOutput(p: Started, pattern: RegExp, what: string, m
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Stops every child still running, newest first (SIGTERM, then waits for it to close), for a file's clean-up. */
+export async function stopProcesses(children: ChildProcess[]): Promise<void> {
+  for (const c of [...children].reverse()) {
+    if (c.exitCode === null && c.signalCode === null) {
+      const closed = new Promise((r) => c.once('close', r));
+      c.kill('SIGTERM');
+      await closed;
+    }
+  }
+}
