@@ -52,7 +52,7 @@ function makeFolder(dir: string, dirTime: Date, fileTime: Date): void {
 }
 
 const folderFiles = (fileTime: Date): FolderFile[] =>
-  Object.entries(FILES).map(([path, body]) => ({ path, file: new Blob([body]), lastModified: fileTime.getTime() }));
+  Object.entries(FILES).map(([path, body]) => ({ path, file: new Blob([typeof body === 'string' ? body : new Uint8Array(body)]), lastModified: fileTime.getTime() }));
 
 async function concatPieces(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Uint8Array[] = [];

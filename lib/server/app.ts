@@ -180,6 +180,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     assets: await loadConsoleAssets(),
     sessions,
     adminHash,
+    maxWorkspaceBytes: o.maxWorkspaceBytes,
     audit: (req, status, action) => writeAudit(o.log, audit, req, status, {}, action, req.socket?.remoteAddress ?? null),
     warn: (msg, fields) => o.log.warn(msg, fields),
   };

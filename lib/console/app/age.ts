@@ -95,7 +95,8 @@ export class PayloadStream {
   private readonly buf = new Uint8Array(CHUNK);
   private fill = 0;
   private counter = 0;
-  constructor(private readonly key: Uint8Array) {}
+  private readonly key: Uint8Array;
+  constructor(key: Uint8Array) { this.key = key; }
 
   private sealChunk(last: boolean): Uint8Array {
     const n = new Uint8Array(12);

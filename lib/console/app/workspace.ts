@@ -128,5 +128,5 @@ export async function sealWorkspace(ws: Workspace, publicKeyPems: string[], onFi
     }
   }
   parts.push(payload.end());
-  return { body: new Blob(parts as BlobPart[], { type: 'application/octet-stream' }), keys };
+  return { body: new Blob(parts as Uint8Array<ArrayBuffer>[], { type: 'application/octet-stream' }), keys };
 }
