@@ -13,7 +13,7 @@ import { type SignInThrottle, clientKey } from './throttle.ts';
 import { SESSION_COOKIE, SESSION_TTL_MS, type Session, type Sessions, clearedCookie, cookieValue, csrfMatches, sessionCookie } from './session.ts';
 
 /** First path segments the console's router owns (besides `/`). */
-const PAGES = new Set(['signin', 'pools', 'workers', 'stacks', 'modules', 'runs', 'audit']);
+const PAGES = new Set(['signin', 'pools', 'workers', 'stacks', 'modules', 'runs', 'audit', 'backup', 'retention']);
 
 export interface ConsoleDeps {
   assets: ConsoleAssets;
