@@ -35,6 +35,7 @@ import type { Quotas } from './quotas.ts';
 import { HookRefused, receiveGitHook } from './hooks.ts';
 import { loadConsoleAssets } from '../console/assets.ts';
 import { setBaseHeaders } from '../console/headers.ts';
+import { SignInThrottle } from '../console/throttle.ts';
 import { checkCsrf, handleConsole, isConsolePath, sessionOf, type ConsoleDeps } from '../console/serve.ts';
 import { Sessions } from '../console/session.ts';
 
@@ -179,6 +180,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const consoleDeps: ConsoleDeps = {
     assets: await loadConsoleAssets(),
     sessions,
+    throttle: new SignInThrottle(),
     adminHash,
     audit: (req, status, action) => writeAudit(o.log, audit, req, status, {}, action, req.socket?.remoteAddress ?? null),
     warn: (msg, fields) => o.log.warn(msg, fields),

@@ -45,6 +45,10 @@ export class PoolStore {
     this.forget();
     this.q.run('INSERT INTO pools (id, name, description, cycle, created_at) VALUES (?, ?, ?, 0, ?)', [p.id, p.name, p.description, p.createdAt]);
   }
+  setDescription(id: string, description: string): void {
+    this.forget();
+    this.q.run('UPDATE pools SET description = ? WHERE id = ?', [description, id]);
+  }
   /** Every worker of the pool exits after its current run: its cycle moves on. */
   bumpCycle(id: string): void {
     this.forget();
