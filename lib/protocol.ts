@@ -377,6 +377,8 @@ export interface RunView {
 
 /** `POST /v1/pools` */
 export interface CreatePoolRequest { name: string; csr: string; description?: string }
+/** `PATCH /v1/pools/{id}`: the description is the one thing of a pool that changes this way ("" clears it). */
+export interface UpdatePoolRequest { description: string }
 /** `POST /v1/pools/{id}/reset`, `POST /v1/pools/{id}/keys` */
 export interface CsrRequest { csr: string }
 /** `POST /v1/workers/drain`, `/undrain`: worker ids, or tag values (optionally in one pool). */
