@@ -16,7 +16,7 @@ import type { Page } from 'playwright-core';
 import { readArchive } from '../lib/backup/archive.ts';
 import { checkBackup } from '../lib/console/app/backup-check.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
-import { opensslCsr, startTestServer, type TestServer } from './helpers/server.ts';
+import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
 
 const root = new URL('..', import.meta.url).pathname;
 const shots = join(root, 'docs/console');
@@ -24,12 +24,15 @@ let srv: TestServer;
 let browser: Browser | undefined;
 const work = mkdtempSync(join(tmpdir(), 'console-admin-'));
 const ids = { pool: '', gone: '', stack: '', run: '' };
+let rackCert: ClientCert;
 
 test.before(async () => {
   srv = await startTestServer();
   const mk = async (name: string): Promise<string> => {
-    const r = await srv.admin('POST', '/v1/pools', { name, csr: opensslCsr(work, name).csrPem, description: 'lab rack' });
+    const k = opensslCsr(work, name);
+    const r = await srv.admin('POST', '/v1/pools', { name, csr: k.csrPem, description: 'lab rack' });
     assert.is(r.status, 201, r.text);
+    if (name === 'rack-4') rackCert = { certPem: tokenCertificate(r.body.token), keyPem: k.keyPem };
     return r.body.pool.id;
   };
   ids.pool = await mk('rack-4');
@@ -51,12 +54,24 @@ test.after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
+/**
+ * The page's document, inside functions Playwright runs in the page (passed as
+ * functions, which run as written there: the console's CSP refuses the eval a
+ * string expression needs). Tests compile without DOM types, hence this shape.
+ */
+interface PageDocument {
+  activeElement: { id: string; textContent: string | null } | null;
+  querySelector(s: string): { textContent: string | null } | null;
+  querySelectorAll(s: string): Iterable<{ getAttribute(n: string): string | null }>;
+}
+type InPage = { document: PageDocument };
+
 const auditLines = (): Record<string, unknown>[] =>
   readFileSync(join(srv.dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
 
 async function settled(page: Page): Promise<void> {
   await page.locator('h1').first().waitFor();
-  await page.waitForFunction(`!document.querySelector('main')?.textContent?.includes('Loading')`);
+  await page.waitForFunction(() => !(globalThis as unknown as InPage).document.querySelector('main')?.textContent?.includes('Loading'));
 }
 
 test('sign in; edit a pool\'s description with the keyboard only', async () => {
@@ -71,13 +86,13 @@ test('sign in; edit a pool\'s description with the keyboard only', async () => {
   // Open with the keyboard: focus lands in the labelled field; Esc closes and focus returns.
   await page.getByRole('button', { name: 'Edit description' }).focus();
   await page.keyboard.press('Enter');
-  await page.waitForFunction(`document.activeElement?.id === 'pool-description-edit'`);
+  await page.waitForFunction(() => (globalThis as unknown as InPage).document.activeElement?.id === 'pool-description-edit');
   assert.is(await page.getByLabel('Description', { exact: true }).inputValue(), 'lab rack');
   await page.keyboard.press('Escape');
-  await page.waitForFunction(`document.activeElement?.textContent === 'Edit description'`);
+  await page.waitForFunction(() => (globalThis as unknown as InPage).document.activeElement?.textContent === 'Edit description');
 
   await page.keyboard.press('Enter');
-  await page.waitForFunction(`document.activeElement?.id === 'pool-description-edit'`);
+  await page.waitForFunction(() => (globalThis as unknown as InPage).document.activeElement?.id === 'pool-description-edit');
   await page.keyboard.press('Control+A');
   await page.keyboard.type('rack 4, owned by the platform team');
   await page.screenshot({ path: join(shots, 'pool-description.png') });
@@ -177,6 +192,83 @@ test('retention from the console: a bad period is refused before sending; dry ru
   const gc = auditLines().filter((l) => l.action === 'POST /v1/gc' && l.remote === '127.0.0.1' && l.status === 200);
   assert.ok(gc.some((l) => l.dryRun === true && l.runs === 1));
   assert.ok(gc.some((l) => l.dryRun === false && l.runs === 1));
+  assert.equal(browser!.errors, [], 'browser console errors');
+});
+
+test('runs filtered by stack, pool and state; the queue reordered with Prioritise; a queued run cancelled from its page', async () => {
+  const { page } = browser!;
+  const stack = async (name: string): Promise<void> => {
+    const r = await srv.admin('POST', '/v1/stacks', { name, pool: ids.pool, phases: [{ name: 'plan', script: 'echo plan' }] });
+    assert.is(r.status, 201, r.text);
+  };
+  await stack('web');
+  await stack('db');
+  // No worker polls this pool, so both runs wait in its queue, in trigger order.
+  const trigger = async (name: string): Promise<string> => (await srv.admin('POST', `/v1/stacks/${name}/runs`, { proposed: false })).body.run.id;
+  const web = await trigger('web');
+  const db = await trigger('db');
+  const shown = async (): Promise<string[]> => page.locator('tbody tr[data-run]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run')!));
+  const until = async (want: string[]): Promise<void> => {
+    await page.waitForFunction((w) => JSON.stringify([...(globalThis as unknown as InPage).document.querySelectorAll('tbody tr[data-run]')].map((r) => r.getAttribute('data-run'))) === w, JSON.stringify(want));
+  };
+
+  await page.getByRole('link', { name: 'Runs' }).click();
+  await page.locator(`tr[data-run="${web}"]`).waitFor();
+  await page.getByLabel('Stack', { exact: true }).selectOption({ label: 'db' });
+  await until([db]);
+  await page.getByLabel('Stack', { exact: true }).selectOption('');
+  await page.getByLabel('Pool', { exact: true }).selectOption({ label: 'rack-4' });
+  await until([db, web]);
+  assert.match(page.url(), new RegExp(`pool=${ids.pool}`));
+  await page.getByLabel('State', { exact: true }).selectOption('CANCELED');
+  await until([]);
+  await page.getByLabel('State', { exact: true }).selectOption('QUEUED');
+  await until([db, web]);
+
+  // The pool's queue: web first; Prioritise db moves it to the head, as the API says too.
+  await page.goto(`${srv.url}/pools/${ids.pool}`);
+  await until([web, db]);
+  await page.getByRole('button', { name: `Prioritise ${db}` }).click();
+  await until([db, web]);
+  assert.equal((await srv.admin('GET', `/v1/pools/${ids.pool}/queue`)).body.runs.map((r: { id: string }) => r.id), [db, web]);
+  assert.ok(auditLines().some((l) => l.action === 'POST /v1/runs/{run}/prioritize' && l.run === db && l.status === 200));
+  assert.equal(await shown(), [db, web]);
+
+  // Cancel one from its run page: the state filter then finds only the other.
+  await page.locator(`tr[data-run="${web}"] a`).click();
+  await page.locator('h1 .badge', { hasText: 'QUEUED' }).waitFor();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await page.locator('h1 .badge', { hasText: 'CANCELED' }).waitFor();
+  await page.goto(`${srv.url}/runs?state=QUEUED`);
+  await until([db]);
+  await page.getByLabel('State', { exact: true }).selectOption('CANCELED');
+  await until([web]);
+  assert.equal(browser!.errors, [], 'browser console errors');
+});
+
+test('workers drained and undrained by tag and one by one', async () => {
+  const { page } = browser!;
+  const reg = async (tag: string): Promise<string> => {
+    const r = await srv.worker(rackCert, 'POST', '/v1/worker/register', { workerId: null, metadata: { rack: tag }, version: '0.1.0', host: { hostname: `h-${tag}`, os: 'linux', arch: 'x64' } });
+    assert.is(r.status, 200, r.text);
+    return r.body.workerId;
+  };
+  const a = await reg('4');
+  const b = await reg('5');
+  const status = async (id: string): Promise<string> => (await srv.admin('GET', `/v1/workers?pool=${ids.pool}`)).body.workers.find((w: { id: string }) => w.id === id).status;
+  await page.getByRole('link', { name: 'Workers' }).click();
+  await page.getByLabel('Tag (key=value)').fill('rack=4');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.locator(`tr[data-worker="${a}"]`, { hasText: 'IDLE' }).waitFor();
+  assert.is(await page.locator(`tr[data-worker="${b}"]`).count(), 0, 'the tag filter hides the other worker');
+  await page.getByRole('button', { name: 'Drain all with rack=4', exact: true }).click();
+  await page.locator(`tr[data-worker="${a}"]`, { hasText: 'DRAINED' }).waitFor();
+  assert.equal([await status(a), await status(b)], ['DRAINED', 'IDLE']);
+  await page.getByRole('button', { name: 'Undrain all with rack=4', exact: true }).click();
+  await page.locator(`tr[data-worker="${a}"]`, { hasText: 'IDLE' }).waitFor();
+  assert.is(await status(a), 'IDLE');
+  const drains = auditLines().filter((l) => (l.action === 'POST /v1/workers/drain' || l.action === 'POST /v1/workers/undrain') && l.workers === a);
+  assert.equal(drains.map((l) => l.action), ['POST /v1/workers/drain', 'POST /v1/workers/undrain']);
   assert.equal(browser!.errors, [], 'browser console errors');
 });
 
