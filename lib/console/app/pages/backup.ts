@@ -2,6 +2,7 @@
 // the archive checked (manifest, every entry's SHA-256, SHA256SUMS last) before
 // the browser is handed a file, so a backup cut short is never saved.
 import { useState } from 'preact/hooks';
+import type { ConsoleSession, ErrorBody } from '../../../protocol.ts';
 import { ApiError } from '../api.ts';
 import { checkBackup, webSha256, type CheckedBackup } from '../backup-check.ts';
 import { byteSize } from '../../../admin/format.ts';
@@ -9,7 +10,7 @@ import { Code, ErrorNote, Page, html, useAction } from '../ui.ts';
 
 /** The session's CSRF token, asked afresh (a change needs it in X-CSRF-Token). */
 async function csrfToken(): Promise<string> {
-  const s = await (await fetch('/console/session', { credentials: 'same-origin', cache: 'no-store' })).json() as { csrf?: string };
+  const s = await (await fetch('/console/session', { credentials: 'same-origin', cache: 'no-store' })).json() as ConsoleSession;
   return s.csrf ?? '';
 }
 
@@ -52,7 +53,7 @@ export function BackupPage() {
     setReceived(0);
     const res = await fetch('/v1/backup', { method: 'POST', headers: { 'x-csrf-token': await csrfToken() }, credentials: 'same-origin', cache: 'no-store' });
     if (!res.ok) {
-      const body = await res.json().catch(() => null) as { error?: { code?: string; message?: string } } | null;
+      const body = await res.json().catch(() => null) as Partial<ErrorBody> | null;
       throw new ApiError(body?.error?.code ?? `HTTP_${res.status}`, body?.error?.message ?? `The server answered ${res.status}`, res.status);
     }
     const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? 'launcher-backup.tar';
