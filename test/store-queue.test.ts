@@ -30,7 +30,7 @@ function run(id: string, stackId: string, opts: { pool?: string; state?: 'QUEUED
     state: opts.state ?? 'QUEUED', phase: 0, phase_count: 1, spec: '{"image":"img","env":{},"phases":[]}', secret_env: null,
     worker_id: null, cancel_requested: 0, has_workspace: 0, reason: null, created_at: now, updated_at: now, ended_at: null,
     holds_state: opts.holdsState ? 1 : 0,
-  }, [{ name: 'p', script: 'true' }]);
+  }, [{ name: 'p', script: 'true', confirm: false }]);
 }
 
 test.after(() => {

@@ -131,9 +131,25 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DatabaseSync
   return db;
 }
 
+/** The schema version a database is at (0 before the first migration). */
+export function schemaVersionOf(db: DatabaseSync): number {
+  return (db.prepare('SELECT max(version) AS v FROM migrations').get() as { v: number | null }).v ?? 0;
+}
+
+/** SQLite's integrity check: empty when the file is sound, else its first findings. */
+export function integrityProblems(db: DatabaseSync): string[] {
+  const rows = db.prepare('PRAGMA integrity_check').all() as { integrity_check: string }[];
+  if (rows.length === 0) return ['no answer'];
+  return rows.length === 1 && rows[0]!.integrity_check === 'ok' ? [] : rows.map((r) => r.integrity_check);
+}
+
+/** Makes a database one self-contained file (no -wal beside it), as a backup copy must be. */
+export function useRollbackJournal(db: DatabaseSync): void {
+  db.exec('PRAGMA journal_mode = DELETE');
+}
+
 function migrate(db: DatabaseSync): void {
-  const row = db.prepare('SELECT max(version) AS v FROM migrations').get() as { v: number | null };
-  const current = row.v ?? 0;
+  const current = schemaVersionOf(db);
   if (current > MIGRATIONS.length) {
     throw new LauncherError('DB_TOO_NEW', `Cannot use the database: its schema version ${current} is newer than this server's ${MIGRATIONS.length} (run a newer launcher)`);
   }

@@ -80,7 +80,7 @@ export class Service {
     this.log = opts.log;
     this.workspaces = new Workspaces({ blobs: opts.blobs, maxBytes: opts.maxWorkspaceBytes, uploads: this.uploads, quotas: this.quotas, tmpDir: opts.tmpDir });
     this.events.setMaxListeners(0);
-    this.states = new StackStates(this, opts.stateDir);
+    this.states = new StackStates({ store: this.store, workspaces: this.workspaces, blobs: opts.blobs, maxWorkspaceBytes: opts.maxWorkspaceBytes, log: this.log }, opts.stateDir);
     this.presence = new Presence({
       leaseMs: opts.leaseMs,
       graceMs: opts.graceMs,

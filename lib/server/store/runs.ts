@@ -1,6 +1,7 @@
 // Runs and their phases in the database. A run's queue position is its
 // queue_key (lowest first); a run's phases are rows numbered from 0.
-import type { Outcome, PhaseSpec, RunState, ToolName } from '../../protocol.ts';
+import { TERMINAL_STATES, type Outcome, type PhaseSpec, type RunState, type ToolName } from '../../protocol.ts';
+import { transaction } from '../db.ts';
 import { limitSql, type Params, type Queries } from './queries.ts';
 
 export interface RunRow {
@@ -37,6 +38,11 @@ export interface RunSpec { image: string | null; env: Record<string, string>; ph
  * sealed env, commit) is read only for the runs actually assigned.
  */
 export interface QueuedRef { id: string; queue_key: number; stack_id: string; holds_state: number }
+
+/** A finished run as retention sees it: when it ended, and what it stores. */
+export interface EndedRunRow { id: string; ended_at: string; has_workspace: number; log_bytes: number }
+
+const TERMINAL = `(${TERMINAL_STATES.map((s) => `'${s}'`).join(', ')})`;
 
 /** Of several queued tracked runs of one managed-state stack, only the first may start now. */
 function firstPerStack(): (r: QueuedRef) => boolean {
@@ -125,6 +131,44 @@ export class RunStore {
   activeCount(of: 'pool' | 'stack', id: string): number {
     const col = of === 'pool' ? 'pool_id' : 'stack_id';
     return this.q.get<{ c: number }>(`SELECT count(*) AS c FROM runs WHERE ${col} = ? AND state IN ('QUEUED', 'RUNNING', 'UNCONFIRMED')`, [id])!.c;
+  }
+
+  // whole-table reads and removals (retention, metrics, backups)
+  exists(id: string): boolean { return this.q.get('SELECT 1 AS x FROM runs WHERE id = ?', [id]) !== undefined; }
+  count(): number { return this.q.get<{ c: number }>('SELECT count(*) AS c FROM runs')!.c; }
+  /**
+   * One page of finished runs that ended before `cutoff`, oldest first, after
+   * the cursor `after` (ended_at, then id), with the log bytes of their phases.
+   */
+  endedBefore(cutoff: string, after: { ended: string; id: string }, limit: number): EndedRunRow[] {
+    return this.q.all<EndedRunRow>(`
+      SELECT r.id, r.ended_at, r.has_workspace, (SELECT coalesce(sum(p.log_bytes), 0) FROM phases p WHERE p.run_id = r.id) AS log_bytes
+      FROM runs r WHERE r.state IN ${TERMINAL} AND r.ended_at < ? AND (r.ended_at > ? OR (r.ended_at = ? AND r.id > ?))
+      ORDER BY r.ended_at, r.id LIMIT ?`, [cutoff, after.ended, after.ended, after.id, limit]);
+  }
+  /** Removes finished runs and their phases in one transaction (a run not finished stays). */
+  deleteFinished(ids: string[]): void {
+    const list = JSON.stringify(ids);
+    transaction(this.q.db, () => {
+      this.q.run('DELETE FROM phases WHERE run_id IN (SELECT value FROM json_each(?))', [list]);
+      this.q.run(`DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND state IN ${TERMINAL}`, [list]);
+    });
+  }
+  /** Runs not yet ended, counted by pool and state. */
+  activeCounts(): { pool_id: string; state: RunState; c: number }[] {
+    return this.q.all("SELECT pool_id, state, count(*) AS c FROM runs WHERE state IN ('QUEUED', 'RUNNING', 'UNCONFIRMED') GROUP BY pool_id, state");
+  }
+  /** Ids of runs with a sealed workspace, finished ones apart (their file never changes again). */
+  withWorkspace(): { unfinished: string[]; finished: string[] } {
+    const ids = (sql: string): string[] => this.q.all<{ id: string }>(sql).map((r) => r.id);
+    return {
+      unfinished: ids(`SELECT id FROM runs WHERE has_workspace = 1 AND state NOT IN ${TERMINAL} ORDER BY id`),
+      finished: ids(`SELECT id FROM runs WHERE has_workspace = 1 AND state IN ${TERMINAL} ORDER BY id`),
+    };
+  }
+  /** Every phase that stored log bytes, with how many. */
+  phaseLogs(): { run_id: string; idx: number; log_bytes: number }[] {
+    return this.q.all('SELECT run_id, idx, log_bytes FROM phases WHERE log_bytes > 0 ORDER BY run_id, idx');
   }
 
   // phases
