@@ -3,7 +3,7 @@
 // this shell (so links and reloads work), and only with a session.
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { setCsrf, whenSignedOut, api } from './api.ts';
+import { setSession, whenSignedOut, api } from './api.ts';
 import type { ConsoleSession } from '../../protocol.ts';
 import { html, interceptLinks, navigate, useLocation } from './ui.ts';
 import { AuditPage } from './pages/audit.ts';
@@ -68,7 +68,7 @@ async function start(): Promise<void> {
   interceptLinks();
   const res = await fetch('/console/session', { credentials: 'same-origin', cache: 'no-store' });
   const s = await res.json() as ConsoleSession;
-  if (s.signedIn && s.csrf) setCsrf(s.csrf);
+  if (s.signedIn) setSession(s);
   if (s.signedIn && location.pathname === '/signin') {
     const next = new URL(location.href).searchParams.get('next');
     history.replaceState(null, '', next && next.startsWith('/') && !next.startsWith('//') ? next : '/pools');

@@ -6,7 +6,7 @@ import { type Obj, enc, post, qs } from '../api.ts';
 import type { RunLogEvent } from '../../../protocol.ts';
 import { LogLines } from '../logstore.ts';
 import { LogView } from '../logview.ts';
-import { Badge, ErrorNote, Loading, Page, Time, html, navigate, useAction, useGet, useLocation } from '../ui.ts';
+import { Badge, ErrorNote, Loading, Page, Time, html, navigate, takeFlash, useAction, useGet, useLocation } from '../ui.ts';
 import { Changes } from './tool.ts';
 import { CommitFacts } from './source.ts';
 
@@ -103,6 +103,7 @@ export function RunPage({ id }: { id: string }) {
   const [ended, setEnded] = useState(false);
   const store = useRef(new LogLines());
   const runRef = useRef<Obj | undefined>(undefined);
+  const [note] = useState(takeFlash);
   const act = useAction();
 
   useEffect(() => {
@@ -143,6 +144,7 @@ export function RunPage({ id }: { id: string }) {
     run.state === 'QUEUED' || run.state === 'UNCONFIRMED' ? action('Prioritise', 'prioritize') : null,
   ];
   return html`<${Page} title=${html`Run <code>${run.id}</code> <${Badge} state=${run.status ?? run.state} />`} actions=${actions}>
+    ${note ? html`<p class="ok" role="status">${note}</p>` : null}
     <${ErrorNote} error=${act.error} />
     <${ErrorNote} error=${streamError} />
     <dl class="facts">
