@@ -320,6 +320,36 @@ test('a state file uploaded on the stack page is sealed in the browser (opens wi
   assert.equal(browser!.errors, [], 'browser console errors');
 });
 
+test('a module created from the Modules page, then edited: listed under Modules only', async () => {
+  const { page } = browser!;
+  await page.getByRole('link', { name: 'Modules' }).click();
+  await page.locator('h1', { hasText: 'Modules' }).waitFor();
+  await page.getByRole('link', { name: 'New module' }).click();
+  await page.locator('h1', { hasText: 'New module' }).waitFor();
+  await page.getByLabel('Name', { exact: true }).fill('vpc-module');
+  await page.getByLabel('Worker pool').selectOption({ label: 'rack-4' });
+  await page.getByLabel('Phase 1 name').fill('test');
+  await page.getByLabel('Phase 1 script').fill('echo module test');
+  await page.getByRole('button', { name: 'Create module' }).click();
+  await page.locator('h1', { hasText: 'Module vpc-module' }).waitFor();
+  const made = (await srv.admin('GET', '/v1/stacks/vpc-module')).body.stack;
+  assert.is(made.kind, 'module');
+  assert.is(made.pool, ids.pool);
+  assert.equal(made.phases.map((p: { name: string; script: string }) => [p.name, p.script]), [['test', 'echo module test']]);
+
+  await page.getByLabel('Phase 1 script').fill('echo module test, edited');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.locator('[role=status]', { hasText: 'Saved.' }).waitFor();
+  assert.is((await srv.admin('GET', '/v1/stacks/vpc-module')).body.stack.phases[0].script, 'echo module test, edited');
+
+  await page.getByRole('link', { name: 'Modules' }).click();
+  await page.locator('tr[data-stack]', { hasText: 'vpc-module' }).waitFor();
+  await page.getByRole('link', { name: 'Stacks' }).click();
+  await page.locator('tr[data-stack]', { hasText: 'infra' }).waitFor();
+  assert.is(await page.locator('tr[data-stack]', { hasText: 'vpc-module' }).count(), 0, 'not among the stacks');
+  assert.equal(browser!.errors, [], 'browser console errors');
+});
+
 test('every page of the console, visited in turn, logs no error', async () => {
   const { page } = browser!;
   const pages = ['/pools', '/pools/new', `/pools/${ids.pool}`, '/workers', `/workers?pool=${ids.pool}&tag=rack=4`, '/stacks', '/stacks/new',
