@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // `npm run build`: one executable for air-gapped hosts.
 //
-//   1. esbuild bundles launcher.ts and everything it imports (every command
-//      module, node-forge, tar-stream, undici) into dist/launcher.cjs, with the
-//      version and commit stamped in;
-//   2. Node's single executable application support injects that bundle into
-//      a stripped copy of the pinned Node: dist/launcher-linux-<arch>;
+//   1. esbuild bundles launcher.ts's dispatch and `version` into
+//      dist/launcher.cjs, and every other command module with all it imports
+//      (node-forge, tar-stream, undici, ...) into dist/launcher-commands.cjs,
+//      loaded on first use (scripts/commands-chunk.mjs), with the version and
+//      commit stamped in;
+//   2. Node's single executable application support injects the first as the
+//      main script, and the second with its V8 code cache as assets, into a
+//      stripped copy of the pinned Node: dist/launcher-linux-<arch>;
 //   3. dist/SHA256SUMS lists what was built, for install.sh to verify, and
 //      dist/install.sh is a copy of scripts/install.sh: dist/ is the directory
 //      a launcher server publishes (see lib/server/distribution.ts).
@@ -14,7 +17,7 @@
 //   --arch x64|arm64   architecture to build, repeatable (default: x64)
 //   --reproducible     no V8 code cache: byte-identical binaries, slower start-up
 //   --compress         also write .gz (gzip -9) and .xz copies (xz takes a while)
-//   --bundle-only      stop after dist/launcher.cjs
+//   --bundle-only      stop after the two bundles
 //   --out-dir DIR      write there instead of dist/ (tests build twice to compare)
 // dist/ holds exactly what the last build made.
 import { build } from 'esbuild';
