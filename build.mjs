@@ -30,6 +30,7 @@ import { bundleConsole } from './scripts/console-bundle.mjs';
 import { ARCHES, baseNodeFor, buildSea, hostArch, pinnedNodeVersion, sha256File, strippedCopy } from './scripts/build-sea.mjs';
 import { leftoverDynamicImports, missingCommandModules, undiciSlimProblems } from './scripts/build-checks.mjs';
 import { asciiOnly, CHUNK_CACHE, CHUNK_FILE, chunkCommandsPlugin, chunkEntry, loaderBanner, MAIN_COMMANDS, makeChunkCodeCache } from './scripts/commands-chunk.mjs';
+import { importCycleProblems, libImportGraph } from './scripts/import-cycles.mjs';
 
 const root = dirname(new URL(import.meta.url).pathname);
 const cacheDir = join(root, '.tmp/build-cache');
@@ -109,6 +110,8 @@ const consoleBanner = `var __launcher_console_assets = (() => {
 
 const undiciProblems = undiciSlimProblems(root);
 if (undiciProblems.length) fail(undiciProblems.join('\n'));
+const cycles = importCycleProblems(libImportGraph(root));
+if (cycles.length) fail(cycles.join('\n'));
 
 // The age worker thread (lib/age/worker.ts) is a module of its own; inside the
 // executable there is no file to start it from, so its bundle travels as a

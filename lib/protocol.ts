@@ -377,6 +377,8 @@ export interface RunView {
 
 /** `POST /v1/pools` */
 export interface CreatePoolRequest { name: string; csr: string; description?: string }
+/** `PATCH /v1/pools/{id}`: the description is the one thing of a pool that changes this way ("" clears it). */
+export interface UpdatePoolRequest { description: string }
 /** `POST /v1/pools/{id}/reset`, `POST /v1/pools/{id}/keys` */
 export interface CsrRequest { csr: string }
 /** `POST /v1/workers/drain`, `/undrain`: worker ids, or tag values (optionally in one pool). */
@@ -442,7 +444,13 @@ export interface AuditList { entries: AuditEntry[] }
 /** `POST /console/session` (sign in with the admin token). */
 export interface SignInRequest { token: string }
 /** `GET`, `POST` and `DELETE /console/session`. */
-export interface ConsoleSession { signedIn: boolean; csrf?: string; expiresAt?: string }
+export interface ConsoleSession {
+  signedIn: boolean;
+  csrf?: string;
+  expiresAt?: string;
+  /** The largest sealed workspace the server accepts (--max-workspace-size), so the page refuses a folder before packing it. */
+  maxWorkspaceBytes?: number;
+}
 
 // Retention (`POST /v1/gc`)
 

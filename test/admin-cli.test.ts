@@ -131,6 +131,26 @@ test('pool list and show, plain and --json', async () => {
   assert.is(showJson.pool.keys[0].state, 'active');
 });
 
+test('pool update --description changes it (pool show says so); missing or too long is a usage error', async () => {
+  const out = ok(await cli(['pool', 'update', 'prod', '--description', 'lab rack, platform team']), 'pool update');
+  assert.is(out, 'Updated pool prod: lab rack, platform team\n');
+  assert.match(ok(await cli(['pool', 'show', prod.poolId]), 'pool show'), /^description:\s+lab rack, platform team$/m);
+  const json = JSON.parse(ok(await cli(['pool', 'update', prod.poolId, '--description', '', '--json']), 'pool update --json'));
+  assert.is(json.pool.description, '');
+  const missing = await cli(['pool', 'update', 'prod']);
+  assert.is(missing.code, 2);
+  assert.match(missing.err, /Missing --description/);
+  const long = await cli(['pool', 'update', 'prod', '--description', 'x'.repeat(1025)]);
+  assert.is(long.code, 2);
+  assert.match(long.err, /--description: it has 1025 characters; expected at most 1024/);
+  const unknown = await cli(['pool', 'update', 'nope', '--description', 'x']);
+  assert.is(unknown.code, 1);
+  assert.match(unknown.err, /\(POOL_NOT_FOUND\)/);
+  ok(await cli(['pool', 'update', 'prod', '--description', 'lab rack']), 'pool update');
+  const lines = readFileSync(join(srv.dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(lines.some((l) => l.action === 'PATCH /v1/pools/{pool}' && l.status === 200 && l.pool === prod.poolId), 'audited');
+});
+
 test('stack create seals --secret locally: no plaintext on the server, age opens the stored blob', async () => {
   const r = await cli(['stack', 'create', 'infra', '--pool', 'prod', '--image', 'busybox:latest', '--env', 'PLAIN=visible',
     '--secret', 'K=topsecretvalue', '--phase', 'plan=echo plan', '--phase', 'apply=echo apply', '--confirm', 'apply']);

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { waitFor } from './helpers/wait.ts';
 import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -254,25 +255,21 @@ test('backup over the admin API with curl: the token is required, and a second b
   const big = await srv.admin('POST', '/v1/stacks/two/runs', SEALED(24 * 1024 * 1024));
   assert.is(big.status, 201, big.text);
   const slow = spawn('curl', ['-s', '--limit-rate', '1k', '-o', '/dev/null', '--cacert', srv.caPath, '-X', 'POST', '-H', `Authorization: Bearer ${srv.adminToken}`, `${srv.url}/v1/backup`]);
+  const snapshots = (): string[] => readdirSync(join(srv.dataDir, 'tmp')).filter((n) => n.startsWith('backup-'));
   try {
-    let second: { status: number; body: any } | undefined;
-    for (let i = 0; i < 100; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      second = await srv.admin('POST', '/v1/backup');
-      if (second.status === 409) break;
-    }
-    assert.is(second!.status, 409);
-    assert.is(second!.body.error.code, 'BACKUP_RUNNING');
+    // The first backup has begun once its snapshot directory exists (it stays
+    // until the slow reader is done). Asking before that would start a second
+    // backup rather than be refused, so wait for it, however loaded the machine.
+    await waitFor(() => snapshots().length === 1 || slow.exitCode !== null, 'the first backup to start');
+    assert.is(slow.exitCode, null, 'the slow backup ended before a second one was asked for');
+    const second = await srv.admin('POST', '/v1/backup');
+    assert.is(second.status, 409);
+    assert.is(second.body.error.code, 'BACKUP_RUNNING');
   } finally {
     slow.kill('SIGKILL');
   }
   // The aborted stream frees the slot and its snapshot directory.
-  for (let i = 0; i < 100; i++) {
-    const left = readdirSync(join(srv.dataDir, 'tmp')).filter((n) => n.startsWith('backup-'));
-    if (left.length === 0) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.equal(readdirSync(join(srv.dataDir, 'tmp')).filter((n) => n.startsWith('backup-')), []);
+  await waitFor(() => snapshots().length === 0, 'the aborted backup to remove its snapshot');
   const b = await launcher(['admin', '--data', srv.dataDir, 'backup', '-o', join(tmp, 'b3.tar'), '--json']);
   assert.is(b.code, 0, b.err);
   assert.is(JSON.parse(b.out).manifest.format, 'launcher-backup');

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createServer, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { CONSOLE_CSP } from '../lib/console/headers.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { opensslCsr, startTestServer, type TestServer } from './helpers/server.ts';
 
-const PAGES = ['/', '/pools', '/pools/new', '/pools/pool_x', '/workers', '/stacks', '/stacks/new', '/stacks/stk_x', '/modules', '/runs', '/runs/run_x', '/audit'];
+const PAGES = ['/', '/pools', '/pools/new', '/pools/pool_x', '/workers', '/stacks', '/stacks/new', '/stacks/stk_x', '/modules', '/runs', '/runs/run_x', '/audit', '/backup', '/retention'];
 const API: [string, string][] = [
   ['GET', '/v1/pools'], ['POST', '/v1/pools'], ['GET', '/v1/pools/p'], ['DELETE', '/v1/pools/p'], ['POST', '/v1/pools/p/reset'],
   ['POST', '/v1/pools/p/cycle'], ['POST', '/v1/pools/p/keys'], ['GET', '/v1/pools/p/queue'], ['GET', '/v1/workers'],
@@ -78,6 +78,82 @@ test('sign-in: a wrong token is refused; the right one gives an HttpOnly, Secure
   const audit = readFileSync(join(srv.dataDir, 'audit.log'), 'utf8');
   assert.match(audit, /"action":"POST \/console\/session","status":401/);
   assert.match(audit, /"action":"POST \/console\/session","status":201/);
+});
+
+/** A sign-in from a given loopback address (the throttle counts per client address). */
+function signInFrom(localAddress: string, token: string): Promise<{ status: number; retryAfter: string | undefined; code: string | undefined; message: string }> {
+  const payload = JSON.stringify({ token });
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({
+      hostname: '127.0.0.1', port: srv.port, path: '/console/session', method: 'POST', localAddress, ca: srv.caPem, agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => {
+        const body = JSON.parse(text);
+        resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], code: body.error?.code, message: body.error?.message ?? '' });
+      });
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** Tries `token` from `from` until the answer is not 429; returns every answer. */
+async function untilChecked(from: string, token: string): Promise<Awaited<ReturnType<typeof signInFrom>>[]> {
+  const seen = [];
+  for (;;) {
+    const r = await signInFrom(from, token);
+    seen.push(r);
+    if (r.status !== 429) return seen;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+test('sign-in throttle: wrong tokens from one address earn a growing wait (429 + Retry-After), other addresses are unaffected, and the real admin gets in once it ends', async () => {
+  const from = '127.0.0.4';
+  for (let i = 1; i <= 5; i++) {
+    const r = await signInFrom(from, `wrong-${i}`);
+    assert.is(r.status, 401, `try ${i}`);
+    assert.is(r.retryAfter, undefined, `try ${i} is free`);
+  }
+  const sixth = await signInFrom(from, 'wrong-6');
+  assert.is(sixth.status, 401);
+  assert.is(sixth.retryAfter, '1');
+  assert.match(sixth.message, /too many wrong tokens from your address: the next try is checked in 1 s/);
+  // Wait out each back-off (tries while waiting are refused unchecked), then fail again: the wait doubles.
+  const seventh = await untilChecked(from, 'wrong-7');
+  assert.is(seventh.at(-1)!.status, 401);
+  assert.is(seventh.at(-1)!.retryAfter, '2');
+  const eighth = await untilChecked(from, 'wrong-8');
+  assert.is(eighth.at(-1)!.retryAfter, '4');
+  for (const r of [...seventh, ...eighth].filter((x) => x.status === 429)) {
+    assert.is(r.code, 'TOO_MANY_SIGN_INS');
+    assert.ok(Number(r.retryAfter) >= 1 && Number(r.retryAfter) <= 2, `Retry-After ${r.retryAfter} within the wait`);
+    assert.match(r.message, /try again in \d+ s/);
+  }
+
+  // While this address waits, the right token is not even checked from it...
+  const early = await signInFrom(from, srv.adminToken);
+  assert.is(early.status, 429);
+  assert.is(early.code, 'TOO_MANY_SIGN_INS');
+  assert.ok(Number(early.retryAfter) >= 1 && Number(early.retryAfter) <= 4, `Retry-After ${early.retryAfter}`);
+  // ...but another address signs in at once.
+  assert.is((await signInFrom('127.0.0.5', srv.adminToken)).status, 201);
+
+  // Refused tries do not lengthen the wait: hammering with the right token gets in when it ends.
+  const admin = await untilChecked(from, srv.adminToken);
+  assert.is(admin.at(-1)!.status, 201);
+  for (const r of admin.slice(0, -1)) assert.ok(Number(r.retryAfter) <= 4, `Retry-After ${r.retryAfter} never grows past the wait`);
+  // And a success starts the address afresh: the next wrong token is free again.
+  const fresh = await signInFrom(from, 'wrong-again');
+  assert.is(fresh.status, 401);
+  assert.is(fresh.retryAfter, undefined);
+
+  const audit = readFileSync(join(srv.dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.remote === from);
+  assert.ok(audit.some((l) => l.action === 'POST /console/session' && l.status === 429), 'refusals while waiting are audited');
+  assert.is(audit.filter((l) => l.status === 401).length, 9);
 });
 
 test('with a session: pages carry the strict CSP, no inline script; API answers are no-store and nosniff', async () => {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { sshRsaRecipient } from '../lib/age/index.ts';
 import { ServerError } from '../lib/launcher/api.ts';
-import { sealAndUpload } from '../lib/launcher/phase.ts';
+import { sealAndUpload } from '../lib/launcher/seal-upload.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'launcher-seal-'));
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });

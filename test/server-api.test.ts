@@ -62,6 +62,35 @@ test('pool creation returns a token whose certificate chains to the server CA', 
   assert.is(dup.body.error.code, 'NAME_TAKEN');
 });
 
+test('PATCH a pool\'s description: the new text is shown, audited like the other pool actions; bad bodies name what is accepted', async () => {
+  const r = await srv.admin('PATCH', '/v1/pools/pool-b', { description: 'rack 4, owned by the platform team' });
+  assert.is(r.status, 200, r.text);
+  assert.is(r.body.pool.id, poolB.id);
+  assert.is(r.body.pool.description, 'rack 4, owned by the platform team');
+  assert.is((await srv.admin('GET', `/v1/pools/${poolB.id}`)).body.pool.description, 'rack 4, owned by the platform team');
+  const lines = readFileSync(join(srv.dataDir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const line = lines.findLast((l) => l.action === 'PATCH /v1/pools/{pool}');
+  const createShape = Object.keys(lines.find((l) => l.action === 'POST /v1/pools')).sort();
+  assert.equal(line, { time: line.time, action: 'PATCH /v1/pools/{pool}', status: 200, remote: '127.0.0.1', pool: poolB.id });
+  assert.equal(Object.keys(line).sort(), createShape, 'the same fields as the other pool actions');
+
+  const refused = async (body: unknown, re: RegExp): Promise<void> => {
+    const b = await srv.admin('PATCH', `/v1/pools/${poolB.id}`, body);
+    assert.is(b.status, 400, b.text);
+    assert.is(b.body.error.code, 'INVALID_FIELD');
+    assert.match(b.body.error.message, re);
+  };
+  await refused({ description: 'x'.repeat(1025) }, /"description": expected free text of at most 1024 characters/);
+  await refused({ description: 42 }, /"description": expected free text of at most 1024 characters/);
+  await refused({ name: 'renamed' }, /Unknown field "name": a pool update accepts only "description"/);
+  await refused({ description: 'ok', cycle: 3 }, /Unknown field "cycle": a pool update accepts only "description"/);
+  await refused({}, /"description".*the only field a pool update accepts/);
+  assert.is((await srv.admin('GET', `/v1/pools/${poolB.id}`)).body.pool.description, 'rack 4, owned by the platform team', 'refusals change nothing');
+  const cleared = await srv.admin('PATCH', `/v1/pools/${poolB.id}`, { description: '' });
+  assert.is(cleared.body.pool.description, '');
+  assert.is((await srv.admin('PATCH', '/v1/pools/nope', { description: 'x' })).body.error.code, 'POOL_NOT_FOUND');
+});
+
 test('a bad CSR is refused with CSR_INVALID naming the problem', async () => {
   const r = await srv.admin('POST', '/v1/pools', { name: 'bad', csr: 'not a csr' });
   assert.is(r.status, 400);

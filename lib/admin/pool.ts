@@ -2,7 +2,7 @@
 // `TOKEN=$(launcher admin pool create …)` works), list, show, reset, cycle,
 // delete, and key rotation.
 import { ConfigError } from '../errors.ts';
-import type { CreatePoolRequest, CsrRequest, KeyReply, KeyTokenReply, KeyView, PoolList, PoolReply, PoolTokenReply, PoolView } from '../protocol.ts';
+import type { CreatePoolRequest, CsrRequest, UpdatePoolRequest, KeyReply, KeyTokenReply, KeyView, PoolList, PoolReply, PoolTokenReply, PoolView } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
 import { need, str, write, type AdminContext, type Args, type Command, type Noun } from './command.ts';
 import { ago, cell, fields, json, table } from './format.ts';
@@ -88,6 +88,22 @@ const show: Command = {
   },
 };
 
+const update: Command = {
+  usage: 'pool update ID --description TEXT',
+  summary: 'change what the pool is for (the description; "" clears it)',
+  positionals: ['ID'],
+  options: { description: { type: 'string', arg: 'TEXT', help: 'what the pool is for, at most 1024 characters ("" clears it)' } },
+  async run(ctx, args) {
+    const id = args.positionals[0]!;
+    const description = str(args, 'description');
+    if (description === undefined) throw new ConfigError(`Missing --description: the pool's new description (usage: launcher admin ${this.usage})`);
+    if (description.length > 1024) throw new ConfigError(`Cannot use --description: it has ${description.length} characters; expected at most 1024`);
+    const answer = await ctx.client().call<PoolReply>('PATCH', `/v1/pools/${seg(id)}`, { json: { description } satisfies UpdatePoolRequest });
+    if (ctx.json) return write(ctx.out, json(answer));
+    return write(ctx.out, answer.pool.description ? `Updated pool ${cell(answer.pool.name)}: ${cell(answer.pool.description)}\n` : `Updated pool ${cell(answer.pool.name)}: no description\n`);
+  },
+};
+
 const reset: Command = {
   usage: 'pool reset ID --csr FILE',
   summary: 'new certificate from a new CSR; prints the new token, older certificates are refused from now on',
@@ -154,4 +170,4 @@ const key: Command = {
   },
 };
 
-export const pool: Noun = { create, list: listCmd, show, reset, cycle, delete: del, key };
+export const pool: Noun = { create, list: listCmd, show, update, reset, cycle, delete: del, key };

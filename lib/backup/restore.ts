@@ -11,7 +11,8 @@ import { basename, dirname, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { LauncherError } from '../errors.ts';
 import { fsyncDir } from '../atomic-file.ts';
-import { SCHEMA_VERSION } from '../server/db.ts';
+import { integrityProblems, SCHEMA_VERSION } from '../server/db.ts';
+import { Store } from '../server/store.ts';
 import { readArchive } from './archive.ts';
 import { DATABASE_NAME, entryMode, invalidBackup, type BackupManifest } from './format.ts';
 
@@ -71,12 +72,13 @@ export async function restoreBackup(o: { file: string; dataDir: string }): Promi
     let runs: number;
     const db = new DatabaseSync(join(staging, DATABASE_NAME));
     try {
-      const check = db.prepare('PRAGMA integrity_check').all() as { integrity_check: string }[];
-      if (check.length !== 1 || check[0]!.integrity_check !== 'ok') {
-        throw invalidBackup(`Damaged backup: the database fails SQLite's integrity check (${check.slice(0, 3).map((r) => r.integrity_check).join('; ')})`);
+      const problems = integrityProblems(db);
+      if (problems.length > 0) {
+        throw invalidBackup(`Damaged backup: the database fails SQLite's integrity check (${problems.slice(0, 3).join('; ')})`);
       }
-      pools = (db.prepare('SELECT count(*) AS c FROM pools WHERE deleted_at IS NULL').get() as { c: number }).c;
-      runs = (db.prepare('SELECT count(*) AS c FROM runs').get() as { c: number }).c;
+      const store = new Store(db);
+      pools = store.pools.count();
+      runs = store.runs.count();
     } finally {
       db.close();
     }

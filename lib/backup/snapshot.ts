@@ -15,7 +15,8 @@ import { copyFile, link, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { BlobStore } from '../server/blobs.ts';
 import type { DataPaths } from '../server/datadir.ts';
-import { TERMINAL_STATES } from '../protocol.ts';
+import { schemaVersionOf, useRollbackJournal } from '../server/db.ts';
+import { Store } from '../server/store.ts';
 import { VERSION } from '../version.ts';
 import { BACKUP_FORMAT, BACKUP_FORMAT_VERSION, DATA_FILES, DATABASE_NAME, type BackupCounts, type BackupManifest } from './format.ts';
 
@@ -43,8 +44,6 @@ export interface SnapshotOptions {
   pagesPerStep?: number;
   now?: () => Date;
 }
-
-const TERMINAL = `(${TERMINAL_STATES.map((s) => `'${s}'`).join(', ')})`;
 
 /** Runs `fn` over `items` with at most `limit` at once. */
 async function each<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -78,19 +77,18 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
     let conflicts: { run_id: string; phase: number; size: number }[];
     try {
       // One self-contained file (no -wal beside it) for the archive.
-      copy.exec('PRAGMA journal_mode = DELETE');
-      const count = (sql: string): number => (copy.prepare(sql).get() as { c: number }).c;
-      unfinishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state NOT IN ${TERMINAL} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
-      finishedWorkspaces = (copy.prepare(`SELECT id FROM runs WHERE has_workspace = 1 AND state IN ${TERMINAL} ORDER BY id`).all() as { id: string }[]).map((r) => r.id);
-      logs = copy.prepare('SELECT run_id, idx, log_bytes FROM phases WHERE log_bytes > 0 ORDER BY run_id, idx').all() as typeof logs;
+      useRollbackJournal(copy);
+      const store = new Store(copy);
+      ({ unfinished: unfinishedWorkspaces, finished: finishedWorkspaces } = store.runs.withWorkspace());
+      logs = store.runs.phaseLogs();
       // State versions and kept conflicts are written once under a new name, never replaced.
-      states = copy.prepare('SELECT stack_id, version, size FROM state_versions ORDER BY stack_id, version').all() as typeof states;
-      conflicts = copy.prepare('SELECT run_id, phase, size FROM state_conflicts ORDER BY run_id, phase').all() as typeof conflicts;
+      states = store.states.allVersions();
+      conflicts = store.states.allConflicts();
       counts = {
-        pools: count('SELECT count(*) AS c FROM pools WHERE deleted_at IS NULL'),
-        stacks: count('SELECT count(*) AS c FROM stacks WHERE deleted_at IS NULL'),
-        runs: count('SELECT count(*) AS c FROM runs'),
-        workers: count('SELECT count(*) AS c FROM workers WHERE deregistered_at IS NULL'),
+        pools: store.pools.count(),
+        stacks: store.stacks.count(),
+        runs: store.runs.count(),
+        workers: store.workers.count(),
         workspaces: unfinishedWorkspaces.length + finishedWorkspaces.length,
         logs: logs.length,
         stateVersions: states.length,
@@ -135,7 +133,7 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<Snapshot> {
     for (const v of states) entries.push({ name: `state/${v.stack_id}/${v.version}.age`, path: join(paths.state, v.stack_id, `${v.version}.age`), size: v.size });
     for (const c of conflicts) entries.push({ name: `state/conflicts/${c.run_id}-${c.phase}.age`, path: join(paths.state, 'conflicts', `${c.run_id}-${c.phase}.age`), size: c.size });
 
-    const schemaVersion = (o.db.prepare('SELECT max(version) AS v FROM migrations').get() as { v: number }).v;
+    const schemaVersion = schemaVersionOf(o.db);
     const manifest: BackupManifest = {
       format: BACKUP_FORMAT,
       version: BACKUP_FORMAT_VERSION,

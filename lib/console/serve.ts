@@ -9,15 +9,20 @@ import { HttpError, readJson, sendJson, tokenMatches } from '../server/http.ts';
 import type { ConsoleAssets, Asset } from './assets.ts';
 import type { ConsoleSession } from '../protocol.ts';
 import { CONSOLE_CSP } from './headers.ts';
+import { type SignInThrottle, clientKey } from './throttle.ts';
 import { SESSION_COOKIE, SESSION_TTL_MS, type Session, type Sessions, clearedCookie, cookieValue, csrfMatches, sessionCookie } from './session.ts';
 
 /** First path segments the console's router owns (besides `/`). */
-const PAGES = new Set(['signin', 'pools', 'workers', 'stacks', 'modules', 'runs', 'audit']);
+const PAGES = new Set(['signin', 'pools', 'workers', 'stacks', 'modules', 'runs', 'audit', 'backup', 'retention']);
 
 export interface ConsoleDeps {
   assets: ConsoleAssets;
   sessions: Sessions;
+  /** Wrong admin tokens per client address (see throttle.ts). */
+  throttle: SignInThrottle;
   adminHash: Buffer;
+  /** --max-workspace-size, told to a signed-in page. */
+  maxWorkspaceBytes: number;
   /** Writes one audit line like the admin API's (sign-in and sign-out are recorded too). */
   audit(req: IncomingMessage, status: number, action: string): void;
   warn(msg: string, fields: Record<string, string | number | null>): void;
@@ -109,30 +114,50 @@ export async function handleConsole(d: ConsoleDeps, req: IncomingMessage, res: S
   res.end(method === 'HEAD' ? undefined : html);
 }
 
+/** 429 with Retry-After for a client that must wait; audited like any refused sign-in. */
+function tooMany(d: ConsoleDeps, req: IncomingMessage, res: ServerResponse, waitMs: number): HttpError {
+  const seconds = Math.ceil(waitMs / 1000);
+  res.setHeader('retry-after', String(seconds));
+  d.audit(req, 429, 'POST /console/session');
+  return new HttpError(429, 'TOO_MANY_SIGN_INS', `Sign-in refused for now: too many wrong admin tokens from your address; try again in ${seconds} s (the token is not checked until then)`, { retryAfterSeconds: seconds });
+}
+
 async function sessionEndpoint(d: ConsoleDeps, req: IncomingMessage, res: ServerResponse, method: string): Promise<void> {
   const sid = cookieValue(req.headers.cookie, SESSION_COOKIE);
   if (method === 'GET' || method === 'HEAD') {
     // 200 either way: the page asks this on every load and an error status
     // would only fill the browser console.
     const s = d.sessions.get(sid);
-    const answer: ConsoleSession = s ? { signedIn: true, csrf: s.csrf, expiresAt: new Date(s.expiresAt).toISOString() } : { signedIn: false };
+    const answer: ConsoleSession = s
+      ? { signedIn: true, csrf: s.csrf, expiresAt: new Date(s.expiresAt).toISOString(), maxWorkspaceBytes: d.maxWorkspaceBytes }
+      : { signedIn: false };
     sendJson(res, 200, answer);
     return;
   }
   if (method === 'POST') {
     checkSameOrigin(req);
+    const client = clientKey(req.socket.remoteAddress);
+    // Checked before the token is even read: a waiting client learns nothing.
+    const wait = d.throttle.waitMs(client);
+    if (wait > 0) throw tooMany(d, req, res, wait);
     const body = await readJson(req);
     const token = str(body, 'token', { max: 256, hint: 'the admin token (DATA/admin.token)' })!.trim();
     if (!tokenMatches(token, d.adminHash)) {
-      d.warn('Console sign-in refused', { remote: req.socket.remoteAddress ?? null });
+      const next = d.throttle.failed(client);
+      d.warn('Console sign-in refused', { remote: req.socket.remoteAddress ?? null, waitMs: next });
       d.audit(req, 401, 'POST /console/session');
-      throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Sign-in refused: that is not this server\'s admin token (it is in DATA/admin.token)');
+      if (next > 0) res.setHeader('retry-after', String(Math.ceil(next / 1000)));
+      throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Sign-in refused: that is not this server\'s admin token (it is in DATA/admin.token)' +
+        (next > 0 ? `; too many wrong tokens from your address: the next try is checked in ${Math.ceil(next / 1000)} s` : ''),
+        next > 0 ? { retryAfterSeconds: Math.ceil(next / 1000) } : undefined);
     }
+    d.throttle.succeeded(client);
     d.sessions.delete(sid);
     const { id, session } = d.sessions.create();
     res.setHeader('set-cookie', sessionCookie(id, Math.floor(SESSION_TTL_MS / 1000)));
     d.audit(req, 201, 'POST /console/session');
-    sendJson(res, 201, { signedIn: true, csrf: session.csrf, expiresAt: new Date(session.expiresAt).toISOString() });
+    const answer: ConsoleSession = { signedIn: true, csrf: session.csrf, expiresAt: new Date(session.expiresAt).toISOString(), maxWorkspaceBytes: d.maxWorkspaceBytes };
+    sendJson(res, 201, answer);
     return;
   }
   if (method === 'DELETE') {
@@ -141,7 +166,7 @@ async function sessionEndpoint(d: ConsoleDeps, req: IncomingMessage, res: Server
     d.sessions.delete(sid);
     res.setHeader('set-cookie', clearedCookie());
     if (s) d.audit(req, 200, 'DELETE /console/session');
-    sendJson(res, 200, { signedIn: false });
+    sendJson(res, 200, { signedIn: false } satisfies ConsoleSession);
     return;
   }
   throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${method} /console/session`);

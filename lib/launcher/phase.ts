@@ -8,20 +8,21 @@ import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createOpenStream, createSealStream, openBuffer, sealBuffer, sshRsaIdentity, sshRsaRecipient, type Identity, type Recipient } from '../age/index.ts';
+import { createOpenStream, openBuffer, sealBuffer, sshRsaIdentity, sshRsaRecipient, type Identity } from '../age/index.ts';
 import type { DockerClient } from '../docker/client.ts';
 import { containerLogs } from '../docker/containers.ts';
 import { dockerSince } from '../docker/logs.ts';
 import { listManagedContainers, resumePhase, runPhase, type PhaseMount, type PhaseOutcome, type PhaseResult, type PullPolicy } from '../executor.ts';
 import { CheckpointTracker, startCheckpoints, type LogCheckpoint } from './logcheckpoint.ts';
 import { collectToolStep, prepareToolState, type Collected, type ToolStepDeps } from './toolstep.ts';
+import { sealAndUpload } from './seal-upload.ts';
 import { Masker, type Secret } from '../mask.ts';
 import type { Assignment, PhaseReport } from '../protocol.ts';
-import { isPermanent, isTransient, type WorkerApi } from './api.ts';
+import { isPermanent, type WorkerApi } from './api.ts';
 import { LogShipper } from './logship.ts';
 import { packDirectory } from '../workspace.ts';
 import { fetchSource, type RepoCredential } from '../vcs/source.ts';
-import { retryTransient, type RetryOptions } from './retry.ts';
+import { retryTransient } from './retry.ts';
 import type { StateDir } from './statedir.ts';
 import type { Metrics } from './metrics.ts';
 
@@ -388,42 +389,6 @@ async function finishReport(a: Assignment, ctx: PhaseContext, shipper: LogShippe
   ctx.metrics.phaseFinished(final.outcome);
   ctx.log.info('Phase finished', { runId: a.runId, phase: a.phase, phaseName: a.phaseName, outcome: final.outcome, exitCode: final.exitCode, logChunks: logSeq });
   return final;
-}
-
-/**
- * Seals the workspace tar and uploads it while it is sealed, keeping a copy in
- * `file` at the same time: if the upload fails (the server restarted), it is
- * retried from the complete file, never from a half-sealed one. A sealing
- * failure is never retried: it is the phase's system error.
- */
-export async function sealAndUpload(
-  tar: Readable, file: string, recipients: Recipient[], upload: (body: Readable) => Promise<void>, retry: RetryOptions,
-): Promise<void> {
-  const sealer = createSealStream(recipients);
-  const copy = createWriteStream(file, { mode: 0o600 });
-  const body = new PassThrough();
-  const sealed = pipeline(tar, sealer);
-  const copied = new Promise<void>((resolve, reject) => { copy.once('finish', resolve); copy.once('error', reject); });
-  sealer.pipe(copy);
-  sealer.pipe(body);
-  // A failed seal must end the upload and the copy too, or both would wait for the rest.
-  sealed.catch((e) => {
-    body.destroy(e as Error);
-    copy.destroy(e as Error);
-  });
-  const first = upload(body).then(() => true, (e: unknown) => {
-    // Let sealing go on into the file alone.
-    sealer.unpipe(body);
-    body.resume();
-    if (!isTransient(e)) throw e;
-    retry.onRetry?.(e, 0, 0);
-    return false;
-  });
-  const [sealResult, uploadResult, copyResult] = await Promise.allSettled([sealed, first, copied]);
-  if (sealResult.status === 'rejected') throw sealResult.reason;
-  if (copyResult.status === 'rejected') throw copyResult.reason;
-  if (uploadResult.status === 'rejected') throw uploadResult.reason;
-  if (!uploadResult.value) await retryTransient(() => upload(createReadStream(file)), retry);
 }
 
 /** A tar stream of the sealed workspace file, opened (and authenticated) on the fly. */

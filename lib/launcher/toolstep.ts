@@ -25,7 +25,7 @@ import { OVERRIDE_FILE, PLAN_JSON, STATE_FILE, TOOL_DIR, overrideFile } from '..
 import { ServerError, type WorkerApi } from './api.ts';
 import type { Assignment } from '../protocol.ts';
 import { retryTransient, type RetryOptions } from './retry.ts';
-import { sealAndUpload } from './phase.ts';
+import { sealAndUpload } from './seal-upload.ts';
 
 export interface ToolStepDeps {
   api: WorkerApi;

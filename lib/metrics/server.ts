@@ -6,8 +6,8 @@
 // every gauge series, at 0 when empty, so `launcher_pending_runs{pool="x"}`
 // exists before the first run.
 import { readdirSync } from 'node:fs';
-import type { DatabaseSync } from 'node:sqlite';
 import type { Outcome, RunState } from '../protocol.ts';
+import type { Store } from '../server/store.ts';
 import { VERSION } from '../version.ts';
 import { Registry, type Labels } from './registry.ts';
 
@@ -22,7 +22,11 @@ const WORKER_STATUSES = ['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'] as const;
 const ACTIVE = ['QUEUED', 'RUNNING', 'UNCONFIRMED'] as const;
 
 export interface MetricsSources {
-  db: DatabaseSync;
+  store: {
+    pools: Pick<Store['pools'], 'names'>;
+    runs: Pick<Store['runs'], 'activeCounts'>;
+    workers: Pick<Store['workers'], 'statusCounts'>;
+  };
   /** Held long-polls, and accepting ones per pool id. */
   presence: { heldCount(): number; acceptingByPool(): Map<string, number> };
   sealed(): { files: number; bytes: number };
@@ -83,13 +87,12 @@ export class ServerMetrics {
   }
 
   private livePools(): { id: string; name: string }[] {
-    return this.src.db.prepare('SELECT id, name FROM pools WHERE deleted_at IS NULL ORDER BY name').all() as { id: string; name: string }[];
+    return this.src.store.pools.names();
   }
 
   private active(): { pending: { labels: Labels; value: number }[]; active: { labels: Labels; value: number }[] } {
     const counts = new Map<string, number>();
-    const rows = this.src.db.prepare(`SELECT pool_id, state, count(*) AS c FROM runs WHERE state IN (${ACTIVE.map((s) => `'${s}'`).join(', ')}) GROUP BY pool_id, state`).all() as { pool_id: string; state: string; c: number }[];
-    for (const r of rows) counts.set(`${r.pool_id}\0${r.state}`, r.c);
+    for (const r of this.src.store.runs.activeCounts()) counts.set(`${r.pool_id}\0${r.state}`, r.c);
     const pending: { labels: Labels; value: number }[] = [];
     const active: { labels: Labels; value: number }[] = [];
     for (const p of this.livePools()) {
@@ -100,10 +103,7 @@ export class ServerMetrics {
   }
 
   private workers(): { labels: Labels; value: number }[] {
-    const rows = this.src.db.prepare(`
-      SELECT pool_id, CASE WHEN offline = 1 THEN 'OFFLINE' WHEN current_run IS NOT NULL THEN 'BUSY' WHEN drained = 1 THEN 'DRAINED' ELSE 'IDLE' END AS status, count(*) AS c
-      FROM workers WHERE deregistered_at IS NULL GROUP BY 1, 2`).all() as { pool_id: string; status: string; c: number }[];
-    const counts = new Map(rows.map((r) => [`${r.pool_id}\0${r.status}`, r.c]));
+    const counts = new Map(this.src.store.workers.statusCounts().map((r) => [`${r.pool_id}\0${r.status}`, r.c]));
     return this.livePools().flatMap((p) => WORKER_STATUSES.map((s) => ({ labels: { pool: p.name, status: s }, value: counts.get(`${p.id}\0${s}`) ?? 0 })));
   }
 

@@ -8,16 +8,18 @@
 import type { Dirent } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DatabaseSync } from 'node:sqlite';
 import { setImmediate as breathe } from 'node:timers/promises';
-import { TERMINAL_STATES, type GcReport } from '../protocol.ts';
-import { transaction } from '../server/db.ts';
+import type { GcReport } from '../protocol.ts';
 import type { Logger } from '../server/log.ts';
-import { isOrphan, runCutoff, sweepIntervalMs, workersToRemove, type RetentionPolicy, type WorkerFacts } from './policy.ts';
-
+import type { Store } from '../server/store.ts';
+import { isOrphan, runCutoff, sweepIntervalMs, workersToRemove, type RetentionPolicy } from './policy.ts';
 
 export interface CollectorDeps {
-  db: DatabaseSync;
+  store: {
+    runs: Pick<Store['runs'], 'endedBefore' | 'deleteFinished' | 'exists'>;
+    workers: Pick<Store['workers'], 'gone' | 'deleteIdle'>;
+    states: Pick<Store['states'], 'version'>;
+  };
   dataDir: string;
   logsDir: string;
   workspacesDir: string;
@@ -31,7 +33,6 @@ export interface CollectorDeps {
 }
 
 const BATCH = 500;
-const TERMINAL = `(${TERMINAL_STATES.map((s) => `'${s}'`).join(', ')})`;
 const MAX_LISTED = 100;
 
 export class BackupInProgress extends Error {
@@ -112,16 +113,10 @@ export class Collector {
   }
 
   private async runs(cutoff: string, dryRun: boolean, report: GcReport): Promise<void> {
-    const { db } = this.d;
-    const page = db.prepare(`
-      SELECT r.id, r.ended_at, r.has_workspace, (SELECT coalesce(sum(p.log_bytes), 0) FROM phases p WHERE p.run_id = r.id) AS log_bytes
-      FROM runs r WHERE r.state IN ${TERMINAL} AND r.ended_at < ? AND (r.ended_at > ? OR (r.ended_at = ? AND r.id > ?))
-      ORDER BY r.ended_at, r.id LIMIT ${BATCH}`);
-    const delPhases = db.prepare('DELETE FROM phases WHERE run_id IN (SELECT value FROM json_each(?))');
-    const delRuns = db.prepare(`DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND state IN ${TERMINAL}`);
+    const { runs } = this.d.store;
     let after = { ended: '', id: '' };
     for (;;) {
-      const rows = page.all(cutoff, after.ended, after.ended, after.id) as { id: string; ended_at: string; has_workspace: number; log_bytes: number }[];
+      const rows = runs.endedBefore(cutoff, after, BATCH);
       if (rows.length === 0) break;
       after = { ended: rows.at(-1)!.ended_at, id: rows.at(-1)!.id };
       report.runs.oldestEndedAt ??= rows[0]!.ended_at;
@@ -131,11 +126,7 @@ export class Collector {
       const sizes = await Promise.all(rows.map((r) => (r.has_workspace ? sizeOf(this.workspace(r.id)) : Promise.resolve(0))));
       for (const n of sizes) report.runs.workspaceBytes += n;
       if (!dryRun) {
-        const ids = JSON.stringify(rows.map((r) => r.id));
-        transaction(db, () => {
-          delPhases.run(ids);
-          delRuns.run(ids);
-        });
+        runs.deleteFinished(rows.map((r) => r.id));
         for (const r of rows) {
           await this.d.blobs.remove(join(this.d.logsDir, r.id));
           if (r.has_workspace) await this.d.blobs.remove(this.workspace(r.id));
@@ -146,22 +137,21 @@ export class Collector {
   }
 
   private async workers(now: number, policy: RetentionPolicy, dryRun: boolean, report: GcReport): Promise<void> {
-    const rows = this.d.db.prepare('SELECT id, offline, offline_since, last_seen, current_run, deregistered_at FROM workers WHERE offline = 1 OR deregistered_at IS NOT NULL').all() as unknown as WorkerFacts[];
-    const ids = workersToRemove(rows, now, policy);
+    const { workers } = this.d.store;
+    const ids = workersToRemove(workers.gone(), now, policy);
     report.workers.count = ids.length;
     report.workers.ids = ids.slice(0, MAX_LISTED);
     if (dryRun || ids.length === 0) return;
-    const del = this.d.db.prepare('DELETE FROM workers WHERE id IN (SELECT value FROM json_each(?)) AND current_run IS NULL');
     for (let i = 0; i < ids.length; i += BATCH) {
       const part = ids.slice(i, i + BATCH);
-      del.run(JSON.stringify(part));
+      workers.deleteIdle(part);
       for (const id of part) this.d.onWorkerRemoved(id);
     }
   }
 
   /** Log directories and workspace files whose run has no row (a crash between the two, or an old bug). */
   private async orphans(now: number, dryRun: boolean, report: GcReport): Promise<void> {
-    const exists = this.d.db.prepare('SELECT 1 AS x FROM runs WHERE id = ?');
+    const { runs, states } = this.d.store;
     /** `hasRow`: true/false for files this sweep knows, undefined for anything else (left alone). */
     const scanWith = async (dir: string, hasRow: (d: Dirent) => boolean | undefined): Promise<void> => {
       let entries: Dirent[];
@@ -183,7 +173,7 @@ export class Collector {
       }
     };
     const scan = (dir: string, idOf: (d: Dirent) => string | undefined): Promise<void> =>
-      scanWith(dir, (d) => { const id = idOf(d); return id === undefined ? undefined : exists.get(id) !== undefined; });
+      scanWith(dir, (d) => { const id = idOf(d); return id === undefined ? undefined : runs.exists(id); });
     await scan(this.d.logsDir, (d) => (d.isDirectory() && /^run_[A-Za-z0-9]+$/.test(d.name) ? d.name : undefined));
     await scan(this.d.workspacesDir, (d) => {
       const m = d.isFile() ? /^(run_[A-Za-z0-9]+)\.age$/.exec(d.name) : null;
@@ -192,7 +182,6 @@ export class Collector {
     // State versions: --state-history decides which versions are kept (their
     // rows); a file with no row is one whose removal a crash interrupted.
     if (this.d.stateDir) {
-      const version = this.d.db.prepare('SELECT 1 AS x FROM state_versions WHERE stack_id = ? AND version = ?');
       let stacks: Dirent[];
       try { stacks = await readdir(this.d.stateDir, { withFileTypes: true }); } catch { stacks = []; }
       for (const st of stacks) {
@@ -200,7 +189,7 @@ export class Collector {
         const dir = join(this.d.stateDir, st.name);
         await scanWith(dir, (d) => {
           const m = d.isFile() ? /^(\d+)\.age$/.exec(d.name) : null;
-          return m ? version.get(st.name, Number(m[1])) !== undefined : undefined;
+          return m ? states.version(st.name, Number(m[1])) !== undefined : undefined;
         });
       }
     }

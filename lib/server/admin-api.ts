@@ -25,6 +25,7 @@ export function adminRoutes(s: Service, ops: AdminOps): Router {
   r.add('GET', '/v1/pools', json(200, () => ops.listPools()));
   r.add('POST', '/v1/pools', json(201, (_c, b) => ops.createPool(b), poolId));
   r.add('GET', '/v1/pools/{pool}', json(200, (c) => ({ pool: ops.poolView(ops.pool(p(c, 'pool'))) })));
+  r.add('PATCH', '/v1/pools/{pool}', json(200, (c, b) => ops.updatePool(p(c, 'pool'), b), poolId));
   r.add('DELETE', '/v1/pools/{pool}', json(200, (c) => ops.deletePool(p(c, 'pool')), poolId));
   r.add('POST', '/v1/pools/{pool}/reset', json(200, (c, b) => ops.resetPool(p(c, 'pool'), b), poolId));
   r.add('POST', '/v1/pools/{pool}/cycle', json(200, (c) => ops.cyclePool(p(c, 'pool')), poolId));

@@ -31,6 +31,9 @@ import { GLOB_HINT, globProblem } from '../vcs/paths.ts';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const NAME_HINT = '1 to 64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
+const DESCRIPTION_HINT = 'free text of at most 1024 characters ("" clears it)';
+/** The fields PATCH /v1/pools/{pool} accepts. */
+const POOL_PATCH_FIELDS = ['description'];
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAX_PHASES = 50;
 const MAX_TRIGGER_PATHS = 100;
@@ -117,7 +120,7 @@ export class AdminOps {
   createPool(body: Record<string, unknown>): PoolTokenReply {
     const name = str(body, 'name', { pattern: NAME, hint: NAME_HINT })!;
     const csr = this.csr(body);
-    const description = str(body, 'description', { optional: true, max: 1024, hint: 'free text of at most 1024 characters' }) ?? '';
+    const description = str(body, 'description', { optional: true, max: 1024, hint: DESCRIPTION_HINT }) ?? '';
     if (this.store.pools.find(name)) throw new Refusal('conflict', 'NAME_TAKEN', `Pool name taken: "${name}" (choose another name)`);
     const id = newId('pool');
     const { key, token } = this.issueKey(id, csr);
@@ -127,6 +130,17 @@ export class AdminOps {
     });
     this.store.pools.forget();
     return { pool: this.poolView(this.pool(id)), token };
+  }
+
+  /** PATCH: what people may change about a pool (its name is how tokens' owners find it, so it stays). */
+  updatePool(idOrName: string, body: Record<string, unknown>): PoolReply {
+    const p = this.pool(idOrName);
+    const unknown = Object.keys(body).filter((k) => !POOL_PATCH_FIELDS.includes(k));
+    if (unknown.length > 0) throw new Refusal('invalid', 'INVALID_FIELD', `Unknown field "${unknown[0]}": a pool update accepts only ${POOL_PATCH_FIELDS.map((f) => `"${f}"`).join(', ')}`);
+    if (!('description' in body)) throw badField('description', `${DESCRIPTION_HINT} (the only field a pool update accepts)`);
+    const description = str(body, 'description', { max: 1024, hint: DESCRIPTION_HINT })!;
+    this.store.pools.setDescription(p.id, description);
+    return { pool: this.poolView(this.pool(p.id)) };
   }
 
   resetPool(idOrName: string, body: Record<string, unknown>): PoolTokenReply {

@@ -35,6 +35,7 @@ import type { Quotas } from './quotas.ts';
 import { HookRefused, receiveGitHook } from './hooks.ts';
 import { loadConsoleAssets } from '../console/assets.ts';
 import { setBaseHeaders } from '../console/headers.ts';
+import { SignInThrottle } from '../console/throttle.ts';
 import { checkCsrf, handleConsole, isConsolePath, sessionOf, type ConsoleDeps } from '../console/serve.ts';
 import { Sessions } from '../console/session.ts';
 
@@ -141,7 +142,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   blobs.scanStored().catch((e: Error) => o.log.warn('Cannot count the stored sealed workspaces', { error: e.message }));
   let presence: Service['presence'] | undefined;
   const metrics = new ServerMetrics({
-    db,
+    store,
     presence: { heldCount: () => presence?.heldCount() ?? 0, acceptingByPool: () => presence?.acceptingByPool() ?? new Map() },
     sealed: () => blobs.stored(),
     poolName: (id) => store.pools.any(id)?.name ?? id,
@@ -162,7 +163,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   });
   addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log, metrics });
   const collector = new Collector({
-    db, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, stateDir: paths.state, blobs, log: o.log,
+    store, dataDir: paths.dir, logsDir: paths.logs, workspacesDir: paths.workspaces, stateDir: paths.state, blobs, log: o.log,
     onWorkerRemoved: (id) => service.presence.forget(id),
   }, { retainRunsMs: o.retainRunsMs, retainOfflineWorkersMs: o.retainOfflineWorkersMs });
   addGcRoutes(adminRouter, collector);
@@ -179,7 +180,9 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const consoleDeps: ConsoleDeps = {
     assets: await loadConsoleAssets(),
     sessions,
+    throttle: new SignInThrottle(),
     adminHash,
+    maxWorkspaceBytes: o.maxWorkspaceBytes,
     audit: (req, status, action) => writeAudit(o.log, audit, req, status, {}, action, req.socket?.remoteAddress ?? null),
     warn: (msg, fields) => o.log.warn(msg, fields),
   };

@@ -3,7 +3,7 @@
 // (the kernel drops the lock when a process dies, even by kill -9, so a crashed
 // server never blocks the next start). Schema changes are numbered migrations
 // applied in order and recorded in `migrations`.
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { LauncherError } from '../errors.ts';
 
 const MIGRATIONS: string[] = [
@@ -131,9 +131,25 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DatabaseSync
   return db;
 }
 
+/** The schema version a database is at (0 before the first migration). */
+export function schemaVersionOf(db: DatabaseSync): number {
+  return (db.prepare('SELECT max(version) AS v FROM migrations').get() as { v: number | null }).v ?? 0;
+}
+
+/** SQLite's integrity check: empty when the file is sound, else its first findings. */
+export function integrityProblems(db: DatabaseSync): string[] {
+  const rows = db.prepare('PRAGMA integrity_check').all() as { integrity_check: string }[];
+  if (rows.length === 0) return ['no answer'];
+  return rows.length === 1 && rows[0]!.integrity_check === 'ok' ? [] : rows.map((r) => r.integrity_check);
+}
+
+/** Makes a database one self-contained file (no -wal beside it), as a backup copy must be. */
+export function useRollbackJournal(db: DatabaseSync): void {
+  db.exec('PRAGMA journal_mode = DELETE');
+}
+
 function migrate(db: DatabaseSync): void {
-  const row = db.prepare('SELECT max(version) AS v FROM migrations').get() as { v: number | null };
-  const current = row.v ?? 0;
+  const current = schemaVersionOf(db);
   if (current > MIGRATIONS.length) {
     throw new LauncherError('DB_TOO_NEW', `Cannot use the database: its schema version ${current} is newer than this server's ${MIGRATIONS.length} (run a newer launcher)`);
   }
@@ -166,16 +182,30 @@ export function afterCommit(db: DatabaseSync, committed: () => void, rolledBack:
   list.push({ committed, rolledBack });
 }
 
+interface TxStatements { begin: StatementSync; commit: StatementSync; rollback: StatementSync }
+const txStatements = new WeakMap<DatabaseSync, TxStatements>();
+
+/** BEGIN, COMMIT and ROLLBACK prepared once per database: `exec` would parse them again for every transaction. */
+function txOf(db: DatabaseSync): TxStatements {
+  let t = txStatements.get(db);
+  if (!t) {
+    t = { begin: db.prepare('BEGIN IMMEDIATE'), commit: db.prepare('COMMIT'), rollback: db.prepare('ROLLBACK') };
+    txStatements.set(db, t);
+  }
+  return t;
+}
+
 /** Runs fn in one IMMEDIATE transaction (nesting joins the outer one). */
 export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   if (db.isTransaction) return fn();
-  db.exec('BEGIN IMMEDIATE');
+  const tx = txOf(db);
+  tx.begin.run();
   let v: T;
   try {
     v = fn();
-    db.exec('COMMIT');
+    tx.commit.run();
   } catch (e) {
-    if (db.isTransaction) db.exec('ROLLBACK');
+    if (db.isTransaction) tx.rollback.run();
     const list = pending.get(db) ?? [];
     pending.delete(db);
     for (const p of list) p.rolledBack();

@@ -16,9 +16,21 @@ import { fsyncDir } from '../atomic-file.ts';
 import { transaction } from './db.ts';
 import { Refusal } from './refusal.ts';
 import { iso } from './ids.ts';
-import type { Service } from './service.ts';
-import type { RunRow, StackRow, StateVersionRow } from './store.ts';
+import type { BlobStore } from './blobs.ts';
+import type { Logger } from './log.ts';
+import type { RunRow, Store, StackRow, StateVersionRow } from './store.ts';
 import type { StateStore } from './store/states.ts';
+import type { Workspaces } from './workspaces.ts';
+
+/** What the state rules need of the server: rows, where uploads land, where sealed files go. */
+export interface StateDeps {
+  store: Store;
+  workspaces: Pick<Workspaces, 'receive'>;
+  blobs: BlobStore;
+  /** --max-workspace-size, named in a refusal. */
+  maxWorkspaceBytes: number;
+  log: Logger;
+}
 
 export interface StateWrite {
   /** The version the writer started from (null: none). */
@@ -44,12 +56,12 @@ export function stateVersionJson(v: StateVersionRow): StateVersionView {
 }
 
 export class StackStates {
-  private readonly s: Service;
+  private readonly s: StateDeps;
   readonly rows: StateStore;
   private readonly dir: string;
   private readonly locks = new Map<string, Promise<unknown>>();
 
-  constructor(s: Service, dir: string) {
+  constructor(s: StateDeps, dir: string) {
     this.s = s;
     this.rows = s.store.states;
     this.dir = dir;
@@ -82,7 +94,7 @@ export class StackStates {
         throw new Refusal('invalid', 'NOT_SEALED', 'State refused: it is not an age file (seal it to the pool\'s keys first; the server never stores plaintext state)');
       }
       if (e instanceof Refusal && e.code === 'WORKSPACE_TOO_LARGE') {
-        throw new Refusal('too-large', 'STATE_TOO_LARGE', `Sealed state too large: the server's limit is ${this.s.opts.maxWorkspaceBytes} bytes (--max-workspace-size)`);
+        throw new Refusal('too-large', 'STATE_TOO_LARGE', `Sealed state too large: the server's limit is ${this.s.maxWorkspaceBytes} bytes (--max-workspace-size)`);
       }
       throw e;
     });
@@ -104,7 +116,7 @@ export class StackStates {
         const cur = this.rows.current(st.id);
         if (cur && w.runId !== null && cur.run_id === w.runId && cur.serial === w.serial && cur.lineage === w.lineage && !baseMatches(cur.version, w.base)) {
           // The same upload again (a launcher that restarted before it heard the answer).
-          await this.s.opts.blobs.discard(tmp.tmp);
+          await this.s.blobs.discard(tmp.tmp);
           return cur;
         }
         if (!baseMatches(cur?.version ?? null, w.base)) {
@@ -113,7 +125,7 @@ export class StackStates {
         }
         const sha = await sha256File(tmp.tmp);
         const version = Math.max(this.rows.maxVersion(st.id), cur?.version ?? 0) + 1;
-        await this.s.opts.blobs.commit(tmp.tmp, this.blobPath(st.id, version));
+        await this.s.blobs.commit(tmp.tmp, this.blobPath(st.id, version));
         const row: StateVersionRow = {
           stack_id: st.id, version, run_id: w.runId, source: w.source, serial: w.serial, lineage: w.lineage,
           size: tmp.size, sha256: sha, created_at: iso(),
@@ -126,7 +138,7 @@ export class StackStates {
         await this.prune(st);
         return row;
       } catch (e) {
-        await this.s.opts.blobs.discard(tmp.tmp);
+        await this.s.blobs.discard(tmp.tmp);
         throw e;
       }
     });
@@ -135,7 +147,7 @@ export class StackStates {
   /** Keeps a refused worker upload, sealed, beside its run (nothing is lost). */
   async keepConflict(run: RunRow, phase: number, tmp: { tmp: string; size: number }, w: StateWrite, current: number | null): Promise<void> {
     const sha = await sha256File(tmp.tmp);
-    await this.s.opts.blobs.commit(tmp.tmp, this.conflictPath(run.id, phase));
+    await this.s.blobs.commit(tmp.tmp, this.conflictPath(run.id, phase));
     this.rows.recordConflict({ run_id: run.id, phase, stack_id: run.stack_id, base: w.base, current, serial: w.serial, lineage: w.lineage, size: tmp.size, sha256: sha, created_at: iso() });
     this.s.log.warn('State upload refused: kept beside its run', { run: run.id, stack: run.stack_id, base: w.base ?? undefined, current: current ?? undefined });
   }
@@ -148,7 +160,7 @@ export class StackStates {
       // this upload's answer should not. A file left by a crash before its
       // removal has no row, and retention's orphan sweep removes it.
       const path = this.blobPath(st.id, v);
-      this.s.opts.blobs.remove(path).catch((e: Error) => this.s.log.warn('Cannot remove an old state version file', { path, error: e.message }));
+      this.s.blobs.remove(path).catch((e: Error) => this.s.log.warn('Cannot remove an old state version file', { path, error: e.message }));
     }
     if (drop.length) this.s.log.info('Old state versions removed (--state-history)', { stack: st.id, removed: drop.length, keep: st.state_history });
   }
@@ -175,7 +187,7 @@ export class StackStates {
         ? `Stack ${st.name} has no state yet (a tracked run writes the first version, or push one with launcher admin stack state push)`
         : `State version ${version} of stack ${st.name} not found (list versions with launcher admin stack state list ${st.name})`);
     }
-    const f = await this.s.opts.blobs.open(this.blobPath(st.id, row.version));
+    const f = await this.s.blobs.open(this.blobPath(st.id, row.version));
     if (!f) throw new Refusal('broken', 'STATE_BLOB_MISSING', `State version ${row.version} of stack ${st.name} is recorded but its file is missing from the data directory`);
     return { row, ...f };
   }
@@ -187,8 +199,8 @@ export class StackStates {
     // While a backup is being written (it may still read these files) the
     // removal waits for it, and this answer does not.
     const path = join(this.dir, stackId);
-    const removed = this.s.opts.blobs.remove(path).then(() => fsyncDir(this.dir));
-    if (this.s.opts.blobs.removalsHeld()) removed.catch((e: Error) => this.s.log.warn('Cannot remove a purged stack\'s state files', { path, error: e.message }));
+    const removed = this.s.blobs.remove(path).then(() => fsyncDir(this.dir));
+    if (this.s.blobs.removalsHeld()) removed.catch((e: Error) => this.s.log.warn('Cannot remove a purged stack\'s state files', { path, error: e.message }));
     else await removed;
     return n;
   }

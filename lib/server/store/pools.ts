@@ -37,10 +37,17 @@ export class PoolStore {
     this.byId.set(id, row);
     return row;
   }
+  /** Pools not deleted, by name (metrics label them so). */
+  names(): { id: string; name: string }[] { return this.q.all('SELECT id, name FROM pools WHERE deleted_at IS NULL ORDER BY name'); }
+  count(): number { return this.q.get<{ c: number }>('SELECT count(*) AS c FROM pools WHERE deleted_at IS NULL')!.c; }
   list(): PoolRow[] { return this.q.all<PoolRow>('SELECT * FROM pools WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   insert(p: { id: string; name: string; description: string; createdAt: string }): void {
     this.forget();
     this.q.run('INSERT INTO pools (id, name, description, cycle, created_at) VALUES (?, ?, ?, 0, ?)', [p.id, p.name, p.description, p.createdAt]);
+  }
+  setDescription(id: string, description: string): void {
+    this.forget();
+    this.q.run('UPDATE pools SET description = ? WHERE id = ?', [description, id]);
   }
   /** Every worker of the pool exits after its current run: its cycle moves on. */
   bumpCycle(id: string): void {

@@ -27,6 +27,7 @@ export class StackStore {
   }
   /** By id, deleted or not (a deleted stack's state is kept until purged). */
   any(id: string): StackRow | undefined { return this.q.get<StackRow>('SELECT * FROM stacks WHERE id = ?', [id]); }
+  count(): number { return this.q.get<{ c: number }>('SELECT count(*) AS c FROM stacks WHERE deleted_at IS NULL')!.c; }
   list(): StackRow[] { return this.q.all<StackRow>('SELECT * FROM stacks WHERE deleted_at IS NULL ORDER BY created_at, id'); }
   insert(s: StackRow): void {
     this.q.run(`INSERT INTO stacks (id, name, kind, pool_id, image, env, secret_env, phases, created_at, updated_at, deleted_at, tool, project_root, state_history, state_holder, drifted_run,

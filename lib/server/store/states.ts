@@ -21,6 +21,14 @@ export class StateStore {
   list(stackId: string): StateVersionRow[] {
     return this.q.all<StateVersionRow>('SELECT * FROM state_versions WHERE stack_id = ? ORDER BY version DESC', [stackId]);
   }
+  /** Every version of every stack, with its size (a backup's file list). */
+  allVersions(): { stack_id: string; version: number; size: number }[] {
+    return this.q.all('SELECT stack_id, version, size FROM state_versions ORDER BY stack_id, version');
+  }
+  /** Every kept conflict, with its size (a backup's file list). */
+  allConflicts(): { run_id: string; phase: number; size: number }[] {
+    return this.q.all('SELECT run_id, phase, size FROM state_conflicts ORDER BY run_id, phase');
+  }
   insert(v: StateVersionRow): void {
     this.q.run(`INSERT INTO state_versions (stack_id, version, run_id, source, serial, lineage, size, sha256, created_at)
       VALUES ($stack_id, $version, $run_id, $source, $serial, $lineage, $size, $sha256, $created_at)`, { ...v });

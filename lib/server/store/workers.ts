@@ -29,6 +29,21 @@ export class WorkerStore {
   update(id: string, fields: Partial<WorkerRow>): void {
     this.q.update('workers', fields, 'id = $id', { id });
   }
+  /** Registered workers of every pool, counted by pool and status (OFFLINE, BUSY, DRAINED, IDLE, first that applies). */
+  statusCounts(): { pool_id: string; status: string; c: number }[] {
+    return this.q.all(`
+      SELECT pool_id, CASE WHEN offline = 1 THEN 'OFFLINE' WHEN current_run IS NOT NULL THEN 'BUSY' WHEN drained = 1 THEN 'DRAINED' ELSE 'IDLE' END AS status, count(*) AS c
+      FROM workers WHERE deregistered_at IS NULL GROUP BY 1, 2`);
+  }
+  count(): number { return this.q.get<{ c: number }>('SELECT count(*) AS c FROM workers WHERE deregistered_at IS NULL')!.c; }
+  /** Workers OFFLINE or deregistered: the ones retention may remove. */
+  gone(): Pick<WorkerRow, 'id' | 'offline' | 'offline_since' | 'last_seen' | 'current_run' | 'deregistered_at'>[] {
+    return this.q.all('SELECT id, offline, offline_since, last_seen, current_run, deregistered_at FROM workers WHERE offline = 1 OR deregistered_at IS NOT NULL');
+  }
+  /** Removes the rows of these workers that hold no run. */
+  deleteIdle(ids: string[]): void {
+    this.q.run('DELETE FROM workers WHERE id IN (SELECT value FROM json_each(?)) AND current_run IS NULL', [JSON.stringify(ids)]);
+  }
   /** A deleted pool's workers leave the list. */
   deregisterPool(poolId: string, now: string): void {
     this.q.run('UPDATE workers SET deregistered_at = ? WHERE pool_id = ? AND deregistered_at IS NULL', [now, poolId]);
