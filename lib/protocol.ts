@@ -444,7 +444,13 @@ export interface AuditList { entries: AuditEntry[] }
 /** `POST /console/session` (sign in with the admin token). */
 export interface SignInRequest { token: string }
 /** `GET`, `POST` and `DELETE /console/session`. */
-export interface ConsoleSession { signedIn: boolean; csrf?: string; expiresAt?: string }
+export interface ConsoleSession {
+  signedIn: boolean;
+  csrf?: string;
+  expiresAt?: string;
+  /** The largest sealed workspace the server accepts (--max-workspace-size), so the page refuses a folder before packing it. */
+  maxWorkspaceBytes?: number;
+}
 
 // Retention (`POST /v1/gc`)
 

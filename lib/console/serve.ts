@@ -13,7 +13,7 @@ import { type SignInThrottle, clientKey } from './throttle.ts';
 import { SESSION_COOKIE, SESSION_TTL_MS, type Session, type Sessions, clearedCookie, cookieValue, csrfMatches, sessionCookie } from './session.ts';
 
 /** First path segments the console's router owns (besides `/`). */
-const PAGES = new Set(['signin', 'pools', 'workers', 'stacks', 'modules', 'runs', 'audit']);
+const PAGES = new Set(['signin', 'pools', 'workers', 'stacks', 'modules', 'runs', 'audit', 'backup', 'retention']);
 
 export interface ConsoleDeps {
   assets: ConsoleAssets;
@@ -21,6 +21,8 @@ export interface ConsoleDeps {
   /** Wrong admin tokens per client address (see throttle.ts). */
   throttle: SignInThrottle;
   adminHash: Buffer;
+  /** --max-workspace-size, told to a signed-in page. */
+  maxWorkspaceBytes: number;
   /** Writes one audit line like the admin API's (sign-in and sign-out are recorded too). */
   audit(req: IncomingMessage, status: number, action: string): void;
   warn(msg: string, fields: Record<string, string | number | null>): void;
@@ -126,7 +128,9 @@ async function sessionEndpoint(d: ConsoleDeps, req: IncomingMessage, res: Server
     // 200 either way: the page asks this on every load and an error status
     // would only fill the browser console.
     const s = d.sessions.get(sid);
-    const answer: ConsoleSession = s ? { signedIn: true, csrf: s.csrf, expiresAt: new Date(s.expiresAt).toISOString() } : { signedIn: false };
+    const answer: ConsoleSession = s
+      ? { signedIn: true, csrf: s.csrf, expiresAt: new Date(s.expiresAt).toISOString(), maxWorkspaceBytes: d.maxWorkspaceBytes }
+      : { signedIn: false };
     sendJson(res, 200, answer);
     return;
   }
@@ -152,7 +156,8 @@ async function sessionEndpoint(d: ConsoleDeps, req: IncomingMessage, res: Server
     const { id, session } = d.sessions.create();
     res.setHeader('set-cookie', sessionCookie(id, Math.floor(SESSION_TTL_MS / 1000)));
     d.audit(req, 201, 'POST /console/session');
-    sendJson(res, 201, { signedIn: true, csrf: session.csrf, expiresAt: new Date(session.expiresAt).toISOString() });
+    const answer: ConsoleSession = { signedIn: true, csrf: session.csrf, expiresAt: new Date(session.expiresAt).toISOString(), maxWorkspaceBytes: d.maxWorkspaceBytes };
+    sendJson(res, 201, answer);
     return;
   }
   if (method === 'DELETE') {
@@ -161,7 +166,7 @@ async function sessionEndpoint(d: ConsoleDeps, req: IncomingMessage, res: Server
     d.sessions.delete(sid);
     res.setHeader('set-cookie', clearedCookie());
     if (s) d.audit(req, 200, 'DELETE /console/session');
-    sendJson(res, 200, { signedIn: false });
+    sendJson(res, 200, { signedIn: false } satisfies ConsoleSession);
     return;
   }
   throw new HttpError(405, 'METHOD_NOT_ALLOWED', `Method not allowed: ${method} /console/session`);

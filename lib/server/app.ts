@@ -182,6 +182,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     sessions,
     throttle: new SignInThrottle(),
     adminHash,
+    maxWorkspaceBytes: o.maxWorkspaceBytes,
     audit: (req, status, action) => writeAudit(o.log, audit, req, status, {}, action, req.socket?.remoteAddress ?? null),
     warn: (msg, fields) => o.log.warn(msg, fields),
   };

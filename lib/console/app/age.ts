@@ -85,8 +85,51 @@ function wrapLines(b: string): string {
   return out + b.slice(i) + '\n';
 }
 
-/** Seals `plain` to every public key (PEM); returns the age file's bytes. */
-export async function seal(plain: Uint8Array, publicKeyPems: string[]): Promise<Uint8Array> {
+/**
+ * The payload STREAM of an age file: 64 KiB chunks, each sealed with nonce =
+ * 11-byte big-endian counter || last flag. Only the final chunk carries the
+ * flag, so a full chunk is held back until more plaintext (or the end) shows
+ * whether it is the last one. Memory stays at one chunk for any size.
+ */
+export class PayloadStream {
+  private readonly buf = new Uint8Array(CHUNK);
+  private fill = 0;
+  private counter = 0;
+  private readonly key: Uint8Array;
+  constructor(key: Uint8Array) { this.key = key; }
+
+  private sealChunk(last: boolean): Uint8Array {
+    const n = new Uint8Array(12);
+    const dv = new DataView(n.buffer);
+    dv.setUint32(3, Math.floor(this.counter / 2 ** 32));
+    dv.setUint32(7, this.counter >>> 0);
+    n[11] = last ? 1 : 0;
+    this.counter++;
+    const out = chacha20poly1305(this.key, n).encrypt(this.buf.subarray(0, this.fill));
+    this.fill = 0;
+    return out;
+  }
+
+  /** Takes more plaintext; returns the sealed chunks it completed. */
+  write(data: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let o = 0;
+    while (o < data.length) {
+      if (this.fill === CHUNK) out.push(this.sealChunk(false));
+      const n = Math.min(CHUNK - this.fill, data.length - o);
+      this.buf.set(data.subarray(o, o + n), this.fill);
+      this.fill += n;
+      o += n;
+    }
+    return out;
+  }
+
+  /** The last chunk (empty only when the whole plaintext was). */
+  end(): Uint8Array { return this.sealChunk(true); }
+}
+
+/** Starts an age file to every public key (PEM): its header (with the payload nonce) and the payload stream. */
+export async function startSeal(publicKeyPems: string[]): Promise<{ head: Uint8Array; payload: PayloadStream; keys: number }> {
   if (publicKeyPems.length === 0) throw new Error('Cannot seal: the pool has no active key');
   const fileKey = crypto.getRandomValues(new Uint8Array(16));
   let header = 'age-encryption.org/v1\n';
@@ -100,19 +143,14 @@ export async function seal(plain: Uint8Array, publicKeyPems: string[]): Promise<
   header += '---';
   const mac = await hmac(await hkdf(fileKey, new Uint8Array(0), 'header'), te.encode(header));
   const nonce = crypto.getRandomValues(new Uint8Array(16));
-  const payloadKey = await hkdf(fileKey, nonce, 'payload');
-  const parts: Uint8Array[] = [te.encode(`${header} ${b64raw(mac)}\n`), nonce];
-  // STREAM: 64 KiB chunks, nonce = 11-byte big-endian counter || last flag.
-  const count = Math.max(1, Math.ceil(plain.length / CHUNK));
-  for (let i = 0; i < count; i++) {
-    const n = new Uint8Array(12);
-    const dv = new DataView(n.buffer);
-    dv.setUint32(3, Math.floor(i / 2 ** 32));
-    dv.setUint32(7, i >>> 0);
-    n[11] = i === count - 1 ? 1 : 0;
-    parts.push(chacha20poly1305(payloadKey, n).encrypt(plain.subarray(i * CHUNK, (i + 1) * CHUNK)));
-  }
-  return concat(parts);
+  const payload = new PayloadStream(await hkdf(fileKey, nonce, 'payload'));
+  return { head: concat([te.encode(`${header} ${b64raw(mac)}\n`), nonce]), payload, keys: publicKeyPems.length };
+}
+
+/** Seals `plain` to every public key (PEM); returns the age file's bytes. */
+export async function seal(plain: Uint8Array, publicKeyPems: string[]): Promise<Uint8Array> {
+  const { head, payload } = await startSeal(publicKeyPems);
+  return concat([head, ...payload.write(plain), payload.end()]);
 }
 
 /** A stack's secret environment as the API's `secretEnv`: base64 of an age file holding {NAME: VALUE}. */

@@ -1,6 +1,7 @@
 // The admin API from the browser: the same endpoints `launcher admin` calls,
 // authenticated by the session cookie, with the session's CSRF token on
 // everything that changes something. Errors keep the server's stable code.
+import type { ConsoleSession } from '../../protocol.ts';
 
 export class ApiError extends Error {
   readonly code: string;
@@ -13,18 +14,25 @@ export class ApiError extends Error {
 }
 
 let csrf = '';
+let maxWorkspace: number | undefined;
 let onSignedOut: () => void = () => {};
 
-export function setCsrf(token: string): void { csrf = token; }
+/** Keeps what the session answer says: the CSRF token and the server's limits. */
+export function setSession(s: ConsoleSession): void {
+  csrf = s.csrf ?? '';
+  maxWorkspace = s.maxWorkspaceBytes;
+}
+/** The server's --max-workspace-size, when it said. */
+export const maxWorkspaceBytes = (): number | undefined => maxWorkspace;
 export function whenSignedOut(fn: () => void): void { onSignedOut = fn; }
 
 export type Obj = Record<string, any>;
 
-export async function api<T = Obj>(method: string, path: string, body?: unknown): Promise<T> {
+async function send<T>(method: string, path: string, body: BodyInit | undefined, contentType: string | undefined): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (method !== 'GET') headers['x-csrf-token'] = csrf;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+  if (contentType !== undefined) headers['content-type'] = contentType;
+  const res = await fetch(path, { method, headers, body, credentials: 'same-origin', cache: 'no-store' });
   const text = await res.text();
   let data: any = null;
   try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
@@ -34,6 +42,15 @@ export async function api<T = Obj>(method: string, path: string, body?: unknown)
     throw new ApiError(err?.code ?? `HTTP_${res.status}`, err?.message ?? `The server answered ${res.status}`, res.status);
   }
   return data as T;
+}
+
+export function api<T = Obj>(method: string, path: string, body?: unknown): Promise<T> {
+  return body === undefined ? send<T>(method, path, undefined, undefined) : send<T>(method, path, JSON.stringify(body), 'application/json');
+}
+
+/** A raw body (a sealed workspace), as `launcher admin` streams it. */
+export function postBytes<T>(path: string, body: Blob): Promise<T> {
+  return send<T>('POST', path, body, 'application/octet-stream');
 }
 
 export const get = <T = Obj>(path: string): Promise<T> => api<T>('GET', path);

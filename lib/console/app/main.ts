@@ -3,17 +3,19 @@
 // this shell (so links and reloads work), and only with a session.
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { setCsrf, whenSignedOut, api } from './api.ts';
+import { setSession, whenSignedOut, api } from './api.ts';
 import type { ConsoleSession } from '../../protocol.ts';
 import { html, interceptLinks, navigate, useLocation } from './ui.ts';
 import { AuditPage } from './pages/audit.ts';
+import { BackupPage } from './pages/backup.ts';
+import { GcPage } from './pages/gc.ts';
 import { NewPoolPage, PoolPage, PoolsPage } from './pages/pools.ts';
 import { RunPage, RunsPage } from './pages/runs.ts';
 import { SignInPage } from './pages/signin.ts';
 import { StackPage, StacksPage } from './pages/stacks.ts';
 import { WorkersPage } from './pages/workers.ts';
 
-const NAV: [string, string][] = [['/pools', 'Worker pools'], ['/workers', 'Workers'], ['/stacks', 'Stacks'], ['/modules', 'Modules'], ['/runs', 'Runs'], ['/audit', 'Audit log']];
+const NAV: [string, string][] = [['/pools', 'Worker pools'], ['/workers', 'Workers'], ['/stacks', 'Stacks'], ['/modules', 'Modules'], ['/runs', 'Runs'], ['/audit', 'Audit log'], ['/backup', 'Backup'], ['/retention', 'Retention']];
 
 function route(path: string, q: URLSearchParams) {
   const seg = path.split('/').filter(Boolean).map(decodeURIComponent);
@@ -24,6 +26,8 @@ function route(path: string, q: URLSearchParams) {
     case 'modules': return html`<${StacksPage} key="modules" kind="module" />`;
     case 'runs': return seg[1] ? html`<${RunPage} key=${seg[1]} id=${seg[1]} />` : html`<${RunsPage} />`;
     case 'audit': return html`<${AuditPage} />`;
+    case 'backup': return html`<${BackupPage} />`;
+    case 'retention': return html`<${GcPage} />`;
     default: return html`<${PoolsPage} />`;
   }
 }
@@ -64,7 +68,7 @@ async function start(): Promise<void> {
   interceptLinks();
   const res = await fetch('/console/session', { credentials: 'same-origin', cache: 'no-store' });
   const s = await res.json() as ConsoleSession;
-  if (s.signedIn && s.csrf) setCsrf(s.csrf);
+  if (s.signedIn) setSession(s);
   if (s.signedIn && location.pathname === '/signin') {
     const next = new URL(location.href).searchParams.get('next');
     history.replaceState(null, '', next && next.startsWith('/') && !next.startsWith('//') ? next : '/pools');

@@ -1,6 +1,6 @@
 // Worker pools: the list, the creation form (CSR pasted or chosen as a file →
 // the token, shown once), and one pool's page with its keys, workers and queue.
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { type Obj, enc, get, post, api } from '../api.ts';
 import { Badge, Code, Copy, ErrorNote, Loading, Page, Time, download, html, navigate, readFileText, useAction, useGet } from '../ui.ts';
 import { QueueTable } from './runs.ts';
@@ -123,6 +123,46 @@ function CsrAction({ pool, label, path, what, confirmText }: { pool: Obj; label:
   </form>`;
 }
 
+/** The pool's description, edited in place (PATCH /v1/pools/{id}, as `launcher admin pool update`). */
+function Description({ pool, onSaved }: { pool: Obj; onSaved: () => void }) {
+  const [editing, setEditing] = useState(false);
+  const [text, setText] = useState('');
+  const [saved, setSaved] = useState(false);
+  const act = useAction();
+  const input = useRef<HTMLInputElement>(null);
+  const opener = useRef<HTMLButtonElement>(null);
+  const wasEditing = useRef(false);
+  // Keyboard focus follows the form: into the field when it opens, back to the button when it closes.
+  useEffect(() => {
+    if (editing) input.current?.focus();
+    else if (wasEditing.current) opener.current?.focus();
+    wasEditing.current = editing;
+  }, [editing]);
+  const open = (): void => { setText(pool.description ?? ''); setSaved(false); act.clear(); setEditing(true); };
+  const submit = async (e: Event): Promise<void> => {
+    e.preventDefault();
+    const ok = await act.run(() => api('PATCH', `/v1/pools/${enc(pool.id)}`, { description: text.trim() }));
+    if (ok) { onSaved(); setSaved(true); setEditing(false); }
+  };
+  if (!editing) {
+    return html`<div class="description-row">
+      ${pool.description ? html`<p class="description">${pool.description}</p>` : html`<p class="description muted">No description.</p>`}
+      <button type="button" class="secondary small" ref=${opener} onClick=${open}>Edit description</button>
+      ${saved ? html`<span class="ok small" role="status">Description saved.</span>` : null}
+    </div>`;
+  }
+  return html`<form class="form panel" aria-label="Edit description" onSubmit=${submit}
+      onKeyDown=${(e: KeyboardEvent) => { if (e.key === 'Escape') setEditing(false); }}>
+    <div class="field"><label for="pool-description-edit">Description</label>
+      <input id="pool-description-edit" name="description" ref=${input} maxlength="1024" autocomplete="off" aria-describedby="pool-description-help"
+        placeholder="what runs here, who owns the hosts" value=${text} onInput=${(e: Event) => setText((e.target as HTMLInputElement).value)} />
+      <p id="pool-description-help" class="muted small">At most 1024 characters; empty clears it. Esc closes without saving.</p></div>
+    <${ErrorNote} error=${act.error} />
+    <div class="actions"><button type="submit" disabled=${act.busy}>Save description</button>
+      <button type="button" class="secondary" onClick=${() => setEditing(false)}>Cancel</button></div>
+  </form>`;
+}
+
 export function PoolPage({ id }: { id: string }) {
   const pool = useGet<{ pool: Obj }>(`/v1/pools/${enc(id)}`, 3000);
   const act = useAction();
@@ -140,7 +180,7 @@ export function PoolPage({ id }: { id: string }) {
       <button type="button" class="secondary" onClick=${cycle}>Cycle workers</button>
       <button type="button" class="danger" onClick=${del}>Delete pool</button>`}>
     <${ErrorNote} error=${act.error} />
-    ${p.description ? html`<p class="description">${p.description}</p>` : null}
+    <${Description} pool=${p} onSaved=${pool.reload} />
     <dl class="facts">
       <dt>Id</dt><dd><code>${p.id}</code></dd>
       <dt>Workers</dt><dd>${p.workers} (${p.busy} busy)</dd>

@@ -6,7 +6,7 @@ import { type Obj, enc, post, qs } from '../api.ts';
 import type { RunLogEvent } from '../../../protocol.ts';
 import { LogLines } from '../logstore.ts';
 import { LogView } from '../logview.ts';
-import { Badge, ErrorNote, Loading, Page, Time, html, navigate, useAction, useGet, useLocation } from '../ui.ts';
+import { Badge, ErrorNote, Loading, Page, Time, html, navigate, takeFlash, useAction, useGet, useLocation } from '../ui.ts';
 import { Changes } from './tool.ts';
 import { CommitFacts } from './source.ts';
 
@@ -88,6 +88,14 @@ function Timeline({ run }: { run: Obj }) {
     <span class="when">${it.at ? html`<time datetime=${it.at} title=${it.at}>${it.at.slice(11, 19)}</time>` : '·'}</span> ${it.text}</li>`)}</ol>`;
 }
 
+/** The run's pool by name, or a plain note when it has been deleted since. */
+function RunPool({ id, pools }: { id: string; pools: Obj[] | undefined }) {
+  if (!pools) return html`<code>${id}</code>`;
+  const p = pools.find((x) => x.id === id);
+  if (!p) return html`<code>${id}</code> <span class="muted" role="note">(this worker pool has been deleted; the run and its log are kept)</span>`;
+  return html`<a href=${`/pools/${enc(p.id)}`}>${p.name}</a>`;
+}
+
 export function RunPage({ id }: { id: string }) {
   const [run, setRun] = useState<Obj | undefined>(undefined);
   const [version, setVersion] = useState(0);
@@ -95,6 +103,7 @@ export function RunPage({ id }: { id: string }) {
   const [ended, setEnded] = useState(false);
   const store = useRef(new LogLines());
   const runRef = useRef<Obj | undefined>(undefined);
+  const [note] = useState(takeFlash);
   const act = useAction();
 
   useEffect(() => {
@@ -121,7 +130,9 @@ export function RunPage({ id }: { id: string }) {
     return () => { es.close(); cancelAnimationFrame(frame); };
   }, [id]);
 
-  const poolOf = useGet<{ pool: Obj }>(run ? `/v1/pools/${enc(run.pool)}` : null);
+  // The list, not GET /v1/pools/{id}: a run outlives its pool, and asking for a
+  // deleted pool would be a 404 in the browser's console.
+  const pools = useGet<{ pools: Obj[] }>(run ? '/v1/pools' : null);
   if (!run) return html`<${Page} title=${`Run ${id}`}><${ErrorNote} error=${streamError} /><${Loading} what="the run" /></${Page}>`;
   const base = `/v1/runs/${enc(run.id)}`;
   const action = (name: string, path: string, question?: string) => html`<button type="button" class=${name === 'Confirm' ? '' : 'secondary'} disabled=${act.busy}
@@ -133,11 +144,12 @@ export function RunPage({ id }: { id: string }) {
     run.state === 'QUEUED' || run.state === 'UNCONFIRMED' ? action('Prioritise', 'prioritize') : null,
   ];
   return html`<${Page} title=${html`Run <code>${run.id}</code> <${Badge} state=${run.status ?? run.state} />`} actions=${actions}>
+    ${note ? html`<p class="ok" role="status">${note}</p>` : null}
     <${ErrorNote} error=${act.error} />
     <${ErrorNote} error=${streamError} />
     <dl class="facts">
       <dt>Stack</dt><dd><a href=${`/stacks/${enc(run.stack)}`}>${run.stackName}</a> (${run.kind})</dd>
-      <dt>Pool</dt><dd><a href=${`/pools/${enc(run.pool)}`}>${poolOf.data?.pool.name ?? run.pool}</a></dd>
+      <dt>Pool</dt><dd><${RunPool} id=${run.pool} pools=${pools.data?.pools} /></dd>
       <dt>Type</dt><dd>${run.proposed ? 'proposed (read-only)' : 'tracked'}</dd>
       <dt>Phase</dt><dd>${phaseLabel(run)}</dd>
       <dt>Worker</dt><dd>${run.worker ?? '–'}</dd>

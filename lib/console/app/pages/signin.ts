@@ -1,7 +1,8 @@
 // Sign-in: the admin token (DATA/admin.token) is exchanged for a session
 // cookie the page's script cannot read; the token itself is not kept.
 import { useState } from 'preact/hooks';
-import { ApiError, setCsrf } from '../api.ts';
+import { ApiError, setSession } from '../api.ts';
+import type { ConsoleSession } from '../../../protocol.ts';
 import { ErrorNote, Page, html, navigate, useAction, useLocation } from '../ui.ts';
 
 export function SignInPage({ onSignedIn }: { onSignedIn: () => void }) {
@@ -14,7 +15,7 @@ export function SignInPage({ onSignedIn }: { onSignedIn: () => void }) {
       const res = await fetch('/console/session', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: token.trim() }), credentials: 'same-origin' });
       const body = await res.json();
       if (!res.ok) throw new ApiError(body?.error?.code ?? `HTTP_${res.status}`, body?.error?.message ?? `The server answered ${res.status}`, res.status);
-      setCsrf(body.csrf);
+      setSession(body as ConsoleSession);
       setToken('');
       onSignedIn();
       const next = loc.searchParams.get('next');

@@ -9,6 +9,7 @@ import { poolKeys } from './pools.ts';
 import { RunsTable } from './runs.ts';
 import { NO_SOURCE, SourceFields, Webhook, sourceFields, sourceForm, type SourceForm } from './source.ts';
 import { NO_TOOL, Schedules, StateVersions, ToolFields, toolField, toolForm, type ToolForm } from './tool.ts';
+import { FolderSummary, pickFolder, triggerWithFolder, type PickedFolder } from './workspace.ts';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -109,6 +110,9 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
   const [projectRoot, setProjectRoot] = useState('.');
   const [stateHistory, setStateHistory] = useState('');
   const [saved, setSaved] = useState(takeFlash);
+  const [folder, setFolder] = useState<PickedFolder | null>(null);
+  const [folderError, setFolderError] = useState<Error | undefined>(undefined);
+  const [progress, setProgress] = useState('');
   const act = useAction();
   const s = stack.data?.stack;
 
@@ -167,6 +171,16 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
     });
   };
   const trigger = (proposed: boolean) => act.run(async () => {
+    if (folder) {
+      try {
+        const { runId, note } = await triggerWithFolder(id!, proposed, folder, await poolKeys(s!.pool!), setProgress);
+        setFlash(note);
+        navigate(`/runs/${enc(runId)}`);
+      } finally {
+        setProgress('');
+      }
+      return;
+    }
     const ref = at.trim();
     const out = await post<{ run: Obj }>(`/v1/stacks/${enc(id!)}/runs`, { proposed, ...(ref ? (/^[0-9a-f]{40}$/.test(ref) ? { commit: ref } : { branch: ref }) : {}) });
     navigate(`/runs/${enc(out.run.id)}`);
@@ -179,6 +193,19 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
       <button type="button" disabled=${act.busy || !s.pool} onClick=${() => trigger(false)}>Trigger run</button>
       <button type="button" class="secondary" disabled=${act.busy || !s.pool} onClick=${() => trigger(true)}>Trigger proposed run</button>
       <button type="button" class="danger" disabled=${act.busy} onClick=${del}>Delete</button>` : null}>
+    ${s && !s.repo ? html`<section class="workspace-pick" aria-labelledby="workspace-head">
+      <h2 id="workspace-head">Workspace</h2>
+      <div class="field"><label for="workspace-folder">Folder to start the next run with (optional)</label>
+        <input id="workspace-folder" type="file" webkitdirectory=${true} multiple disabled=${act.busy} onChange=${(e: Event) => {
+          const input = e.target as HTMLInputElement;
+          setFolderError(undefined);
+          try { setFolder(pickFolder(input.files)); } catch (err) { setFolder(null); input.value = ''; setFolderError(err as Error); }
+        }} /></div>
+      ${folder ? html`<${FolderSummary} folder=${folder} />
+        <button type="button" class="secondary small" disabled=${act.busy} onClick=${() => { setFolder(null); (document.getElementById('workspace-folder') as HTMLInputElement).value = ''; }}>Trigger without the folder</button>` : null}
+      <${ErrorNote} error=${folderError} />
+      ${progress ? html`<p class="muted" role="status" aria-live="polite">${progress}</p>` : null}
+    </section>` : null}
     <form class="form" onSubmit=${submit}>
       <div class="field"><label for="stack-name">Name</label>
         <input id="stack-name" required autocomplete="off" value=${name} onInput=${(e: Event) => setName((e.target as HTMLInputElement).value)} /></div>
