@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -269,6 +269,84 @@ test('workers drained and undrained by tag and one by one', async () => {
   assert.is(await status(a), 'IDLE');
   const drains = auditLines().filter((l) => (l.action === 'POST /v1/workers/drain' || l.action === 'POST /v1/workers/undrain') && l.workers === a);
   assert.equal(drains.map((l) => l.action), ['POST /v1/workers/drain', 'POST /v1/workers/undrain']);
+  assert.equal(browser!.errors, [], 'browser console errors');
+});
+
+/** Every file under `dir`, for plaintext greps of the server's data directory. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? filesUnder(p) : [p];
+  });
+}
+
+test('a state file uploaded on the stack page is sealed in the browser (opens with age and the pool key, nowhere in plaintext); delete with its state versions', async () => {
+  const { page } = browser!;
+  const st = await srv.admin('POST', '/v1/stacks', { name: 'network', pool: ids.pool, tool: { name: 'terraform', manageState: true } });
+  assert.is(st.status, 201, st.text);
+  const stackId = st.body.stack.id;
+  const lineage = `lineage-${Date.now().toString(36)}-console-push`;
+  const tfstate = JSON.stringify({ version: 4, terraform_version: '1.9.0', serial: 7, lineage, outputs: { marker: { value: 'plain-state-marker', type: 'string' } }, resources: [] }, null, 2);
+  const file = join(work, 'terraform.tfstate');
+  writeFileSync(file, tfstate);
+  writeFileSync(join(work, 'not-state.json'), '{"hello": 1}');
+
+  await page.goto(`${srv.url}/stacks/network`);
+  await page.locator('h2', { hasText: 'State versions' }).waitFor();
+  // A file that is not a state is refused in the page, before anything is sealed or sent.
+  const asked = browser!.requests.length;
+  await page.getByLabel('Upload a state file (terraform.tfstate) as a new version').setInputFiles(join(work, 'not-state.json'));
+  await page.getByRole('button', { name: 'Seal and upload' }).click();
+  await page.locator('[role=alert]', { hasText: 'is not a Terraform state file' }).waitFor();
+  assert.not.ok(browser!.requests.slice(asked).some((u) => u.includes('/state?')), 'nothing sent');
+
+  await page.getByLabel('Upload a state file (terraform.tfstate) as a new version').setInputFiles(file);
+  await page.getByRole('button', { name: 'Seal and upload' }).click();
+  await page.locator('[role=status]', { hasText: 'State version 1 stored (serial 7, sealed in this browser to 1 pool key)' }).waitFor();
+  await page.locator('tr[data-version="1"]', { hasText: 'current' }).waitFor();
+  const sealed = (await srv.admin('GET', `/v1/stacks/${stackId}/state/1`)).raw;
+  assert.match(sealed.subarray(0, 40).toString(), /^age-encryption\.org\/v1\n-> ssh-rsa /);
+  assert.is(execFileSync('age', ['-d', '-i', join(work, 'rack-4.key')], { input: sealed }).toString(), tfstate);
+  const leaked = filesUnder(srv.dataDir).filter((f) => readFileSync(f).includes('plain-state-marker'));
+  assert.equal(leaked, [], 'the state\'s plaintext is nowhere in the data directory');
+  assert.ok(auditLines().some((l) => l.action === 'PUT /v1/stacks/{stack}/state' && l.status === 201 && l.stack === stackId));
+
+  await page.getByLabel('with its state versions').check();
+  await page.getByRole('button', { name: 'Delete', exact: true }).click();
+  await page.locator('h1', { hasText: 'Stacks' }).waitFor();
+  assert.is((await srv.admin('GET', '/v1/stacks/network')).status, 404);
+  assert.equal((await srv.admin('GET', `/v1/stacks/${stackId}/state`)).body.versions, [], 'its state versions are gone too');
+  assert.ok(auditLines().some((l) => l.action === 'DELETE /v1/stacks/{stack}' && l.status === 200 && l.stack === stackId));
+  assert.equal(browser!.errors, [], 'browser console errors');
+});
+
+test('a module created from the Modules page, then edited: listed under Modules only', async () => {
+  const { page } = browser!;
+  await page.getByRole('link', { name: 'Modules' }).click();
+  await page.locator('h1', { hasText: 'Modules' }).waitFor();
+  await page.getByRole('link', { name: 'New module' }).click();
+  await page.locator('h1', { hasText: 'New module' }).waitFor();
+  await page.getByLabel('Name', { exact: true }).fill('vpc-module');
+  await page.getByLabel('Worker pool').selectOption({ label: 'rack-4' });
+  await page.getByLabel('Phase 1 name').fill('test');
+  await page.getByLabel('Phase 1 script').fill('echo module test');
+  await page.getByRole('button', { name: 'Create module' }).click();
+  await page.locator('h1', { hasText: 'Module vpc-module' }).waitFor();
+  const made = (await srv.admin('GET', '/v1/stacks/vpc-module')).body.stack;
+  assert.is(made.kind, 'module');
+  assert.is(made.pool, ids.pool);
+  assert.equal(made.phases.map((p: { name: string; script: string }) => [p.name, p.script]), [['test', 'echo module test']]);
+
+  await page.getByLabel('Phase 1 script').fill('echo module test, edited');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.locator('[role=status]', { hasText: 'Saved.' }).waitFor();
+  assert.is((await srv.admin('GET', '/v1/stacks/vpc-module')).body.stack.phases[0].script, 'echo module test, edited');
+
+  await page.getByRole('link', { name: 'Modules' }).click();
+  await page.locator('tr[data-stack]', { hasText: 'vpc-module' }).waitFor();
+  await page.getByRole('link', { name: 'Stacks' }).click();
+  await page.locator('tr[data-stack]', { hasText: 'infra' }).waitFor();
+  assert.is(await page.locator('tr[data-stack]', { hasText: 'vpc-module' }).count(), 0, 'not among the stacks');
   assert.equal(browser!.errors, [], 'browser console errors');
 });
 

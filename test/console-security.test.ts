@@ -15,7 +15,7 @@ import { CONSOLE_CSP } from '../lib/console/headers.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { opensslCsr, startTestServer, type TestServer } from './helpers/server.ts';
 
-const PAGES = ['/', '/pools', '/pools/new', '/pools/pool_x', '/workers', '/stacks', '/stacks/new', '/stacks/stk_x', '/modules', '/runs', '/runs/run_x', '/audit'];
+const PAGES = ['/', '/pools', '/pools/new', '/pools/pool_x', '/workers', '/stacks', '/stacks/new', '/stacks/stk_x', '/modules', '/runs', '/runs/run_x', '/audit', '/backup', '/retention'];
 const API: [string, string][] = [
   ['GET', '/v1/pools'], ['POST', '/v1/pools'], ['GET', '/v1/pools/p'], ['DELETE', '/v1/pools/p'], ['POST', '/v1/pools/p/reset'],
   ['POST', '/v1/pools/p/cycle'], ['POST', '/v1/pools/p/keys'], ['GET', '/v1/pools/p/queue'], ['GET', '/v1/workers'],

@@ -2,17 +2,10 @@
 // the archive checked (manifest, every entry's SHA-256, SHA256SUMS last) before
 // the browser is handed a file, so a backup cut short is never saved.
 import { useState } from 'preact/hooks';
-import { ApiError } from '../api.ts';
+import { sendRaw } from '../raw.ts';
 import { checkBackup, webSha256, type CheckedBackup } from '../backup-check.ts';
 import { byteSize } from '../../../admin/format.ts';
 import { Code, ErrorNote, Page, html, useAction } from '../ui.ts';
-
-/** The session's CSRF token, asked afresh (a change needs it in X-CSRF-Token). */
-async function csrfToken(): Promise<string> {
-  const s = await (await fetch('/console/session', { credentials: 'same-origin', cache: 'no-store' })).json() as { csrf?: string };
-  return s.csrf ?? '';
-}
-
 
 /** The answer body in pieces, reporting bytes as they arrive. */
 async function readAll(res: Response, progress: (n: number) => void): Promise<Uint8Array> {
@@ -50,11 +43,7 @@ export function BackupPage() {
   const start = (): Promise<boolean> => act.run(async () => {
     setDone(undefined);
     setReceived(0);
-    const res = await fetch('/v1/backup', { method: 'POST', headers: { 'x-csrf-token': await csrfToken() }, credentials: 'same-origin', cache: 'no-store' });
-    if (!res.ok) {
-      const body = await res.json().catch(() => null) as { error?: { code?: string; message?: string } } | null;
-      throw new ApiError(body?.error?.code ?? `HTTP_${res.status}`, body?.error?.message ?? `The server answered ${res.status}`, res.status);
-    }
+    const res = await sendRaw('POST', '/v1/backup');
     const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? 'launcher-backup.tar';
     const data = await readAll(res, setReceived);
     const checked = await checkBackup(data, webSha256);

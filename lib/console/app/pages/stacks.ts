@@ -103,6 +103,7 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
   const [env, setEnv] = useState<Pair[]>([]);
   const [secrets, setSecrets] = useState<Pair[]>([]);
   const [clearSecrets, setClearSecrets] = useState(false);
+  const [purge, setPurge] = useState(false);
   const [phases, setPhases] = useState<PhaseRow[]>([{ name: 'plan', script: '', confirm: false }]);
   const [tool, setTool] = useState<ToolForm>(NO_TOOL);
   const [source, setSource] = useState<SourceForm>(NO_SOURCE);
@@ -185,13 +186,16 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
     const out = await post<{ run: Obj }>(`/v1/stacks/${enc(id!)}/runs`, { proposed, ...(ref ? (/^[0-9a-f]{40}$/.test(ref) ? { commit: ref } : { branch: ref }) : {}) });
     navigate(`/runs/${enc(out.run.id)}`);
   });
-  const del = () => confirm(`Delete ${s!.name}?`) && act.run(async () => { await api('DELETE', `/v1/stacks/${enc(id!)}`); navigate(s!.kind === 'module' ? '/modules' : '/stacks'); });
+  // As `stack delete --purge-state`: without it a deleted stack's sealed state versions are kept (reachable by its id).
+  const del = () => confirm(purge ? `Delete ${s!.name} and every one of its state versions?` : `Delete ${s!.name}?`) &&
+    act.run(async () => { await api('DELETE', `/v1/stacks/${enc(id!)}${purge ? '?purgeState=1' : ''}`); navigate(s!.kind === 'module' ? '/modules' : '/stacks'); });
   const sealedTo = sealedKeyCount(s?.secretEnv);
 
   return html`<${Page} title=${s ? `${s.kind === 'module' ? 'Module' : 'Stack'} ${s.name}` : `New ${kind}`} actions=${s ? html`
       ${s.repo ? html`<label class="inline" for="trigger-at">at <input id="trigger-at" class="short" placeholder=${s.branch ?? 'branch or commit'} spellcheck=${false} value=${at} onInput=${(e: Event) => setAt((e.target as HTMLInputElement).value)} /></label>` : null}
       <button type="button" disabled=${act.busy || !s.pool} onClick=${() => trigger(false)}>Trigger run</button>
       <button type="button" class="secondary" disabled=${act.busy || !s.pool} onClick=${() => trigger(true)}>Trigger proposed run</button>
+      ${s.tool?.manageState ? html`<label class="check"><input type="checkbox" checked=${purge} onChange=${(e: Event) => setPurge((e.target as HTMLInputElement).checked)} /> with its state versions</label>` : null}
       <button type="button" class="danger" disabled=${act.busy} onClick=${del}>Delete</button>` : null}>
     ${s && !s.repo ? html`<section class="workspace-pick" aria-labelledby="workspace-head">
       <h2 id="workspace-head">Workspace</h2>

@@ -2,7 +2,10 @@
 // the Behavior fields, its sealed state versions and its drift schedules.
 import { useState } from 'preact/hooks';
 import { HOOK_POINTS, TOOL_STEPS, type HookPoint, type ToolConfig, type ToolStep } from '../../../protocol.ts';
-import { type Obj, api, enc, post } from '../api.ts';
+import { readStateHead } from '../../../tool/state.ts';
+import { type Obj, api, enc, get, post } from '../api.ts';
+import { seal } from '../age.ts';
+import { sendRaw } from '../raw.ts';
 import { Badge, ErrorNote, Loading, Time, html, useAction, useGet } from '../ui.ts';
 
 /** The form's view of a tool: lists as one item per line. */
@@ -70,6 +73,48 @@ export function ToolFields({ f, set, kind }: { f: ToolForm; set: (f: ToolForm) =
   </fieldset>`;
 }
 
+/**
+ * Upload a terraform.tfstate as a new version, as `launcher admin stack state
+ * push`: its serial and lineage read here from the plaintext, the file sealed
+ * in this browser to the pool's active keys, only the sealed bytes sent.
+ */
+function StatePush({ stack, current, held, onPushed }: { stack: Obj; current: number | null; held: boolean; onPushed: () => void }) {
+  const [file, setFile] = useState<File | undefined>(undefined);
+  const [done, setDone] = useState('');
+  const act = useAction();
+  const push = async (e: Event): Promise<void> => {
+    e.preventDefault();
+    if (!file) return;
+    setDone('');
+    await act.run(async () => {
+      const text = await file.text();
+      const head = readStateHead(text.slice(0, 64 * 1024));
+      if (!head) throw new Error(`${file.name} is not a Terraform state file (no "serial" and "lineage" near the start); expected a terraform.tfstate`);
+      try { JSON.parse(text); } catch (err) { throw new Error(`${file.name} is not valid JSON (${(err as Error).message})`); }
+      if (!stack.pool) throw new Error(`${stack.name} is not attached to a worker pool: attach one in Behavior first (its keys seal the state)`);
+      const { pool } = await get<{ pool: Obj }>(`/v1/pools/${enc(stack.pool)}`);
+      const keys = (pool.keys as Obj[]).filter((k) => k.state === 'active').map((k) => String(k.publicKeyPem));
+      const sealed = await seal(new TextEncoder().encode(text), keys);
+      const q = new URLSearchParams({ base: current === null ? 'none' : String(current), serial: String(head.serial), lineage: head.lineage });
+      const res = await sendRaw('PUT', `/v1/stacks/${enc(stack.id)}/state?${q}`, sealed);
+      const { version } = await res.json() as { version: Obj };
+      setDone(`State version ${version.version} stored (serial ${head.serial}, sealed in this browser to ${keys.length} pool key${keys.length === 1 ? '' : 's'}).`);
+      setFile(undefined);
+      (e.target as HTMLFormElement).reset();
+      onPushed();
+    });
+  };
+  return html`<form class="form panel" aria-label="Upload a state" onSubmit=${push}>
+    <div class="field"><label for="state-file">Upload a state file (terraform.tfstate) as a new version</label>
+      <input id="state-file" type="file" accept=".tfstate,.json,application/json" aria-describedby="state-file-help"
+        onChange=${(e: Event) => setFile((e.target as HTMLInputElement).files?.[0])} />
+      <p id="state-file-help" class="muted small">Sealed in this browser to the pool's keys before it is sent, like <code>launcher admin stack state push</code>; refused while a run holds the state or when another version was stored meanwhile.</p></div>
+    <${ErrorNote} error=${act.error} />
+    ${done ? html`<p class="ok" role="status">${done}</p>` : null}
+    <div class="actions"><button type="submit" class="secondary" disabled=${act.busy || !file || held}>Seal and upload</button></div>
+  </form>`;
+}
+
 export function StateVersions({ stack }: { stack: Obj }) {
   const list = useGet<Obj>(`/v1/stacks/${enc(stack.id)}/state`, 5000);
   const act = useAction();
@@ -80,6 +125,7 @@ export function StateVersions({ stack }: { stack: Obj }) {
   return html`<p class="muted small">Each version is sealed to the pool's keys: the server keeps ${d.history} and can open none.
       Download one and open it with <code>age -d -i spacelift.key</code>.${d.holder ? html` Held by run <a href=${`/runs/${enc(d.holder)}`}>${d.holder}</a>.` : ''}</p>
     <${ErrorNote} error=${act.error} />
+    <${StatePush} stack=${stack} current=${d.current} held=${!!d.holder} onPushed=${list.reload} />
     ${(d.versions as Obj[]).length === 0 ? html`<p class="muted">No state yet.</p>` : html`<div class="table-wrap"><table class="states">
       <caption class="sr-only">State versions of ${stack.name}</caption>
       <thead><tr><th scope="col">Version</th><th scope="col">Serial</th><th scope="col">From</th><th scope="col">Size</th><th scope="col">Stored</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
