@@ -1,13 +1,13 @@
 // The set-up every end-to-end test of the built executable shares: its server
-// on a free loopback port, a launcher joined to a pool as the seed configures
-// one, the admin API with the data directory's token, the admin CLI, and
-// waiting for a run to reach a state. The binary, Git and console e2e tests
+// on a free loopback port, a pool from an openssl key, a launcher joined to it
+// as the seed configures one, the admin API with the data directory's token,
+// the admin CLI, and waiting for a run to reach a state. The binary, Git and console e2e tests
 // each had their own copy of these steps.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitForOutput, type Started } from './processes.ts';
-import { httpsRequest, type HttpResult } from './server.ts';
+import { httpsRequest, opensslCsr, type HttpResult } from './server.ts';
 
 /** Starts the binary with `args` and `env` (a test file's `started`, which records the child for clean-up). */
 export type Start = (args: string[], env?: Record<string, string>) => Started;
@@ -20,7 +20,7 @@ export interface BinaryServer {
   /** The server's CA certificate (PEM), to pin it. */
   ca: string;
   /** A call to the admin API with the data directory's admin token. */
-  api(method: string, path: string, body?: unknown): Promise<HttpResult>;
+  api<T = any>(method: string, path: string, body?: unknown): Promise<HttpResult<T>>;
 }
 
 /** `launcher server --data DATA` on a free loopback port; resolves once it listens, with its URL. */
@@ -33,6 +33,14 @@ export async function startBinaryServer(start: Start, data: string, args: string
     process: proc, url, data, adminToken, ca,
     api: (method, path, body) => httpsRequest(url, method, path, { ca, headers: { authorization: `Bearer ${adminToken}` }, body }),
   };
+}
+
+/** A pool `name` created over the admin API from a key and CSR made by the seed's openssl command in `dir` (spacelift.key, 2048 bits). */
+export async function createPool(server: BinaryServer, dir: string, name: string): Promise<{ id: string; token: string; keyPath: string }> {
+  const { keyPath, csrPem } = opensslCsr(dir, 'spacelift');
+  const created = await server.api('POST', '/v1/pools', { name, csr: csrPem });
+  if (created.status !== 201) throw new Error(`Cannot create the pool ${name}: ${created.status} ${created.text}`);
+  return { id: created.body.pool.id, token: created.body.token, keyPath };
 }
 
 /**
