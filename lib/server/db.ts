@@ -3,7 +3,7 @@
 // (the kernel drops the lock when a process dies, even by kill -9, so a crashed
 // server never blocks the next start). Schema changes are numbered migrations
 // applied in order and recorded in `migrations`.
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { LauncherError } from '../errors.ts';
 
 const MIGRATIONS: string[] = [
@@ -182,16 +182,30 @@ export function afterCommit(db: DatabaseSync, committed: () => void, rolledBack:
   list.push({ committed, rolledBack });
 }
 
+interface TxStatements { begin: StatementSync; commit: StatementSync; rollback: StatementSync }
+const txStatements = new WeakMap<DatabaseSync, TxStatements>();
+
+/** BEGIN, COMMIT and ROLLBACK prepared once per database: `exec` would parse them again for every transaction. */
+function txOf(db: DatabaseSync): TxStatements {
+  let t = txStatements.get(db);
+  if (!t) {
+    t = { begin: db.prepare('BEGIN IMMEDIATE'), commit: db.prepare('COMMIT'), rollback: db.prepare('ROLLBACK') };
+    txStatements.set(db, t);
+  }
+  return t;
+}
+
 /** Runs fn in one IMMEDIATE transaction (nesting joins the outer one). */
 export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   if (db.isTransaction) return fn();
-  db.exec('BEGIN IMMEDIATE');
+  const tx = txOf(db);
+  tx.begin.run();
   let v: T;
   try {
     v = fn();
-    db.exec('COMMIT');
+    tx.commit.run();
   } catch (e) {
-    if (db.isTransaction) db.exec('ROLLBACK');
+    if (db.isTransaction) tx.rollback.run();
     const list = pending.get(db) ?? [];
     pending.delete(db);
     for (const p of list) p.rolledBack();

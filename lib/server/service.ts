@@ -263,19 +263,20 @@ export class Service {
     for (;;) {
       const count = this.presence.acceptingCount(poolId);
       if (count === 0) return;
-      const runs = this.store.runs.queued(poolId, Math.min(count, BATCH));
+      const runs = this.store.runs.queuedRefs(poolId, Math.min(count, BATCH));
       if (runs.length === 0) return;
       const waiters = this.presence.acceptingIn(poolId, runs.length);
       if (waiters.length === 0) return;
       // Waiters are only listed as accepting while they can take work (see poll).
       const views = waiters.map((w) => ({ id: w.workerId, poolId, deregistered: false, offline: false, drained: false, cycled: false, accepting: true, busy: false }));
-      const plan = planAssignments(runs.map((r) => ({ id: r.id, poolId: r.pool_id, queueKey: r.queue_key })), views);
+      const plan = planAssignments(runs.map((r) => ({ id: r.id, poolId, queueKey: r.queue_key })), views);
       // One transaction for the batch (joining the caller's, e.g. the
       // trigger's insert); each held poll is answered once it is committed.
       transaction(this.store.db, () => {
         for (const p of plan) {
           const waiter = this.presence.take(p.workerId)!;
-          const run = runs.find((r) => r.id === p.runId)!;
+          // The whole row only for a run that is handed out.
+          const run = this.store.runs.get(p.runId)!;
           this.assign(run, p.workerId);
           const w = this.store.workers.get(p.workerId)!;
           const reply = this.reply(w, this.assignmentFor(run), [], undefined, run);

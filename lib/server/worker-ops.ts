@@ -99,14 +99,15 @@ export class WorkerOps {
     const eligible = canTakeWork(this.s.view(w, pool, accept));
     let queuedHead = false;
     if (eligible) {
-      const [run] = this.s.store.runs.queued(pool.id, 1);
-      if (run && this.s.presence.acceptingIn(pool.id, 1).length === 0) {
+      const [head] = this.s.store.runs.queuedRefs(pool.id, 1);
+      if (head && this.s.presence.acceptingIn(pool.id, 1).length === 0) {
+        const run = this.s.store.runs.get(head.id)!;
         this.s.assign(run, w.id);
         w.current_run = run.id;
         w.idle_since = null;
         return this.s.reply(w, this.s.assignmentFor(run), extraCancel, undefined, run);
       }
-      queuedHead = run !== undefined;
+      queuedHead = head !== undefined;
     }
     const control = this.s.control(w, extraCancel);
     if (JSON.stringify(control) !== (this.s.presence.delivered.get(w.id) ?? DEFAULT_CONTROL_SIG) || waitMs <= 0) {

@@ -5,6 +5,17 @@ import type { DatabaseSync, SQLInputValue } from 'node:sqlite';
 
 export type Params = Record<string, SQLInputValue>;
 
+/**
+ * A row limit written into the SQL text. A bound `LIMIT ?` makes SQLite
+ * compile the statement again whenever the parameter is bound (the planner
+ * used its value); a literal keeps one prepared statement per distinct limit,
+ * and callers use a few.
+ */
+export function limitSql(n: number): string {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`Row limit must be a whole number from 0, not ${n}`);
+  return String(n);
+}
+
 export class Queries {
   readonly db: DatabaseSync;
   private cache = new Map<string, ReturnType<DatabaseSync['prepare']>>();
