@@ -153,7 +153,7 @@ test('a folder chosen in the browser: packed and sealed there, opened by age, se
   const before = (await adminApi<RunList>('GET', '/v1/runs?stack=ws-stack')).body.runs.length;
   await page.goto(`${url}/stacks/ws-stack`);
   await page.getByLabel('Folder to start the next run with (optional)').setInputFiles(big);
-  await waitText(page, '.workspace-pick .error', /The folder seals to 5\.0 MiB \(\d+ bytes\), over the server's limit of 4\.0 MiB \(4194304 bytes, --max-workspace-size\)/);
+  await waitText(page, '.workspace-pick .error', /The folder seals to 5\.00 MiB \(\d+ bytes\), over the server's limit of 4\.00 MiB \(4194304 bytes, --max-workspace-size\)/);
   assert.is(await page.locator('.folder-summary').count(), 0, 'no folder is kept for the trigger');
   assert.is((await adminApi<RunList>('GET', '/v1/runs?stack=ws-stack')).body.runs.length, before, 'no run was queued');
 
