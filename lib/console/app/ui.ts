@@ -50,27 +50,55 @@ export function takeFlash(): string { const m = flash; flash = ''; return m; }
 
 // ------------------------------------------------------------ data
 
-export interface Loaded<T> { data: T | undefined; error: ApiError | Error | undefined; reload: () => void }
+export interface Loaded<T> {
+  data: T | undefined;
+  error: ApiError | Error | undefined;
+  reload: () => void;
+  /**
+   * Stops refreshing and resolves once no load is in flight. Called before
+   * deleting what the page shows: a refresh answered after the delete would be
+   * a 404, which the browser logs as an error on its console.
+   */
+  settle: () => Promise<void>;
+  /** Refreshes again after `settle` (the delete was refused). */
+  resume: () => void;
+}
 
 /** Loads `path` (and again every `everyMs`, while the page is visible). */
 export function useGet<T>(path: string | null, everyMs = 0): Loaded<T> {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<Error | undefined>(undefined);
   const seq = useRef(0);
+  const stopped = useRef(false);
+  const inflight = useRef<Promise<unknown>>(Promise.resolve());
   const load = useCallback(() => {
-    if (!path) return;
+    if (!path || stopped.current) return;
     const mine = ++seq.current;
-    api<T>('GET', path).then((d) => { if (mine === seq.current) { setData(d); setError(undefined); } },
+    inflight.current = api<T>('GET', path).then((d) => { if (mine === seq.current) { setData(d); setError(undefined); } },
       (e: Error) => { if (mine === seq.current) setError(e); });
   }, [path]);
   useEffect(() => {
+    stopped.current = false;
     setData(undefined);
     load();
     if (!everyMs) return;
     const t = setInterval(() => { if (document.visibilityState === 'visible') load(); }, everyMs);
     return () => clearInterval(t);
   }, [load, everyMs]);
-  return { data, error, reload: load };
+  const settle = useCallback(async () => { stopped.current = true; await inflight.current; }, []);
+  const resume = useCallback(() => { stopped.current = false; load(); }, [load]);
+  return { data, error, reload: load, settle, resume };
+}
+
+/** Deletes with `remove` while `shown` neither refreshes nor has a load in flight. */
+export async function deleteShown(shown: Loaded<unknown>, remove: () => Promise<unknown>): Promise<void> {
+  await shown.settle();
+  try {
+    await remove();
+  } catch (e) {
+    shown.resume();
+    throw e;
+  }
 }
 
 /** Runs an action, keeping its error and a busy flag for the button. */

@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { CreatePoolRequest, CsrRequest, KeyReply, KeyTokenReply, KeyView, PoolList, PoolReply, PoolTokenReply, PoolView, UpdatePoolRequest, WorkerList, WorkerStatus } from '../../../protocol.ts';
 import { enc, get, post, api } from '../api.ts';
-import { Badge, Code, Copy, ErrorNote, Loading, Page, Time, download, html, navigate, readFileText, useAction, useGet } from '../ui.ts';
+import { Badge, Code, Copy, ErrorNote, Loading, Page, Time, download, html, navigate, readFileText, useAction, useGet, deleteShown } from '../ui.ts';
 import { QueueTable } from './runs.ts';
 import { WorkersTable } from './workers.ts';
 
@@ -173,7 +173,7 @@ export function PoolPage({ id }: { id: string }) {
   const cycle = () => confirm(`Cycle ${p.name}? Every worker now registered finishes its current run and exits; its supervisor starts a fresh launcher.`) &&
     act.run(async () => { await post<PoolReply>(`${base}/cycle`); pool.reload(); });
   const del = () => confirm(`Delete the worker pool ${p.name}? Its certificates stop working and its stacks are detached.`) &&
-    act.run(async () => { await api<PoolReply>('DELETE', base); navigate('/pools'); });
+    act.run(async () => { await deleteShown(pool, () => api<PoolReply>('DELETE', base)); navigate('/pools'); });
   const retire = (k: KeyView) => confirm(`Retire key ${k.id}? Launchers using its certificate are refused from now on.`) &&
     act.run(async () => { await post<KeyReply>(`${base}/keys/${enc(k.id)}/retire`); pool.reload(); });
   return html`<${Page} title=${`Worker pool ${p.name}`} actions=${html`

@@ -5,7 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 import type { PoolList, RunList, RunReply, RunView, StackDeleteReply, StackKind, StackList, StackReply, StackRequest, TriggerRequest } from '../../../protocol.ts';
 import { api, enc, post, qs } from '../api.ts';
 import { sealSecretEnv, sealText } from '../age.ts';
-import { Badge, ErrorNote, Loading, Page, Time, html, navigate, setFlash, takeFlash, useAction, useGet } from '../ui.ts';
+import { Badge, ErrorNote, Loading, Page, Time, html, navigate, setFlash, takeFlash, useAction, useGet, deleteShown } from '../ui.ts';
 import { poolKeys } from './pools.ts';
 import { RunsTable } from './runs.ts';
 import { NO_SOURCE, SourceFields, Webhook, sourceFields, sourceForm, type SourceForm } from './source.ts';
@@ -189,7 +189,7 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
   });
   // As `stack delete --purge-state`: without it a deleted stack's sealed state versions are kept (reachable by its id).
   const del = () => confirm(purge ? `Delete ${s!.name} and every one of its state versions?` : `Delete ${s!.name}?`) &&
-    act.run(async () => { await api<StackDeleteReply>('DELETE', `/v1/stacks/${enc(id!)}${purge ? '?purgeState=1' : ''}`); navigate(s!.kind === 'module' ? '/modules' : '/stacks'); });
+    act.run(async () => { await deleteShown(runs, () => api<StackDeleteReply>('DELETE', `/v1/stacks/${enc(id!)}${purge ? '?purgeState=1' : ''}`)); navigate(s!.kind === 'module' ? '/modules' : '/stacks'); });
   const sealedTo = sealedKeyCount(s?.secretEnv);
 
   return html`<${Page} title=${s ? `${s.kind === 'module' ? 'Module' : 'Stack'} ${s.name}` : `New ${kind}`} actions=${s ? html`
