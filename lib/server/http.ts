@@ -53,22 +53,36 @@ export type Handler = (ctx: Ctx) => Promise<void> | void;
 
 interface Route { method: string; pattern: string; re: RegExp; keys: string[]; handler: Handler }
 
+/** How many `/` a path has: a pattern matches only paths with as many as it has. */
+function depth(path: string): number {
+  let n = 0;
+  for (let i = path.indexOf('/'); i !== -1; i = path.indexOf('/', i + 1)) n++;
+  return n;
+}
+
 /** Path patterns use `{name}` for one segment: `/v1/runs/{id}/logs`. */
 export class Router {
-  private routes: Route[] = [];
+  // By depth, each list in the order the routes were added: a parameter
+  // never spans a `/`, so only the routes of the path's own depth can match,
+  // and the first match wins as before. Every request is matched, and the
+  // admin API has dozens of routes.
+  private byDepth = new Map<number, Route[]>();
   add(method: string, pattern: string, handler: Handler): this {
     const keys: string[] = [];
     const src = pattern.replace(/\./g, '\\.').replace(/\{(\w+)\}/g, (_m, k: string) => {
       keys.push(k);
       return '([^/]+)';
     });
-    this.routes.push({ method, pattern, re: new RegExp(`^${src}$`), keys, handler });
+    const d = depth(pattern);
+    let list = this.byDepth.get(d);
+    if (!list) { list = []; this.byDepth.set(d, list); }
+    list.push({ method, pattern, re: new RegExp(`^${src}$`), keys, handler });
     return this;
   }
   /** The matching route, `405` when only the method differs, or undefined. */
   match(method: string, path: string): { handler: Handler; params: Record<string, string>; pattern: string } | 'method' | undefined {
     let pathMatched = false;
-    for (const r of this.routes) {
+    for (const r of this.byDepth.get(depth(path)) ?? []) {
       const m = r.re.exec(path);
       if (!m) continue;
       pathMatched = true;
