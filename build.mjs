@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // `npm run build`: one executable for air-gapped hosts.
 //
-//   1. esbuild bundles launcher.ts and everything it imports (every command
-//      module, node-forge, tar-stream, undici) into dist/launcher.cjs, with the
-//      version and commit stamped in;
-//   2. Node's single executable application support injects that bundle into
-//      a stripped copy of the pinned Node: dist/launcher-linux-<arch>;
+//   1. esbuild bundles launcher.ts's dispatch and `version` into
+//      dist/launcher.cjs, and every other command module with all it imports
+//      (node-forge, tar-stream, undici, ...) into dist/launcher-commands.cjs,
+//      loaded on first use (scripts/commands-chunk.mjs), with the version and
+//      commit stamped in;
+//   2. Node's single executable application support injects the first as the
+//      main script, and the second with its V8 code cache as assets, into a
+//      stripped copy of the pinned Node: dist/launcher-linux-<arch>;
 //   3. dist/SHA256SUMS lists what was built, for install.sh to verify, and
 //      dist/install.sh is a copy of scripts/install.sh: dist/ is the directory
 //      a launcher server publishes (see lib/server/distribution.ts).
@@ -14,7 +17,7 @@
 //   --arch x64|arm64   architecture to build, repeatable (default: x64)
 //   --reproducible     no V8 code cache: byte-identical binaries, slower start-up
 //   --compress         also write .gz (gzip -9) and .xz copies (xz takes a while)
-//   --bundle-only      stop after dist/launcher.cjs
+//   --bundle-only      stop after the two bundles
 //   --out-dir DIR      write there instead of dist/ (tests build twice to compare)
 // dist/ holds exactly what the last build made.
 import { build } from 'esbuild';
@@ -26,6 +29,7 @@ import { gzipSync } from 'node:zlib';
 import { bundleConsole } from './scripts/console-bundle.mjs';
 import { ARCHES, baseNodeFor, buildSea, hostArch, pinnedNodeVersion, sha256File, strippedCopy } from './scripts/build-sea.mjs';
 import { leftoverDynamicImports, missingCommandModules, undiciSlimProblems } from './scripts/build-checks.mjs';
+import { asciiOnly, CHUNK_CACHE, CHUNK_FILE, chunkCommandsPlugin, chunkEntry, loaderBanner, MAIN_COMMANDS, makeChunkCodeCache } from './scripts/commands-chunk.mjs';
 import { importCycleProblems, libImportGraph } from './scripts/import-cycles.mjs';
 
 const root = dirname(new URL(import.meta.url).pathname);
@@ -80,6 +84,7 @@ const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).ver
 const commit = gitCommit();
 mkdirSync(dist, { recursive: true });
 const bundlePath = join(dist, 'launcher.cjs');
+const chunkPath = join(dist, CHUNK_FILE);
 
 // The web console's browser code is bundled first and embedded as a constant
 // (lib/console/assets.ts), so the executable serves it without any file.
@@ -122,14 +127,15 @@ const ageWorker = await build({
 });
 const ageWorkerSource = ageWorker.outputFiles[0].text;
 
-const result = await build({
-  entryPoints: [join(root, 'launcher.ts')],
-  outfile: bundlePath,
+// Options both bundles share: the stamps, the CommonJS mapping of ESM-only
+// globals, no import(), and the slim undici.
+const shared = {
   bundle: true,
   platform: 'node',
   format: 'cjs', // the SEA entry is a CommonJS script
   target: 'node26',
   metafile: true,
+  write: false,
   logLevel: 'warning',
   define: {
     LAUNCHER_BUILD_VERSION: JSON.stringify(version),
@@ -142,27 +148,57 @@ const result = await build({
     'import.meta.dirname': '__dirname',
     LAUNCHER_AGE_WORKER_SOURCE: JSON.stringify(ageWorkerSource),
   },
-  banner: { js: `var __launcher_import_meta_url = require('node:url').pathToFileURL(__filename).href;\n${consoleBanner}` },
   // The SEA's code cache cannot serve import(); turning the remaining
   // import() of built-ins (e.g. node:sqlite) into require() keeps them working.
   supported: { 'dynamic-import': false },
-  // Only the parts of undici the launcher uses (see scripts/undici-slim.cjs):
-  // its full index costs every idle launcher memory for fetch, WebSocket,
-  // mocks and caches it never calls.
-  plugins: [{
-    name: 'undici-slim',
-    setup(b) { b.onResolve({ filter: /^undici$/ }, () => ({ path: join(root, 'scripts/undici-slim.cjs') })); },
-  }],
-});
+};
+// Only the parts of undici the launcher uses (see scripts/undici-slim.cjs):
+// its full index costs every idle launcher memory for fetch, WebSocket,
+// mocks and caches it never calls.
+const undiciSlim = {
+  name: 'undici-slim',
+  setup(b) { b.onResolve({ filter: /^undici$/ }, () => ({ path: join(root, 'scripts/undici-slim.cjs') })); },
+};
+const importMetaBanner = `var __launcher_import_meta_url = require('node:url').pathToFileURL(__filename).href;`;
 
-const inputs = Object.keys(result.metafile.inputs);
+// Two bundles (scripts/commands-chunk.mjs says why): the main script with
+// launcher.ts's dispatch and `version`, and the commands chunk with every
+// other command module.
+const launcherPath = join(root, 'launcher.ts');
+const launcherSource = readFileSync(launcherPath, 'utf8');
+const chunkCommands = Object.fromEntries(
+  [...launcherSource.matchAll(/^\s+([\w-]+): \(\) => import\('\.\/(lib\/cli\/[\w-]+\.ts)'\)/gm)]
+    .filter(([, name]) => !MAIN_COMMANDS.has(name))
+    .map(([, name, path]) => [name, path]),
+);
+const chunk = await build({
+  ...shared,
+  stdin: { contents: chunkEntry(chunkCommands), resolveDir: root, sourcefile: 'launcher-commands.js', loader: 'js' },
+  outfile: chunkPath,
+  banner: { js: `${importMetaBanner}\n${consoleBanner}` },
+  plugins: [undiciSlim],
+});
+const result = await build({
+  ...shared,
+  entryPoints: [launcherPath],
+  outfile: bundlePath,
+  banner: { js: `${importMetaBanner}\n${loaderBanner}` },
+  plugins: [undiciSlim, chunkCommandsPlugin(launcherPath, chunkCommands)],
+});
+const bundleText = asciiOnly(result.outputFiles[0].text);
+const chunkText = asciiOnly(chunk.outputFiles[0].text);
+writeFileSync(bundlePath, bundleText);
+writeFileSync(chunkPath, chunkText);
+
+const inputs = [...new Set([...Object.keys(result.metafile.inputs), ...Object.keys(chunk.metafile.inputs)])];
 const problems = [
-  ...missingCommandModules(readFileSync(join(root, 'launcher.ts'), 'utf8'), inputs),
-  ...leftoverDynamicImports(readFileSync(bundlePath, 'utf8')),
+  ...missingCommandModules(launcherSource, inputs),
+  ...leftoverDynamicImports(bundleText),
+  ...leftoverDynamicImports(chunkText).map((p) => `commands chunk: ${p}`),
   ...leftoverDynamicImports(ageWorkerSource).map((p) => `age worker: ${p}`),
 ];
 if (problems.length) fail(`The bundle is not fit for the executable:\n  ${problems.join('\n  ')}`);
-log(`bundled ${inputs.length} modules into ${bundlePath} (${(statSync(bundlePath).size / 1024).toFixed(0)} KiB), version ${version}, commit ${commit} [${elapsed()}]`);
+log(`bundled ${inputs.length} modules into ${bundlePath} (${(bundleText.length / 1024).toFixed(0)} KiB) and ${chunkPath} (${(chunkText.length / 1024).toFixed(0)} KiB), version ${version}, commit ${commit} [${elapsed()}]`);
 
 copyFileSync(join(root, 'scripts/install.sh'), join(dist, 'install.sh'));
 
@@ -176,7 +212,14 @@ if (!opts['bundle-only']) {
     const didStrip = strippedCopy(base, stripped, { arch });
     const name = `launcher-linux-${arch}`;
     const codeCache = !opts.reproducible && arch === hostArch();
-    buildSea({ bundle: bundlePath, base: stripped, output: join(dist, name), workDir, codeCache, assets: consoleAssets });
+    const assets = { ...consoleAssets, [CHUNK_FILE]: chunkPath };
+    if (codeCache) {
+      // The chunk's code cache is V8 bytecode of the host's Node, the same
+      // version as the executable (checked above), made without flags like it.
+      assets[CHUNK_CACHE] = join(workDir, CHUNK_CACHE);
+      makeChunkCodeCache(process.execPath, chunkPath, assets[CHUNK_CACHE]);
+    }
+    buildSea({ bundle: bundlePath, base: stripped, output: join(dist, name), workDir, codeCache, assets });
     if (codeCache) {
       // V8 silently falls back to compiling everything when the cache was made
       // under other flags (SEA_EXEC_ARGV): catch that here, not in start-up times.

@@ -23,7 +23,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Agent } from 'undici';
 import { openDatabase } from '../lib/server/db.ts';
-import { freePort, median, NODE, percentile, ROOT, spawnWithLimit, stop } from './load/proc.ts';
+import { freePort, median, NODE, percentile, ROOT, spawnWithLimit, stop, waitFor } from './load/proc.ts';
 
 const { values } = parseArgs({
   allowPositionals: false,
@@ -43,15 +43,6 @@ const CLIENTS = Number(values.clients);
 const PAUSE_MS = Number(values['pause-ms']);
 const say = (s: string) => console.log(s);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try { if (await check()) return; } catch { /* not yet */ }
-    if (Date.now() > until) throw new Error(`Timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 interface Server { origin: string; token: string; agent: Agent; child: ReturnType<typeof spawnWithLimit>; logFile: string }
 

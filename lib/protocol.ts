@@ -166,6 +166,10 @@ export interface StateVersionView {
   sha256: string;
   createdAt: string;
 }
+/** `PUT /v1/stacks/{id}/state` (201) and `POST /v1/stacks/{id}/state/rollback` (201): the version stored. */
+export interface StateVersionReply { version: StateVersionView }
+/** `POST /v1/stacks/{id}/state/rollback` */
+export interface StateRollbackRequest { version: number }
 export interface StateList {
   stack: string;
   current: number | null;
@@ -200,6 +204,8 @@ export interface ScheduleView {
   createdAt: string;
 }
 export interface ScheduleList { schedules: ScheduleView[] }
+/** `POST /v1/stacks/{id}/schedules` */
+export interface ScheduleRequest { cron: string; reconcile?: boolean }
 export interface ScheduleReply { schedule: ScheduleView }
 
 export interface Control {
@@ -423,6 +429,8 @@ export interface KeyTokenReply { key: KeyView; token: string }
 export interface WorkerList { workers: WorkerView[] }
 export interface StackList { stacks: StackView[] }
 export interface StackReply { stack: StackView }
+/** `DELETE /v1/stacks/{id}?purgeState=1`: with purgeState, how many sealed state versions went with it. */
+export interface StackDeleteReply extends StackReply { purgedStateVersions?: number }
 export interface RunList { runs: RunView[] }
 /** `GET /v1/stacks/{id}/webhook` */
 export interface WebhookReply { webhook: { url: string; secret: string; contentType: string; events: string[]; repo: string; stacks: string[] } }

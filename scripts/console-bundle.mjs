@@ -6,7 +6,7 @@
 import { build } from 'esbuild';
 import { join } from 'node:path';
 
-/** @returns {Promise<{ js: string, css: string }>} */
+/** @returns {Promise<{ js: string, css: string, inputs: string[] }>} `inputs`: every source file in the script, relative to root. */
 export async function bundleConsole(root) {
   const common = { bundle: true, minify: true, write: false, logLevel: 'silent', legalComments: 'none' };
   const js = await build({
@@ -18,6 +18,7 @@ export async function bundleConsole(root) {
     target: ['es2022', 'chrome110', 'firefox115', 'safari16'],
     // The browser has no process: libraries that look at NODE_ENV get production.
     define: { 'process.env.NODE_ENV': '"production"' },
+    metafile: true,
   });
   const css = await build({
     ...common,
@@ -26,5 +27,5 @@ export async function bundleConsole(root) {
     target: ['chrome110', 'firefox115', 'safari16'],
   });
   const text = (r) => r.outputFiles[0].text;
-  return { js: text(js), css: text(css) };
+  return { js: text(js), css: text(css), inputs: Object.keys(js.metafile.inputs) };
 }

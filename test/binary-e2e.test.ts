@@ -10,37 +10,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
 import { ensureBuilt } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
+import { adminCli, startBinaryLauncher, startBinaryServer, waitRunState, type AdminCli } from './helpers/binary.ts';
+import { startProcess, type Started, stopProcesses } from './helpers/processes.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 
 const binary = ensureBuilt();
 const work = mkdtempSync(join(tmpdir(), 'launcher-binary-e2e-'));
 const data = join(work, 'data');
 const children: ChildProcess[] = [];
-let url = '';
+let cli: AdminCli;
 
 const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
 
 
 /** `launcher admin … --json` through the binary, against the server's data directory. */
-function admin(args: string[]): any {
-  const r = spawnSync(binary, ['admin', ...args, '--data', data, '--server', url, '--json'], { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`admin ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
-
-async function waitRunState(runId: string, states: string[], ms = 120_000): Promise<any> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const answer = admin(['run', 'show', runId]);
-    const run = answer.run ?? answer;
-    if (states.includes(run.state)) return run;
-    if (['FAILED', 'CANCELED', 'DISCARDED'].includes(run.state) || Date.now() > deadline) {
-      throw new Error(`run ${runId} is ${run.state}, waiting for ${states.join('/')}: ${JSON.stringify(run)}`);
-    }
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
+const admin = (args: string[]): any => cli.json(args);
 
 test.after(async () => {
   await stopProcesses(children);
@@ -58,8 +42,8 @@ test('the binary alone: keygen, server, pool, stack, launcher, confirmed apply, 
   const keyPath = join(keyDir, 'spacelift.key');
 
   // server
-  const server = started(['server', '--data', data, '--listen', '127.0.0.1:0']);
-  url = (await waitForOutput(server, /"msg":"Server listening","url":"(https:\/\/127\.0\.0\.1:\d+)"/, 'server'))[1]!;
+  const { url } = await startBinaryServer(started, data);
+  cli = adminCli(binary, { data, url });
 
   // pool and stack through the admin CLI
   const created = admin(['pool', 'create', 'binary-e2e', '--csr', join(keyDir, 'spacelift.csr')]);
@@ -73,19 +57,13 @@ test('the binary alone: keygen, server, pool, stack, launcher, confirmed apply, 
   const stackId: string = (stack.stack ?? stack).id;
 
   // the launcher, configured as the seed says
-  const launcher = started([], {
-    SPACELIFT_TOKEN: token,
-    SPACELIFT_POOL_PRIVATE_KEY: readFileSync(keyPath).toString('base64'),
-    SPACELIFT_LAUNCHER_STATE_DIR: join(work, 'state'),
-    SPACELIFT_WORKER_NETWORK: 'none',
-  });
-  await waitForOutput(launcher, /Registered with the server/, 'launcher');
+  await startBinaryLauncher(started, { token, keyPath, stateDir: join(work, 'state') });
 
   const triggered = admin(['run', 'trigger', stackId]);
   const runId: string = (triggered.run ?? triggered).id;
-  await waitRunState(runId, ['UNCONFIRMED']);
+  await waitRunState(cli, runId, ['UNCONFIRMED']);
   admin(['run', 'confirm', runId]);
-  await waitRunState(runId, ['FINISHED']);
+  await waitRunState(cli, runId, ['FINISHED']);
 
   const logs = spawnSync(binary, ['admin', 'run', 'logs', runId, '--data', data, '--server', url], { encoding: 'utf8' });
   assert.is(logs.status, 0, logs.stderr);

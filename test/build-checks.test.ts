@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { commandModules, leftoverDynamicImports, missingCommandModules, undiciSlimProblems } from '../scripts/build-checks.mjs';
+import { asciiOnly, CHUNK_FILE, chunkEntry } from '../scripts/commands-chunk.mjs';
 import { root } from './helpers/build.ts';
 
 const launcherSource = readFileSync(join(root, 'launcher.ts'), 'utf8');
@@ -45,6 +46,36 @@ test('dynamic import(): found in code, with its line; ignored in comments and st
 test('the built bundle passes both checks', () => {
   const bundle = readFileSync(join(root, 'dist/launcher.cjs'), 'utf8');
   assert.equal(leftoverDynamicImports(bundle), []);
+  assert.equal(leftoverDynamicImports(readFileSync(join(root, 'dist', CHUNK_FILE), 'utf8')), []);
+});
+
+test('ASCII only: every non-ASCII character becomes an escape that means the same in strings, templates and regexps', () => {
+  const js = 'const a = "5× — 😀"; const b = `é`; const r = /[à-ÿ]/; // café ≤ 100 MB';
+  const escaped = asciiOnly(js);
+  assert.ok(/^[\x00-\x7f]*$/.test(escaped), escaped);
+  assert.ok(escaped.endsWith('// caf\\u00e9 \\u2264 100 MB'), escaped);
+  const run = (src: string) => new Function(`${src}\nreturn [a, b, r.test('é'), r.test('e')];`)();
+  assert.equal(run(escaped), ['5× — 😀', 'é', true, false]);
+  assert.equal(run(escaped), run(js));
+});
+
+test('the built bundles are ASCII (Node then keeps one byte per character of the script)', () => {
+  for (const f of ['launcher.cjs', CHUNK_FILE]) {
+    const text = readFileSync(join(root, 'dist', f), 'latin1');
+    const at = text.search(/[^\x00-\x7f]/);
+    assert.is(at, -1, `${f} has a non-ASCII byte at offset ${at}`);
+  }
+});
+
+test('commands chunk: its entry loads each command module by name and refuses an unknown one', () => {
+  const entry = chunkEntry({ state: 'lib/cli/state.ts', server: 'lib/cli/server.ts' });
+  const required: string[] = [];
+  const exports: { load?: (name: string) => unknown } = {};
+  new Function('exports', 'require', entry)(exports, (p: string) => { required.push(p); return { run: p }; });
+  assert.equal(exports.load!('state'), { run: './lib/cli/state.ts' });
+  assert.equal(exports.load!('server'), { run: './lib/cli/server.ts' });
+  assert.equal(required, ['./lib/cli/state.ts', './lib/cli/server.ts']);
+  assert.throws(() => exports.load!('version'), /No command module "version" in the commands chunk/);
 });
 
 test('undici: the slim module is written for the exact version installed and pinned; another version fails the build', () => {

@@ -107,7 +107,7 @@ test('--reproducible builds are byte-identical, and so are the bundles', () => {
       runBuild(['--reproducible', '--out-dir', b], { LAUNCHER_BUILD_COMMIT: 'feedbee' });
       if (newestSourceMtime() === before || attempt === 3) break;
     }
-    for (const f of ['launcher.cjs', 'SHA256SUMS', 'install.sh', 'launcher-linux-x64']) {
+    for (const f of ['launcher.cjs', 'launcher-commands.cjs', 'SHA256SUMS', 'install.sh', 'launcher-linux-x64']) {
       assert.ok(readFileSync(join(a, f)).equals(readFileSync(join(b, f))), `${f} differs between two builds`);
     }
     const r = spawnSync(join(a, 'launcher-linux-x64'), ['version'], { encoding: 'utf8' });

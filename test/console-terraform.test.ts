@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import { ensureBuilt, root } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
+import { createPool, startBinaryLauncher, startBinaryServer } from './helpers/binary.ts';
+import { startProcess, type Started, stopProcesses } from './helpers/processes.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TERRAFORM_IMAGE, ensureTerraformImage } from './helpers/terraform.ts';
-import { httpsRequest } from './helpers/server.ts';
 
 const binary = ensureBuilt();
 const work = mkdtempSync(join(tmpdir(), 'launcher-console-tf-'));
@@ -38,19 +38,10 @@ test.after(async () => {
 
 test('a Terraform stack from the Behavior section: planned changes, confirm, sealed state versions, rollback, drift schedule', async () => {
   await ensureTerraformImage(new DockerClient());
-  const server = started(['server', '--data', data, '--listen', '127.0.0.1:0']);
-  const url = (await waitForOutput(server, /"msg":"Server listening","url":"(https:\/\/127\.0\.0\.1:\d+)"/, 'server'))[1]!;
-  const adminToken = readFileSync(join(data, 'admin.token'), 'utf8').trim();
-  const ca = readFileSync(join(data, 'ca.crt'), 'utf8');
-  const adminApi = (method: string, path: string, body?: unknown) => httpsRequest(url, method, path, { ca, headers: { authorization: `Bearer ${adminToken}` }, body });
-  const keyPath = join(work, 'spacelift.key');
-  execFileSync('openssl', ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyPath, '-out', join(work, 'spacelift.csr'), '-subj', '/CN=tf'], { stdio: 'ignore' });
-  const created = await adminApi('POST', '/v1/pools', { name: 'tf-pool', csr: readFileSync(join(work, 'spacelift.csr'), 'utf8') });
-  const launcher = started([], {
-    SPACELIFT_TOKEN: created.body.token, SPACELIFT_POOL_PRIVATE_KEY: readFileSync(keyPath).toString('base64'),
-    SPACELIFT_LAUNCHER_STATE_DIR: join(work, 'state'), SPACELIFT_WORKER_NETWORK: 'none',
-  });
-  await waitForOutput(launcher, /Registered with the server/, 'launcher');
+  const server = await startBinaryServer(started, data);
+  const { url, adminToken, api: adminApi } = server;
+  const { token, keyPath } = await createPool(server, work, 'tf-pool');
+  await startBinaryLauncher(started, { token, keyPath, stateDir: join(work, 'state') });
 
   browser = await launchBrowser({ serverCertPem: readFileSync(join(data, 'server.crt'), 'utf8') });
   const { page } = browser;

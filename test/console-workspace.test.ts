@@ -18,10 +18,10 @@ import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import type { RunList, RunReply, StackReply } from '../lib/protocol.ts';
 import { ensureBuilt, root } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
+import { createPool, startBinaryLauncher, startBinaryServer } from './helpers/binary.ts';
+import { startProcess, type Started, stopProcesses } from './helpers/processes.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
-import { httpsRequest, opensslCsr } from './helpers/server.ts';
 
 const binary = ensureBuilt();
 const work = mkdtempSync(join(tmpdir(), 'launcher-console-ws-'));
@@ -49,18 +49,10 @@ function writeTree(dir: string, files: Record<string, string | Buffer>): void {
 
 test('a folder chosen in the browser: packed and sealed there, opened by age, seen by the run, never in plaintext on the server', async () => {
   await ensureTestImage(new DockerClient());
-  const server = started(['server', '--data', data, '--listen', '127.0.0.1:0', '--max-workspace-size', '4MiB']);
-  const url = (await waitForOutput(server, /"msg":"Server listening","url":"(https:\/\/127\.0\.0\.1:\d+)"/, 'server'))[1]!;
-  const adminToken = readFileSync(join(data, 'admin.token'), 'utf8').trim();
-  const ca = readFileSync(join(data, 'ca.crt'), 'utf8');
-  const adminApi = <T = any>(method: string, path: string, body?: unknown) => httpsRequest<T>(url, method, path, { ca, headers: { authorization: `Bearer ${adminToken}` }, body });
-  const { keyPath, csrPem } = opensslCsr(work, 'spacelift');
-  const created = await adminApi('POST', '/v1/pools', { name: 'ws-pool', csr: csrPem });
-  const launcher = started([], {
-    SPACELIFT_TOKEN: created.body.token, SPACELIFT_POOL_PRIVATE_KEY: readFileSync(keyPath).toString('base64'),
-    SPACELIFT_LAUNCHER_STATE_DIR: join(work, 'state'), SPACELIFT_WORKER_NETWORK: 'none',
-  });
-  await waitForOutput(launcher, /Registered with the server/, 'launcher');
+  const server = await startBinaryServer(started, data, ['--max-workspace-size', '4MiB']);
+  const { url, adminToken, api: adminApi } = server;
+  const { token, keyPath } = await createPool(server, work, 'ws-pool');
+  await startBinaryLauncher(started, { token, keyPath, stateDir: join(work, 'state') });
   // The phase waits for confirmation, so the stored workspace is still the upload when the test reads it.
   const script = [
     'echo "files: $(find . -type f | wc -l)"',
@@ -161,7 +153,7 @@ test('a folder chosen in the browser: packed and sealed there, opened by age, se
   const before = (await adminApi<RunList>('GET', '/v1/runs?stack=ws-stack')).body.runs.length;
   await page.goto(`${url}/stacks/ws-stack`);
   await page.getByLabel('Folder to start the next run with (optional)').setInputFiles(big);
-  await waitText(page, '.workspace-pick .error', /The folder seals to 5\.0 MiB \(\d+ bytes\), over the server's limit of 4\.0 MiB \(4194304 bytes, --max-workspace-size\)/);
+  await waitText(page, '.workspace-pick .error', /The folder seals to 5\.00 MiB \(\d+ bytes\), over the server's limit of 4\.00 MiB \(4194304 bytes, --max-workspace-size\)/);
   assert.is(await page.locator('.folder-summary').count(), 0, 'no folder is kept for the trigger');
   assert.is((await adminApi<RunList>('GET', '/v1/runs?stack=ws-stack')).body.runs.length, before, 'no run was queued');
 

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import { ensureBuilt, root } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
+import { startBinaryLauncher, startBinaryServer } from './helpers/binary.ts';
+import { startProcess, type Started, stopProcesses } from './helpers/processes.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 import { httpsRequest } from './helpers/server.ts';
@@ -56,12 +57,8 @@ test.after(async () => {
 
 test('the product flow in the browser: sign in, pool from a CSR file, launcher, stack with a browser-sealed secret, live run, confirm, drain', async () => {
   await ensureTestImage(new DockerClient());
-  const server = started(['server', '--data', data, '--listen', '127.0.0.1:0']);
-  const url = (await waitForOutput(server, /"msg":"Server listening","url":"(https:\/\/127\.0\.0\.1:\d+)"/, 'server'))[1]!;
+  const { url, adminToken, ca, api: adminApi } = await startBinaryServer(started, data);
   const origin = new URL(url).origin;
-  const adminToken = readFileSync(join(data, 'admin.token'), 'utf8').trim();
-  const ca = readFileSync(join(data, 'ca.crt'), 'utf8');
-  const adminApi = (method: string, path: string, body?: unknown) => httpsRequest(url, method, path, { ca, headers: { authorization: `Bearer ${adminToken}` }, body });
 
   browser = await launchBrowser({ serverCertPem: readFileSync(join(data, 'server.crt'), 'utf8') });
   const { page, context } = browser;
@@ -114,14 +111,7 @@ test('the product flow in the browser: sign in, pool from a CSR file, launcher, 
   assert.is(readFileSync((await dl.path())!, 'utf8').trim(), token);
 
   // A real launcher with the copied token appears as an IDLE worker with its tag.
-  const launcher = started([], {
-    SPACELIFT_TOKEN: token,
-    SPACELIFT_POOL_PRIVATE_KEY: readFileSync(keyPath).toString('base64'),
-    SPACELIFT_LAUNCHER_STATE_DIR: join(work, 'state'),
-    SPACELIFT_WORKER_NETWORK: 'none',
-    SPACELIFT_METADATA_instance_id: 'i-console',
-  });
-  await waitForOutput(launcher, /Registered with the server/, 'launcher');
+  await startBinaryLauncher(started, { token, keyPath, stateDir: join(work, 'state'), env: { SPACELIFT_METADATA_instance_id: 'i-console' } });
   await page.getByRole('link', { name: 'Go to the pool' }).click();
   await waitText(page, 'h1', 'Worker pool console-pool');
   await waitText(page, '.description', 'hosts in the lab rack');

@@ -5,13 +5,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
 import { signBody } from '../lib/vcs/webhook.ts';
 import { ensureBuilt } from './helpers/build.ts';
-import { startProcess, waitForOutput, type Started, stopProcesses } from './helpers/processes.ts';
+import { adminCli, startBinaryLauncher, startBinaryServer, waitRunState, type AdminCli } from './helpers/binary.ts';
+import { startProcess, type Started, stopProcesses } from './helpers/processes.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 import { githubPushPayload, startGitServer, type GitServer } from './helpers/git-server.ts';
 
@@ -21,30 +22,14 @@ const data = join(work, 'data');
 const emptyPath = join(work, 'empty-path');
 mkdirSync(emptyPath);
 const children: ChildProcess[] = [];
-let url = '';
+let cli: AdminCli;
 let gs: GitServer | undefined;
 
 const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
 
 
-function adminText(args: string[], input?: string): string {
-  const r = spawnSync(binary, ['admin', ...args, '--data', data, '--server', url], { encoding: 'utf8', timeout: 60_000, ...(input !== undefined ? { input } : {}) });
-  if (r.status !== 0) throw new Error(`admin ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-const admin = (args: string[], input?: string): any => JSON.parse(adminText([...args, '--json'], input));
-
-async function waitRunState(runId: string, states: string[], ms = 120_000): Promise<any> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const run = admin(['run', 'show', runId]).run;
-    if (states.includes(run.state)) return run;
-    if (['FAILED', 'CANCELED', 'DISCARDED'].includes(run.state) || Date.now() > deadline) {
-      throw new Error(`run ${runId} is ${run.state}, waiting for ${states.join('/')}: ${JSON.stringify(run)}`);
-    }
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
+const adminText = (args: string[], input?: string): string => cli.text(args, input);
+const admin = (args: string[], input?: string): any => cli.json(args, input);
 
 test.after(async () => {
   await stopProcesses(children);
@@ -61,8 +46,8 @@ test('the binary alone: Git stack, signed push by curl, fetch with no git anywhe
 
   const kg = spawnSync(binary, ['keygen', '--out', join(work, 'spacelift'), '--bits', '2048'], { encoding: 'utf8' });
   assert.is(kg.status, 0, kg.stderr);
-  const server = started(['server', '--data', data, '--listen', '127.0.0.1:0']);
-  url = (await waitForOutput(server, /"msg":"Server listening","url":"(https:\/\/127\.0\.0\.1:\d+)"/, 'server'))[1]!;
+  const { url } = await startBinaryServer(started, data);
+  cli = adminCli(binary, { data, url });
   const created = admin(['pool', 'create', 'git-binary', '--csr', join(work, 'spacelift.csr')]);
   const stackId: string = admin(['stack', 'create', 'binary-infra', '--pool', created.pool.id, '--image', TEST_IMAGE,
     '--repo', repo.url, '--branch', 'main', '--repo-credential-file', '-', '--trigger-path', 'infra/**',
@@ -76,14 +61,7 @@ test('the binary alone: Git stack, signed push by curl, fetch with no git anywhe
   assert.is(hook.url, `${url}/v1/hooks/git`);
   assert.match(adminText(['stack', 'webhook', stackId]), /secret: +\S{20,}/);
 
-  const launcher = started([], {
-    PATH: emptyPath,
-    SPACELIFT_TOKEN: created.token,
-    SPACELIFT_POOL_PRIVATE_KEY: readFileSync(join(work, 'spacelift.key')).toString('base64'),
-    SPACELIFT_LAUNCHER_STATE_DIR: join(work, 'state'),
-    SPACELIFT_WORKER_NETWORK: 'none',
-  });
-  await waitForOutput(launcher, /Registered with the server/, 'launcher');
+  const launcher = await startBinaryLauncher(started, { token: created.token, keyPath: join(work, 'spacelift.key'), stateDir: join(work, 'state'), env: { PATH: emptyPath } });
 
   // The push, delivered by curl exactly as GitHub would (the server's CA pinned).
   const body = JSON.stringify(githubPushPayload(repo, sha, { before: base }));
@@ -92,7 +70,7 @@ test('the binary alone: Git stack, signed push by curl, fetch with no git anywhe
     '-H', 'content-type: application/json', '-H', 'x-github-event: push', '-H', 'x-github-delivery: bin-1',
     '-H', `x-hub-signature-256: ${signBody(body, hook.secret)}`, '--data-binary', `@${join(work, 'push.json')}`], { encoding: 'utf8' }));
   assert.is(answer.runs.length, 1, JSON.stringify(answer));
-  const run = await waitRunState(answer.runs[0].id, ['FINISHED']);
+  const run = await waitRunState(cli, answer.runs[0].id, ['FINISHED']);
   assert.equal(run.commit, { repo: repo.url, branch: 'main', sha, author: 'Ada Tester <ada@example.test>', message: 'Change the infra' });
   const logs = adminText(['run', 'logs', run.id]);
   assert.match(logs, /# infra two/);
@@ -102,7 +80,7 @@ test('the binary alone: Git stack, signed push by curl, fetch with no git anywhe
 
   // run trigger --commit: exactly the older commit.
   const older = admin(['run', 'trigger', stackId, '--commit', base]).run.id;
-  const r2 = await waitRunState(older, ['FINISHED']);
+  const r2 = await waitRunState(cli, older, ['FINISHED']);
   assert.is(r2.commit.sha, base);
   assert.match(adminText(['run', 'logs', older]), /# infra one/);
   assert.not.ok(launcher.output().includes(gs.password));

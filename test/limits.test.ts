@@ -5,6 +5,10 @@
 // stalled bodies timed out, the per-run log cap with its marker and the
 // launcher told to stop, upload slots per worker, the free-disk floor, and the
 // open-file limit raised from soft to hard.
+//
+// Timing: the server's handshake timeout is long (60 s) except in the one test
+// that waits for it, so connections closed while a test waits were closed by
+// the cap under test, not by the timeout, however slowly a loaded machine runs.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
@@ -16,6 +20,7 @@ import { connect, type TLSSocket } from 'node:tls';
 import { LogShipper } from '../lib/launcher/logship.ts';
 import { truncationMarker } from '../lib/server/quotas.ts';
 import { opensslCsr, ROOT, startTestServer, TestServer, tokenCertificate, type ClientCert } from './helpers/server.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const LOG_CAP = 4096;
 let srv: TestServer;
@@ -73,18 +78,12 @@ function readAll(s: TLSSocket, ms = 20_000): Promise<string> {
   });
 }
 
-async function until(what: string, check: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const until = (what: string, check: () => boolean): Promise<true> => waitFor(() => check() || undefined, what);
 
 test.before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'limits-test-'));
   srv = await startTestServer({
-    args: ['--handshake-timeout', '1s', '--max-pending-per-address', '20', '--max-connections', '150', '--body-timeout', '2s',
+    args: ['--handshake-timeout', '60s', '--max-pending-per-address', '20', '--max-connections', '150', '--body-timeout', '2s',
       '--max-run-log', `${LOG_CAP}`, '--max-uploads-per-worker', '1'],
   });
   const k = opensslCsr(dir, 'limits');
@@ -101,16 +100,21 @@ test.after(async () => {
 });
 
 test('idle TCP connections that never start TLS are closed by the handshake timeout', async () => {
-  const { socks, closed } = await idleSockets(10, '127.0.0.1');
-  await until('the server to close every idle connection', () => closed() === socks.length);
-  const r = await srv.admin('GET', '/v1/pools');
-  assert.is(r.status, 200);
+  await srv.restart(['--handshake-timeout', '3s']);
+  try {
+    const { socks, closed } = await idleSockets(10, '127.0.0.1');
+    await until('the server to close every idle connection', () => closed() === socks.length);
+    const r = await srv.admin('GET', '/v1/pools');
+    assert.is(r.status, 200);
+  } finally {
+    await srv.restart();
+  }
 });
 
 test('one address gets at most --max-pending-per-address unauthenticated connections; launchers and admins elsewhere are unaffected', async () => {
   const { socks, closed } = await idleSockets(60, '127.0.0.2');
-  // The ones over the cap are closed at once, long before the handshake timeout.
-  await until('the connections over the cap to be closed', () => closed() >= 40, 900);
+  // The ones over the cap are closed at once (the handshake timeout is 60 s).
+  await until('the connections over the cap to be closed', () => closed() >= 40);
   assert.ok(closed() <= 60);
   const w = await srv.worker(cert, 'POST', '/v1/worker/register', { workerId: null });
   assert.is(w.status, 200, w.text);
@@ -120,13 +124,13 @@ test('one address gets at most --max-pending-per-address unauthenticated connect
 
 test('at --max-connections a new connection evicts the oldest unauthenticated one: a held long-poll survives and is answered', async () => {
   const workerId = await register();
-  const held = srv.worker(cert, 'POST', '/v1/worker/poll?wait=30', { workerId, accept: true, runId: null });
-  await sleep(300);
+  const held = srv.worker(cert, 'POST', '/v1/worker/poll?wait=50', { workerId, accept: true, runId: null });
+  await srv.waitHeldPolls(1);
   // 8 addresses × 20 idle sockets = 160 > 150 connections.
   const floods = await Promise.all(Array.from({ length: 8 }, (_, i) => idleSockets(20, `127.0.1.${i + 1}`)));
   const closedNow = (): number => floods.reduce((n, f) => n + f.closed(), 0);
-  // Closed at once (well before the 1 s handshake timeout) to stay under the cap.
-  await until('connections over the cap to be closed', () => closedNow() >= 10, 900);
+  // Closed at once (the handshake timeout is 60 s) to stay under the cap.
+  await until('connections over the cap to be closed', () => closedNow() >= 10);
   assert.ok(srv.logLines().some((l) => l.msg === 'Connection limit reached: closing the oldest unauthenticated connection'), srv.stderr.slice(-3000));
   // An admin (a new connection) still gets in, and the held poll still gets its run.
   const t = await srv.admin('POST', `/v1/stacks/${stackId}/runs`, { proposed: false });
@@ -159,21 +163,21 @@ test('a stalled workspace upload gets 408, its slot is freed and tmp/ is left em
   const answer = readAll(s);
   s.write(`PUT /v1/worker/runs/${runId}/phases/0/workspace HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n`);
   s.write(SEALED);
-  // While it is stalled, the worker's one upload slot is taken.
-  await sleep(300);
+  // While it is stalled, the worker's one upload slot is taken (it is taken
+  // before the upload's temp file is made).
+  await until('the stalled upload to reach tmp/', () => readdirSync(join(srv.dataDir, 'tmp')).length > 0);
   const second = await srv.worker(cert, 'PUT', `/v1/worker/runs/${runId}/phases/0/workspace`, SEALED);
   assert.is(second.status, 429, second.text);
   assert.is(second.body.error.code, 'TOO_MANY_UPLOADS');
   const text = await answer;
   assert.match(text, /^HTTP\/1\.1 408/);
   assert.match(text, /BODY_TIMEOUT/);
-  await until('tmp/ to be empty', () => readdirSync(join(srv.dataDir, 'tmp')).length === 0, 5000);
+  await until('tmp/ to be empty', () => readdirSync(join(srv.dataDir, 'tmp')).length === 0);
   // The slot is given back as the refused upload's handler unwinds.
-  let ok = await srv.worker(cert, 'PUT', `/v1/worker/runs/${runId}/phases/0/workspace`, SEALED);
-  for (let i = 0; i < 20 && ok.status === 429; i++) {
-    await sleep(100);
-    ok = await srv.worker(cert, 'PUT', `/v1/worker/runs/${runId}/phases/0/workspace`, SEALED);
-  }
+  const ok = await waitFor(async () => {
+    const r = await srv.worker(cert, 'PUT', `/v1/worker/runs/${runId}/phases/0/workspace`, SEALED);
+    return r.status === 429 ? undefined : r;
+  }, 'the upload slot to be given back', 120_000, 100);
   assert.is(ok.status, 200, ok.text);
 });
 

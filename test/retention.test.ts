@@ -5,6 +5,10 @@
 // when they come back), orphaned files are found, a dry run removes nothing
 // and reports the same figures, and the server's own sweep (--retain-runs)
 // runs without being asked.
+//
+// Timing: ages are compared with the server's own timestamps, and waits are
+// for conditions (a run old enough, a dry run that lists a worker). The worker
+// lease (5 s) only has to outlast the gap between two calls of one test.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
@@ -14,6 +18,7 @@ import { join } from 'node:path';
 import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
 import { parseRetention, workersToRemove } from '../lib/retention/policy.ts';
 import { parseDuration } from '../lib/duration.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const NODE = join(ROOT, 'node_modules/.bin/node');
@@ -58,11 +63,16 @@ async function finishedRun(s: TestServer, workerId: string, chunks: string[], ws
   return id;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Waits until run `id` ended more than `ms` ago (by its endedAt, the server's clock, which is this machine's). */
+async function olderThan(id: string, ms: number): Promise<void> {
+  const endedAt = Date.parse((await srv.admin('GET', `/v1/runs/${id}`)).body.run.endedAt);
+  assert.ok(Number.isFinite(endedAt), `run ${id} has ended`);
+  await waitFor(() => Date.now() - endedAt > ms, `run ${id} to be older than ${ms} ms`, 120_000, 100);
+}
 
 test.before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'retention-test-'));
-  srv = await startTestServer({ args: ['--worker-lease', '1s', '--worker-grace', '1h'] });
+  srv = await startTestServer({ args: ['--worker-lease', '5s', '--worker-grace', '1h'] });
   const k = opensslCsr(tmp, 'gc');
   const r = await srv.admin('POST', '/v1/pools', { name: 'gc', csr: k.csrPem });
   pool = { id: r.body.pool.id, cert: { certPem: tokenCertificate(r.body.token), keyPem: k.keyPem } };
@@ -97,15 +107,16 @@ test('gc --dry-run reports, gc removes: old finished runs with their logs and wo
   const chunks = ['alpha\n', 'beta beta\n', 'x'.repeat(1000)];
   const old1 = await finishedRun(srv, wid, chunks, 2000);
   const old2 = await finishedRun(srv, wid, ['one line\n'], 0);
-  await sleep(1500);
+  // The cut-off below is 5 s: a 5 s margin for the gc to follow `recent` on a loaded machine.
+  await olderThan(old2, 5000);
   // Newer than the cut-off below, and active ones (queued; unconfirmed is covered by state).
   const recent = await finishedRun(srv, wid, ['recent\n'], 100);
   const queued = (await srv.admin('POST', '/v1/stacks/gc/runs', {})).body.run.id;
   const logBytes = chunks.reduce((n, c) => n + c.length, 0) + 'one line\n'.length;
   const wsBytes = SEALED(2000).length;
 
-  // Over the API first (milliseconds after `recent` ended, so it is inside the second).
-  const dry = await srv.admin('POST', '/v1/gc', { dryRun: true, retainRuns: '1s' });
+  // Over the API first (moments after `recent` ended, so it is inside the 5 s).
+  const dry = await srv.admin('POST', '/v1/gc', { dryRun: true, retainRuns: '5s' });
   assert.is(dry.status, 200, dry.text);
   const d = dry.body;
   assert.is(d.runs.count, 2, dry.text);
@@ -159,11 +170,15 @@ test('workers OFFLINE past the limit are removed (not one holding a run); one th
   const a = await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: holding, accept: true, runId: null });
   assert.is(a.body.assignment?.runId, runId, a.text);
   assert.is((await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: holding })).status, 200);
-  // Both go silent: their 1 s leases expire (OFFLINE); the grace of the holder is an hour.
+  // Both go silent: their 5 s leases expire (OFFLINE); the grace of the holder is an hour.
   const status = async (id: string) => (await srv.admin('GET', '/v1/workers')).body.workers.find((w: { id: string }) => w.id === id)?.status;
-  for (let i = 0; i < 100 && ((await status(gone)) !== 'OFFLINE' || (await status(holding)) !== 'OFFLINE'); i++) await sleep(100);
-  assert.is(await status(gone), 'OFFLINE');
-  await sleep(1200);
+  await waitFor(async () => (await status(gone)) === 'OFFLINE' && (await status(holding)) === 'OFFLINE', 'both workers to go OFFLINE', 120_000, 100);
+  // Once `gone` has been OFFLINE for over a second, a dry run lists it.
+  await waitFor(async () => {
+    const dry = await admin(['gc', '--dry-run', '--retain-offline-workers', '1s', '--json']);
+    assert.is(dry.code, 0, dry.err);
+    return (JSON.parse(dry.out).workers.ids as string[]).includes(gone);
+  }, 'a dry run to list the OFFLINE worker', 120_000, 200);
   const r = await admin(['gc', '--retain-offline-workers', '1s', '--json']);
   assert.is(r.code, 0, r.err);
   const rep = JSON.parse(r.out);
@@ -215,7 +230,7 @@ test('gc never removes a state version --state-history keeps; a state file with 
   }
   const stack = (await srv.admin('GET', '/v1/stacks/tf/state')).body.stack;
   const dir = join(srv.dataDir, 'state', stack);
-  for (let i = 0; i < 50 && existsSync(join(dir, '1.age')); i++) await sleep(50);
+  await waitFor(() => !existsSync(join(dir, '1.age')), 'version 1 to be removed (--state-history 2)').catch(() => false);
   assert.not.ok(existsSync(join(dir, '1.age')), '--state-history 2 dropped version 1');
   // A version file whose row is gone (as after a crash mid-removal), two hours old.
   writeFileSync(join(dir, '7.age'), SEALED(10));
@@ -243,12 +258,9 @@ test('the server sweeps on its own with --retain-runs; its data directory shrink
       const wid = await register(own, {});
       const id = await finishedRun(own, wid, ['to be swept\n'], 500);
       assert.ok(statSync(join(own.dataDir, 'workspaces', `${id}.age`)).size > 0);
-      // The first sweep runs a few seconds after start, then every minute: wait for the log line.
-      for (let i = 0; i < 300 && !own.stderr.includes('"msg":"Retention removed old data"'); i++) await sleep(100);
-      if (!own.stderr.includes('"msg":"Retention removed old data"')) {
-        // The run was not 2 s old at the first sweep: the next one is a minute later.
-        for (let i = 0; i < 700 && !own.stderr.includes('"msg":"Retention removed old data"'); i++) await sleep(100);
-      }
+      // The first sweep runs a few seconds after start, then every minute (if
+      // the run was not 2 s old at the first, the next one takes it): wait for the log line.
+      await waitFor(() => own.stderr.includes('"msg":"Retention removed old data"'), 'the server\'s own sweep to remove the run', 180_000, 100);
       assert.match(own.stderr, /"msg":"Retention removed old data".*"runs":1/);
       assert.is((await own.admin('GET', `/v1/runs/${id}`)).status, 404);
       assert.not.ok(existsSync(join(own.dataDir, 'workspaces', `${id}.age`)));

@@ -2,6 +2,12 @@
 // pools, workers, queued runs, logs and workspaces; a second server on the same
 // data directory refuses to start; silent workers go OFFLINE after their lease
 // and their started phase fails as "worker lost" after the grace period.
+//
+// Timing: nothing here relies on a call arriving within a short window. The
+// lease (5 s) only has to outlast the gap between two consecutive calls of one
+// test; the grace period is long (2 min) wherever a test acts on an OFFLINE
+// worker, and short (3 s) only in the tests that wait for it to run out, which
+// check its length from the server's own timestamps instead of a clock here.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
@@ -9,6 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
+import { waitFor } from './helpers/wait.ts';
 
 let srv: TestServer;
 let dir: string;
@@ -16,14 +23,11 @@ let pool: { id: string; cert: ClientCert };
 const SEALED = Buffer.from('age-encryption.org/v1\n-> stand-in\nopaque bytes');
 
 /** Re-checks `fn` until it returns a value (state changes driven by the server's own timers). */
-async function until<T>(what: string, fn: () => Promise<T | undefined>, tries = 200): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`Gave up waiting for ${what}`);
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined>): Promise<T> => waitFor(fn, what, 120_000, 100);
+
+const GRACE_SHORT_MS = 3000;
+/** The short grace period, for the tests that wait for it to run out. */
+const SHORT_GRACE = ['--worker-grace', `${GRACE_SHORT_MS}ms`];
 
 async function register(meta: Record<string, string> = {}): Promise<string> {
   const r = await srv.worker(pool.cert, 'POST', '/v1/worker/register', { workerId: null, metadata: meta, version: '0.1.0', host: {} });
@@ -31,12 +35,18 @@ async function register(meta: Record<string, string> = {}): Promise<string> {
   return r.body.workerId;
 }
 
+/** Milliseconds from the worker's last call to `at`, both as the server recorded them. */
+async function silentFor(workerId: string, at: string): Promise<number> {
+  const w = (await srv.admin('GET', '/v1/workers')).body.workers.find((x: { id: string }) => x.id === workerId);
+  return Date.parse(at) - Date.parse(w.lastSeen);
+}
+
 const workerStatus = async (id: string): Promise<string> =>
   (await srv.admin('GET', '/v1/workers')).body.workers.find((w: { id: string }) => w.id === id)?.status;
 
 test.before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'server-restart-test-'));
-  srv = await startTestServer({ args: ['--worker-lease', '1s', '--worker-grace', '3s'] });
+  srv = await startTestServer({ args: ['--worker-lease', '5s', '--worker-grace', '2m'] });
   const k = opensslCsr(dir, 'durable');
   const r = await srv.admin('POST', '/v1/pools', { name: 'durable', csr: k.csrPem });
   pool = { id: r.body.pool.id, cert: { certPem: tokenCertificate(r.body.token), keyPem: k.keyPem } };
@@ -104,50 +114,14 @@ test('kill -9 and restart: pools, workers, queued runs, logs and workspaces are 
   await srv.restart();
 });
 
-test('a silent worker goes OFFLINE after its lease; its started phase fails as worker lost after the grace period', async () => {
+test('a worker that comes back within the grace period reports normally', async () => {
   const wid = await register();
   await srv.admin('POST', '/v1/stacks', { name: 'lost', pool: pool.id, phases: [{ name: 'apply', script: 'true' }] });
   const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
-  const a = (await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body.assignment;
-  assert.is(a.runId, runId);
-  await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid });
-  // Silence: no poll, no call.
-  await until('OFFLINE', async () => (await workerStatus(wid)) === 'OFFLINE' ? true : undefined);
-  assert.is((await srv.admin('GET', `/v1/runs/${runId}`)).body.run.state, 'RUNNING', 'still within the grace period');
-  const run = await until('FAILED', async () => {
-    const r = (await srv.admin('GET', `/v1/runs/${runId}`)).body.run;
-    return r.state === 'FAILED' ? r : undefined;
-  });
-  assert.is(run.reason, 'worker lost');
-  assert.is(run.phases[0].outcome, 'worker-lost');
-  // The lost worker's late result is refused; the write phase is not re-run.
-  const late = await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/result`, { workerId: wid, outcome: 'succeeded', exitCode: 0, logSeq: 0 });
-  assert.is(late.status, 409);
-  assert.is(late.body.error.code, 'RESULT_CONFLICT');
-  assert.equal((await srv.admin('GET', `/v1/pools/${pool.id}/queue`)).body.runs, []);
-});
-
-test('the grace countdown of an OFFLINE worker survives a kill -9 of the server', async () => {
-  const wid = await register();
-  const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
   await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null });
   await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid });
   await until('OFFLINE', async () => (await workerStatus(wid)) === 'OFFLINE' ? true : undefined);
-  await srv.kill9();
-  await srv.start();
-  const run = await until('FAILED after restart', async () => {
-    const r = (await srv.admin('GET', `/v1/runs/${runId}`)).body.run;
-    return r.state === 'FAILED' ? r : undefined;
-  });
-  assert.is(run.reason, 'worker lost');
-});
-
-test('a worker that comes back within the grace period reports normally', async () => {
-  const wid = await register();
-  const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
-  await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null });
-  await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid });
-  await until('OFFLINE', async () => (await workerStatus(wid)) === 'OFFLINE' ? true : undefined);
+  assert.is((await srv.admin('GET', `/v1/runs/${runId}`)).body.run.state, 'RUNNING', 'an OFFLINE worker\'s run waits out the grace period');
   const res = await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/result`, { workerId: wid, outcome: 'succeeded', exitCode: 0, logSeq: 0 });
   assert.is(res.status, 200, res.text);
   assert.is((await srv.admin('GET', `/v1/runs/${runId}`)).body.run.state, 'FINISHED');
@@ -180,6 +154,48 @@ test('an unacknowledged assignment is sent again when the launcher polls without
   await srv.worker(pool.cert, 'POST', '/v1/worker/deregister', { workerId: wid });
 });
 
+test('the grace countdown of an OFFLINE worker survives a kill -9 of the server', async () => {
+  const wid = await register();
+  const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
+  await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null });
+  assert.is((await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid })).status, 200);
+  // OFFLINE under the long grace period; the server that comes back has the
+  // short one, counted from when the worker went OFFLINE (kept in the database).
+  await until('OFFLINE', async () => (await workerStatus(wid)) === 'OFFLINE' ? true : undefined);
+  assert.is((await srv.admin('GET', `/v1/runs/${runId}`)).body.run.state, 'RUNNING');
+  await srv.kill9();
+  await srv.start(SHORT_GRACE);
+  const run = await until('FAILED after restart', async () => {
+    const r = (await srv.admin('GET', `/v1/runs/${runId}`)).body.run;
+    return r.state === 'FAILED' ? r : undefined;
+  });
+  assert.is(run.reason, 'worker lost');
+  assert.ok(await silentFor(wid, run.endedAt) >= GRACE_SHORT_MS, 'the run failed only after the grace period (server timestamps)');
+});
+
+test('a silent worker goes OFFLINE after its lease; its started phase fails as worker lost after the grace period', async () => {
+  // The server runs with the short grace period since the test before.
+  const wid = await register();
+  const runId = (await srv.admin('POST', '/v1/stacks/lost/runs', {})).body.run.id;
+  const a = (await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId: wid, accept: true, runId: null })).body.assignment;
+  assert.is(a.runId, runId);
+  assert.is((await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/start`, { workerId: wid })).status, 200);
+  // Silence: no poll, no call.
+  await until('OFFLINE', async () => (await workerStatus(wid)) === 'OFFLINE' ? true : undefined);
+  const run = await until('FAILED', async () => {
+    const r = (await srv.admin('GET', `/v1/runs/${runId}`)).body.run;
+    return r.state === 'FAILED' ? r : undefined;
+  });
+  assert.is(run.reason, 'worker lost');
+  assert.ok(await silentFor(wid, run.endedAt) >= GRACE_SHORT_MS, 'the run failed only after the grace period (server timestamps)');
+  assert.is(run.phases[0].outcome, 'worker-lost');
+  // The lost worker's late result is refused; the write phase is not re-run.
+  const late = await srv.worker(pool.cert, 'POST', `/v1/worker/runs/${runId}/phases/0/result`, { workerId: wid, outcome: 'succeeded', exitCode: 0, logSeq: 0 });
+  assert.is(late.status, 409);
+  assert.is(late.body.error.code, 'RESULT_CONFLICT');
+  assert.equal((await srv.admin('GET', `/v1/pools/${pool.id}/queue`)).body.runs, []);
+});
+
 test('--rotate-admin-token (server stopped) replaces the token: the old one is 401, the new one works', async () => {
   const old = srv.adminToken;
   await srv.terminate();
@@ -194,7 +210,7 @@ test('--rotate-admin-token (server stopped) replaces the token: the old one is 4
 test('SIGTERM: held polls are answered, the server exits 0 and leaves no pid file', async () => {
   const wid = await register();
   const held = srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=60', { workerId: wid, accept: true, runId: null });
-  await new Promise((r) => setTimeout(r, 300));
+  await srv.waitHeldPolls(1);
   const code = await srv.terminate();
   const answer = await held;
   assert.is(code, 0);

@@ -85,3 +85,13 @@ export function percentile(sorted: number[], p: number): number {
 export function median(xs: number[]): number {
   return percentile([...xs].sort((a, b) => a - b), 50);
 }
+
+/** Re-checks `check` every 200 ms until it is true; a check that throws (a server not answering yet) counts as not yet. */
+export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try { if (await check()) return; } catch { /* not yet */ }
+    if (Date.now() > until) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

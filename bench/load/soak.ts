@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { Agent } from 'undici';
 import { decodeToken } from '../../lib/token.ts';
 import { registerWorkers, WorkerApi, type Assignment, type Handler, type SimWorker } from './fleet.ts';
-import { freePort, memoryOf, NODE, percentile, ROOT, spawnWithLimit, stop } from './proc.ts';
+import { freePort, memoryOf, NODE, percentile, ROOT, spawnWithLimit, stop, waitFor } from './proc.ts';
 
 export interface SoakOptions {
   launchers: number;
@@ -65,15 +65,6 @@ export interface SoakReport {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    try { if (await check()) return; } catch { /* not yet */ }
-    if (Date.now() > until) throw new Error(`Timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 class AdminClient {
   readonly agent: Agent;

@@ -5,6 +5,7 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { LauncherError } from '../errors.ts';
+import { requestBody } from '../request-body.ts';
 import { SERVER_UNTRUSTED, connectionErrorCode, isTrustFailure } from '../tls-trust.ts';
 
 export interface Connection {
@@ -109,14 +110,8 @@ export class AdminClient {
   async #send(method: Dispatcher.HttpMethod, path: string, opts: RequestOptions): Promise<Dispatcher.ResponseData> {
     const url = buildUrl(this.connection.server, path, opts.query);
     const headers: Record<string, string> = { authorization: `Bearer ${this.connection.token}`, accept: 'application/json' };
-    let body: string | Readable | undefined;
-    if (opts.json !== undefined) {
-      headers['content-type'] = 'application/json';
-      body = JSON.stringify(opts.json);
-    } else if (opts.body !== undefined) {
-      headers['content-type'] = 'application/octet-stream';
-      body = opts.body;
-    }
+    const { body, contentType } = requestBody(opts);
+    if (contentType) headers['content-type'] = contentType;
     let res: Dispatcher.ResponseData;
     try {
       res = await request(url, {

@@ -2,7 +2,7 @@
 // schedule (UTC). Each due slot queues a proposed run; one that plans changes
 // marks the stack as drifted, and with --reconcile queues a tracked run.
 import { ConfigError } from '../errors.ts';
-import type { ScheduleList, ScheduleReply } from '../protocol.ts';
+import type { ScheduleList, ScheduleReply, ScheduleRequest } from '../protocol.ts';
 import { parseCron, CronError } from '../schedule/cron.ts';
 import { seg } from './client.ts';
 import { flag, need, write, type Command } from './command.ts';
@@ -27,7 +27,7 @@ export const schedule: Command = {
         if (e instanceof CronError) throw new ConfigError(`Cannot use --cron "${cron}": ${e.message}`);
         throw e;
       }
-      const answer = await ctx.client().post<ScheduleReply>(`/v1/stacks/${seg(ref)}/schedules`, { cron, reconcile: flag(args, 'reconcile') });
+      const answer = await ctx.client().post<ScheduleReply>(`/v1/stacks/${seg(ref)}/schedules`, { cron, reconcile: flag(args, 'reconcile') } satisfies ScheduleRequest);
       if (ctx.json) return write(ctx.out, json(answer));
       return write(ctx.out, `${answer.schedule.id} (next slot ${answer.schedule.nextSlot ?? 'none'} UTC)\n`);
     }

@@ -2,7 +2,7 @@
 // Secret values are sealed here to the pool's active keys before the request
 // is made: the server stores and forwards only the sealed bytes.
 import { ConfigError } from '../errors.ts';
-import { STACK_KINDS, type StackKind, type StackList, type StackReply, type StackRequest, type StackView, type WebhookReply } from '../protocol.ts';
+import { STACK_KINDS, type StackKind, type StackList, type StackDeleteReply, type StackReply, type StackRequest, type StackView, type WebhookReply } from '../protocol.ts';
 import { seg, type AdminClient } from './client.ts';
 import { keyValues } from '../key-values.ts';
 import { flag, list, need, phases, str, write, type AdminContext, type Args, type Command, type Noun, type OptionSpec } from './command.ts';
@@ -300,7 +300,7 @@ const del: Command = {
   positionals: ['ID'],
   options: { 'purge-state': { type: 'boolean', help: 'also delete every stored state version (cannot be undone)' } },
   async run(ctx, args) {
-    const answer = await ctx.client().call<StackReply & { purgedStateVersions?: number }>('DELETE', `/v1/stacks/${seg(args.positionals[0]!)}`, { query: { purgeState: flag(args, 'purge-state') ? '1' : undefined } });
+    const answer = await ctx.client().call<StackDeleteReply>('DELETE', `/v1/stacks/${seg(args.positionals[0]!)}`, { query: { purgeState: flag(args, 'purge-state') ? '1' : undefined } });
     if (ctx.json) return write(ctx.out, json(answer));
     const id = cell(answer.stack?.id ?? args.positionals[0]);
     const kept = answer.purgedStateVersions !== undefined ? `; ${answer.purgedStateVersions} state version(s) purged`

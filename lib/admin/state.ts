@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
-import type { StackReply, StateList, StateVersionView } from '../protocol.ts';
+import type { StackReply, StateList, StateRollbackRequest, StateVersionReply, StateVersionView } from '../protocol.ts';
 import { fsyncDir } from '../atomic-file.ts';
 import { readStateHead } from '../tool/state.ts';
 import { createSealStream } from '../age/seal.ts';
@@ -92,7 +92,7 @@ export const state: Command = {
       const recipients = recipientsFor(pool.id, activeKeyPems(pool));
       const cur = await ctx.client().get<StateList>(base);
       const sealed = createReadStream(path).pipe(createSealStream(recipients));
-      const answer = await ctx.client().call<{ version: StateVersionView }>('PUT', base, {
+      const answer = await ctx.client().call<StateVersionReply>('PUT', base, {
         query: { base: cur.current === null ? 'none' : String(cur.current), serial: String(h.serial), lineage: h.lineage },
         body: sealed,
       });
@@ -100,7 +100,7 @@ export const state: Command = {
       return write(ctx.out, `State version ${answer.version.version} stored for ${stack.name} (serial ${h.serial}, sealed here to ${recipients.length} pool key(s))\n`);
     }
     const v = versionArg(need(args, 'version', 'the state version to restore', this.usage), 'version')!;
-    const answer = await ctx.client().post<{ version: StateVersionView }>(`${base}/rollback`, { version: v });
+    const answer = await ctx.client().post<StateVersionReply>(`${base}/rollback`, { version: v } satisfies StateRollbackRequest);
     if (ctx.json) return write(ctx.out, json(answer));
     return write(ctx.out, `State version ${answer.version.version} is now current: a copy of version ${v}\n`);
   },

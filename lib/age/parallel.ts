@@ -1,8 +1,8 @@
 // Parallel STREAM for large files. STREAM chunks are independent given their
 // index, so with the file sizes known every chunk's place in both files is
-// known too: each worker thread (worker.ts) reads its own blocks of the input,
-// seals or opens them and writes them in place in the output, with no payload
-// byte passing through this thread. On a 2-core host that spreads the cipher,
+// known too: each thread (worker threads running worker.ts, and this thread
+// for the last share) reads its own blocks of the input, seals or opens them
+// and writes them in place in the output. On a 2-core host that spreads the cipher,
 // the copies and the kernel's read and write work over both cores, where a
 // single-threaded peer (age) does them one after the other.
 //
@@ -15,7 +15,7 @@ import { availableParallelism } from 'node:os';
 import type { FileHandle } from 'node:fs/promises';
 import { CHUNK_SIZE, ENC_CHUNK_SIZE, PayloadOpener } from './stream.ts';
 import { AgeError } from './errors.ts';
-import { ABORTED, AGE_WORKER_ROLE, chunkCount, FIRST_FAILURE, NO_FAILURE, type AgeJob, type AgeReply } from './worker.ts';
+import { ABORTED, AGE_WORKER_ROLE, chunkCount, FIRST_FAILURE, NO_FAILURE, runAgeShare, type AgeJob, type AgeReply } from './worker.ts';
 
 /** Below this the threads' start-up (~tens of ms) costs more than it saves. */
 export const PARALLEL_MIN_BYTES = 16 << 20;
@@ -37,13 +37,21 @@ export function workerCount(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
-/** Starts `count` workers on their shares of the job and resolves when all have stopped. */
+/** Runs `count` shares of the job and resolves with each one's reply when all have stopped. */
 export type RunShares = (job: Omit<AgeJob, 'firstBlock' | 'stride'>, count: number) => Promise<AgeReply[]>;
 
+/**
+ * Shares 0..count-2 go to worker threads; this thread runs the last one
+ * itself, synchronously, once the others have their jobs. The parallel pump
+ * serves `launcher state` alone (lib/age/pump.ts), whose main thread would
+ * otherwise only wait, and every worker thread costs its own isolate: about
+ * 11 MiB of a 1 GiB seal's peak RSS (docs/benchmarks.md, round 3). A worker
+ * that dies is noticed once this thread's share is done.
+ */
 export const runSharesOnThreads: RunShares = async (job, count) => {
-  const workers = Array.from({ length: count }, () => startAgeWorker());
+  const workers = Array.from({ length: count - 1 }, () => startAgeWorker());
   try {
-    return await Promise.all(workers.map((w, k) => new Promise<AgeReply>((resolve) => {
+    const replies = workers.map((w, k) => new Promise<AgeReply>((resolve) => {
       // A worker that dies (out of memory, killed) must not leave us waiting.
       const died = (e: unknown) => {
         Atomics.store(job.state, ABORTED, 1);
@@ -53,7 +61,9 @@ export const runSharesOnThreads: RunShares = async (job, count) => {
       w.once('error', died);
       w.once('exit', (code) => died(new Error(`exited with code ${code}`)));
       w.postMessage({ ...job, firstBlock: k, stride: count } satisfies AgeJob);
-    })));
+    }));
+    const own = runAgeShare({ ...job, firstBlock: count - 1, stride: count });
+    return [...(await Promise.all(replies)), own];
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }

@@ -150,19 +150,20 @@ export function runAgeJob(job: AgeJob): void {
   }
 }
 
+/** Runs one share and says how it went; an error also stops the other shares. */
+export function runAgeShare(job: AgeJob): AgeReply {
+  try {
+    runAgeJob(job);
+    return { ok: true };
+  } catch (e) {
+    Atomics.store(job.state, ABORTED, 1);
+    const err = e as NodeJS.ErrnoException;
+    return { ok: false, message: String(err?.message ?? e), ...(err?.code ? { code: err.code } : {}) };
+  }
+}
+
 function serve(): void {
-  parentPort!.on('message', (job: AgeJob) => {
-    let reply: AgeReply;
-    try {
-      runAgeJob(job);
-      reply = { ok: true };
-    } catch (e) {
-      Atomics.store(job.state, ABORTED, 1);
-      const err = e as NodeJS.ErrnoException;
-      reply = { ok: false, message: String(err?.message ?? e), ...(err?.code ? { code: err.code } : {}) };
-    }
-    parentPort!.postMessage(reply);
-  });
+  parentPort!.on('message', (job: AgeJob) => parentPort!.postMessage(runAgeShare(job)));
 }
 
 if (!isMainThread && (workerData as { role?: string } | null)?.role === AGE_WORKER_ROLE) serve();

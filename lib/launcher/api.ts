@@ -10,6 +10,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { LauncherError } from '../errors.ts';
+import { requestBody } from '../request-body.ts';
 import { SERVER_UNTRUSTED, connectionErrorCode, isTrustFailure } from '../tls-trust.ts';
 import { EXIT_REFUSED } from './exit-codes.ts';
 import type { CommitReport, LogAck, PhaseReport, StateAck, PhaseStatus, PollReply, PollRequest, RegisterRequest, Registration } from '../protocol.ts';
@@ -98,14 +99,8 @@ export class WorkerApi {
 
   async #call(what: string, method: Dispatcher.HttpMethod, path: string, opts: CallOptions = {}): Promise<Dispatcher.ResponseData> {
     const headers: Record<string, string> = {};
-    let body: string | Uint8Array | Readable | undefined;
-    if (opts.json !== undefined) {
-      headers['content-type'] = 'application/json';
-      body = JSON.stringify(opts.json);
-    } else if (opts.body !== undefined) {
-      headers['content-type'] = 'application/octet-stream';
-      body = opts.body;
-    }
+    const { body, contentType } = requestBody(opts);
+    if (contentType) headers['content-type'] = contentType;
     const signals = [opts.signal, opts.timeoutMs ? AbortSignal.timeout(opts.timeoutMs) : undefined].filter((s): s is AbortSignal => s !== undefined);
     let res: Dispatcher.ResponseData;
     try {

@@ -10,7 +10,7 @@ import { bool, str, stringMap } from './fields.ts';
 import { Refusal, badField } from './refusal.ts';
 import {
   WORKER_STATUSES, type KeyReply, type KeyTokenReply, type PhaseSpec, type PoolList, type PoolReply, type PoolTokenReply, type PoolView,
-  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionView, type ScheduleList, type ScheduleReply, type WebhookReply, type WorkerList, type WorkerView,
+  type RunAction, type RunList, type RunReply, type RunState, type RunView, type StackList, type StackReply, type StackView, type StateList, type StateVersionReply, type StackDeleteReply, type ScheduleList, type ScheduleReply, type WebhookReply, type WorkerList, type WorkerView,
 } from '../protocol.ts';
 import { adminTransition, initialState, prioritizedKey, workerStatus } from './scheduler.ts';
 import { iso, newId, normSerial } from './ids.ts';
@@ -399,7 +399,7 @@ export class AdminOps {
     return stackJson(st, { stateVersion: cur?.version ?? null, stateHolder: holder?.id ?? null });
   }
 
-  async deleteStack(idOrName: string, purgeState: boolean): Promise<StackReply & { purgedStateVersions?: number }> {
+  async deleteStack(idOrName: string, purgeState: boolean): Promise<StackDeleteReply> {
     const st = this.stack(idOrName);
     const active = this.store.runs.activeCount('stack', st.id);
     if (active > 0) throw new Refusal('conflict', 'STACK_BUSY', `Stack ${st.id} has ${active} active run(s): cancel or finish them first`);
@@ -437,7 +437,7 @@ export class AdminOps {
     };
   }
 
-  async statePush(idOrName: string, body: Readable, declared: number, q: URLSearchParams): Promise<{ version: StateVersionView }> {
+  async statePush(idOrName: string, body: Readable, declared: number, q: URLSearchParams): Promise<StateVersionReply> {
     const st = this.stateStack(idOrName);
     const w = stateWriteQuery(q, null, 'push');
     this.notHeld(st, 'push')();
@@ -446,7 +446,7 @@ export class AdminOps {
     return { version: stateVersionJson(row) };
   }
 
-  async stateRollback(idOrName: string, body: Record<string, unknown>): Promise<{ version: StateVersionView }> {
+  async stateRollback(idOrName: string, body: Record<string, unknown>): Promise<StateVersionReply> {
     const st = this.stateStack(idOrName);
     const v = body.version;
     if (!Number.isInteger(v) || (v as number) < 1) throw badField('version', 'the state version to restore (an integer from 1; see GET /v1/stacks/{id}/state)');

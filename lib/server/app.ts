@@ -38,6 +38,7 @@ import { setBaseHeaders } from '../console/headers.ts';
 import { SignInThrottle } from '../console/throttle.ts';
 import { checkCsrf, handleConsole, isConsolePath, sessionOf, type ConsoleDeps } from '../console/serve.ts';
 import { Sessions } from '../console/session.ts';
+import type { AuditList } from '../protocol.ts';
 
 export interface ServerOptions {
   dataDir: string;
@@ -159,7 +160,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   adminRouter.add('GET', '/v1/audit', async (ctx) => {
     const limit = ctx.query.get('limit') === null ? 100 : Number(ctx.query.get('limit'));
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw badField('limit', 'an integer from 1 to 10000');
-    sendJson(ctx.res, 200, { entries: await auditTail(paths.audit, limit) });
+    sendJson(ctx.res, 200, { entries: await auditTail(paths.audit, limit) } satisfies AuditList);
   });
   addBackupRoutes(adminRouter, { db, paths, blobs, log: o.log, metrics });
   const collector = new Collector({

@@ -17,7 +17,7 @@ export function newestSourceMtime(): number {
     if (st.isDirectory()) for (const n of readdirSync(p)) visit(join(p, n));
     else if (/\.(ts|mjs|cjs|json|sh|css)$/.test(p)) newest = Math.max(newest, st.mtimeMs);
   };
-  for (const p of ['launcher.ts', 'lib', 'build.mjs', 'scripts/build-sea.mjs', 'scripts/build-checks.mjs', 'scripts/undici-slim.cjs', 'scripts/install.sh', 'package.json', 'package-lock.json']) {
+  for (const p of ['launcher.ts', 'lib', 'build.mjs', 'scripts/build-sea.mjs', 'scripts/build-checks.mjs', 'scripts/commands-chunk.mjs', 'scripts/undici-slim.cjs', 'scripts/install.sh', 'package.json', 'package-lock.json']) {
     if (existsSync(join(root, p))) visit(join(root, p));
   }
   return newest;

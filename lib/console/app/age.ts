@@ -135,7 +135,7 @@ export async function startSeal(publicKeyPems: string[]): Promise<{ head: Uint8A
   let header = 'age-encryption.org/v1\n';
   for (const pem of publicKeyPems) {
     const key = await subtle().importKey('spki', ab(pemBody(pem)), { name: 'RSA-OAEP', hash: 'SHA-256' }, true, ['encrypt']);
-    const bits = (key.algorithm as unknown as { modulusLength: number }).modulusLength;
+    const bits = (key.algorithm as CryptoKey['algorithm'] & { modulusLength: number }).modulusLength;
     if (bits < 2048) throw new Error(`Cannot seal to a ${bits}-bit RSA key: at least 2048 bits are required`);
     const body = new Uint8Array(await subtle().encrypt({ name: 'RSA-OAEP', label: LABEL }, key, fileKey));
     header += `-> ssh-rsa ${await sshTag(key)}\n` + wrapLines(b64raw(body));

@@ -1,7 +1,9 @@
 // The admin API from the browser: the same endpoints `launcher admin` calls,
 // authenticated by the session cookie, with the session's CSRF token on
 // everything that changes something. Errors keep the server's stable code.
-import type { ConsoleSession } from '../../protocol.ts';
+// Replies are typed with the wire types of lib/protocol.ts, imported as types
+// only, so nothing of the server ends up in the page's bundle.
+import type { ConsoleSession, ErrorBody } from '../../protocol.ts';
 
 export class ApiError extends Error {
   readonly code: string;
@@ -26,25 +28,24 @@ export function setSession(s: ConsoleSession): void {
 export const maxWorkspaceBytes = (): number | undefined => maxWorkspace;
 export function whenSignedOut(fn: () => void): void { onSignedOut = fn; }
 
-export type Obj = Record<string, any>;
-
 async function send<T>(method: string, path: string, body: BodyInit | undefined, contentType: string | undefined): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (method !== 'GET') headers['x-csrf-token'] = csrf;
   if (contentType !== undefined) headers['content-type'] = contentType;
   const res = await fetch(path, { method, headers, body, credentials: 'same-origin', cache: 'no-store' });
   const text = await res.text();
-  let data: any = null;
+  let data: unknown = null;
   try { data = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
   if (!res.ok) {
-    const err = data?.error;
+    const err = (data as Partial<ErrorBody> | null)?.error;
     if (res.status === 401) onSignedOut();
     throw new ApiError(err?.code ?? `HTTP_${res.status}`, err?.message ?? `The server answered ${res.status}`, res.status);
   }
+  // The server's answer for this path: the caller names its protocol type.
   return data as T;
 }
 
-export function api<T = Obj>(method: string, path: string, body?: unknown): Promise<T> {
+export function api<T>(method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<T> {
   return body === undefined ? send<T>(method, path, undefined, undefined) : send<T>(method, path, JSON.stringify(body), 'application/json');
 }
 
@@ -53,8 +54,8 @@ export function postBytes<T>(path: string, body: Blob): Promise<T> {
   return send<T>('POST', path, body, 'application/octet-stream');
 }
 
-export const get = <T = Obj>(path: string): Promise<T> => api<T>('GET', path);
-export const post = <T = Obj>(path: string, body: unknown = {}): Promise<T> => api<T>('POST', path, body);
+export const get = <T>(path: string): Promise<T> => api<T>('GET', path);
+export const post = <T>(path: string, body: unknown = {}): Promise<T> => api<T>('POST', path, body);
 
 /** `?k=v&…` from the defined, non-empty values. */
 export function qs(q: Record<string, string | undefined | null>): string {

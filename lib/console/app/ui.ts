@@ -53,7 +53,7 @@ export function takeFlash(): string { const m = flash; flash = ''; return m; }
 export interface Loaded<T> { data: T | undefined; error: ApiError | Error | undefined; reload: () => void }
 
 /** Loads `path` (and again every `everyMs`, while the page is visible). */
-export function useGet<T = any>(path: string | null, everyMs = 0): Loaded<T> {
+export function useGet<T>(path: string | null, everyMs = 0): Loaded<T> {
   const [data, setData] = useState<T | undefined>(undefined);
   const [error, setError] = useState<Error | undefined>(undefined);
   const seq = useRef(0);

@@ -13,6 +13,15 @@ export interface PoolCountsRow { workers: number; busy: number; pending: number 
 
 const CACHE_LIMIT = 10_000;
 
+/** `map`'s entry for `key`, loaded and kept on first use; a map past CACHE_LIMIT starts afresh. A miss (undefined) is kept too. */
+function cached<K, V>(map: Map<K, V>, key: K, load: () => V): V {
+  if (map.has(key)) return map.get(key) as V;
+  const v = load();
+  if (map.size > CACHE_LIMIT) map.clear();
+  map.set(key, v);
+  return v;
+}
+
 export class PoolStore {
   private readonly q: Queries;
   private byId = new Map<string, PoolRow | undefined>();
@@ -31,11 +40,7 @@ export class PoolStore {
   }
   /** A pool by id, deleted or not (cached). */
   any(id: string): PoolRow | undefined {
-    if (this.byId.has(id)) return this.byId.get(id);
-    const row = this.q.get<PoolRow>('SELECT * FROM pools WHERE id = ?', [id]);
-    if (this.byId.size > CACHE_LIMIT) this.byId.clear();
-    this.byId.set(id, row);
-    return row;
+    return cached(this.byId, id, () => this.q.get<PoolRow>('SELECT * FROM pools WHERE id = ?', [id]));
   }
   /** Pools not deleted, by name (metrics label them so). */
   names(): { id: string; name: string }[] { return this.q.all('SELECT id, name FROM pools WHERE deleted_at IS NULL ORDER BY name'); }
@@ -70,20 +75,10 @@ export class PoolStore {
   key(poolId: string, id: string): KeyRow | undefined { return this.q.get<KeyRow>('SELECT * FROM pool_keys WHERE pool_id = ? AND id = ?', [poolId, id]); }
   /** Public keys of a pool's active keys (what new sealed state is sealed to), cached. */
   recipients(poolId: string): string[] {
-    let r = this.recipientsOf.get(poolId);
-    if (!r) {
-      r = this.activeKeys(poolId).map((k) => k.public_key_pem);
-      if (this.recipientsOf.size > CACHE_LIMIT) this.recipientsOf.clear();
-      this.recipientsOf.set(poolId, r);
-    }
-    return r;
+    return cached(this.recipientsOf, poolId, () => this.activeKeys(poolId).map((k) => k.public_key_pem));
   }
   keyBySerial(serial: string): KeyRow | undefined {
-    if (this.bySerial.has(serial)) return this.bySerial.get(serial);
-    const row = this.q.get<KeyRow>('SELECT * FROM pool_keys WHERE serial = ?', [serial]);
-    if (this.bySerial.size > CACHE_LIMIT) this.bySerial.clear();
-    this.bySerial.set(serial, row);
-    return row;
+    return cached(this.bySerial, serial, () => this.q.get<KeyRow>('SELECT * FROM pool_keys WHERE serial = ?', [serial]));
   }
   insertKey(k: KeyRow): void {
     this.forget();

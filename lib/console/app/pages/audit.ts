@@ -1,12 +1,12 @@
 // The audit log: every change made through the admin API (CLI or console),
 // newest first, as the server wrote it to DATA/audit.log.
-import { type Obj } from '../api.ts';
+import type { AuditList } from '../../../protocol.ts';
 import { ErrorNote, Loading, Page, Time, html, useGet } from '../ui.ts';
 
 const KNOWN = new Set(['time', 'action', 'status', 'remote']);
 
 export function AuditPage() {
-  const audit = useGet<{ entries: Obj[] }>('/v1/audit?limit=500', 5000);
+  const audit = useGet<AuditList>('/v1/audit?limit=500', 5000);
   return html`<${Page} title="Audit log">
     <${ErrorNote} error=${audit.error} />
     ${!audit.data ? html`<${Loading} what="the audit log" />` : audit.data.entries.length === 0 ? html`<p class="muted">Nothing changed yet.</p>` : html`<div class="table-wrap"><table>

@@ -1,7 +1,8 @@
 // Worker pools: the list, the creation form (CSR pasted or chosen as a file →
 // the token, shown once), and one pool's page with its keys, workers and queue.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { type Obj, enc, get, post, api } from '../api.ts';
+import type { CreatePoolRequest, CsrRequest, KeyReply, KeyTokenReply, KeyView, PoolList, PoolReply, PoolTokenReply, PoolView, UpdatePoolRequest, WorkerList, WorkerStatus } from '../../../protocol.ts';
+import { enc, get, post, api } from '../api.ts';
 import { Badge, Code, Copy, ErrorNote, Loading, Page, Time, download, html, navigate, readFileText, useAction, useGet } from '../ui.ts';
 import { QueueTable } from './runs.ts';
 import { WorkersTable } from './workers.ts';
@@ -13,11 +14,11 @@ export function launcherCommand(token: string): string {
 }
 
 export function PoolsPage() {
-  const pools = useGet<{ pools: Obj[] }>('/v1/pools', 3000);
-  const workers = useGet<{ workers: Obj[] }>('/v1/workers', 3000);
+  const pools = useGet<PoolList>('/v1/pools', 3000);
+  const workers = useGet<WorkerList>('/v1/workers', 3000);
   const counts = (pool: string): string => {
-    const c: Record<string, number> = { IDLE: 0, BUSY: 0, DRAINED: 0, OFFLINE: 0 };
-    for (const w of workers.data?.workers ?? []) if (w.pool === pool) c[w.status] = (c[w.status] ?? 0) + 1;
+    const c: Record<WorkerStatus, number> = { IDLE: 0, BUSY: 0, DRAINED: 0, OFFLINE: 0 };
+    for (const w of workers.data?.workers ?? []) if (w.pool === pool) c[w.status]++;
     return `${c.IDLE} idle · ${c.BUSY} busy · ${c.DRAINED} drained · ${c.OFFLINE} offline`;
   };
   return html`<${Page} title="Worker pools" actions=${html`<a class="button" href="/pools/new">New worker pool</a>`}>
@@ -30,7 +31,7 @@ export function PoolsPage() {
         <tbody>${pools.data.pools.map((p) => html`<tr>
           <td><a href=${`/pools/${enc(p.id)}`}>${p.name}</a>${p.description ? html`<div class="muted small">${p.description}</div>` : null}</td>
           <td><a href=${`/workers?pool=${enc(p.id)}`}>${workers.data ? counts(p.id) : `${p.workers} (${p.busy} busy)`}</a></td><td>${p.pending}</td>
-          <td>${(p.keys as Obj[]).filter((k) => k.state === 'active').length}</td>
+          <td>${p.keys.filter((k) => k.state === 'active').length}</td>
           <td><${Time} iso=${p.createdAt} /></td></tr>`)}</tbody></table></div>`}
   </${Page}>`;
 }
@@ -68,11 +69,11 @@ export function NewPoolPage() {
   const [name, setName] = useState('');
   const [description, setDescription] = useState('');
   const [csr, setCsr] = useState('');
-  const [created, setCreated] = useState<Obj | undefined>(undefined);
+  const [created, setCreated] = useState<PoolTokenReply | undefined>(undefined);
   const act = useAction();
   const submit = async (e: Event): Promise<void> => {
     e.preventDefault();
-    await act.run(async () => setCreated(await post('/v1/pools', { name: name.trim(), csr, ...(description.trim() ? { description: description.trim() } : {}) })));
+    await act.run(async () => setCreated(await post<PoolTokenReply>('/v1/pools', { name: name.trim(), csr, ...(description.trim() ? { description: description.trim() } : {}) } satisfies CreatePoolRequest)));
   };
   if (created) {
     return html`<${Page} title=${`Worker pool ${created.pool.name} created`}>
@@ -100,7 +101,7 @@ export function NewPoolPage() {
   </${Page}>`;
 }
 
-function CsrAction({ pool, label, path, what, confirmText }: { pool: Obj; label: string; path: string; what: string; confirmText?: string }) {
+function CsrAction({ pool, label, path, what, confirmText }: { pool: PoolView; label: string; path: string; what: string; confirmText?: string }) {
   const [open, setOpen] = useState(false);
   const [csr, setCsr] = useState('');
   const [token, setToken] = useState('');
@@ -111,7 +112,7 @@ function CsrAction({ pool, label, path, what, confirmText }: { pool: Obj; label:
   const submit = async (e: Event): Promise<void> => {
     e.preventDefault();
     if (confirmText && !confirm(confirmText)) return;
-    await act.run(async () => setToken((await post<{ token: string }>(path, { csr })).token));
+    await act.run(async () => setToken((await post<PoolTokenReply | KeyTokenReply>(path, { csr } satisfies CsrRequest)).token));
   };
   const id = `csr-${slug}`;
   return html`<form class="form panel" onSubmit=${submit} aria-label=${label}>
@@ -124,7 +125,7 @@ function CsrAction({ pool, label, path, what, confirmText }: { pool: Obj; label:
 }
 
 /** The pool's description, edited in place (PATCH /v1/pools/{id}, as `launcher admin pool update`). */
-function Description({ pool, onSaved }: { pool: Obj; onSaved: () => void }) {
+function Description({ pool, onSaved }: { pool: PoolView; onSaved: () => void }) {
   const [editing, setEditing] = useState(false);
   const [text, setText] = useState('');
   const [saved, setSaved] = useState(false);
@@ -138,10 +139,10 @@ function Description({ pool, onSaved }: { pool: Obj; onSaved: () => void }) {
     else if (wasEditing.current) opener.current?.focus();
     wasEditing.current = editing;
   }, [editing]);
-  const open = (): void => { setText(pool.description ?? ''); setSaved(false); act.clear(); setEditing(true); };
+  const open = (): void => { setText(pool.description); setSaved(false); act.clear(); setEditing(true); };
   const submit = async (e: Event): Promise<void> => {
     e.preventDefault();
-    const ok = await act.run(() => api('PATCH', `/v1/pools/${enc(pool.id)}`, { description: text.trim() }));
+    const ok = await act.run(() => api<PoolReply>('PATCH', `/v1/pools/${enc(pool.id)}`, { description: text.trim() } satisfies UpdatePoolRequest));
     if (ok) { onSaved(); setSaved(true); setEditing(false); }
   };
   if (!editing) {
@@ -164,17 +165,17 @@ function Description({ pool, onSaved }: { pool: Obj; onSaved: () => void }) {
 }
 
 export function PoolPage({ id }: { id: string }) {
-  const pool = useGet<{ pool: Obj }>(`/v1/pools/${enc(id)}`, 3000);
+  const pool = useGet<PoolReply>(`/v1/pools/${enc(id)}`, 3000);
   const act = useAction();
   const p = pool.data?.pool;
   if (!p) return html`<${Page} title="Worker pool"><${ErrorNote} error=${pool.error} />${pool.error ? null : html`<${Loading} what="the pool" />`}</${Page}>`;
   const base = `/v1/pools/${enc(p.id)}`;
   const cycle = () => confirm(`Cycle ${p.name}? Every worker now registered finishes its current run and exits; its supervisor starts a fresh launcher.`) &&
-    act.run(async () => { await post(`${base}/cycle`); pool.reload(); });
+    act.run(async () => { await post<PoolReply>(`${base}/cycle`); pool.reload(); });
   const del = () => confirm(`Delete the worker pool ${p.name}? Its certificates stop working and its stacks are detached.`) &&
-    act.run(async () => { await api('DELETE', base); navigate('/pools'); });
-  const retire = (k: Obj) => confirm(`Retire key ${k.id}? Launchers using its certificate are refused from now on.`) &&
-    act.run(async () => { await post(`${base}/keys/${enc(k.id)}/retire`); pool.reload(); });
+    act.run(async () => { await api<PoolReply>('DELETE', base); navigate('/pools'); });
+  const retire = (k: KeyView) => confirm(`Retire key ${k.id}? Launchers using its certificate are refused from now on.`) &&
+    act.run(async () => { await post<KeyReply>(`${base}/keys/${enc(k.id)}/retire`); pool.reload(); });
   return html`<${Page} title=${`Worker pool ${p.name}`} actions=${html`
       <a class="button secondary" href=${`/runs?pool=${enc(p.id)}`}>Runs</a>
       <button type="button" class="secondary" onClick=${cycle}>Cycle workers</button>
@@ -192,9 +193,9 @@ export function PoolPage({ id }: { id: string }) {
     <div class="table-wrap"><table>
       <caption class="sr-only">Keys of ${p.name}</caption>
       <thead><tr><th scope="col">Key</th><th scope="col">State</th><th scope="col">Certificate serial</th><th scope="col">Valid until</th><th scope="col">Created</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
-      <tbody>${(p.keys as Obj[]).map((k) => html`<tr>
-        <td><code>${k.id}</code></td><td><${Badge} state=${k.state} /></td><td><code>${String(k.serial).slice(0, 16)}…</code></td>
-        <td>${String(k.notAfter).slice(0, 10)}</td><td><${Time} iso=${k.createdAt} /></td>
+      <tbody>${p.keys.map((k) => html`<tr>
+        <td><code>${k.id}</code></td><td><${Badge} state=${k.state} /></td><td><code>${k.serial.slice(0, 16)}…</code></td>
+        <td>${k.notAfter.slice(0, 10)}</td><td><${Time} iso=${k.createdAt} /></td>
         <td>${k.state === 'active' ? html`<button type="button" class="secondary small" onClick=${() => retire(k)} aria-label=${`Retire key ${k.id}`}>Retire</button>` : null}</td>
       </tr>`)}</tbody></table></div>
     <div class="actions wrap">
@@ -210,7 +211,7 @@ export function PoolPage({ id }: { id: string }) {
 }
 
 export async function poolKeys(poolId: string): Promise<string[]> {
-  const { pool } = await get<{ pool: Obj }>(`/v1/pools/${enc(poolId)}`);
-  return (pool.keys as Obj[]).filter((k) => k.state === 'active').map((k) => String(k.publicKeyPem));
+  const { pool } = await get<PoolReply>(`/v1/pools/${enc(poolId)}`);
+  return pool.keys.filter((k) => k.state === 'active').map((k) => k.publicKeyPem);
 }
 

@@ -2,23 +2,20 @@
 // page: state timeline, live log over server-sent events, and the actions
 // that fit the run's state (confirm, discard, cancel, prioritise).
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { type Obj, enc, post, qs } from '../api.ts';
-import type { RunLogEvent } from '../../../protocol.ts';
+import { enc, post, qs } from '../api.ts';
+import { RUN_STATES, isTerminal, type PoolList, type PoolView, type RunList, type RunLogEvent, type RunReply, type RunView, type StackList } from '../../../protocol.ts';
 import { LogLines } from '../logstore.ts';
 import { LogView } from '../logview.ts';
 import { Badge, ErrorNote, Loading, Page, Time, html, navigate, takeFlash, useAction, useGet, useLocation } from '../ui.ts';
 import { Changes } from './tool.ts';
 import { CommitFacts } from './source.ts';
 
-export const RUN_STATES = ['QUEUED', 'RUNNING', 'UNCONFIRMED', 'FINISHED', 'FAILED', 'CANCELED', 'DISCARDED'];
-const ENDED = new Set(['FINISHED', 'FAILED', 'CANCELED', 'DISCARDED']);
-
-function phaseLabel(r: Obj): string {
-  const ph = (r.phases as Obj[])[r.phase];
+function phaseLabel(r: RunView): string {
+  const ph = r.phases[r.phase];
   return ph ? `${ph.name} (${r.phase + 1}/${r.phaseCount})` : `${r.phase + 1}/${r.phaseCount}`;
 }
 
-export function RunsTable({ runs, showStack = true }: { runs: Obj[]; showStack?: boolean }) {
+export function RunsTable({ runs, showStack = true }: { runs: RunView[]; showStack?: boolean }) {
   if (runs.length === 0) return html`<p class="muted">No runs.</p>`;
   return html`<div class="table-wrap"><table>
     <caption class="sr-only">Runs</caption>
@@ -27,7 +24,7 @@ export function RunsTable({ runs, showStack = true }: { runs: Obj[]; showStack?:
       <td><a href=${`/runs/${enc(r.id)}`}><code>${r.id}</code></a></td>
       ${showStack ? html`<td><a href=${`/stacks/${enc(r.stack)}`}>${r.stackName}</a></td>` : null}
       <td>${r.proposed ? 'proposed' : 'tracked'}</td>
-      <td><${Badge} state=${r.status ?? r.state} />${r.drifted ? html` <${Badge} state="DRIFTED" />` : null}</td>
+      <td><${Badge} state=${r.status} />${r.drifted ? html` <${Badge} state="DRIFTED" />` : null}</td>
       <td>${phaseLabel(r)}</td>
       <td><${Time} iso=${r.createdAt} /></td>
       <td><${Time} iso=${r.endedAt} /></td>
@@ -35,7 +32,7 @@ export function RunsTable({ runs, showStack = true }: { runs: Obj[]; showStack?:
 }
 
 export function QueueTable({ pool }: { pool: string }) {
-  const queue = useGet<{ runs: Obj[] }>(`/v1/pools/${enc(pool)}/queue`, 2000);
+  const queue = useGet<RunList>(`/v1/pools/${enc(pool)}/queue`, 2000);
   const act = useAction();
   if (!queue.data) return html`<${ErrorNote} error=${queue.error} />${queue.error ? null : html`<${Loading} what="the queue" />`}`;
   if (queue.data.runs.length === 0) return html`<p class="muted">Nothing waiting.</p>`;
@@ -46,16 +43,16 @@ export function QueueTable({ pool }: { pool: string }) {
       <td>${i + 1}</td><td><a href=${`/runs/${enc(r.id)}`}><code>${r.id}</code></a></td><td>${r.stackName}</td>
       <td><${Badge} state=${r.state} /></td><td><${Time} iso=${r.createdAt} /></td>
       <td><button type="button" class="secondary small" disabled=${act.busy} aria-label=${`Prioritise ${r.id}`}
-        onClick=${() => act.run(async () => { await post(`/v1/runs/${enc(r.id)}/prioritize`); queue.reload(); })}>Prioritise</button></td>
+        onClick=${() => act.run(async () => { await post<RunReply>(`/v1/runs/${enc(r.id)}/prioritize`); queue.reload(); })}>Prioritise</button></td>
     </tr>`)}</tbody></table></div>`;
 }
 
 export function RunsPage() {
   const loc = useLocation();
   const f = { stack: loc.searchParams.get('stack') ?? '', pool: loc.searchParams.get('pool') ?? '', state: loc.searchParams.get('state') ?? '' };
-  const runs = useGet<{ runs: Obj[] }>(`/v1/runs${qs({ ...f, limit: '200' })}`, 2000);
-  const stacks = useGet<{ stacks: Obj[] }>('/v1/stacks');
-  const pools = useGet<{ pools: Obj[] }>('/v1/pools');
+  const runs = useGet<RunList>(`/v1/runs${qs({ ...f, limit: '200' })}`, 2000);
+  const stacks = useGet<StackList>('/v1/stacks');
+  const pools = useGet<PoolList>('/v1/pools');
   const apply = (over: Record<string, string>) => navigate(`/runs${qs({ ...f, ...over })}`, true);
   const select = (id: string, label: string, key: 'stack' | 'pool' | 'state', options: [string, string][]) => html`
     <div class="field"><label for=${id}>${label}</label>
@@ -73,15 +70,15 @@ export function RunsPage() {
   </${Page}>`;
 }
 
-function Timeline({ run }: { run: Obj }) {
+function Timeline({ run }: { run: RunView }) {
   const items: { at: string | null; text: string; state?: string }[] = [{ at: run.createdAt, text: `Triggered (${run.proposed ? 'proposed' : 'tracked'})` }];
-  for (const ph of run.phases as Obj[]) {
+  for (const ph of run.phases) {
     const name = `${ph.name}`;
     if (ph.confirm && (ph.assignedAt || run.phase > ph.index || (run.phase === ph.index && run.state !== 'UNCONFIRMED'))) items.push({ at: null, text: `${name}: confirmed` });
     if (ph.confirm && run.phase === ph.index && run.state === 'UNCONFIRMED') items.push({ at: null, text: `${name}: waiting for confirmation`, state: 'UNCONFIRMED' });
     if (ph.assignedAt) items.push({ at: ph.assignedAt, text: `${name}: assigned to ${ph.worker ?? 'a worker'}` });
     if (ph.startedAt) items.push({ at: ph.startedAt, text: `${name}: started` });
-    if (ph.endedAt) items.push({ at: ph.endedAt, text: `${name}: ${ph.state}${ph.exitCode !== null && ph.exitCode !== undefined ? ` (exit ${ph.exitCode})` : ''}${ph.error ? `: ${ph.error}` : ''}`, state: ph.state });
+    if (ph.endedAt) items.push({ at: ph.endedAt, text: `${name}: ${ph.state}${ph.exitCode !== null ? ` (exit ${ph.exitCode})` : ''}${ph.error ? `: ${ph.error}` : ''}`, state: ph.state });
   }
   if (run.endedAt) items.push({ at: run.endedAt, text: `${run.state}${run.reason ? `: ${run.reason}` : ''}`, state: run.state });
   return html`<ol class="timeline" aria-label="State timeline">${items.map((it) => html`<li class=${it.state ? `t-${it.state.toLowerCase()}` : ''}>
@@ -89,7 +86,7 @@ function Timeline({ run }: { run: Obj }) {
 }
 
 /** The run's pool by name, or a plain note when it has been deleted since. */
-function RunPool({ id, pools }: { id: string; pools: Obj[] | undefined }) {
+function RunPool({ id, pools }: { id: string; pools: PoolView[] | undefined }) {
   if (!pools) return html`<code>${id}</code>`;
   const p = pools.find((x) => x.id === id);
   if (!p) return html`<code>${id}</code> <span class="muted" role="note">(this worker pool has been deleted; the run and its log are kept)</span>`;
@@ -97,12 +94,12 @@ function RunPool({ id, pools }: { id: string; pools: Obj[] | undefined }) {
 }
 
 export function RunPage({ id }: { id: string }) {
-  const [run, setRun] = useState<Obj | undefined>(undefined);
+  const [run, setRun] = useState<RunView | undefined>(undefined);
   const [version, setVersion] = useState(0);
   const [streamError, setStreamError] = useState<Error | undefined>(undefined);
   const [ended, setEnded] = useState(false);
   const store = useRef(new LogLines());
-  const runRef = useRef<Obj | undefined>(undefined);
+  const runRef = useRef<RunView | undefined>(undefined);
   const [note] = useState(takeFlash);
   const act = useAction();
 
@@ -116,10 +113,11 @@ export function RunPage({ id }: { id: string }) {
       if (frame) return;
       frame = requestAnimationFrame(() => { frame = 0; setVersion(store.current.version); });
     };
-    es.addEventListener('run', (e) => { const r = JSON.parse((e as MessageEvent).data); runRef.current = r; setRun(r); setStreamError(undefined); });
+    // The event stream's data: `event: run` is a RunView, `event: log` a RunLogEvent.
+    es.addEventListener('run', (e) => { const r = JSON.parse((e as MessageEvent).data) as RunView; runRef.current = r; setRun(r); setStreamError(undefined); });
     es.addEventListener('log', (e) => {
       const d = JSON.parse((e as MessageEvent).data) as RunLogEvent;
-      const name = (runRef.current?.phases as Obj[] | undefined)?.[d.phase]?.name ?? `phase ${d.phase}`;
+      const name = runRef.current?.phases[d.phase]?.name ?? `phase ${d.phase}`;
       store.current.append(d.phase, name, d.text);
       paint();
     });
@@ -132,18 +130,18 @@ export function RunPage({ id }: { id: string }) {
 
   // The list, not GET /v1/pools/{id}: a run outlives its pool, and asking for a
   // deleted pool would be a 404 in the browser's console.
-  const pools = useGet<{ pools: Obj[] }>(run ? '/v1/pools' : null);
+  const pools = useGet<PoolList>(run ? '/v1/pools' : null);
   if (!run) return html`<${Page} title=${`Run ${id}`}><${ErrorNote} error=${streamError} /><${Loading} what="the run" /></${Page}>`;
   const base = `/v1/runs/${enc(run.id)}`;
   const action = (name: string, path: string, question?: string) => html`<button type="button" class=${name === 'Confirm' ? '' : 'secondary'} disabled=${act.busy}
-    onClick=${() => (!question || confirm(question)) && act.run(() => post(`${base}/${path}`))}>${name}</button>`;
+    onClick=${() => (!question || confirm(question)) && act.run(() => post<RunReply>(`${base}/${path}`))}>${name}</button>`;
   const actions = [
     run.state === 'UNCONFIRMED' ? action('Confirm', 'confirm') : null,
     run.state === 'UNCONFIRMED' ? action('Discard', 'discard', 'Discard this run? Its remaining phases will not run.') : null,
-    !ENDED.has(run.state) && !run.cancelRequested ? action('Cancel', 'cancel', 'Cancel this run?') : null,
+    !isTerminal(run.state) && !run.cancelRequested ? action('Cancel', 'cancel', 'Cancel this run?') : null,
     run.state === 'QUEUED' || run.state === 'UNCONFIRMED' ? action('Prioritise', 'prioritize') : null,
   ];
-  return html`<${Page} title=${html`Run <code>${run.id}</code> <${Badge} state=${run.status ?? run.state} />`} actions=${actions}>
+  return html`<${Page} title=${html`Run <code>${run.id}</code> <${Badge} state=${run.status} />`} actions=${actions}>
     ${note ? html`<p class="ok" role="status">${note}</p>` : null}
     <${ErrorNote} error=${act.error} />
     <${ErrorNote} error=${streamError} />
@@ -156,7 +154,7 @@ export function RunPage({ id }: { id: string }) {
       <${CommitFacts} commit=${run.commit} />
       ${run.trigger && run.trigger !== 'manual' ? html`<dt>Triggered by</dt><dd>${run.trigger}</dd>` : null}
       ${run.drifted ? html`<dt>Drift</dt><dd><${Badge} state="DRIFTED" /> the plan found changes</dd>` : null}
-      ${run.cancelRequested && !ENDED.has(run.state) ? html`<dt>Cancel</dt><dd>requested; waiting for the worker</dd>` : null}
+      ${run.cancelRequested && !isTerminal(run.state) ? html`<dt>Cancel</dt><dd>requested; waiting for the worker</dd>` : null}
     </dl>
     <${Changes} changes=${run.changes} />
     <div class="run-grid">

@@ -2,7 +2,7 @@
 // cookie the page's script cannot read; the token itself is not kept.
 import { useState } from 'preact/hooks';
 import { ApiError, setSession } from '../api.ts';
-import type { ConsoleSession } from '../../../protocol.ts';
+import type { ConsoleSession, ErrorBody, SignInRequest } from '../../../protocol.ts';
 import { ErrorNote, Page, html, navigate, useAction, useLocation } from '../ui.ts';
 
 export function SignInPage({ onSignedIn }: { onSignedIn: () => void }) {
@@ -12,10 +12,10 @@ export function SignInPage({ onSignedIn }: { onSignedIn: () => void }) {
   const submit = async (e: Event): Promise<void> => {
     e.preventDefault();
     await act.run(async () => {
-      const res = await fetch('/console/session', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: token.trim() }), credentials: 'same-origin' });
-      const body = await res.json();
+      const res = await fetch('/console/session', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: token.trim() } satisfies SignInRequest), credentials: 'same-origin' });
+      const body = await res.json() as ConsoleSession & Partial<ErrorBody>;
       if (!res.ok) throw new ApiError(body?.error?.code ?? `HTTP_${res.status}`, body?.error?.message ?? `The server answered ${res.status}`, res.status);
-      setSession(body as ConsoleSession);
+      setSession(body);
       setToken('');
       onSignedIn();
       const next = loc.searchParams.get('next');

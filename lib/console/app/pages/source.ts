@@ -3,7 +3,8 @@
 // server never sees the code). The repository credential is sealed in this
 // browser to the pool's keys, like secrets; the webhook that queues runs on
 // push is shown with its secret for the Git host's settings.
-import { type Obj, enc } from '../api.ts';
+import type { CommitView, StackRequest, StackView, WebhookReply } from '../../../protocol.ts';
+import { enc } from '../api.ts';
 import { Code, ErrorNote, html, useGet } from '../ui.ts';
 
 export interface SourceForm {
@@ -19,14 +20,14 @@ export interface SourceForm {
 
 export const NO_SOURCE: SourceForm = { git: false, repo: '', branch: '', username: '', password: '', clearCredential: false, triggerPaths: '', proposeBranches: true };
 
-export function sourceForm(s: Obj | undefined): SourceForm {
+export function sourceForm(s: StackView | undefined): SourceForm {
   if (!s?.repo) return NO_SOURCE;
-  return { ...NO_SOURCE, git: true, repo: s.repo, branch: s.branch ?? '', triggerPaths: ((s.triggerPaths ?? []) as string[]).join('\n'), proposeBranches: s.proposeBranches !== false };
+  return { ...NO_SOURCE, git: true, repo: s.repo, branch: s.branch ?? '', triggerPaths: s.triggerPaths.join('\n'), proposeBranches: s.proposeBranches };
 }
 
-export function SourceFields({ f, set, stack, sealedTo }: { f: SourceForm; set: (f: SourceForm) => void; stack: Obj | undefined; sealedTo: number }) {
+export function SourceFields({ f, set, stack, sealedTo }: { f: SourceForm; set: (f: SourceForm) => void; stack: StackView | undefined; sealedTo: number }) {
   const up = (p: Partial<SourceForm>) => set({ ...f, ...p });
-  const input = (id: string, label: string, key: 'repo' | 'branch' | 'username' | 'password', extra: Obj = {}) => html`<div class="field"><label for=${id}>${label}</label>
+  const input = (id: string, label: string, key: 'repo' | 'branch' | 'username' | 'password', extra: Record<string, string | boolean> = {}) => html`<div class="field"><label for=${id}>${label}</label>
     <input id=${id} spellcheck=${false} autocomplete="off" value=${f[key]} onInput=${(e: Event) => up({ [key]: (e.target as HTMLInputElement).value })} ...${extra} /></div>`;
   return html`<fieldset class="source"><legend>Source</legend>
     <div class="field"><label for="stack-source">Files come from</label>
@@ -51,9 +52,9 @@ export function SourceFields({ f, set, stack, sealedTo }: { f: SourceForm; set: 
 }
 
 /** The body fields for the form (only what applies); `sealCredential` seals {"username", "password"}. */
-export async function sourceFields(f: SourceForm, stack: Obj | undefined, sealCredential: (json: string) => Promise<string>): Promise<Obj> {
+export async function sourceFields(f: SourceForm, stack: StackView | undefined, sealCredential: (json: string) => Promise<string>): Promise<StackRequest> {
   if (!f.git) return stack?.repo ? { repo: null } : {};
-  const out: Obj = {
+  const out: StackRequest = {
     repo: f.repo.trim(),
     ...(f.branch.trim() ? { branch: f.branch.trim() } : {}),
     triggerPaths: f.triggerPaths.split('\n').map((l) => l.trim()).filter(Boolean),
@@ -64,20 +65,20 @@ export async function sourceFields(f: SourceForm, stack: Obj | undefined, sealCr
   return out;
 }
 
-export function Webhook({ stack }: { stack: Obj }) {
-  const hook = useGet<{ webhook: Obj }>(`/v1/stacks/${enc(stack.id)}/webhook`);
+export function Webhook({ stack }: { stack: StackView }) {
+  const hook = useGet<WebhookReply>(`/v1/stacks/${enc(stack.id)}/webhook`);
   if (!hook.data) return html`<${ErrorNote} error=${hook.error} />`;
   const w = hook.data.webhook;
   return html`<p class="muted small">In the Git host's webhook settings for <code>${w.repo}</code>: payload URL, content type <code>${w.contentType}</code>,
-      events ${(w.events as string[]).join(', ')}, and this secret (shared by ${(w.stacks as string[]).join(', ')}).</p>
+      events ${w.events.join(', ')}, and this secret (shared by ${w.stacks.join(', ')}).</p>
     <${Code} text=${w.url} label="Webhook URL" />
     <${Code} text=${w.secret} label="Webhook secret" />`;
 }
 
-export function CommitFacts({ commit }: { commit: Obj | null | undefined }) {
+export function CommitFacts({ commit }: { commit: CommitView | null | undefined }) {
   if (!commit) return null;
-  return html`<dt>Commit</dt><dd>${commit.sha ? html`<code title=${commit.sha}>${String(commit.sha).slice(0, 12)}</code>` : html`<span class="muted">resolving${commit.branch ? ` ${commit.branch}` : ''}…</span>`}
+  return html`<dt>Commit</dt><dd>${commit.sha ? html`<code title=${commit.sha}>${commit.sha.slice(0, 12)}</code>` : html`<span class="muted">resolving${commit.branch ? ` ${commit.branch}` : ''}…</span>`}
     ${commit.branch ? html` on <code>${commit.branch}</code>` : null}${commit.author ? ` by ${commit.author}` : ''}
-    ${commit.message ? html`<div class="muted small">${String(commit.message).split('\n')[0]}</div>` : null}
+    ${commit.message ? html`<div class="muted small">${commit.message.split('\n')[0]}</div>` : null}
     <div class="muted small">${commit.repo}</div></dd>`;
 }

@@ -2,7 +2,8 @@
 // and the create/edit form with its Behavior section (worker pool, runner
 // image, environment, write-only secrets sealed in this browser, phases).
 import { useEffect, useState } from 'preact/hooks';
-import { type Obj, api, enc, post, qs } from '../api.ts';
+import type { PoolList, RunList, RunReply, RunView, StackDeleteReply, StackKind, StackList, StackReply, StackRequest, TriggerRequest } from '../../../protocol.ts';
+import { api, enc, post, qs } from '../api.ts';
 import { sealSecretEnv, sealText } from '../age.ts';
 import { Badge, ErrorNote, Loading, Page, Time, html, navigate, setFlash, takeFlash, useAction, useGet } from '../ui.ts';
 import { poolKeys } from './pools.ts';
@@ -26,11 +27,11 @@ export function sealedKeyCount(b64: string | null | undefined): number {
 }
 
 export function StacksPage({ kind }: { kind: 'stack' | 'module' }) {
-  const stacks = useGet<{ stacks: Obj[] }>(`/v1/stacks${qs({ kind })}`, 5000);
-  const runs = useGet<{ runs: Obj[] }>('/v1/runs?limit=1000', 5000);
-  const pools = useGet<{ pools: Obj[] }>('/v1/pools');
+  const stacks = useGet<StackList>(`/v1/stacks${qs({ kind })}`, 5000);
+  const runs = useGet<RunList>('/v1/runs?limit=1000', 5000);
+  const pools = useGet<PoolList>('/v1/pools');
   const poolName = (id: string | null) => (pools.data?.pools ?? []).find((p) => p.id === id)?.name ?? id;
-  const lastTracked = new Map<string, Obj>();
+  const lastTracked = new Map<string, RunView>();
   for (const r of runs.data?.runs ?? []) if (!r.proposed && !lastTracked.has(r.stack)) lastTracked.set(r.stack, r);
   const plural = kind === 'stack' ? 'Stacks' : 'Modules';
   return html`<${Page} title=${plural} actions=${html`<a class="button" href=${`/stacks/new?kind=${kind}`}>New ${kind}</a>`}>
@@ -93,11 +94,11 @@ function Phases({ rows, set }: { rows: PhaseRow[]; set: (r: PhaseRow[]) => void 
 }
 
 export function StackPage({ id, kind: newKind }: { id: string | null; kind?: string }) {
-  const stack = useGet<{ stack: Obj }>(id ? `/v1/stacks/${enc(id)}` : null);
-  const pools = useGet<{ pools: Obj[] }>('/v1/pools');
-  const runs = useGet<{ runs: Obj[] }>(id ? `/v1/runs${qs({ stack: id, limit: '20' })}` : null, 3000);
+  const stack = useGet<StackReply>(id ? `/v1/stacks/${enc(id)}` : null);
+  const pools = useGet<PoolList>('/v1/pools');
+  const runs = useGet<RunList>(id ? `/v1/runs${qs({ stack: id, limit: '20' })}` : null, 3000);
   const [name, setName] = useState('');
-  const [kind, setKind] = useState(newKind === 'module' ? 'module' : 'stack');
+  const [kind, setKind] = useState<StackKind>(newKind === 'module' ? 'module' : 'stack');
   const [pool, setPool] = useState('');
   const [image, setImage] = useState('');
   const [env, setEnv] = useState<Pair[]>([]);
@@ -120,12 +121,12 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
   useEffect(() => {
     if (!s) return;
     setName(s.name); setKind(s.kind); setPool(s.pool ?? ''); setImage(s.image ?? '');
-    setEnv(Object.entries(s.env ?? {}).map(([k, v]) => ({ name: k, value: String(v) })));
-    const ph = (s.phases as Obj[]).map((p) => ({ name: p.name, script: p.script, confirm: !!p.confirm }));
+    setEnv(Object.entries(s.env).map(([k, v]) => ({ name: k, value: v })));
+    const ph = s.phases.map((p) => ({ name: p.name, script: p.script, confirm: p.confirm }));
     setPhases(ph.length ? ph : [{ name: 'plan', script: '', confirm: false }]);
     setTool(toolForm(s.tool));
     setSource(sourceForm(s));
-    setProjectRoot(s.projectRoot ?? '.');
+    setProjectRoot(s.projectRoot);
     setStateHistory(s.stateHistory ? String(s.stateHistory) : '');
     setSecrets([]); setClearSecrets(false);
   }, [s?.id, s?.updatedAt]);
@@ -138,7 +139,7 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
     await act.run(async () => {
       const bad = [...env, ...secrets].find((p) => !ENV_NAME.test(p.name));
       if (bad) throw new Error(`Variable name "${bad.name}" is not valid: use letters, digits and "_", not starting with a digit`);
-      const body: Obj = {
+      const body: StackRequest = {
         name: name.trim(), kind, pool: pool || null, image: image.trim() || null,
         env: Object.fromEntries(env.map((p) => [p.name, p.value])),
         phases: tool.workflow === 'phases' ? phases.map((p) => ({ name: p.name.trim(), script: p.script, confirm: p.confirm })) : null,
@@ -160,7 +161,7 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
       } else if (clearSecrets) {
         body.secretEnv = null;
       }
-      const out = id ? await api<{ stack: Obj }>('PATCH', `/v1/stacks/${enc(id)}`, body) : await post<{ stack: Obj }>('/v1/stacks', body);
+      const out = id ? await api<StackReply>('PATCH', `/v1/stacks/${enc(id)}`, body) : await post<StackReply>('/v1/stacks', body);
       setSecrets([]);
       if (!id) {
         setFlash(`Saved.${note}`);
@@ -183,12 +184,12 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
       return;
     }
     const ref = at.trim();
-    const out = await post<{ run: Obj }>(`/v1/stacks/${enc(id!)}/runs`, { proposed, ...(ref ? (/^[0-9a-f]{40}$/.test(ref) ? { commit: ref } : { branch: ref }) : {}) });
+    const out = await post<RunReply>(`/v1/stacks/${enc(id!)}/runs`, { proposed, workspace: null, ...(ref ? (/^[0-9a-f]{40}$/.test(ref) ? { commit: ref } : { branch: ref }) : {}) } satisfies TriggerRequest);
     navigate(`/runs/${enc(out.run.id)}`);
   });
   // As `stack delete --purge-state`: without it a deleted stack's sealed state versions are kept (reachable by its id).
   const del = () => confirm(purge ? `Delete ${s!.name} and every one of its state versions?` : `Delete ${s!.name}?`) &&
-    act.run(async () => { await api('DELETE', `/v1/stacks/${enc(id!)}${purge ? '?purgeState=1' : ''}`); navigate(s!.kind === 'module' ? '/modules' : '/stacks'); });
+    act.run(async () => { await api<StackDeleteReply>('DELETE', `/v1/stacks/${enc(id!)}${purge ? '?purgeState=1' : ''}`); navigate(s!.kind === 'module' ? '/modules' : '/stacks'); });
   const sealedTo = sealedKeyCount(s?.secretEnv);
 
   return html`<${Page} title=${s ? `${s.kind === 'module' ? 'Module' : 'Stack'} ${s.name}` : `New ${kind}`} actions=${s ? html`
@@ -214,7 +215,7 @@ export function StackPage({ id, kind: newKind }: { id: string | null; kind?: str
       <div class="field"><label for="stack-name">Name</label>
         <input id="stack-name" required autocomplete="off" value=${name} onInput=${(e: Event) => setName((e.target as HTMLInputElement).value)} /></div>
       <div class="field"><label for="stack-kind">Kind</label>
-        <select id="stack-kind" value=${kind} onChange=${(e: Event) => setKind((e.target as HTMLSelectElement).value)}>
+        <select id="stack-kind" value=${kind} onChange=${(e: Event) => setKind((e.target as HTMLSelectElement).value as StackKind)}>
           <option value="stack">stack</option><option value="module">module</option></select></div>
       <section class="behavior" aria-labelledby="behavior-head">
         <h2 id="behavior-head">Behavior</h2>

@@ -1,9 +1,9 @@
 // The parts of a stack that belong to a tool workflow (Terraform/OpenTofu):
 // the Behavior fields, its sealed state versions and its drift schedules.
 import { useState } from 'preact/hooks';
-import { HOOK_POINTS, TOOL_STEPS, type HookPoint, type ToolConfig, type ToolStep } from '../../../protocol.ts';
+import { HOOK_POINTS, TOOL_STEPS, type HookPoint, type PlanSummary, type PoolReply, type ScheduleList, type ScheduleReply, type StackView, type StateList, type StateVersionReply, type ToolConfig, type ToolStep } from '../../../protocol.ts';
 import { readStateHead } from '../../../tool/state.ts';
-import { type Obj, api, enc, get, post } from '../api.ts';
+import { api, enc, get, post } from '../api.ts';
 import { seal } from '../age.ts';
 import { sendRaw } from '../raw.ts';
 import { Badge, ErrorNote, Loading, Time, html, useAction, useGet } from '../ui.ts';
@@ -36,9 +36,9 @@ export function toolForm(t: ToolConfig | null | undefined): ToolForm {
 /** The API's `tool` field for the form (null: phases). */
 export function toolField(f: ToolForm): Partial<ToolConfig> | null {
   if (f.workflow === 'phases') return null;
-  const hooks: Obj = {};
+  const hooks: ToolConfig['hooks'] = {};
   for (const p of HOOK_POINTS) if (lines(f.hooks[p]).length) hooks[p] = lines(f.hooks[p]);
-  const args: Obj = {};
+  const args: ToolConfig['args'] = {};
   for (const s of TOOL_STEPS) if (lines(f.args[s]).length) args[s] = lines(f.args[s]);
   return {
     name: f.workflow, ...(f.binary.trim() ? { binary: f.binary.trim() } : {}),
@@ -78,7 +78,7 @@ export function ToolFields({ f, set, kind }: { f: ToolForm; set: (f: ToolForm) =
  * push`: its serial and lineage read here from the plaintext, the file sealed
  * in this browser to the pool's active keys, only the sealed bytes sent.
  */
-function StatePush({ stack, current, held, onPushed }: { stack: Obj; current: number | null; held: boolean; onPushed: () => void }) {
+function StatePush({ stack, current, held, onPushed }: { stack: StackView; current: number | null; held: boolean; onPushed: () => void }) {
   const [file, setFile] = useState<File | undefined>(undefined);
   const [done, setDone] = useState('');
   const act = useAction();
@@ -92,12 +92,12 @@ function StatePush({ stack, current, held, onPushed }: { stack: Obj; current: nu
       if (!head) throw new Error(`${file.name} is not a Terraform state file (no "serial" and "lineage" near the start); expected a terraform.tfstate`);
       try { JSON.parse(text); } catch (err) { throw new Error(`${file.name} is not valid JSON (${(err as Error).message})`); }
       if (!stack.pool) throw new Error(`${stack.name} is not attached to a worker pool: attach one in Behavior first (its keys seal the state)`);
-      const { pool } = await get<{ pool: Obj }>(`/v1/pools/${enc(stack.pool)}`);
-      const keys = (pool.keys as Obj[]).filter((k) => k.state === 'active').map((k) => String(k.publicKeyPem));
+      const { pool } = await get<PoolReply>(`/v1/pools/${enc(stack.pool)}`);
+      const keys = pool.keys.filter((k) => k.state === 'active').map((k) => k.publicKeyPem);
       const sealed = await seal(new TextEncoder().encode(text), keys);
       const q = new URLSearchParams({ base: current === null ? 'none' : String(current), serial: String(head.serial), lineage: head.lineage });
       const res = await sendRaw('PUT', `/v1/stacks/${enc(stack.id)}/state?${q}`, sealed);
-      const { version } = await res.json() as { version: Obj };
+      const { version } = await res.json() as StateVersionReply;
       setDone(`State version ${version.version} stored (serial ${head.serial}, sealed in this browser to ${keys.length} pool key${keys.length === 1 ? '' : 's'}).`);
       setFile(undefined);
       (e.target as HTMLFormElement).reset();
@@ -115,21 +115,21 @@ function StatePush({ stack, current, held, onPushed }: { stack: Obj; current: nu
   </form>`;
 }
 
-export function StateVersions({ stack }: { stack: Obj }) {
-  const list = useGet<Obj>(`/v1/stacks/${enc(stack.id)}/state`, 5000);
+export function StateVersions({ stack }: { stack: StackView }) {
+  const list = useGet<StateList>(`/v1/stacks/${enc(stack.id)}/state`, 5000);
   const act = useAction();
   if (!list.data) return html`<${ErrorNote} error=${list.error} />${list.error ? null : html`<${Loading} what="state versions" />`}`;
   const d = list.data;
   const rollback = (v: number) => confirm(`Make version ${v} the current state again? It is stored as a new version; nothing is deleted.`) &&
-    act.run(async () => { await post(`/v1/stacks/${enc(stack.id)}/state/rollback`, { version: v }); list.reload(); });
+    act.run(async () => { await post<StateVersionReply>(`/v1/stacks/${enc(stack.id)}/state/rollback`, { version: v }); list.reload(); });
   return html`<p class="muted small">Each version is sealed to the pool's keys: the server keeps ${d.history} and can open none.
       Download one and open it with <code>age -d -i spacelift.key</code>.${d.holder ? html` Held by run <a href=${`/runs/${enc(d.holder)}`}>${d.holder}</a>.` : ''}</p>
     <${ErrorNote} error=${act.error} />
     <${StatePush} stack=${stack} current=${d.current} held=${!!d.holder} onPushed=${list.reload} />
-    ${(d.versions as Obj[]).length === 0 ? html`<p class="muted">No state yet.</p>` : html`<div class="table-wrap"><table class="states">
+    ${d.versions.length === 0 ? html`<p class="muted">No state yet.</p>` : html`<div class="table-wrap"><table class="states">
       <caption class="sr-only">State versions of ${stack.name}</caption>
       <thead><tr><th scope="col">Version</th><th scope="col">Serial</th><th scope="col">From</th><th scope="col">Size</th><th scope="col">Stored</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
-      <tbody>${(d.versions as Obj[]).map((v) => html`<tr data-version=${v.version}>
+      <tbody>${d.versions.map((v) => html`<tr data-version=${v.version}>
         <td>${v.version}${v.version === d.current ? html` <${Badge} state="current" />` : null}</td>
         <td>${v.serial ?? '–'}</td>
         <td>${v.run ? html`<a href=${`/runs/${enc(v.run)}`}>${v.run}</a>` : v.source}</td>
@@ -139,14 +139,14 @@ export function StateVersions({ stack }: { stack: Obj }) {
       </tr>`)}</tbody></table></div>`}`;
 }
 
-export function Schedules({ stack }: { stack: Obj }) {
-  const list = useGet<{ schedules: Obj[] }>(`/v1/stacks/${enc(stack.id)}/schedules`, 10000);
+export function Schedules({ stack }: { stack: StackView }) {
+  const list = useGet<ScheduleList>(`/v1/stacks/${enc(stack.id)}/schedules`, 10000);
   const [cron, setCron] = useState('');
   const [reconcile, setReconcile] = useState(false);
   const act = useAction();
   const add = async (e: Event): Promise<void> => {
     e.preventDefault();
-    if (await act.run(() => post(`/v1/stacks/${enc(stack.id)}/schedules`, { cron: cron.trim(), reconcile }))) { setCron(''); list.reload(); }
+    if (await act.run(() => post<ScheduleReply>(`/v1/stacks/${enc(stack.id)}/schedules`, { cron: cron.trim(), reconcile }))) { setCron(''); list.reload(); }
   };
   return html`<p class="muted small">A schedule queues a proposed run (a plan) at each slot; a plan with changes marks the stack drifted.</p>
     <${ErrorNote} error=${list.error} />
@@ -155,7 +155,7 @@ export function Schedules({ stack }: { stack: Obj }) {
       <thead><tr><th scope="col">Cron (UTC)</th><th scope="col">On drift</th><th scope="col">Last slot</th><th scope="col">Next slot</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${list.data.schedules.map((s) => html`<tr><td><code>${s.cron}</code></td><td>${s.reconcile ? 'queue a tracked run' : 'mark drifted'}</td>
         <td>${s.lastSlot ?? '–'}</td><td>${s.nextSlot ?? '–'}</td>
-        <td><button type="button" class="secondary small" aria-label=${`Delete schedule ${s.cron}`} onClick=${() => act.run(async () => { await api('DELETE', `/v1/schedules/${enc(s.id)}`); list.reload(); })}>Delete</button></td></tr>`)}</tbody></table></div>` : html`<p class="muted">No schedules.</p>`}
+        <td><button type="button" class="secondary small" aria-label=${`Delete schedule ${s.cron}`} onClick=${() => act.run(async () => { await api<ScheduleReply>('DELETE', `/v1/schedules/${enc(s.id)}`); list.reload(); })}>Delete</button></td></tr>`)}</tbody></table></div>` : html`<p class="muted">No schedules.</p>`}
     <form class="filters" onSubmit=${add} aria-label="Add a schedule">
       <div class="field"><label for="schedule-cron">Cron (UTC)</label><input id="schedule-cron" required placeholder="0 3 * * *" spellcheck=${false} value=${cron} onInput=${(e: Event) => setCron((e.target as HTMLInputElement).value)} /></div>
       <label class="check"><input type="checkbox" checked=${reconcile} onChange=${(e: Event) => setReconcile((e.target as HTMLInputElement).checked)} /> Reconcile: queue a tracked run when drift is found</label>
@@ -165,12 +165,12 @@ export function Schedules({ stack }: { stack: Obj }) {
 }
 
 /** Planned changes of a run (counts and addresses; the server never has values). */
-export function Changes({ changes }: { changes: Obj | null | undefined }) {
+export function Changes({ changes }: { changes: PlanSummary | null | undefined }) {
   if (!changes) return null;
-  const res = changes.resources as Obj[];
+  const res = changes.resources;
   return html`<section aria-label="Planned changes"><h2>Planned changes</h2>
     <p class="changes"><span class="add">+${changes.add} to add</span> · <span class="change">~${changes.change} to change</span> · <span class="destroy">-${changes.destroy} to destroy</span>${changes.replace ? html` · <span class="replace">±${changes.replace} to replace</span>` : null}${changes.hasChanges ? null : html` · no changes`}</p>
-    ${res.length ? html`<ul class="resources">${res.map((r) => html`<li><code>${r.address}</code> <span class="muted">${(r.actions as string[]).join(', ')}</span></li>`)}</ul>` : null}
+    ${res.length ? html`<ul class="resources">${res.map((r) => html`<li><code>${r.address}</code> <span class="muted">${r.actions.join(', ')}</span></li>`)}</ul>` : null}
     ${changes.truncated ? html`<p class="muted small">More resources change than are listed.</p>` : null}
   </section>`;
 }

@@ -1,7 +1,8 @@
 // Workers: status, metadata tags (filter by tag), version, host facts, last
 // seen and current run; drain and undrain one, or every worker with a tag.
 import { useState } from 'preact/hooks';
-import { type Obj, enc, post, qs } from '../api.ts';
+import { WORKER_STATUSES, type PoolList, type WorkerList, type WorkerSelector } from '../../../protocol.ts';
+import { enc, post, qs } from '../api.ts';
 import { Badge, ErrorNote, Loading, Page, Tags, Time, html, navigate, useAction, useGet, useLocation } from '../ui.ts';
 
 /** "k=v" → ["k", "v"], or undefined when it is not a tag filter. */
@@ -11,9 +12,9 @@ export function parseTag(s: string): [string, string] | undefined {
 }
 
 export function WorkersTable({ pool, tag, status }: { pool?: string; tag?: string; status?: string }) {
-  const workers = useGet<{ workers: Obj[] }>(`/v1/workers${qs({ pool, metadata: tag && parseTag(tag) ? tag : undefined, status })}`, 2000);
+  const workers = useGet<WorkerList>(`/v1/workers${qs({ pool, metadata: tag && parseTag(tag) ? tag : undefined, status })}`, 2000);
   const act = useAction();
-  const set = (ids: string[], drain: boolean) => act.run(async () => { await post(`/v1/workers/${drain ? 'drain' : 'undrain'}`, { ids }); workers.reload(); });
+  const set = (ids: string[], drain: boolean) => act.run(async () => { await post<WorkerList>(`/v1/workers/${drain ? 'drain' : 'undrain'}`, { ids } satisfies WorkerSelector); workers.reload(); });
   if (!workers.data) return html`<${ErrorNote} error=${workers.error} />${workers.error ? null : html`<${Loading} what="workers" />`}`;
   const list = workers.data.workers;
   if (list.length === 0) return html`<p class="muted">No workers${tag ? ` with the tag ${tag}` : ''}. A launcher started with the pool's token appears here.</p>`;
@@ -40,14 +41,14 @@ export function WorkersPage() {
   const tag = loc.searchParams.get('tag') ?? '';
   const status = loc.searchParams.get('status') ?? '';
   const [tagInput, setTagInput] = useState(tag);
-  const pools = useGet<{ pools: Obj[] }>('/v1/pools');
+  const pools = useGet<PoolList>('/v1/pools');
   const act = useAction();
   const apply = (over: Record<string, string>) => navigate(`/workers${qs({ pool, tag, status, ...over })}`, true);
   const byTag = (drain: boolean) => {
     const t = parseTag(tag);
     if (!t) return;
     if (drain && !confirm(`Drain every worker with ${tag}${pool ? ' in this pool' : ''}? They finish their current run and take no new one.`)) return;
-    void act.run(() => post(`/v1/workers/${drain ? 'drain' : 'undrain'}`, { metadata: { [t[0]]: t[1] }, ...(pool ? { pool } : {}) }));
+    void act.run(() => post<WorkerList>(`/v1/workers/${drain ? 'drain' : 'undrain'}`, { metadata: { [t[0]]: t[1] }, ...(pool ? { pool } : {}) } satisfies WorkerSelector));
   };
   return html`<${Page} title="Workers">
     <form class="filters" onSubmit=${(e: Event) => { e.preventDefault(); apply({ tag: tagInput.trim() }); }} role="search" aria-label="Filter workers">
@@ -58,7 +59,7 @@ export function WorkersPage() {
         </select></div>
       <div class="field"><label for="f-status">Status</label>
         <select id="f-status" value=${status} onChange=${(e: Event) => apply({ status: (e.target as HTMLSelectElement).value })}>
-          <option value="">Any</option>${['IDLE', 'BUSY', 'DRAINED', 'OFFLINE'].map((s) => html`<option value=${s}>${s}</option>`)}
+          <option value="">Any</option>${WORKER_STATUSES.map((s) => html`<option value=${s}>${s}</option>`)}
         </select></div>
       <div class="field"><label for="f-tag">Tag (key=value)</label>
         <input id="f-tag" name="tag" placeholder="instance_id=i-123" value=${tagInput} onInput=${(e: Event) => setTagInput((e.target as HTMLInputElement).value)} /></div>

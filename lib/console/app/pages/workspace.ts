@@ -2,20 +2,12 @@
 // `launcher admin run trigger --workspace DIR` packs it, sealed in this
 // browser to the pool's keys, and sent raw to the same trigger endpoint.
 import type { RunReply } from '../../../protocol.ts';
+import { byteSize } from '../../../admin/format.ts';
 import { enc, maxWorkspaceBytes, postBytes } from '../api.ts';
 import { html } from '../ui.ts';
 import { pickedFiles, planWorkspace, sealWorkspace, sealedPayloadBytes, type Workspace } from '../workspace.ts';
 
 export interface PickedFolder { name: string; ws: Workspace }
-
-export function byteSize(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
 
 const plural = (n: number, one: string): string => `${n.toLocaleString('en')} ${one}${n === 1 ? '' : 's'}`;
 
