@@ -12,7 +12,7 @@
 //   node_modules/.bin/node --import tsx bench/binary.bench.ts   (BENCH_RUNS=30 by default, BENCH_SKIP_XZ=1)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureBuilt, root, runBuild } from '../test/helpers/build.ts';
 
@@ -171,6 +171,9 @@ async function main(): Promise<void> {
   console.log('\n`launcher version`, ' + RUNS + ' interleaved runs each');
   console.log('| peer | median ms | p90 ms | vs binary | CPU ms/start | peak RSS MB |\n| --- | ---: | ---: | ---: | ---: | ---: |');
   for (const s of startup) console.log(`| ${s.peer} | ${s.medianMs.toFixed(1)} | ${s.p90Ms.toFixed(1)} | ${s.ratio.toFixed(2)}x | ${s.cpuMs.toFixed(1)} | ${s.peakRssMb.toFixed(1)} |`);
+  // Issue 13's target: the binary at most 1.15x an empty program of the same Node.
+  const [bin, empty] = [startup[0]!, startup[1]!];
+  console.log(`binary vs empty program: CPU ${(bin.cpuMs / empty.cpuMs).toFixed(2)}x, wall ${(bin.medianMs / empty.medianMs).toFixed(2)}x (target <= 1.15x); load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
 
   // Idle RSS as server and as launcher
   const roles = [

@@ -5,36 +5,22 @@
 // certificate (mutual TLS).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { startTestServer, type ClientCert, type TestServer } from './helpers/server.ts';
 import { decodeToken } from '../lib/token.ts';
+import { runLauncher, type CliOptions, type CliResult } from './helpers/cli.ts';
 
-const ROOT = new URL('..', import.meta.url).pathname;
-const NODE = join(ROOT, 'node_modules/.bin/node');
 
 let srv: TestServer;
 let tmp: string;
 let env: Record<string, string>;
 
-interface CliResult { code: number | null; out: string; err: string }
-
-function cli(args: string[], o: { env?: Record<string, string>; cwd?: string; onErr?: (text: string) => void; onOut?: (text: string) => void } = {}): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const p = spawn(NODE, ['--import', 'tsx', join(ROOT, 'launcher.ts'), 'admin', ...args], {
-      cwd: o.cwd ?? ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...(o.env ?? env) }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; o.onOut?.(out); });
-    p.stderr.on('data', (d) => { err += d; o.onErr?.(err); });
-    const t = setTimeout(() => p.kill('SIGKILL'), 120_000);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, out, err }); });
-  });
-}
+/** `launcher admin ARGS` with the test's admin environment (or `o.env` instead). */
+const cli = (args: string[], o: CliOptions = {}): Promise<CliResult> => runLauncher(['admin', ...args], { ...o, env: o.env ?? env });
 
 /** A running CLI whose exit we await later (drain --wait, logs --follow). */
 function cliBackground(args: string[]): { done: Promise<CliResult>; exited: () => boolean; stderrMatches: (re: RegExp) => Promise<void>; stdoutMatches: (re: RegExp) => Promise<void> } {

@@ -11,11 +11,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { runLauncher, type CliResult } from './helpers/cli.ts';
 import { waitFor } from './helpers/wait.ts';
 import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
 
-const ROOT = new URL('..', import.meta.url).pathname;
-const NODE = join(ROOT, 'node_modules/.bin/node');
 
 let srv: TestServer;
 let tmp: string;
@@ -23,19 +22,7 @@ let pool: { id: string; cert: ClientCert };
 let workerId: string;
 const SEALED = (n: number): Buffer => Buffer.concat([Buffer.from('age-encryption.org/v1\n-> stand-in\n'), Buffer.alloc(n, n % 251)]);
 
-interface CliResult { code: number | null; out: string; err: string }
-
-function launcher(args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const p = spawn(NODE, ['--import', 'tsx', join(ROOT, 'launcher.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), 120_000);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, out, err }); });
-  });
-}
+const launcher = (args: string[]): Promise<CliResult> => runLauncher(args);
 
 async function poll(): Promise<any> {
   const r = await srv.worker(pool.cert, 'POST', '/v1/worker/poll?wait=5', { workerId, accept: true, runId: null });

@@ -11,35 +11,22 @@
 // lease (5 s) only has to outlast the gap between two calls of one test.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { opensslCsr, startTestServer, tokenCertificate, type ClientCert, type TestServer } from './helpers/server.ts';
 import { parseRetention, workersToRemove } from '../lib/retention/policy.ts';
 import { parseDuration } from '../lib/duration.ts';
+import { runLauncher, type CliResult } from './helpers/cli.ts';
 import { waitFor } from './helpers/wait.ts';
 
-const ROOT = new URL('..', import.meta.url).pathname;
-const NODE = join(ROOT, 'node_modules/.bin/node');
 const SEALED = (n: number): Buffer => Buffer.concat([Buffer.from('age-encryption.org/v1\n-> stand-in\n'), Buffer.alloc(n, 9)]);
 
 let srv: TestServer;
 let tmp: string;
 let pool: { id: string; cert: ClientCert };
 
-interface CliResult { code: number | null; out: string; err: string }
-function admin(args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const p = spawn(NODE, ['--import', 'tsx', join(ROOT, 'launcher.ts'), 'admin', '--data', srv.dataDir, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), 120_000);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, out, err }); });
-  });
-}
+const admin = (args: string[]): Promise<CliResult> => runLauncher(['admin', '--data', srv.dataDir, ...args]);
 
 async function register(s: TestServer, meta: Record<string, string>): Promise<string> {
   const r = await s.worker(pool.cert, 'POST', '/v1/worker/register', { workerId: null, metadata: meta, version: '0.1.0', host: {} });

@@ -5,13 +5,14 @@
 // once it is retired, new versions are sealed to the remaining keys only).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DockerClient } from '../lib/docker/client.ts';
 import { publicKeyPem, parsePoolPrivateKey } from '../lib/keys.ts';
 import { removeWorkerContainers } from './helpers/docker.ts';
+import { runLauncher, type CliResult } from './helpers/cli.ts';
 import { startTestServer, type TestServer } from './helpers/server.ts';
 import {
   createPool, sealToKey, seedPoolKey, startLauncher, tarOf, tempDir, trigger, waitRun, ended,
@@ -31,21 +32,8 @@ const launchers: LauncherProcess[] = [];
 const dirs: Array<{ remove(): void }> = [];
 const workerIds = new Set<string>();
 
-interface CliResult { code: number | null; out: string; err: string }
-function cli(args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const p = spawn(NODE, ['--import', 'tsx', join(ROOT, 'launcher.ts'), 'admin', ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: work.path, LAUNCHER_SERVER: srv.url, LAUNCHER_ADMIN_TOKEN: srv.adminToken, LAUNCHER_CA: srv.caPath },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('close', (code) => resolve({ code, out, err }));
-  });
-}
+const cli = (args: string[]): Promise<CliResult> =>
+  runLauncher(['admin', ...args], { env: { HOME: work.path, LAUNCHER_SERVER: srv.url, LAUNCHER_ADMIN_TOKEN: srv.adminToken, LAUNCHER_CA: srv.caPath } });
 
 async function ok(args: string[]): Promise<string> {
   const r = await cli(args);

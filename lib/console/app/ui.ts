@@ -137,15 +137,17 @@ export function Code({ text, label }: { text: string; label: string }) {
 }
 
 /** Offers `text` as a file download (a blob URL, so no request leaves the page). */
-export function download(name: string, text: string): void {
-  const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
+/** Saves `body` as the file `name` through the browser's download (a token, a backup archive). */
+export function download(name: string, body: string | Uint8Array, type = 'text/plain'): void {
+  const url = URL.createObjectURL(new Blob([body as string | Uint8Array<ArrayBuffer>], { type }));
   const a = document.createElement('a');
   a.href = url;
   a.download = name;
   document.body.appendChild(a);
   a.click();
   a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  // Revoked once the browser has surely read it (a large archive takes a while).
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
 export function ago(iso: string | null | undefined): string {

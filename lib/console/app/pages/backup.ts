@@ -5,7 +5,7 @@ import { useState } from 'preact/hooks';
 import { sendRaw } from '../raw.ts';
 import { checkBackup, webSha256, type CheckedBackup } from '../backup-check.ts';
 import { byteSize } from '../../../admin/format.ts';
-import { Code, ErrorNote, Page, html, useAction } from '../ui.ts';
+import { Code, ErrorNote, Page, download, html, useAction } from '../ui.ts';
 
 /** The answer body in pieces, reporting bytes as they arrive. */
 async function readAll(res: Response, progress: (n: number) => void): Promise<Uint8Array> {
@@ -25,17 +25,6 @@ async function readAll(res: Response, progress: (n: number) => void): Promise<Ui
   return all;
 }
 
-function save(name: string, data: Uint8Array): void {
-  const url = URL.createObjectURL(new Blob([data as Uint8Array<ArrayBuffer>], { type: 'application/x-tar' }));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
-}
-
 export function BackupPage() {
   const [received, setReceived] = useState(0);
   const [done, setDone] = useState<{ name: string; size: number; checked: CheckedBackup } | undefined>(undefined);
@@ -47,7 +36,7 @@ export function BackupPage() {
     const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? 'launcher-backup.tar';
     const data = await readAll(res, setReceived);
     const checked = await checkBackup(data, webSha256);
-    save(name, data);
+    download(name, data, 'application/x-tar');
     setDone({ name, size: data.length, checked });
   });
   const c = done?.checked.manifest.counts;
