@@ -53,22 +53,36 @@ export type Handler = (ctx: Ctx) => Promise<void> | void;
 
 interface Route { method: string; pattern: string; re: RegExp; keys: string[]; handler: Handler }
 
+/** How many `/` a path has: a pattern matches only paths with as many as it has. */
+function depth(path: string): number {
+  let n = 0;
+  for (let i = path.indexOf('/'); i !== -1; i = path.indexOf('/', i + 1)) n++;
+  return n;
+}
+
 /** Path patterns use `{name}` for one segment: `/v1/runs/{id}/logs`. */
 export class Router {
-  private routes: Route[] = [];
+  // By depth, each list in the order the routes were added: a parameter
+  // never spans a `/`, so only the routes of the path's own depth can match,
+  // and the first match wins as before. Every request is matched, and the
+  // admin API has dozens of routes.
+  private byDepth = new Map<number, Route[]>();
   add(method: string, pattern: string, handler: Handler): this {
     const keys: string[] = [];
     const src = pattern.replace(/\./g, '\\.').replace(/\{(\w+)\}/g, (_m, k: string) => {
       keys.push(k);
       return '([^/]+)';
     });
-    this.routes.push({ method, pattern, re: new RegExp(`^${src}$`), keys, handler });
+    const d = depth(pattern);
+    let list = this.byDepth.get(d);
+    if (!list) { list = []; this.byDepth.set(d, list); }
+    list.push({ method, pattern, re: new RegExp(`^${src}$`), keys, handler });
     return this;
   }
   /** The matching route, `405` when only the method differs, or undefined. */
   match(method: string, path: string): { handler: Handler; params: Record<string, string>; pattern: string } | 'method' | undefined {
     let pathMatched = false;
-    for (const r of this.routes) {
+    for (const r of this.byDepth.get(depth(path)) ?? []) {
       const m = r.re.exec(path);
       if (!m) continue;
       pathMatched = true;
@@ -98,18 +112,48 @@ export function sendError(res: ServerResponse, e: HttpError): void {
   sendJson(res, e.status, { error: { code: e.code, message: e.message }, ...e.extra });
 }
 
-/** Reads the whole request body, refusing more than `limit` bytes. */
-export async function readBody(req: IncomingMessage, limit: number, tooLarge: () => HttpError): Promise<Buffer> {
+/**
+ * Reads the whole request body, refusing more than `limit` bytes. With
+ * listeners rather than `for await`: every request body is read here, and
+ * the stream's async iterator costs more than the small bodies it carries.
+ * The outcomes are the iterator's: past the limit the refusal is thrown and
+ * the rest of the body left to the caller (app.ts drains it while the 413
+ * goes out); a client that goes away mid-body is an "aborted" ECONNRESET
+ * (see clientWentAway in app.ts).
+ */
+export function readBody(req: IncomingMessage, limit: number, tooLarge: () => HttpError): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > limit) throw tooLarge();
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks, size);
+  if (Number.isFinite(declared) && declared > limit) return Promise.reject(tooLarge());
+  const gone = (): Error => Object.assign(new Error('aborted'), { code: 'ECONNRESET' });
+  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  if (req.destroyed) return Promise.reject(gone());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const settle = (e?: unknown): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+      if (e === undefined) resolve(Buffer.concat(chunks, size));
+      else reject(e);
+    };
+    const onData = (c: Buffer): void => {
+      size += c.length;
+      if (size > limit) {
+        settle(tooLarge());
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = (): void => settle();
+    const onError = (e: Error): void => settle(e);
+    const onClose = (): void => settle(gone());
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
 }
 
 /** A JSON object body (an empty body reads as `{}`). */
