@@ -109,6 +109,10 @@ test.before(async () => {
 });
 
 const ONLY_IN_STATE = `state-only-${randomBytes(8).toString('hex')}`;
+// The attribute value a changed configuration plans: long and random, so that
+// finding it in a file means it was written there, not that sealed (random)
+// bytes in the database happened to spell a short string such as "b-2".
+const CHANGED_VALUE = `changed-${randomBytes(8).toString('hex')}`;
 const V1 = {
   'main.tf': [
     'resource "terraform_data" "a" {',
@@ -164,7 +168,7 @@ test('two tracked runs of the same code: the second plans no changes and finishe
 
   // A changed configuration: counts equal Terraform's own plan JSON on the host.
   const V2 = {
-    'main.tf': V1['main.tf'].replace('"b-1"', '"b-2"') + 'resource "terraform_data" "c" {\n  input = "c"\n}\nresource "terraform_data" "d" {\n  triggers_replace = ["x"]\n}\n',
+    'main.tf': V1['main.tf'].replace('"b-1"', `"${CHANGED_VALUE}"`) + 'resource "terraform_data" "c" {\n  input = "c"\n}\nresource "terraform_data" "d" {\n  triggers_replace = ["x"]\n}\n',
   };
   const expected = countActions(hostPlan(V2, st.path));
   const r3 = await trigger(srv, stack, { workspace: await code(V2), proposed: true });
@@ -181,7 +185,7 @@ test('two tracked runs of the same code: the second plans no changes and finishe
   assert.equal(filesContaining(srv.dataDir, ONLY_IN_STATE), [], 'a value only in the state reached the server in plaintext');
   // Terraform prints plain attribute values in its plan output, which are the run's
   // (masked) logs; nothing else on the server (database, state, workspaces) holds one.
-  const withValue = filesContaining(srv.dataDir, 'b-2');
+  const withValue = filesContaining(srv.dataDir, CHANGED_VALUE);
   assert.ok(withValue.length > 0 && withValue.every((f) => f.includes('/logs/')), `files holding an attribute value: ${withValue}`);
 });
 
