@@ -6,39 +6,24 @@
 // delivered by curl.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import { signBody } from '../lib/vcs/webhook.ts';
-import { ensureBuilt, root } from './helpers/build.ts';
 import { createPool, startBinaryLauncher, startBinaryServer } from './helpers/binary.ts';
-import { startProcess, type Started, stopProcesses } from './helpers/processes.ts';
+import { consoleE2e } from './helpers/console-e2e.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 import { githubPushPayload, startGitServer, type GitServer } from './helpers/git-server.ts';
 
-const binary = ensureBuilt();
-const work = mkdtempSync(join(tmpdir(), 'launcher-console-git-'));
-const data = join(work, 'data');
-const shots = join(root, 'docs/console');
-const children: ChildProcess[] = [];
+const { work, data, shots, started, waitText, cleanup } = consoleE2e('launcher-console-git-');
 let browser: Browser | undefined;
 let gs: GitServer | undefined;
 
-const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
-
-
-const waitText = (page: Page, selector: string, text: string | RegExp, ms = 120_000) =>
-  page.locator(selector, { hasText: text }).first().waitFor({ state: 'visible', timeout: ms });
-
 test.after(async () => {
   await browser?.close();
-  await stopProcesses(children);
-  await gs?.stop();
-  rmSync(work, { recursive: true, force: true });
+  await cleanup(() => gs?.stop());
 });
 
 test('a Git stack from the console: credential sealed in the browser, the run\'s commit, the webhook the page shows', async () => {

@@ -5,35 +5,21 @@
 // (downloaded and opened with `age`), a rollback, and a drift schedule.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
-import { ensureBuilt, root } from './helpers/build.ts';
 import { createPool, startBinaryLauncher, startBinaryServer } from './helpers/binary.ts';
-import { startProcess, type Started, stopProcesses } from './helpers/processes.ts';
+import { consoleE2e } from './helpers/console-e2e.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TERRAFORM_IMAGE, ensureTerraformImage } from './helpers/terraform.ts';
 
-const binary = ensureBuilt();
-const work = mkdtempSync(join(tmpdir(), 'launcher-console-tf-'));
-const data = join(work, 'data');
-const shots = join(root, 'docs/console');
-const children: ChildProcess[] = [];
+const { work, data, shots, started, waitText, cleanup } = consoleE2e('launcher-console-tf-', 180_000);
 let browser: Browser | undefined;
-
-const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
-
-
-const waitText = (page: Page, selector: string, text: string | RegExp, ms = 180_000) =>
-  page.locator(selector, { hasText: text }).first().waitFor({ state: 'visible', timeout: ms });
 
 test.after(async () => {
   await browser?.close();
-  await stopProcesses(children);
-  rmSync(work, { recursive: true, force: true });
+  await cleanup();
 });
 
 test('a Terraform stack from the Behavior section: planned changes, confirm, sealed state versions, rollback, drift schedule', async () => {

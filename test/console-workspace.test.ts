@@ -9,35 +9,23 @@
 // is sent.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
 import type { RunList, RunReply, StackReply } from '../lib/protocol.ts';
-import { ensureBuilt, root } from './helpers/build.ts';
 import { createPool, startBinaryLauncher, startBinaryServer } from './helpers/binary.ts';
-import { startProcess, type Started, stopProcesses } from './helpers/processes.ts';
+import { consoleE2e } from './helpers/console-e2e.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 
-const binary = ensureBuilt();
-const work = mkdtempSync(join(tmpdir(), 'launcher-console-ws-'));
-const data = join(work, 'data');
-const shots = join(root, 'docs/console');
-const children: ChildProcess[] = [];
+const { work, data, shots, started, waitText, cleanup } = consoleE2e('launcher-console-ws-');
 let browser: Browser | undefined;
-
-const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
-const waitText = (page: Page, selector: string, text: string | RegExp, ms = 120_000) =>
-  page.locator(selector, { hasText: text }).first().waitFor({ state: 'visible', timeout: ms });
 
 test.after(async () => {
   await browser?.close();
-  await stopProcesses(children);
-  rmSync(work, { recursive: true, force: true });
+  await cleanup();
 });
 
 function writeTree(dir: string, files: Record<string, string | Buffer>): void {

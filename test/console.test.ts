@@ -7,29 +7,20 @@
 // page logs an error, and each page's screenshot goes to docs/console/.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { DockerClient } from '../lib/docker/client.ts';
-import { ensureBuilt, root } from './helpers/build.ts';
 import { startBinaryLauncher, startBinaryServer } from './helpers/binary.ts';
-import { startProcess, type Started, stopProcesses } from './helpers/processes.ts';
+import { consoleE2e } from './helpers/console-e2e.ts';
 import { launchBrowser, type Browser } from './helpers/browser.ts';
 import { TEST_IMAGE, ensureTestImage } from './helpers/docker.ts';
 import { httpsRequest } from './helpers/server.ts';
 
-const binary = ensureBuilt();
-const work = mkdtempSync(join(tmpdir(), 'launcher-console-'));
-const data = join(work, 'data');
-const shots = join(root, 'docs/console');
-const children: ChildProcess[] = [];
+const { work, data, shots, started, cleanup } = consoleE2e('launcher-console-');
 let browser: Browser | undefined;
-
-const started = (args: string[], env: Record<string, string> = {}): Started => startProcess(binary, args, env, children);
-
 
 /** Form controls a screen reader could not name (no <label>, aria-label or aria-labelledby). */
 async function unlabelled(page: Page): Promise<string[]> {
@@ -51,8 +42,7 @@ async function waitText(page: Page, selector: string, text: string | RegExp, ms 
 
 test.after(async () => {
   await browser?.close();
-  await stopProcesses(children);
-  rmSync(work, { recursive: true, force: true });
+  await cleanup();
 });
 
 test('the product flow in the browser: sign in, pool from a CSR file, launcher, stack with a browser-sealed secret, live run, confirm, drain', async () => {
