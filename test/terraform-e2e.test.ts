@@ -9,44 +9,27 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DockerClient } from '../lib/docker/client.ts';
 import { publicKeyPem, parsePoolPrivateKey } from '../lib/keys.ts';
-import { removeWorkerContainers } from './helpers/docker.ts';
-import { startTestServer, type TestServer } from './helpers/server.ts';
+import { LauncherFleet } from './helpers/fleet.ts';
+import type { TestServer } from './helpers/server.ts';
 import {
-  createPool, filesContaining, getRun, runLogs, sealToKey, seedPoolKey, startLauncher, tarOf, tempDir,
+  filesContaining, getRun, runLogs, sealToKey, tarOf,
   trigger, waitRun, ended, type LauncherProcess, type PoolKey,
 } from './helpers/launcher.ts';
 import { TERRAFORM_BIN, TERRAFORM_IMAGE, ensureTerraformImage } from './helpers/terraform.ts';
 
-const docker = new DockerClient();
+const fleet = new LauncherFleet('tf', { image: ensureTerraformImage, keyBits: 2048 });
 let srv: TestServer;
 let key: PoolKey;
 let pool: { poolId: string; token: string };
 let pub: string;
-const launchers: LauncherProcess[] = [];
-const dirs: Array<{ remove(): void }> = [];
-const workerIds = new Set<string>();
 const TF_ENV = { ...process.env, TF_CLI_CONFIG_FILE: '/dev/null', TF_IN_AUTOMATION: '1' };
 
-function launch(stateDir?: string): { l: LauncherProcess; stateDir: string } {
-  let dir = stateDir;
-  if (!dir) {
-    const d = tempDir('launcher-tf-state-');
-    dirs.push(d);
-    dir = d.path;
-  }
-  const l = startLauncher({ token: pool.token, keyB64: key.keyB64, stateDir: dir, env: { SPACELIFT_LAUNCHER_LOGS_TIMEOUT: '2m' } });
-  launchers.push(l);
-  return { l, stateDir: dir };
+function launch(stateDir = fleet.stateDir()): { l: LauncherProcess; stateDir: string } {
+  return { l: fleet.launch({ stateDir, env: { SPACELIFT_LAUNCHER_LOGS_TIMEOUT: '2m' } }), stateDir };
 }
 
-async function registered(l: LauncherProcess): Promise<string> {
-  const line = await l.waitFor(/Registered with the server/);
-  const id = (JSON.parse(line) as { workerId: string }).workerId;
-  workerIds.add(id);
-  return id;
-}
+const registered = (l: LauncherProcess): Promise<string> => fleet.registered(l);
 
 async function tfStack(name: string, o: { tool?: Record<string, unknown>; [k: string]: unknown } = {}): Promise<string> {
   const { tool, ...rest } = o;
@@ -69,22 +52,20 @@ async function versions(stack: string): Promise<any> {
 async function pulledState(stack: string, version: number | 'current' = 'current'): Promise<{ path: string; json: any }> {
   const r = await srv.admin('GET', `/v1/stacks/${stack}/state/${version}`);
   assert.is(r.status, 200, r.text);
-  const d = tempDir('launcher-tf-pull-');
-  dirs.push(d);
-  writeFileSync(join(d.path, 'state.age'), r.raw);
-  const plain = execFileSync('age', ['-d', '-i', key.keyPath, join(d.path, 'state.age')]);
-  writeFileSync(join(d.path, 'terraform.tfstate'), plain);
-  return { path: join(d.path, 'terraform.tfstate'), json: JSON.parse(plain.toString('utf8')) };
+  const d = fleet.stateDir('pull');
+  writeFileSync(join(d, 'state.age'), r.raw);
+  const plain = execFileSync('age', ['-d', '-i', key.keyPath, join(d, 'state.age')]);
+  writeFileSync(join(d, 'terraform.tfstate'), plain);
+  return { path: join(d, 'terraform.tfstate'), json: JSON.parse(plain.toString('utf8')) };
 }
 
 /** Terraform's own plan JSON for `files` against `statePath`, on the host. */
 function hostPlan(files: Record<string, string>, statePath: string): any {
-  const d = tempDir('launcher-tf-host-');
-  dirs.push(d);
-  for (const [n, body] of Object.entries(files)) writeFileSync(join(d.path, n), body);
-  execFileSync(TERRAFORM_BIN, ['init', '-input=false'], { cwd: d.path, env: TF_ENV, stdio: 'pipe' });
-  execFileSync(TERRAFORM_BIN, ['plan', '-input=false', `-state=${statePath}`, '-out=p'], { cwd: d.path, env: TF_ENV, stdio: 'pipe' });
-  return JSON.parse(execFileSync(TERRAFORM_BIN, ['show', '-json', 'p'], { cwd: d.path, env: TF_ENV, encoding: 'utf8', maxBuffer: 64 << 20 }));
+  const d = fleet.stateDir('host');
+  for (const [n, body] of Object.entries(files)) writeFileSync(join(d, n), body);
+  execFileSync(TERRAFORM_BIN, ['init', '-input=false'], { cwd: d, env: TF_ENV, stdio: 'pipe' });
+  execFileSync(TERRAFORM_BIN, ['plan', '-input=false', `-state=${statePath}`, '-out=p'], { cwd: d, env: TF_ENV, stdio: 'pipe' });
+  return JSON.parse(execFileSync(TERRAFORM_BIN, ['show', '-json', 'p'], { cwd: d, env: TF_ENV, encoding: 'utf8', maxBuffer: 64 << 20 }));
 }
 
 function countActions(plan: any): { add: number; change: number; destroy: number; replace: number } {
@@ -100,11 +81,9 @@ function countActions(plan: any): { add: number; change: number; destroy: number
 }
 
 test.before(async () => {
-  await ensureTerraformImage(docker);
-  key = seedPoolKey(2048);
+  await fleet.start();
+  ({ srv, key, pool } = fleet);
   pub = publicKeyPem(parsePoolPrivateKey(key.keyPem));
-  srv = await startTestServer();
-  pool = await createPool(srv, 'tf', key.csrPem);
   await registered(launch().l);
 });
 
@@ -231,7 +210,7 @@ test('an apply that fails after one resource is created keeps that resource in t
 });
 
 test('kill -9 of the launcher during an apply: after the restart the run ends and the state version is there', async () => {
-  for (const l of launchers.splice(0)) { l.kill('SIGTERM'); await l.exitCode(); }
+  await fleet.stopAll();
   const { l, stateDir } = launch();
   await registered(l);
   const stack = await tfStack('tf-kill', { tool: { autodeploy: true } });
@@ -326,11 +305,6 @@ test('a module runs init, validate and test as a proposed run with no state; a f
   assert.match((await runLogs(srv, id2, 2)).replace(/\x1b\[[0-9;]*m/g, ''), /not shouted/);
 });
 
-test.after(async () => {
-  for (const l of launchers) { l.kill('SIGTERM'); await l.exitCode(); }
-  for (const id of workerIds) await removeWorkerContainers(docker, id).catch(() => {});
-  await srv?.stop();
-  for (const d of dirs) d.remove();
-});
+test.after(() => fleet.close());
 
 test.run();

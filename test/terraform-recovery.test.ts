@@ -8,37 +8,30 @@ import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DockerClient } from '../lib/docker/client.ts';
 import { publicKeyPem, parsePoolPrivateKey } from '../lib/keys.ts';
-import { removeWorkerContainers } from './helpers/docker.ts';
-import { startTestServer, type TestServer } from './helpers/server.ts';
+import { LauncherFleet } from './helpers/fleet.ts';
+import type { TestServer } from './helpers/server.ts';
 import {
-  createPool, runLogs, sealToKey, seedPoolKey, startLauncher, tarOf, tempDir, waitRun, ended, type LauncherProcess, type PoolKey,
+  runLogs, sealToKey, tarOf, waitRun, ended, type LauncherProcess, type PoolKey,
 } from './helpers/launcher.ts';
 import { TERRAFORM_IMAGE, ensureTerraformImage } from './helpers/terraform.ts';
 
-const docker = new DockerClient();
+const fleet = new LauncherFleet('tfrec', { image: ensureTerraformImage, keyBits: 2048, serverArgs: ['--worker-lease', '2s', '--worker-grace', '2s'] });
 let srv: TestServer;
 let key: PoolKey;
 let pub: string;
 let pool: { poolId: string; token: string };
-const launchers: LauncherProcess[] = [];
-const dirs: Array<{ remove(): void }> = [];
-const workerIds = new Set<string>();
 
 async function launch(stateDir: string): Promise<LauncherProcess> {
-  const l = startLauncher({ token: pool.token, keyB64: key.keyB64, stateDir });
-  launchers.push(l);
-  const line = await l.waitFor(/Registered with the server/);
-  workerIds.add((JSON.parse(line) as { workerId: string }).workerId);
+  const l = fleet.launch({ stateDir });
+  await fleet.registered(l);
   return l;
 }
 
 function opened(blob: Buffer): string {
-  const d = tempDir('launcher-tfrec-');
-  dirs.push(d);
-  writeFileSync(join(d.path, 's.age'), blob);
-  const r = spawnSync('age', ['-d', '-i', key.keyPath, join(d.path, 's.age')], { encoding: 'utf8' });
+  const d = fleet.stateDir('open');
+  writeFileSync(join(d, 's.age'), blob);
+  const r = spawnSync('age', ['-d', '-i', key.keyPath, join(d, 's.age')], { encoding: 'utf8' });
   assert.is(r.status, 0, r.stderr);
   return r.stdout;
 }
@@ -65,21 +58,18 @@ async function abandonedApply(stack: string, name: string, stateDir: string): Pr
 }
 
 test.before(async () => {
-  await ensureTerraformImage(docker);
-  key = seedPoolKey(2048);
+  await fleet.start();
+  ({ srv, key, pool } = fleet);
   pub = publicKeyPem(parsePoolPrivateKey(key.keyPem));
-  srv = await startTestServer({ args: ['--worker-lease', '2s', '--worker-grace', '2s'] });
-  pool = await createPool(srv, 'tfrec', key.csrPem);
 });
 
 test('back after the grace period: the partial state of the abandoned apply becomes the next version', async () => {
   const st = await srv.admin('POST', '/v1/stacks', { name: 'rec', pool: pool.poolId, image: TERRAFORM_IMAGE, tool: { name: 'terraform', autodeploy: true } });
   assert.is(st.status, 201, st.text);
-  const d = tempDir('launcher-tfrec-state-');
-  dirs.push(d);
-  const id = await abandonedApply('rec', 'salvaged', d.path);
+  const d = fleet.stateDir();
+  const id = await abandonedApply('rec', 'salvaged', d);
   assert.is((await srv.admin('GET', '/v1/stacks/rec/state')).body.versions.length, 0);
-  const back = await launch(d.path);
+  const back = await launch(d);
   await back.waitFor(/Stored the state of a phase the server had given up on/, 120_000);
   const v = (await srv.admin('GET', '/v1/stacks/rec/state')).body;
   assert.is(v.versions.length, 1, JSON.stringify(v));
@@ -93,14 +83,13 @@ test('back after the grace period: the partial state of the abandoned apply beco
 test('back after someone else wrote the state: the abandoned apply\'s state is kept sealed beside its run', async () => {
   const st = await srv.admin('POST', '/v1/stacks', { name: 'rec2', pool: pool.poolId, image: TERRAFORM_IMAGE, tool: { name: 'terraform', autodeploy: true } });
   assert.is(st.status, 201, st.text);
-  const d = tempDir('launcher-tfrec-state-');
-  dirs.push(d);
-  const id = await abandonedApply('rec2', 'orphan', d.path);
+  const d = fleet.stateDir();
+  const id = await abandonedApply('rec2', 'orphan', d);
   // Meanwhile an admin imports another state (the run no longer holds it).
   const other = await sealToKey('{"version": 4, "terraform_version": "1.11.4", "serial": 1, "lineage": "11111111-2222-3333-4444-555555555555", "outputs": {}, "resources": []}', pub);
   assert.is((await srv.admin('PUT', '/v1/stacks/rec2/state?base=none&serial=1&lineage=11111111-2222-3333-4444-555555555555', other)).status, 201);
   assert.is((await srv.admin('GET', `/v1/runs/${id}/state`)).status, 404);
-  const back = await launch(d.path);
+  const back = await launch(d);
   await back.waitFor(/Could not store the state of a phase the server had given up on.*STATE_CONFLICT/, 120_000);
   const v = (await srv.admin('GET', '/v1/stacks/rec2/state')).body;
   assert.equal(v.versions.map((x: any) => x.source), ['push'], 'the newer version was not overwritten');
@@ -115,9 +104,8 @@ test('back after someone else wrote the state: the abandoned apply\'s state is k
 });
 
 test('a canceled apply stops Terraform gracefully and stores the partial state: the created resource, the interrupted one tainted', async () => {
-  const d = tempDir('launcher-tfrec-state-');
-  dirs.push(d);
-  const l = await launch(d.path);
+  const d = fleet.stateDir();
+  const l = await launch(d);
   const st = await srv.admin('POST', '/v1/stacks', { name: 'canceled', pool: pool.poolId, image: TERRAFORM_IMAGE, tool: { name: 'terraform', autodeploy: true } });
   assert.is(st.status, 201, st.text);
   const code = {
@@ -140,11 +128,6 @@ test('a canceled apply stops Terraform gracefully and stores the partial state: 
   await l.exitCode();
 });
 
-test.after(async () => {
-  for (const l of launchers) { l.kill('SIGTERM'); await l.exitCode(); }
-  for (const id of workerIds) await removeWorkerContainers(docker, id).catch(() => {});
-  await srv?.stop();
-  for (const d of dirs) d.remove();
-});
+test.after(() => fleet.close());
 
 test.run();

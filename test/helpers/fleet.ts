@@ -1,6 +1,7 @@
 // One real server, one pool and the launchers a test starts against it, with
 // everything cleaned up at the end: the setup the end-to-end tests (e2e,
-// launcher-control, launcher-restart) used to copy into each file.
+// launcher-control, launcher-restart, terraform-e2e, terraform-recovery) used
+// to copy into each file.
 import { DockerClient } from '../../lib/docker/client.ts';
 import { ensureTestImage, removeWorkerContainers } from './docker.ts';
 import { createPool, runLogs, seedPoolKey, startLauncher, tempDir, type LauncherProcess, type PoolKey } from './launcher.ts';
@@ -16,6 +17,15 @@ export interface LaunchOptions {
   stateDir?: string;
 }
 
+export interface FleetOptions {
+  /** Makes sure the runner image the tests use exists; default the busybox test image. */
+  image?: (docker: DockerClient) => Promise<unknown>;
+  /** RSA size of the pool key; default 4096, as the seed makes it. */
+  keyBits?: number;
+  /** Extra `launcher server` flags (e.g. short leases). */
+  serverArgs?: string[];
+}
+
 export class LauncherFleet {
   readonly docker = new DockerClient();
   srv!: TestServer;
@@ -25,20 +35,21 @@ export class LauncherFleet {
   readonly workerIds = new Set<string>();
   readonly #dirs: Array<{ remove(): void }> = [];
   readonly #name: string;
+  readonly #o: FleetOptions;
 
   /** `name` names the pool and the temporary directories. */
-  constructor(name: string) { this.#name = name; }
+  constructor(name: string, o: FleetOptions = {}) { this.#name = name; this.#o = o; }
 
   async start(): Promise<void> {
-    await ensureTestImage(this.docker);
-    this.key = seedPoolKey(4096);
-    this.srv = await startTestServer();
+    await (this.#o.image ?? ensureTestImage)(this.docker);
+    this.key = seedPoolKey(this.#o.keyBits ?? 4096);
+    this.srv = await startTestServer(this.#o.serverArgs ? { args: this.#o.serverArgs } : {});
     this.pool = await createPool(this.srv, this.#name, this.key.csrPem);
   }
 
-  /** A fresh state directory, removed at close(). */
-  stateDir(): string {
-    const d = tempDir(`launcher-${this.#name}-state-`);
+  /** A fresh directory (by default for a launcher's state), removed at close(). */
+  stateDir(what = 'state'): string {
+    const d = tempDir(`launcher-${this.#name}-${what}-`);
     this.#dirs.push(d);
     return d.path;
   }
