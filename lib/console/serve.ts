@@ -144,12 +144,13 @@ async function sessionEndpoint(d: ConsoleDeps, req: IncomingMessage, res: Server
     const token = str(body, 'token', { max: 256, hint: 'the admin token (DATA/admin.token)' })!.trim();
     if (!tokenMatches(token, d.adminHash)) {
       const next = d.throttle.failed(client);
+      const seconds = Math.ceil(next / 1000);
       d.warn('Console sign-in refused', { remote: req.socket.remoteAddress ?? null, waitMs: next });
       d.audit(req, 401, 'POST /console/session');
-      if (next > 0) res.setHeader('retry-after', String(Math.ceil(next / 1000)));
+      if (next > 0) res.setHeader('retry-after', String(seconds));
       throw new HttpError(401, 'ADMIN_TOKEN_INVALID', 'Sign-in refused: that is not this server\'s admin token (it is in DATA/admin.token)' +
-        (next > 0 ? `; too many wrong tokens from your address: the next try is checked in ${Math.ceil(next / 1000)} s` : ''),
-        next > 0 ? { retryAfterSeconds: Math.ceil(next / 1000) } : undefined);
+        (next > 0 ? `; too many wrong tokens from your address: the next try is checked in ${seconds} s` : ''),
+        next > 0 ? { retryAfterSeconds: seconds } : undefined);
     }
     d.throttle.succeeded(client);
     d.sessions.delete(sid);
